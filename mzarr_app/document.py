@@ -1,0 +1,209 @@
+"""An opened image: the ``mzarr_core`` handle, its chunk reader, pending edits and saving (no Qt)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import chunk_loader
+from .tiles import Plane, TileKey, chunk_region, tile_rect
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A pending edit: ``region`` (level-0, every axis) set to ``value`` where ``mask`` (broadcastable) is true."""
+
+    region: tuple[slice, ...]
+    value: float
+    mask: np.ndarray | None = None
+    label: str = "edit"
+
+    def apply_to(self, block: np.ndarray) -> np.ndarray:
+        """Apply this edit to ``block`` (the level-0 data of ``region``) and return it."""
+        if self.mask is None:
+            block[...] = self.value
+        else:
+            m = np.broadcast_to(self.mask, block.shape)
+            block[m] = self.value
+        return block
+
+
+def _json_copy(obj: Any) -> Any:
+    """Deep copy of a JSON-like value as plain dicts/lists."""
+    return json.loads(json.dumps(obj))
+
+
+class Document:
+    """One image opened read-only for display; edits stay in memory until :meth:`save`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from mzarr_core import Mzarr  # imported lazily so the GUI starts even if the core is broken
+
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        self.m = Mzarr(self.path, mode="r")
+        self.edits: list[Edit] = []
+        self._load_props()
+
+    def _load_props(self) -> None:
+        """Cache the image's properties."""
+        m = self.m
+        self.shape: tuple[int, ...] = tuple(int(s) for s in m.shape)
+        self.dtype = np.dtype(m.dtype)
+        self.axes: str = m.axes
+        self.spatial_axes: str = "".join(a for a in self.axes if a != "c")
+        self.channel_count: int | None = m.channel_count
+        self.spacing: tuple[float, ...] | None = tuple(m.spacing) if m.spacing is not None else None
+        self.unit: str = m.unit or ""
+        self.is_label: bool = bool(m.is_label)
+        self.levels = list(m.levels)
+        self.chunks = tuple(m.chunks)
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def read_chunk(self, key: tuple[int, tuple[int, ...]]) -> np.ndarray:
+        """Decode the chunk ``key = (level, chunk_index)`` through :func:`chunk_loader.read_chunk`."""
+        level_index, chunk_index = key
+        return chunk_loader.read_chunk(self.levels[level_index], chunk_index)
+
+    def coarsest_data(self, max_pixels: int = 16_000_000) -> tuple[int, np.ndarray]:
+        """(level index, array) of the coarsest level (or the first small enough) for histograms."""
+        idx = len(self.levels) - 1
+        for i, lev in enumerate(self.levels):
+            if int(np.prod(lev.shape)) <= max_pixels:
+                idx = i
+                break
+        lev = self.levels[idx]
+        out = np.empty(lev.shape, lev.dtype)
+        grid = [int(-(-n // c)) for n, c in zip(lev.shape, lev.chunks)]
+        for ci in np.ndindex(*grid):
+            out[chunk_region(lev, ci)] = self.read_chunk((idx, tuple(int(v) for v in ci)))
+        return idx, out
+
+    def spatial_index(self, axis: str) -> int:
+        """Position of spatial ``axis`` in ``axes``."""
+        return self.axes.index(axis)
+
+    def close(self) -> None:
+        """Close the file handle."""
+        try:
+            self.m.close()
+        except Exception:  # closing twice or a broken handle must not take the app down
+            pass
+
+    def reopen(self) -> None:
+        """Close and reopen the file (after it was written)."""
+        from mzarr_core import Mzarr
+
+        self.close()
+        self.m = Mzarr(self.path, mode="r")
+        self._load_props()
+
+    # --- metadata ------------------------------------------------------------------------------------------
+    def attrs(self) -> dict[str, Any]:
+        """A plain copy of the user attributes."""
+        return _json_copy(dict(self.m.attrs()))
+
+    def save_attrs(self, attrs: dict[str, Any]) -> None:
+        """Replace the file's user attributes with ``attrs``."""
+        from mzarr_core import Mzarr
+
+        with Mzarr(self.path, mode="r+") as w:
+            a = w.attrs()
+            for k in list(a.keys()):
+                if k not in attrs:
+                    del a[k]
+            for k, v in attrs.items():
+                a[k] = copy.deepcopy(v)
+        self.reopen()
+
+    # --- editing -------------------------------------------------------------------------------------------
+    def full_region(self, spatial: dict[str, slice]) -> tuple[slice, ...]:
+        """n-D region over every axis from per-spatial-axis slices (channels: all)."""
+        return tuple(spatial.get(a, slice(0, n)) if a != "c" else slice(0, n) for a, n in zip(self.axes, self.shape))
+
+    def check_value(self, value: float) -> float | int:
+        """``value`` converted to the image dtype; ValueError if it does not fit."""
+        dt = self.dtype
+        if dt.kind in "ui":
+            if float(value) != int(value):
+                raise ValueError(f"{value} is not an integer; the image is {dt}")
+            info = np.iinfo(dt)
+            if not info.min <= int(value) <= info.max:
+                raise ValueError(f"{value} does not fit in {dt} ({info.min}..{info.max})")
+            return int(value)
+        if dt.kind == "b":
+            return bool(value)
+        return float(value)
+
+    def save_edits(self, edits: Sequence[Edit] | None = None) -> int:
+        """Write ``edits`` (default: the pending ones) through ``mzarr_core`` and reopen; returns how many."""
+        from mzarr_core import Mzarr
+
+        todo = list(self.edits if edits is None else edits)
+        if not todo:
+            return 0
+        with Mzarr(self.path, mode="r+") as w:
+            for e in todo:
+                if e.mask is None:
+                    w[e.region] = self.check_value(e.value)
+                else:
+                    block = np.asarray(w[e.region]).copy()
+                    w[e.region] = e.apply_to(block)
+        self.reopen()
+        if edits is None:
+            self.edits = []
+        return len(todo)
+
+    def overlay(self, data: np.ndarray, level_index: int, plane: Plane, tile: TileKey,
+                edits: Sequence[Edit]) -> np.ndarray:
+        """Tile ``data`` with the pending ``edits`` drawn in (nearest sampling at coarse levels)."""
+        if not edits:
+            return data
+        lev = self.levels[level_index]
+        x, y, w, h = tile_rect(lev, plane, tile)
+        ri, ci = self.axes.index(plane.row), self.axes.index(plane.col)
+        fr, fc = float(lev.factor[ri]), float(lev.factor[ci])
+        rows, cols = data.shape[:2]
+        r0 = np.minimum((y + np.arange(rows) * fr + fr // 2).astype(np.int64), self.shape[ri] - 1)
+        c0 = np.minimum((x + np.arange(cols) * fc + fc // 2).astype(np.int64), self.shape[ci] - 1)
+        out = None
+        for e in edits:
+            if plane.slice_axis is not None:
+                sa = self.axes.index(plane.slice_axis)
+                sl = e.region[sa]
+                if not sl.start <= plane.slice_index < sl.stop:
+                    continue
+            rs, cs = e.region[ri], e.region[ci]
+            rsel = (r0 >= rs.start) & (r0 < rs.stop)
+            csel = (c0 >= cs.start) & (c0 < cs.stop)
+            if not rsel.any() or not csel.any():
+                continue
+            sel = rsel[:, None] & csel[None, :]
+            if e.mask is not None:
+                idx: list[np.ndarray] = []
+                for ax, a in enumerate(self.axes):
+                    if e.mask.shape[ax] == 1:
+                        idx.append(np.array([0]))
+                    elif ax == ri:
+                        idx.append(np.clip(r0 - rs.start, 0, e.mask.shape[ax] - 1))
+                    elif ax == ci:
+                        idx.append(np.clip(c0 - cs.start, 0, e.mask.shape[ax] - 1))
+                    elif a == plane.slice_axis:
+                        idx.append(np.array([plane.slice_index - e.region[ax].start]))
+                    else:
+                        idx.append(np.array([0]))
+                mk = e.mask[np.ix_(*idx)]
+                mk = mk[tuple(slice(None) if ax in (ri, ci) else 0 for ax in range(len(self.axes)))]
+                if ri > ci:
+                    mk = mk.T
+                sel &= np.broadcast_to(mk, (rows, cols))
+            if out is None:
+                out = data.copy()
+            out[sel] = e.value
+        return data if out is None else out

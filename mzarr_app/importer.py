@@ -1,0 +1,89 @@
+"""Import of TIFF/PNG/JPEG/NPY files into .mzarr through ``mzarr_core.convert`` with a cancellable progress dialog."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
+from PySide6.QtWidgets import QProgressDialog, QWidget
+
+IMPORT_FILTER = "Images (*.tif *.tiff *.ome.tif *.ome.tiff *.png *.jpg *.jpeg *.npy);;All files (*)"
+
+
+class _Bridge(QObject):
+    """Carries progress and completion from the worker thread to the GUI thread."""
+
+    progress = Signal(int, int)
+    finished = Signal(str)  # "" on success, else the error message ("cancelled" when cancelled)
+
+
+def default_destination(src: str) -> str:
+    """``photo.tif`` -> ``photo.mzarr`` next to the source."""
+    base = os.path.basename(src)
+    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".npy"):
+        if base.lower().endswith(ext):
+            base = base[: -len(ext)]
+            break
+    return os.path.join(os.path.dirname(os.path.abspath(src)), base + ".mzarr")
+
+
+def run_import(parent: QWidget | None, src: str, dst: str,
+               on_dialog: Callable[[QProgressDialog], None] | None = None) -> str:
+    """Convert ``src`` to ``dst`` showing a progress dialog; returns "" on success, else a message.
+
+    Runs the conversion in a background thread; Cancel makes the progress callback raise
+    ``SaveCancelled`` so the core aborts and leaves no partial file. ``on_dialog`` lets tests reach the dialog.
+    """
+    import mzarr_core
+
+    bridge = _Bridge()
+    cancel = threading.Event()
+    dlg = QProgressDialog(f"Importing {os.path.basename(src)}…", "Cancel", 0, 100, parent)
+    dlg.setWindowTitle("Import image")
+    dlg.setWindowModality(Qt.WindowModality.WindowModal)
+    dlg.setMinimumDuration(0)
+    dlg.setAutoClose(False)
+    dlg.setAutoReset(False)
+    dlg.canceled.connect(cancel.set)
+    result: list[str] = []
+    loop = QEventLoop()
+
+    def progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise mzarr_core.SaveCancelled("import cancelled")
+        bridge.progress.emit(int(done), int(total))
+
+    def work() -> None:
+        try:
+            mzarr_core.convert(src, dst, progress=progress)
+            msg = "cancelled" if cancel.is_set() else ""
+        except mzarr_core.SaveCancelled:
+            msg = "cancelled"
+        except Exception as exc:  # any failure is reported, never raised into Qt
+            msg = f"{type(exc).__name__}: {exc}"
+        bridge.finished.emit(msg)
+
+    def on_progress(done: int, total: int) -> None:
+        if total > 0:
+            dlg.setMaximum(total)
+            dlg.setValue(min(done, total))
+
+    def on_finished(msg: str) -> None:
+        result.append(msg)
+        loop.quit()
+
+    bridge.progress.connect(on_progress)
+    bridge.finished.connect(on_finished)
+    dlg.show()
+    if on_dialog is not None:
+        on_dialog(dlg)
+    th = threading.Thread(target=work, name="mzarr-import", daemon=True)
+    th.start()
+    if not result:
+        loop.exec()
+    th.join()
+    dlg.close()
+    dlg.deleteLater()
+    return result[0] if result else "cancelled"

@@ -1,0 +1,1 @@
+"""Dock panels of the main window: contrast, slicing, editing and metadata."""

@@ -1,0 +1,500 @@
+"""The main window: view, docks, menus, status bar, opening/saving and unsaved-change handling."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
+
+from . import APP_NAME, __version__, settings
+from .contrast import DisplaySettings
+from .document import Document
+from .importer import IMPORT_FILTER, default_destination, run_import
+from .panels.contrast import ContrastPanel
+from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
+from .panels.metadata import MetadataPanel
+from .panels.slicing import SlicingPanel
+from .tiles import Plane
+from .view import TiledImageView, format_length
+
+OPEN_FILTER = "Mzarr images (*.mzarr);;OME-Zarr (*.zarr zarr.json .zattrs);;All files (*)"
+
+
+def resolve_open_path(path: str) -> str:
+    """Map a picked ``zarr.json``/``.zattrs`` inside an OME-Zarr folder to the folder itself."""
+    if os.path.basename(path) in ("zarr.json", ".zattrs", ".zgroup"):
+        return os.path.dirname(path)
+    return path
+
+
+class MainWindow(QMainWindow):
+    """One window showing one image."""
+
+    openInNewWindow = Signal(str)
+
+    def __init__(self, cache_mb: float | None = None, threads: int | None = None) -> None:
+        super().__init__()
+        self.doc: Document | None = None
+        self.error_box: QMessageBox | None = None
+        self.last_error = ""
+        self.view = TiledImageView(self, cache_mb or settings.cache_mb(), threads)
+        self.setCentralWidget(self.view)
+        self.setAcceptDrops(True)
+        self.resize(1200, 800)
+        self.model = EditModel(self)
+        self.contrast = ContrastPanel()
+        self.slicing = SlicingPanel()
+        self.editing = EditingPanel(self.model)
+        self.metadata = MetadataPanel()
+        self.docks: dict[str, QDockWidget] = {}
+        for name, w, area in (("Contrast", self.contrast, Qt.DockWidgetArea.RightDockWidgetArea),
+                              ("Slicing", self.slicing, Qt.DockWidgetArea.RightDockWidgetArea),
+                              ("Editing", self.editing, Qt.DockWidgetArea.RightDockWidgetArea),
+                              ("Metadata", self.metadata, Qt.DockWidgetArea.RightDockWidgetArea)):
+            d = QDockWidget(name, self)
+            d.setObjectName(f"dock{name}")
+            d.setWidget(w)
+            self.addDockWidget(area, d)
+            self.docks[name] = d
+        self.tabifyDockWidget(self.docks["Editing"], self.docks["Metadata"])
+        self.docks["Editing"].raise_()
+        self.pos_label = QLabel("")
+        self.value_label = QLabel("")
+        self.level_label = QLabel("")
+        self.pos_label.setObjectName("statusPosition")
+        self.value_label.setObjectName("statusValue")
+        self.level_label.setObjectName("statusLevel")
+        sb = self.statusBar()
+        sb.addWidget(self.pos_label, 1)
+        sb.addWidget(self.value_label)
+        sb.addPermanentWidget(self.level_label)
+        self._make_actions()
+        self._connect()
+        self._update_title()
+        self._restore_state()
+
+    # --- construction --------------------------------------------------------------------------------------
+    def _action(self, menu: Any, text: str, slot: Callable[..., Any], shortcut: Any = None, name: str = "") -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            if isinstance(shortcut, (list, tuple)):
+                a.setShortcuts([QKeySequence(s) for s in shortcut])
+            else:
+                a.setShortcut(QKeySequence(shortcut))
+        a.triggered.connect(lambda _checked=False: slot())
+        if name:
+            a.setObjectName(name)
+        menu.addAction(a)
+        self.addAction(a)
+        return a
+
+    def _make_actions(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.act_open = self._action(f, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "actOpen")
+        self._action(f, "Open OME-Zarr &folder…", self.open_folder_dialog, "Ctrl+Shift+O", "actOpenFolder")
+        self._action(f, "&Import TIFF/PNG…", self.import_dialog, "Ctrl+I", "actImport")
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addSeparator()
+        self.act_save = self._action(f, "&Save", self.save, QKeySequence.StandardKey.Save, "actSave")
+        self._action(f, "&Close", self.close, QKeySequence.StandardKey.Close, "actClose")
+        f.addSeparator()
+        self._action(f, "Cache size…", self.cache_dialog, None, "actCache")
+        self._action(f, "&Quit", self._quit, QKeySequence.StandardKey.Quit, "actQuit")
+        e = mb.addMenu("&Edit")
+        self.act_undo = self.model.stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)
+        self.act_redo = self.model.stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        for a in (self.act_undo, self.act_redo):
+            e.addAction(a)
+            self.addAction(a)
+        e.addSeparator()
+        self._action(e, "Set selection to value", lambda: self.fill_selection(self.editing.value.value()),
+                     "Ctrl+Return", "actFill")
+        self._action(e, "Clear selection", lambda: self.fill_selection(0.0), "Ctrl+Backspace", "actClear")
+        self._action(e, "Rectangle tool", lambda: self.editing.set_tool("rect"), "R", "actRect")
+        self._action(e, "Brush tool", lambda: self.editing.set_tool("brush"), "B", "actBrush")
+        self._action(e, "Pan tool", lambda: self.editing.set_tool(None), "Esc", "actPan")
+        v = mb.addMenu("&View")
+        self._action(v, "Zoom &in", lambda: self.view.zoom(2.0), [QKeySequence.StandardKey.ZoomIn, "="], "actZoomIn")
+        self._action(v, "Zoom &out", lambda: self.view.zoom(0.5), [QKeySequence.StandardKey.ZoomOut, "-"],
+                     "actZoomOut")
+        self._action(v, "&Fit to window", self.view.fit, ["Ctrl+0", "0"], "actFit")
+        self._action(v, "Actual pixels (1:1)", self.actual_size, "Ctrl+1", "actActual")
+        self._action(v, "Next slice", lambda: self.slicing.step(1), ["PgDown", "."], "actNextSlice")
+        self._action(v, "Previous slice", lambda: self.slicing.step(-1), ["PgUp", ","], "actPrevSlice")
+        self._action(v, "Next slice ×10", lambda: self.slicing.step(10), "Shift+PgDown", "actNextSlice10")
+        self._action(v, "Previous slice ×10", lambda: self.slicing.step(-10), "Shift+PgUp", "actPrevSlice10")
+        self._action(v, "&Auto contrast", self.contrast.auto_levels, "A", "actAuto")
+        v.addSeparator()
+        for d in self.docks.values():
+            v.addAction(d.toggleViewAction())
+        h = mb.addMenu("&Help")
+        self._action(h, "&About Mzarr Viewer", self.about, None, "actAbout")
+
+    def _connect(self) -> None:
+        self.view.autoDisplayReady.connect(self._auto_display)
+        self.view.levelChanged.connect(lambda lv: self._show_level())
+        self.view.frameComplete.connect(self._show_level)
+        self.view.cursorInfo.connect(self._cursor)
+        self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
+        self.view.vb.rectDrawn.connect(lambda r: self.statusBar().showMessage(
+            f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
+        self.view.vb.brushStroke.connect(self._brush_stroke)
+        self.contrast.settingsChanged.connect(self.view.set_display)
+        self.slicing.planeChanged.connect(self._plane_changed)
+        self.editing.toolChanged.connect(self._tool_changed)
+        self.editing.fillRequested.connect(self.fill_selection)
+        self.editing.saveRequested.connect(self.save)
+        self.editing.radius.valueChanged.connect(lambda r: setattr(self.view.vb, "brush_radius", r))
+        self.model.changed.connect(self._edits_changed)
+        self.metadata.changed.connect(self._update_title)
+        self.metadata.saveRequested.connect(lambda _d: self.save())
+
+    # --- opening -------------------------------------------------------------------------------------------
+    def open_path(self, path: str) -> bool:
+        """Open ``path`` in this window; shows a message (never raises) when it cannot be opened."""
+        path = resolve_open_path(os.fspath(path))
+        if self.doc is not None and not self.maybe_save():
+            return False
+        try:
+            doc = Document(path)
+        except Exception as exc:  # any error from a bad file becomes a message
+            self.show_error(f"Cannot open {path}", f"{type(exc).__name__}: {exc}")
+            return False
+        self._close_doc()
+        self.doc = doc
+        self.model.reset()
+        rgb = doc.axes.endswith("c") and doc.channel_count in (3, 4) and doc.dtype in (np.uint8, np.uint16)
+        self.slicing.blockSignals(True)
+        self.slicing.set_image(doc.axes, doc.shape, doc.channel_count, rgb)
+        self.slicing.blockSignals(False)
+        self.docks["Slicing"].setVisible(len(doc.spatial_axes) == 3 or bool(doc.channel_count and not rgb))
+        self.editing.set_dtype(doc.dtype, doc.is_label)
+        try:
+            self.metadata.set_attrs(doc.attrs())
+        except Exception as exc:
+            self.metadata.set_attrs({})
+            self.metadata.error.emit(f"attributes could not be read: {exc}")
+        self.view.set_document(doc, self.slicing.plane())
+        settings.add_recent(path)
+        self._update_title()
+        self._show_level()
+        return True
+
+    def _close_doc(self) -> None:
+        self.view.close_document()
+        if self.doc is not None:
+            self.doc.close()
+        self.doc = None
+
+    def show_error(self, title: str, detail: str) -> None:
+        """Non-blocking warning box (kept in ``error_box`` so tests can read it)."""
+        self.last_error = f"{title}\n{detail}"
+        box = QMessageBox(QMessageBox.Icon.Warning, APP_NAME, title, QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText(detail)
+        box.setObjectName("errorBox")
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.error_box = box
+
+    def open_dialog(self) -> None:
+        """File > Open: .mzarr files (or zarr.json of an OME-Zarr folder)."""
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._last_dir(), OPEN_FILTER)
+        if path:
+            self._open_here_or_new(path)
+
+    def open_folder_dialog(self) -> None:
+        """File > Open OME-Zarr folder."""
+        path = QFileDialog.getExistingDirectory(self, "Open OME-Zarr folder", self._last_dir())
+        if path:
+            self._open_here_or_new(path)
+
+    def _open_here_or_new(self, path: str) -> None:
+        if self.doc is None:
+            self.open_path(path)
+        else:
+            self.openInNewWindow.emit(path)
+
+    def _last_dir(self) -> str:
+        r = settings.recent_files()
+        return os.path.dirname(r[0]) if r else os.path.expanduser("~")
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in settings.recent_files():
+            a = self.recent_menu.addAction(p)
+            a.triggered.connect(lambda _c=False, p=p: self._open_here_or_new(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def import_dialog(self) -> None:
+        """File > Import: pick a TIFF/PNG, a destination, convert with progress, open the result."""
+        src, _ = QFileDialog.getOpenFileName(self, "Import image", self._last_dir(), IMPORT_FILTER)
+        if not src:
+            return
+        dst, _ = QFileDialog.getSaveFileName(self, "Save as Mzarr", default_destination(src),
+                                             "Mzarr images (*.mzarr)")
+        if dst:
+            self.import_file(src, dst)
+
+    def import_file(self, src: str, dst: str) -> bool:
+        """Convert ``src`` to ``dst`` with a cancellable progress dialog and open it; False on failure/cancel."""
+        msg = run_import(self, src, dst)
+        if msg == "cancelled":
+            self.statusBar().showMessage("Import cancelled", 5000)
+            return False
+        if msg:
+            self.show_error(f"Cannot import {src}", msg)
+            return False
+        self._open_here_or_new(dst)
+        return True
+
+    def dragEnterEvent(self, ev: QDragEnterEvent) -> None:  # noqa: N802 - Qt naming
+        """Accept dropped local files/folders."""
+        if ev.mimeData().hasUrls() and any(u.isLocalFile() for u in ev.mimeData().urls()):
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev: QDropEvent) -> None:  # noqa: N802 - Qt naming
+        """Open dropped files (import TIFF/PNG ones)."""
+        for u in ev.mimeData().urls():
+            if u.isLocalFile():
+                p = u.toLocalFile()
+                if p.lower().endswith((".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")):
+                    self.import_file(p, default_destination(p))
+                else:
+                    self._open_here_or_new(p)
+        ev.acceptProposedAction()
+
+    # --- view state ----------------------------------------------------------------------------------------
+    def _auto_display(self, s: DisplaySettings) -> None:
+        self.contrast.set_source(s, getattr(self.view, "hist_data", None), getattr(self.view, "hist_channels", None))
+        self._sync_plane_display()
+
+    def _plane_changed(self, plane: Plane) -> None:
+        self.view.set_plane(plane)
+        self._sync_plane_display()
+
+    def _sync_plane_display(self) -> None:
+        """Single-channel selection of a composite shows that channel in grey with its levels."""
+        s = self.contrast.settings
+        p = self.view.plane
+        if s is None or p is None or not s.channels or s.mode == "rgb":
+            return
+        from dataclasses import replace
+
+        if p.channels is not None and len(p.channels) == 1:
+            ch = s.channels[p.channels[0]]
+            self.contrast.channel.setCurrentIndex(p.channels[0])
+            self.view.set_display(replace(s, mode="single", lo=ch.lo, hi=ch.hi))
+        else:
+            self.view.set_display(replace(s, mode="composite"))
+
+    def actual_size(self) -> None:
+        """Zoom so one level-0 pixel is one screen pixel."""
+        r = self.view.vb.viewRect()
+        px = self.view.vb.viewPixelSize()
+        c = r.center()
+        w, h = r.width() / px[0], r.height() / px[1]
+        self.view.vb.setRange(QRectF(c.x() - w / 2, c.y() - h / 2, w, h), padding=0)
+
+    def _show_level(self) -> None:
+        if self.doc is None:
+            self.level_label.setText("")
+            return
+        lv = self.view.level
+        if lv < 0:
+            return
+        lev = self.doc.levels[lv]
+        state = "" if self.view.complete else " (loading…)"
+        self.level_label.setText(f"level {lv}/{len(self.doc.levels) - 1} ×{max(lev.factor)}{state}")
+
+    def _cursor(self, info: dict[str, Any]) -> None:
+        doc = self.doc
+        if doc is None:
+            return
+        plane: Plane = info["plane"]
+        row, col = info["row"], info["col"]
+        h, w = self.view.plane_shape()
+        if not (0 <= row < h and 0 <= col < w):
+            self.pos_label.setText("")
+            self.value_label.setText("")
+            return
+        coords = {plane.row: int(row), plane.col: int(col)}
+        if plane.slice_axis:
+            coords[plane.slice_axis] = plane.slice_index
+        order = [a for a in doc.spatial_axes]
+        text = "  ".join(f"{a}={coords[a]}" for a in order)
+        if doc.spacing is not None:
+            phys = [format_length((coords[a] + (0.5 if a in (plane.row, plane.col) else 0)) * doc.spacing[i],
+                                  doc.unit) for i, a in enumerate(order)]
+            text += "   (" + ", ".join(phys) + ")"
+        self.pos_label.setText(text)
+        v = info["value"]
+        if v is None:
+            self.value_label.setText("value: …")
+        else:
+            val, lv = v
+            vs = ", ".join(f"{x:g}" for x in val) if isinstance(val, tuple) else f"{val:g}"
+            self.value_label.setText(f"value: {vs}" + (f" (level {lv})" if lv else ""))
+
+    # --- editing -------------------------------------------------------------------------------------------
+    def _tool_changed(self, tool: str | None) -> None:
+        self.view.vb.tool = tool
+        if tool is None:
+            self.view.vb.set_selection(None)
+
+    def fill_selection(self, value: float) -> bool:
+        """Set the selected rectangle of the current slice to ``value`` (a pending, undoable edit)."""
+        if self.doc is None or self.view.plane is None:
+            return False
+        r = self.view.vb.selection
+        if r is None:
+            self.statusBar().showMessage("Draw a rectangle first (R, then drag)", 5000)
+            return False
+        return self.select_and_fill((r.left(), r.top(), r.right(), r.bottom()), value)
+
+    def select_and_fill(self, rect: tuple[float, float, float, float], value: float) -> bool:
+        """Pending edit setting level-0 rectangle (x0, y0, x1, y1) of the current slice to ``value``."""
+        assert self.doc is not None and self.view.plane is not None
+        try:
+            e = rect_edit(self.doc, self.view.plane, rect, value, "clear" if value == 0 else "fill")
+        except ValueError as exc:
+            self.show_error("Invalid value", str(exc))
+            return False
+        if e is None:
+            return False
+        self.model.push(e)
+        return True
+
+    def _brush_stroke(self, points: list[tuple[float, float]]) -> None:
+        self.paint(points, self.editing.radius.value(), self.editing.value.value())
+
+    def paint(self, points: list[tuple[float, float]], radius: float, value: float) -> bool:
+        """Pending brush edit along ``points`` ((x, y) level-0)."""
+        if self.doc is None or self.view.plane is None:
+            return False
+        try:
+            e = brush_edit(self.doc, self.view.plane, points, radius, value)
+        except ValueError as exc:
+            self.show_error("Invalid value", str(exc))
+            return False
+        if e is None:
+            return False
+        self.model.push(e)
+        return True
+
+    def _edits_changed(self) -> None:
+        self.view.set_edits(self.model.edits)
+        self._update_title()
+
+    def is_modified(self) -> bool:
+        """Unsaved pixel edits or metadata changes."""
+        return self.model.dirty or self.metadata.dirty
+
+    def save(self) -> bool:
+        """Write pending pixel edits (only touched chunks + pyramid, via mzarr_core) and metadata."""
+        if self.doc is None or not self.is_modified():
+            return True
+        doc = self.doc
+        self.view.stop_loading()
+        ok = True
+        try:
+            if self.model.edits:
+                n = doc.save_edits(self.model.edits)
+                self.model.reset()
+                self.statusBar().showMessage(f"Saved {n} edit(s) to {os.path.basename(doc.path)}", 5000)
+            if self.metadata.dirty:
+                attrs = self.metadata.to_dict()
+                doc.save_attrs(attrs)
+                self.metadata.set_attrs(doc.attrs())
+        except Exception as exc:
+            ok = False
+            self.show_error(f"Cannot save {doc.path}", f"{type(exc).__name__}: {exc}")
+            try:
+                doc.reopen()
+            except Exception:
+                pass
+        self.view.set_edits(self.model.edits)
+        self.view.reload()
+        self._update_title()
+        return ok
+
+    def _update_title(self) -> None:
+        name = os.path.basename(self.doc.path.rstrip("/\\")) if self.doc else "(no image)"
+        self.setWindowTitle(f"{name}[*] — {APP_NAME}")
+        self.setWindowModified(self.is_modified())
+
+    def ask_save_changes(self) -> QMessageBox.StandardButton:
+        """Ask Save / Discard / Cancel (tests replace this)."""
+        return QMessageBox.question(
+            self, APP_NAME, "The image has unsaved changes. Save them?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save)
+
+    def maybe_save(self) -> bool:
+        """True if it is fine to close the current image (saved, discarded or nothing to save)."""
+        if not self.is_modified():
+            return True
+        ans = self.ask_save_changes()
+        if ans == QMessageBox.StandardButton.Save:
+            return self.save()
+        return ans == QMessageBox.StandardButton.Discard
+
+    def closeEvent(self, ev: QCloseEvent) -> None:  # noqa: N802 - Qt naming
+        """Ask about unsaved changes, remember window state, stop loading."""
+        if not self.maybe_save():
+            ev.ignore()
+            return
+        s = settings.app_settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        self._close_doc()
+        ev.accept()
+
+    def _restore_state(self) -> None:
+        s = settings.app_settings()
+        g, st = s.value("window/geometry"), s.value("window/state")
+        if g is not None:
+            self.restoreGeometry(g)
+        if st is not None:
+            self.restoreState(st)
+
+    # --- misc ----------------------------------------------------------------------------------------------
+    def cache_dialog(self) -> None:
+        """Ask for the chunk cache size in MB."""
+        mb, ok = QInputDialog.getInt(self, APP_NAME, "Chunk cache size (MB):", settings.cache_mb(), 16, 65536, 64)
+        if ok:
+            settings.set_cache_mb(mb)
+            self.view.set_cache_mb(mb)
+
+    def about(self) -> None:
+        """About box with the version."""
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<h3>{APP_NAME} {__version__}</h3><p>Multi-resolution JPEG XL images (Zarr + OME-NGFF) "
+                          "in a single-file .mzarr container.</p><p>BSD-3-Clause</p>")
+
+    def _quit(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.closeAllWindows()
+
+    def wait_until_idle(self, timeout_s: float = 30.0) -> bool:
+        """Process events until the view shows a complete frame with nothing loading."""
+        import time
+
+        from PySide6.QtWidgets import QApplication
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            QApplication.processEvents()
+            if self.view.is_idle():
+                return True
+            time.sleep(0.002)
+        return False

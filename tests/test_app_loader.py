@@ -1,0 +1,83 @@
+"""Tests of the background chunk loader: LRU budget, cancellation, errors (mzarr_app.chunk_loader)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mzarr_app.chunk_loader import ChunkLoader, LRUCache
+
+
+def test_lru_cache_bounded_by_bytes() -> None:
+    c = LRUCache(3 * 1000)
+    for i in range(5):
+        c.put(i, np.zeros(1000, np.uint8))
+    assert c.keys() == [2, 3, 4] and c.nbytes == 3000
+    c.get(2)  # 2 becomes most recent -> 3 is evicted next
+    c.put(5, np.zeros(1000, np.uint8))
+    assert c.keys() == [4, 2, 5]
+    c.set_max_bytes(1500)
+    assert c.keys() == [5] and c.nbytes == 1000
+    assert c.discard(lambda k: k == 5) == 1 and len(c) == 0
+
+
+def test_loader_loads_in_threads_and_cancels_stale_requests(qtbot) -> None:
+    gate = threading.Event()
+    fetched: list[int] = []
+    threads: set[str] = set()
+
+    def fetch(key: int) -> np.ndarray:
+        gate.wait(5)
+        fetched.append(key)
+        threads.add(threading.current_thread().name)
+        return np.full(10, key, np.int64)
+
+    loader = ChunkLoader(fetch, cache_mb=1, threads=2)
+    loaded: list[int] = []
+    loader.chunkLoaded.connect(loaded.append)
+    loader.request(range(0, 20))
+    time.sleep(0.1)  # two workers are now blocked on keys 0 and 1
+    loader.request(range(100, 104))  # keys 2..19 left the view: cancelled
+    assert loader.cancelled == 18
+    gate.set()
+    qtbot.waitUntil(loader.idle, timeout=5000)
+    qtbot.waitUntil(lambda: len(loaded) == 6, timeout=5000)
+    assert sorted(fetched) == [0, 1, 100, 101, 102, 103]
+    assert threading.main_thread().name not in threads
+    np.testing.assert_array_equal(loader.get(101), np.full(10, 101))
+    # cached keys are not fetched again
+    loader.request([100, 101])
+    assert loader.idle() and sorted(fetched) == [0, 1, 100, 101, 102, 103]
+    loader.close()
+
+
+def test_loader_reports_errors_without_crashing(qtbot) -> None:
+    def fetch(key: int) -> np.ndarray:
+        if key == 3:
+            raise ValueError("corrupt chunk 3")
+        return np.zeros(4)
+
+    loader = ChunkLoader(fetch, cache_mb=1, threads=2)
+    with qtbot.waitSignal(loader.chunkFailed, timeout=5000) as blocker:
+        loader.request([1, 2, 3, 4])
+    assert blocker.args[0] == 3 and "corrupt chunk 3" in blocker.args[1]
+    qtbot.waitUntil(loader.idle, timeout=5000)
+    assert loader.get(4) is not None and loader.get(3) is None
+    loader.request([3])  # a failed chunk is not retried until invalidated
+    assert loader.idle()
+    loader.close()
+
+
+def test_cache_budget_holds_under_load(qtbot) -> None:
+    loader = ChunkLoader(lambda k: np.zeros(256 * 1024, np.uint8), cache_mb=1, threads=2)
+    loader.request(range(40))
+    qtbot.waitUntil(loader.idle, timeout=10000)
+    assert loader.cache.nbytes <= 1024 * 1024 and len(loader.decoded) == 40
+    loader.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__])
