@@ -71,20 +71,6 @@ class Document:
         level_index, chunk_index = key
         return chunk_loader.read_chunk(self.levels[level_index], chunk_index)
 
-    def coarsest_data(self, max_pixels: int = 16_000_000) -> tuple[int, np.ndarray]:
-        """(level index, array) of the coarsest level (or the first small enough) for histograms."""
-        idx = len(self.levels) - 1
-        for i, lev in enumerate(self.levels):
-            if int(np.prod(lev.shape)) <= max_pixels:
-                idx = i
-                break
-        lev = self.levels[idx]
-        out = np.empty(lev.shape, lev.dtype)
-        grid = [int(-(-n // c)) for n, c in zip(lev.shape, lev.chunks)]
-        for ci in np.ndindex(*grid):
-            out[chunk_region(lev, ci)] = self.read_chunk((idx, tuple(int(v) for v in ci)))
-        return idx, out
-
     def spatial_index(self, axis: str) -> int:
         """Position of spatial ``axis`` in ``axes``."""
         return self.axes.index(axis)

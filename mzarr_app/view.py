@@ -20,6 +20,9 @@ from .document import Document, Edit
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
+#: automatic contrast uses the finest level with at most this many elements (read once, in the background)
+HISTOGRAM_MAX_ELEMENTS = 1 << 20
+
 
 @dataclass
 class _Tile:
@@ -294,7 +297,9 @@ class TiledImageView(pg.GraphicsView):
 
     def screen_pixel(self) -> float:
         """Size of one device pixel in level-0 pixels."""
-        px = self.vb.viewPixelSize()
+        r = self.vb.viewRect()
+        size = self.vb.size()
+        px = (r.width() / max(1.0, size.width()), r.height() / max(1.0, size.height()))
         dpr = self.devicePixelRatioF() or 1.0
         return max(px[0], px[1]) / dpr
 
@@ -309,11 +314,11 @@ class TiledImageView(pg.GraphicsView):
         self._update_scale_bar()
 
     def _start_histogram(self) -> None:
-        """Queue the chunks of the level used for automatic contrast (normally the coarsest)."""
+        """Queue the chunks of the level used for automatic contrast (the finest one that is small)."""
         assert self.doc is not None
         idx = len(self.doc.levels) - 1
         for i, lev in enumerate(self.doc.levels):
-            if int(np.prod(lev.shape)) <= 16_000_000:
+            if int(np.prod(lev.shape)) <= HISTOGRAM_MAX_ELEMENTS:
                 idx = i
                 break
         self._hist_level = idx
@@ -347,6 +352,7 @@ class TiledImageView(pg.GraphicsView):
         if self.doc is None or self.loader is None or self.plane is None:
             return
         doc, plane, levels = self.doc, self.plane, self.doc.levels
+        self.vb.updateMatrix()
         rect = self.visible_rect()
         if rect[2] <= rect[0] or rect[3] <= rect[1]:
             self._clear_tiles(lambda k, t: True)
@@ -427,10 +433,10 @@ class TiledImageView(pg.GraphicsView):
             self._tiles[tile] = cur
         else:
             cur.raw, cur.plane = raw, self.plane
+        self._render_into(tile, cur)  # set the image first: setRect scales by the image size
         x, y, w, h = T.tile_rect(lev, self.plane, tile)
         cur.item.setRect(QRectF(x, y, w, h))
         cur.item.setZValue(-tile.level)
-        self._render_into(tile, cur)
         return True
 
     def _render_into(self, key: T.TileKey, t: _Tile) -> None:

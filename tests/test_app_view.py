@@ -1,0 +1,199 @@
+"""GUI tests of the tiled view on real files: level choice, requested chunks, rendered pixels, 3D slicing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from app_fixtures import (VIEW_H, VIEW_W, chunk_rect, grab_view, image_copy, image_dir, intersects,  # noqa: F401
+                          isolated_settings, open_and_wait, read_log, set_identity_grey, wait_idle, window)
+from mzarr_app import tiles as T
+
+
+def expected_level(w) -> int:
+    """Coarsest level with factor <= one screen pixel in level-0 pixels (the rule the view must follow)."""
+    r, size = w.view.vb.viewRect(), w.view.vb.size()
+    px = max(r.width() / size.width(), r.height() / size.height())
+    best = 0
+    for i, lev in enumerate(w.doc.levels):
+        if max(lev.factor) <= px + 1e-9:
+            best = i
+    return best
+
+
+def assert_only_visible_decoded(w, reads, skip_levels=()) -> None:
+    """Every decoded chunk (outside ``skip_levels``) intersects the visible rectangle."""
+    rect = w.view.visible_rect()
+    p = w.view.plane
+    for lv, idx in reads:
+        if lv in skip_levels:
+            continue
+        lev = w.doc.levels[lv]
+        cr = chunk_rect(lev, w.doc.axes, p.row, p.col, idx)
+        assert intersects(cr, rect), f"chunk {idx} of level {lv} ({cr}) is outside the view {rect}"
+        if p.slice_axis:
+            sa = w.doc.axes.index(p.slice_axis)
+            assert idx[sa] == (p.slice_index // lev.factor[sa]) // lev.chunks[sa]
+
+
+def test_open_fit_zoom_in_out_levels_and_chunks(qtbot, window, image_dir, read_log) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    doc = w.doc
+    assert doc.shape == (2048, 3072) and len(doc.levels) >= 3
+    hist = w.view._hist_level
+    # fit: 3072 px in 640 px -> 4.8 level-0 px per screen px -> level 2 (factor 4)
+    assert w.view.level == expected_level(w) == 2
+    first = set(read_log.keys())
+    assert {k for k in first if k[0] == 2} == {(2, idx) for t in w.view.target
+                                              for idx in T.tile_chunks(doc.levels[2], w.view.plane, t)}
+    assert_only_visible_decoded(w, first, skip_levels={hist})
+    # zoom in on a 600x450 region around (1400, 900): full resolution
+    read_log.clear()
+    w.view.show_rect(1100, 675, 1700, 1125)
+    wait_idle(qtbot, w)
+    assert w.view.level == expected_level(w) == 0
+    reads = read_log.keys()
+    want = {(0, (r, c)) for r in range(675 // 512, 1124 // 512 + 1) for c in range(1100 // 512, 1699 // 512 + 1)}
+    vis = w.view.visible_rect()
+    want = {(0, (r, c)) for r in range(int(vis[1]) // 512, (int(np.ceil(vis[3])) - 1) // 512 + 1)
+            for c in range(int(vis[0]) // 512, (int(np.ceil(vis[2])) - 1) // 512 + 1)}
+    assert {k for k in reads if k[0] == 0} == want
+    assert len(reads) == len(set(reads)), "a chunk was decoded twice"
+    assert_only_visible_decoded(w, reads, skip_levels={hist})
+    # zoom out 2.5x -> 2.3 level-0 px per screen px -> level 1
+    read_log.clear()
+    w.view.zoom(0.4)
+    wait_idle(qtbot, w)
+    assert w.view.level == expected_level(w) == 1
+    assert all(k[0] == 1 for k in read_log.keys())
+    assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
+
+
+def test_rendered_pixels_match_library_at_full_and_half_resolution(qtbot, window, image_dir) -> None:
+    from mzarr_core import Mzarr
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    set_identity_grey(w)
+    vw, vh = w.view.viewport().width(), w.view.viewport().height()
+    m = Mzarr(image_dir / "mosaic.mzarr")
+    for level, (x0, y0) in ((0, (700, 300)), (1, (600, 200))):
+        f = 2 ** level
+        w.view.show_rect(x0, y0, x0 + vw * f, y0 + vh * f)
+        wait_idle(qtbot, w)
+        assert w.view.level == level
+        img = grab_view(w)
+        want = m.levels[level][y0 // f:y0 // f + vh, x0 // f:x0 // f + vw]
+        got = img[: want.shape[0], : want.shape[1], 0].astype(int)
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 3] == 255).all()
+        diff = np.abs(got - want.astype(int))
+        assert np.mean(diff == 0) > 0.99 and diff.mean() < 0.5, (level, diff.mean())
+
+
+def test_pan_reuses_tiles_and_decodes_only_new_chunks(qtbot, window, image_dir, read_log) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    w.view.show_rect(400, 400, 1040, 880)
+    wait_idle(qtbot, w)
+    assert w.view.level == 0
+    before = {k: id(t.item) for k, t in w.view._tiles.items() if k.level == 0}
+    decoded_before = set(read_log.keys())
+    read_log.clear()
+    w.view.pan(300, 0)
+    wait_idle(qtbot, w)
+    after = {k: id(t.item) for k, t in w.view._tiles.items() if k.level == 0}
+    kept = set(before) & set(after)
+    assert kept, "no tile stayed on screen"
+    assert all(before[k] == after[k] for k in kept), "a tile still on screen was recreated"
+    new = set(read_log.keys())
+    assert not (new & decoded_before), "a chunk already cached was decoded again"
+    assert {(0, (k.row_chunk, k.col_chunk)) for k in set(after) - set(before)} == new
+
+
+def test_requests_that_leave_the_view_are_cancelled(qtbot, window, image_dir, read_log) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    read_log.clear()
+    read_log.delay, read_log.delay_levels = 0.15, {0}
+    w.view.show_rect(0, 0, 1200, 900)  # 3x2 level-0 chunks requested
+    qtbot.wait(30)
+    w.view.show_rect(2600, 1550, 3072, 2048)  # far away: the queued ones are cancelled
+    wait_idle(qtbot, w)
+    assert w.view.loader.cancelled > 0
+    vis = w.view.visible_rect()
+    stale = [k for k in read_log.keys() if k[0] == 0 and not intersects(
+        chunk_rect(w.doc.levels[0], "yx", "y", "x", k[1]), vis)]
+    assert len(stale) <= 2, f"only reads already running may finish, got {stale}"
+
+
+def test_coarse_level_fills_in_while_fine_level_loads(qtbot, window, image_dir, read_log) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    set_identity_grey(w)
+    read_log.delay, read_log.delay_levels = 0.5, {0}
+    w.view.show_rect(1000, 1000, 1640, 1480)
+    qtbot.waitUntil(lambda: w.view.level == 0, timeout=3000)
+    qtbot.wait(100)
+    assert not w.view.complete
+    levels_shown = {k.level for k in w.view._tiles}
+    assert levels_shown and min(levels_shown) > 0, "coarser tiles must stand in for level 0"
+    img = grab_view(w)
+    assert (img[..., 3] == 255).all() and (img[..., :3].max(axis=2) > 0).mean() > 0.95, "black hole in the view"
+    wait_idle(qtbot, w)
+    assert {k.level for k in w.view._tiles} == {0}
+
+
+@pytest.mark.parametrize("axis", ["z", "y", "x"])
+def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_dir, read_log, axis) -> None:
+    from mzarr_core import Mzarr
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    m = Mzarr(image_dir / "volume.mzarr")
+    hist = w.view._hist_level
+    w.slicing.set_axis(axis)
+    wait_idle(qtbot, w)
+    p = w.view.plane
+    assert p.slice_axis == axis and p.slice_index == m.shape["zyx".index(axis)] // 2
+    for step in range(3):
+        read_log.clear()
+        if step:
+            qtbot.keyClick(w, Qt.Key.Key_PageDown)
+            assert w.view.plane.slice_index == m.shape["zyx".index(axis)] // 2 + step
+        wait_idle(qtbot, w)
+        p = w.view.plane
+        assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
+        lv = w.view.level
+        lev = m.levels[lv]
+        for key, raw in w.view.shown_tiles().items():
+            assert key.level == lv
+            x, y, ww, hh = T.tile_rect(lev, p, key)
+            f = lev.factor
+            region = []
+            for ax, a in enumerate("zyx"):
+                if a == axis:
+                    region.append(p.slice_index // f[ax])
+                elif a == p.row:
+                    region.append(slice(int(y) // f[ax], int(y + hh) // f[ax]))
+                else:
+                    region.append(slice(int(x) // f[ax], int(x + ww) // f[ax]))
+            want = lev[tuple(region)]
+            np.testing.assert_array_equal(raw, want)
+    qtbot.keyClick(w, Qt.Key.Key_PageUp)
+    assert w.view.plane.slice_index == m.shape["zyx".index(axis)] // 2 + 1
+
+
+def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, image_dir, read_log) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    read_log.clear()
+    w.slicing.set_index(70)
+    w.view.show_rect(100, 50, 180, 110)
+    wait_idle(qtbot, w)
+    assert w.view.level == 0
+    lev = w.doc.levels[0]
+    zc = 70 // lev.chunks[0]
+    assert {k[1][0] for k in read_log.keys() if k[0] == 0} == {zc}
+    assert_only_visible_decoded(w, read_log.keys(), skip_levels={w.view._hist_level})
