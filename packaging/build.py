@@ -134,7 +134,12 @@ def smoke_test(bundle: Path, sample: Path | None = None) -> None:
             if r.returncode != 0:
                 raise SystemExit(f"FAILED ({r.returncode}): {' '.join(cmd)}")
             if "--smoke-test" in cmd and "smoke-test OK:" not in r.stdout:
-                raise SystemExit("FAILED: viewer did not print 'smoke-test OK:'")
+                if IS_WIN and not r.stdout.strip():
+                    # a windowed (GUI-subsystem) .exe may have no stdout to print to;
+                    # its exit status 0 already says the first frame was rendered
+                    print("note: windowed viewer printed nothing; exit status 0 accepted")
+                else:
+                    raise SystemExit("FAILED: viewer did not print 'smoke-test OK:'")
         print("bundle smoke test OK")
     finally:
         if tmp is not None:

@@ -1,0 +1,112 @@
+; Inno Setup script for Mzarr on Windows (Inno Setup 6.2 or newer).
+;
+; Build the bundle first, then compile this script:
+;     python packaging\build.py
+;     iscc packaging\windows\mzarr.iss            (-> packaging\dist\mzarr-<version>-windows-x86_64-setup.exe)
+; Override the defaults with  iscc /DMyAppVersion=0.2.0 /DSourceDir=C:\path\to\dist\mzarr ...
+;
+; The installer needs no administrator rights (it installs for the current
+; user unless the user picks "all users"), puts "Mzarr Viewer" in the Start
+; menu, associates .mzarr files with mzarr-viewer.exe (with the Mzarr
+; document icon) and can add the "mzarr" command line tool to PATH.
+
+#ifndef MyAppVersion
+  #define MyAppVersion "0.1.0"
+#endif
+#ifndef SourceDir
+  #define SourceDir "..\dist\mzarr"
+#endif
+#define MyAppName "Mzarr"
+#define MyAppExe "mzarr-viewer.exe"
+#define ProgId "Mzarr.Image"
+
+[Setup]
+AppId={{6C2D7A3E-4B1F-4E8A-9D57-2F3B8C1A9E40}
+AppName={#MyAppName}
+AppVersion={#MyAppVersion}
+AppVerName={#MyAppName} {#MyAppVersion}
+AppPublisher=The Mzarr developers
+DefaultDirName={autopf}\{#MyAppName}
+DefaultGroupName={#MyAppName}
+DisableProgramGroupPage=yes
+PrivilegesRequired=lowest
+PrivilegesRequiredOverridesAllowed=dialog
+ChangesAssociations=yes
+ChangesEnvironment=yes
+ArchitecturesAllowed=x64compatible
+ArchitecturesInstallIn64BitMode=x64compatible
+OutputDir=..\dist
+OutputBaseFilename=mzarr-{#MyAppVersion}-windows-x86_64-setup
+SetupIconFile=..\..\resources\mzarr.ico
+UninstallDisplayIcon={app}\{#MyAppExe}
+UninstallDisplayName={#MyAppName} {#MyAppVersion}
+Compression=lzma2/max
+SolidCompression=yes
+WizardStyle=modern
+
+[Languages]
+Name: "english"; MessagesFile: "compiler:Default.isl"
+
+[Tasks]
+Name: "association"; Description: "Open .mzarr files with Mzarr (double-click)"; GroupDescription: "File types:"
+Name: "desktopicon"; Description: "{cm:CreateDesktopIcon}"; GroupDescription: "{cm:AdditionalIcons}"; Flags: unchecked
+Name: "addtopath"; Description: "Add the ""mzarr"" command line tool to PATH"; GroupDescription: "Command line:"; Flags: unchecked
+
+[Files]
+Source: "{#SourceDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs createallsubdirs
+Source: "..\..\resources\mzarr-file.ico"; DestDir: "{app}"; Flags: ignoreversion
+
+[Icons]
+Name: "{autoprograms}\Mzarr Viewer"; Filename: "{app}\{#MyAppExe}"; Comment: "View Mzarr multi-resolution images"
+Name: "{autodesktop}\Mzarr Viewer"; Filename: "{app}\{#MyAppExe}"; Tasks: desktopicon
+
+[Registry]
+; HKA = HKCU for a per-user install, HKLM for "all users".
+; The file type: .mzarr -> ProgID Mzarr.Image -> "mzarr-viewer.exe" "%1"
+Root: HKA; Subkey: "Software\Classes\.mzarr"; ValueType: string; ValueName: ""; ValueData: "{#ProgId}"; Flags: uninsdeletevalue; Tasks: association
+Root: HKA; Subkey: "Software\Classes\.mzarr"; ValueType: string; ValueName: "Content Type"; ValueData: "application/x-mzarr"; Flags: uninsdeletevalue; Tasks: association
+Root: HKA; Subkey: "Software\Classes\.mzarr\OpenWithProgids"; ValueType: string; ValueName: "{#ProgId}"; ValueData: ""; Flags: uninsdeletevalue
+Root: HKA; Subkey: "Software\Classes\{#ProgId}"; ValueType: string; ValueName: ""; ValueData: "Mzarr multi-resolution image"; Flags: uninsdeletekey
+Root: HKA; Subkey: "Software\Classes\{#ProgId}\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: "{app}\mzarr-file.ico,0"
+Root: HKA; Subkey: "Software\Classes\{#ProgId}\shell\open"; ValueType: string; ValueName: "FriendlyAppName"; ValueData: "Mzarr Viewer"
+Root: HKA; Subkey: "Software\Classes\{#ProgId}\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#MyAppExe}"" ""%1"""
+; "Open with" list
+Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}"; ValueType: string; ValueName: "FriendlyAppName"; ValueData: "Mzarr Viewer"; Flags: uninsdeletekey
+Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}\SupportedTypes"; ValueType: string; ValueName: ".mzarr"; ValueData: ""
+Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#MyAppExe}"" ""%1"""
+; the command line tool on the user's PATH
+Root: HKCU; Subkey: "Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Tasks: addtopath; Check: NeedsAddPath(ExpandConstant('{app}'))
+
+[Run]
+Filename: "{app}\{#MyAppExe}"; Description: "{cm:LaunchProgram,Mzarr Viewer}"; Flags: nowait postinstall skipifsilent
+
+[Code]
+function NeedsAddPath(Dir: string): Boolean;
+var
+  Path: string;
+begin
+  if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
+  begin
+    Result := True;
+    exit;
+  end;
+  Result := Pos(';' + Uppercase(Dir) + ';', ';' + Uppercase(Path) + ';') = 0;
+end;
+
+procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
+var
+  Path, Dir: string;
+  P: Integer;
+begin
+  if CurUninstallStep <> usPostUninstall then
+    exit;
+  if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
+    exit;
+  Dir := ExpandConstant('{app}');
+  P := Pos(';' + Uppercase(Dir), Uppercase(Path));
+  if P > 0 then
+  begin
+    Delete(Path, P, Length(Dir) + 1);
+    RegWriteExpandStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path);
+  end;
+end;

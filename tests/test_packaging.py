@@ -1,0 +1,434 @@
+"""Packaging: desktop integration files, icons, installer scripts and the PyInstaller bundle.
+
+Fast tests check the Linux desktop entry (desktop-file-validate), the
+shared-mime-info XML (xmllint, update-mime-database) and that its magic really
+identifies a real .mzarr file, the per-user install script (install and
+uninstall in a temporary HOME), the icons and the macOS/Windows declarations.
+
+The slow test builds the bundle from a clean clone of the repository with
+``python packaging/build.py`` and runs the bundled ``mzarr-viewer --smoke-test``
+and ``mzarr info`` on a real image.
+
+Tools come from Debian packages desktop-file-utils, libxml2-utils,
+shared-mime-info (and xdg-utils / libglib2.0-bin for the content-type
+queries); a test skips, naming the tool, only when a tool is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PKG = ROOT / "packaging"
+LINUX = PKG / "linux"
+RES = ROOT / "resources"
+DESKTOP = LINUX / "mzarr.desktop"
+MIME_XML = LINUX / "mzarr.xml"
+INSTALL_SH = LINUX / "install.sh"
+MIME = "application/x-mzarr"
+NS = {"m": "http://www.freedesktop.org/standards/shared-mime-info"}
+IS_LINUX = sys.platform.startswith("linux")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def need(tool: str, package: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} not installed (Debian package {package})")
+    return path
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 120)
+    return subprocess.run([str(c) for c in cmd], **kw)
+
+
+def write_mzarr(path: Path, img: np.ndarray | None = None) -> tuple[int, ...]:
+    """A real .mzarr written by the library (skimage's camera when no image is given)."""
+    from mzarr_core import Mzarr
+
+    if img is None:
+        try:
+            from skimage import data as skdata
+
+            img = skdata.camera()
+        except ImportError:  # pragma: no cover - scikit-image is a dev dependency
+            y, x = np.mgrid[0:512, 0:512]
+            img = ((x ^ y) & 255).astype(np.uint8)
+    Mzarr(img).save(str(path))
+    return tuple(img.shape)
+
+
+def write_plain_sqlite(path: Path) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def real_mzarr(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("real") / "camera.mzarr"
+    write_mzarr(path, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80))
+    return path
+
+
+def mime_env(tmp: Path) -> dict[str, str]:
+    """Environment of a fresh user: HOME and XDG dirs under tmp, no desktop session."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("XDG_", "DESKTOP_SESSION", "KDE_", "GNOME_"))}
+    env.update(HOME=str(tmp / "home"), XDG_DATA_HOME=str(tmp / "home" / "data"),
+               XDG_CONFIG_HOME=str(tmp / "home" / "config"), XDG_DATA_DIRS="/usr/local/share:/usr/share")
+    (tmp / "home").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def content_type(path: Path, env: dict[str, str]) -> str:
+    """The MIME type the desktop sees for path (GLib's gio, else xdg-mime)."""
+    if shutil.which("gio"):
+        r = run(["gio", "info", "-a", "standard::content-type", path], env=env)
+        m = re.search(r"standard::content-type:\s*(\S+)", r.stdout)
+        assert r.returncode == 0 and m, r.stdout + r.stderr
+        return m.group(1)
+    need("xdg-mime", "xdg-utils")
+    r = run(["xdg-mime", "query", "filetype", path], env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# --------------------------------------------------------------------------
+# Linux desktop entry and MIME type
+# --------------------------------------------------------------------------
+
+def test_desktop_file_validates():
+    tool = need("desktop-file-validate", "desktop-file-utils")
+    r = run([tool, DESKTOP])
+    assert r.returncode == 0 and "error" not in r.stdout.lower(), r.stdout + r.stderr
+    text = DESKTOP.read_text()
+    assert re.search(r"^MimeType=.*\bapplication/x-mzarr;", text, re.M)
+    assert re.search(r"^Icon=mzarr$", text, re.M)
+    assert re.search(r"^Exec=mzarr-viewer %[fF]$", text, re.M)
+    assert re.search(r"^Type=Application$", text, re.M)
+
+
+def test_mime_xml_is_well_formed_and_declares_magic():
+    tool = need("xmllint", "libxml2-utils")
+    r = run([tool, "--noout", MIME_XML])
+    assert r.returncode == 0, r.stderr
+    root = ET.parse(MIME_XML).getroot()
+    (mt,) = root.findall("m:mime-type", NS)
+    assert mt.get("type") == MIME
+    assert mt.find("m:comment", NS).text == "Mzarr multi-resolution image"
+    assert [g.get("pattern") for g in mt.findall("m:glob", NS)] == ["*.mzarr"]
+    outer = mt.find("m:magic/m:match", NS)
+    assert (outer.get("type"), outer.get("offset"), outer.get("value")) == ("string", "0", "SQLite format 3\\0")
+    inner = outer.find("m:match", NS)
+    assert (inner.get("type"), inner.get("offset"), inner.get("value")) == ("string", "68", "MZAR")
+
+
+def test_magic_offsets_match_a_real_file(real_mzarr):
+    """What the MIME magic tests, checked on the bytes of a file the library wrote."""
+    head = real_mzarr.read_bytes()[:100]
+    assert head[0:16] == b"SQLite format 3\x00"
+    assert head[68:72] == b"MZAR"
+    assert int.from_bytes(head[68:72], "big") == 0x4D5A4152
+
+
+def test_update_mime_database_accepts_xml(tmp_path):
+    tool = need("update-mime-database", "shared-mime-info")
+    mime = tmp_path / "mime"
+    (mime / "packages").mkdir(parents=True)
+    shutil.copy(MIME_XML, mime / "packages" / "mzarr.xml")
+    r = run([tool, "-V", mime])
+    assert r.returncode == 0, r.stderr
+    assert "error" not in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+    assert "*.mzarr" in (mime / "globs2").read_text()
+    magic = (mime / "magic").read_bytes()
+    assert b"application/x-mzarr" in magic and b"SQLite format 3\x00" in magic and b"MZAR" in magic
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="freedesktop MIME database is Linux-only")
+def test_desktop_recognises_mzarr_by_content(tmp_path, real_mzarr):
+    """With the MIME XML registered, a .mzarr is application/x-mzarr even without its extension;
+    a plain SQLite database is not."""
+    need("update-mime-database", "shared-mime-info")
+    if not (shutil.which("gio") or shutil.which("xdg-mime")):
+        pytest.skip("neither gio (libglib2.0-bin) nor xdg-mime (xdg-utils) installed")
+    env = mime_env(tmp_path)
+    mime = Path(env["XDG_DATA_HOME"]) / "mime"
+    (mime / "packages").mkdir(parents=True)
+    shutil.copy(MIME_XML, mime / "packages" / "mzarr.xml")
+    assert run(["update-mime-database", mime]).returncode == 0
+    files = tmp_path / "files"
+    files.mkdir()
+    shutil.copy(real_mzarr, files / "image.mzarr")
+    shutil.copy(real_mzarr, files / "image-without-extension")
+    write_plain_sqlite(files / "plain.sqlite")
+    assert content_type(files / "image.mzarr", env) == MIME
+    assert content_type(files / "image-without-extension", env) == MIME
+    assert content_type(files / "plain.sqlite", env) != MIME
+
+
+# --------------------------------------------------------------------------
+# install.sh
+# --------------------------------------------------------------------------
+
+def fake_bundle(root: Path) -> Path:
+    """The layout build.py makes on Linux, with shell scripts as executables."""
+    b = root / "My Apps" / "mzarr"  # a space in the path: Exec quoting
+    (b / "share").mkdir(parents=True)
+    shutil.copy(INSTALL_SH, b / "install.sh")
+    shutil.copy(DESKTOP, b / "share" / "mzarr.desktop")
+    shutil.copy(MIME_XML, b / "share" / "mzarr.xml")
+    shutil.copytree(RES, b / "_internal" / "resources")
+    for name in ("mzarr-viewer", "mzarr"):
+        exe = b / name
+        exe.write_text("#!/bin/sh\necho \"$0 $*\"\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return b
+
+
+def installed_paths(env: dict[str, str]) -> list[Path]:
+    data = Path(env["XDG_DATA_HOME"])
+    hi = data / "icons" / "hicolor"
+    return [
+        data / "applications" / "mzarr.desktop",
+        data / "mime" / "packages" / "mzarr.xml",
+        hi / "48x48" / "apps" / "mzarr.png",
+        hi / "256x256" / "apps" / "mzarr.png",
+        hi / "scalable" / "apps" / "mzarr.svg",
+        hi / "48x48" / "mimetypes" / "application-x-mzarr.png",
+        hi / "scalable" / "mimetypes" / "application-x-mzarr.svg",
+    ]
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="install.sh is for Linux desktops")
+def test_install_script_registers_and_unregisters(tmp_path, real_mzarr):
+    need("sh", "dash")
+    bundle = fake_bundle(tmp_path)
+    env = mime_env(tmp_path)
+    home = Path(env["HOME"])
+
+    r = run(["sh", bundle / "install.sh"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in installed_paths(env):
+        assert p.is_file(), p
+    desktop = Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop"
+    text = desktop.read_text()
+    exe = bundle / "mzarr-viewer"
+    assert f'Exec="{exe}" %f' in text
+    assert f"TryExec={exe}" in text
+    if shutil.which("desktop-file-validate"):
+        v = run(["desktop-file-validate", desktop])
+        assert v.returncode == 0, v.stdout
+    # default application for the type
+    mimeapps = (Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list").read_text()
+    assert re.search(r"^application/x-mzarr=mzarr\.desktop;?$", mimeapps, re.M), mimeapps
+    if shutil.which("xdg-mime"):
+        q = run(["xdg-mime", "query", "default", MIME], env=env)
+        assert q.stdout.strip() == "mzarr.desktop", q.stdout + q.stderr
+    # the MIME database of the user knows the type, by content too
+    if shutil.which("update-mime-database") and (shutil.which("gio") or shutil.which("xdg-mime")):
+        noext = tmp_path / "noext"
+        shutil.copy(real_mzarr, noext)
+        assert content_type(noext, env) == MIME
+    # command line links
+    for name in ("mzarr", "mzarr-viewer"):
+        link = home / ".local" / "bin" / name
+        assert link.is_symlink() and link.resolve() == (bundle / name).resolve()
+
+    # running it twice is harmless
+    assert run(["sh", bundle / "install.sh"], env=env).returncode == 0
+    assert len(re.findall(r"^application/x-mzarr=", (Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list")
+                          .read_text(), re.M)) == 1
+
+    r = run(["sh", bundle / "install.sh", "--uninstall"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in installed_paths(env):
+        assert not p.exists(), p
+    assert not (home / ".local" / "bin" / "mzarr").exists()
+    assert not (home / ".local" / "bin" / "mzarr-viewer").exists()
+    assert "application/x-mzarr" not in (Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list").read_text()
+    if shutil.which("update-mime-database") and (shutil.which("gio") or shutil.which("xdg-mime")):
+        assert content_type(tmp_path / "noext", env) != MIME
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="install.sh is for Linux desktops")
+def test_install_script_from_source_checkout_with_exec(tmp_path):
+    """packaging/linux/install.sh --exec PATH: for a pip-installed viewer."""
+    env = mime_env(tmp_path)
+    exe = tmp_path / "bin" / "mzarr-viewer"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    r = run(["sh", INSTALL_SH, "--exec", exe], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").read_text()
+    assert f"Exec={exe} %f" in text
+    assert not (Path(env["HOME"]) / ".local" / "bin" / "mzarr").exists()  # no links outside a bundle
+    assert run(["sh", INSTALL_SH, "--uninstall"], env=env).returncode == 0
+    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").exists()
+
+
+def test_install_script_rejects_missing_viewer(tmp_path):
+    env = mime_env(tmp_path)
+    r = run(["sh", INSTALL_SH, "--exec", tmp_path / "nope"], env=env)
+    assert r.returncode != 0
+    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").exists()
+
+
+# --------------------------------------------------------------------------
+# Icons, macOS and Windows declarations
+# --------------------------------------------------------------------------
+
+def test_icons_present_and_sized():
+    from PIL import Image
+
+    for stem in ("mzarr", "mzarr-file"):
+        svg = (RES / f"{stem}.svg").read_text()
+        ET.fromstring(svg)  # well-formed
+        for n in (16, 24, 32, 48, 64, 128, 256, 512):
+            with Image.open(RES / "icons" / f"{stem}-{n}.png") as im:
+                assert im.size == (n, n) and im.mode == "RGBA"
+                assert im.getchannel("A").getextrema()[1] == 255  # not blank
+        with Image.open(RES / f"{stem}.ico") as ico:
+            assert (256, 256) in ico.info["sizes"] and (16, 16) in ico.info["sizes"]
+        with Image.open(RES / f"{stem}.icns") as icns:
+            assert icns.format == "ICNS"
+    with Image.open(RES / "mzarr.png") as im:
+        assert im.size == (256, 256)
+
+
+def test_macos_info_plist_declares_document_type():
+    spec = (PKG / "mzarr.spec").read_text()
+    for key in ("CFBundleDocumentTypes", "UTExportedTypeDeclarations", "LSItemContentTypes",
+                '"org.mzarr.mzarr"', '"public.data"', '"public.filename-extension": ["mzarr"]',
+                '"public.mime-type": ["application/x-mzarr"]', '"CFBundleTypeRole": "Viewer"'):
+        assert key in spec, key
+    assert "argv_emulation=False" in spec  # the app handles QFileOpenEvent itself
+
+
+def test_windows_installer_declares_association():
+    iss = (PKG / "windows" / "mzarr.iss").read_text()
+    assert re.search(r"^ChangesAssociations=yes", iss, re.M)
+    assert 'ValueData: "Mzarr.Image"' in iss or "Mzarr.Image" in iss
+    assert r'Software\Classes\.mzarr' in iss
+    assert r'shell\open\command' in iss and '"%1"' in iss
+    assert "OpenWithProgids" in iss
+
+
+def test_ci_workflow_builds_on_three_platforms():
+    wf = (ROOT / ".github" / "workflows" / "build.yml").read_text()
+    for os_name in ("ubuntu-", "macos-", "windows-"):
+        assert os_name in wf
+    assert "packaging/build.py" in wf and "--smoke-test" in wf
+
+
+# --------------------------------------------------------------------------
+# The bundle, built from a clean checkout
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    pytest.importorskip("PyInstaller", reason="PyInstaller not installed (pip install .[dev])")
+    git = need("git", "git")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: cannot make a clean clone")
+    tmp = tmp_path_factory.mktemp("bundle")
+    src = tmp / "src"
+    r = run([git, "clone", "--quiet", "--no-hardlinks", ROOT, src], timeout=300)
+    assert r.returncode == 0, r.stderr
+    dist = tmp / "dist"
+    t0 = time.monotonic()
+    r = run([sys.executable, src / "packaging" / "build.py", "--dist", dist, "--work", tmp / "work"],
+            cwd=src, timeout=1200)
+    elapsed = time.monotonic() - t0
+    log = tmp / "build.log"
+    log.write_text(r.stdout + r.stderr)
+    assert r.returncode == 0, f"build failed (log {log}):\n{(r.stdout + r.stderr)[-6000:]}"
+    out = dist / "mzarr"
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"\nbundle built from a clean clone in {elapsed:.0f} s: {out} ({size / 2**20:.0f} MiB)")
+    return out
+
+
+def bundle_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MZARR_VIEWER_SINGLE_INSTANCE="0")
+    env.pop("PYTHONPATH", None)  # the bundle must not need the source tree
+    env["HOME"] = str(tmp)
+    return env
+
+
+def exe(bundle: Path, name: str) -> Path:
+    return bundle / (name + (".exe" if sys.platform == "win32" else ""))
+
+
+@pytest.mark.slow
+def test_bundle_viewer_smoke_test(bundle, tmp_path):
+    sample = tmp_path / "camera.mzarr"
+    shape = write_mzarr(sample)
+    r = run([exe(bundle, "mzarr-viewer"), "--smoke-test", sample], env=bundle_env(tmp_path), cwd=tmp_path,
+            timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("smoke-test OK:")), None)
+    assert line is not None, r.stdout + r.stderr
+    assert f"shape={shape}" in line, line
+    assert "failed_chunks" not in line, line
+
+
+@pytest.mark.slow
+def test_bundle_cli_info(bundle, tmp_path):
+    sample = tmp_path / "camera.mzarr"
+    shape = write_mzarr(sample)
+    r = run([exe(bundle, "mzarr"), "info", sample], env=bundle_env(tmp_path), cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert str(shape[0]) in out and str(shape[1]) in out, out
+    assert "uint8" in out, out
+
+
+@pytest.mark.slow
+def test_bundle_versions(bundle, tmp_path):
+    r = run([exe(bundle, "mzarr-viewer"), "--version"], env=bundle_env(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"\d+\.\d+", r.stdout + r.stderr)
+
+
+@pytest.mark.slow
+def test_bundle_contents_are_lean_and_complete(bundle):
+    internal = bundle / "_internal"
+    names = {p.relative_to(internal).as_posix() for p in internal.rglob("*")}
+    # what the app needs
+    assert "resources/mzarr.svg" in names and "resources/mzarr.png" in names
+    assert any(n.startswith("imagecodecs/_jpegxl") for n in names)
+    assert any(n.startswith("zarr-") and n.endswith(".dist-info/METADATA") for n in names)
+    assert any(n.startswith("numcodecs-") and n.endswith(".dist-info/METADATA") for n in names)
+    plugins = [n for n in names if "/plugins/platforms/" in n]
+    for plat in ("offscreen", "minimal") + (("xcb",) if IS_LINUX else ()):
+        assert any(plat in n for n in plugins), (plat, plugins)
+    # what it must not carry
+    forbidden = ("matplotlib", "scipy", "skimage", "tkinter", "IPython", "pytest", "Qt6Quick", "Qt6Qml",
+                 "Qt6WebEngine", "Qt63D", "Qt6Multimedia", "Qt6Charts", "Qt6Pdf", "imagecodecs/_avif",
+                 "imagecodecs/_jpeg2k", "PySide6/Qt/translations")
+    for bad in forbidden:
+        hits = [n for n in names if bad.lower() in n.lower()]
+        assert not hits, (bad, hits[:5])
+    if IS_LINUX:
+        assert (bundle / "install.sh").is_file() and (bundle / "share" / "mzarr.xml").is_file()
