@@ -44,8 +44,11 @@ def platform_tag() -> str:
 def version() -> str:
     import tomllib
 
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        return tomllib.load(fh)["project"]["version"]
+    try:
+        with open(ROOT / "pyproject.toml", "rb") as fh:
+            return tomllib.load(fh)["project"]["version"]
+    except (OSError, KeyError):
+        return "0.0.0"
 
 
 def dir_size(path: Path) -> int:
