@@ -1,0 +1,36 @@
+"""mzarr_core: the Mzarr multi-resolution image format (Zarr + OME-NGFF + JPEG XL) and its library."""
+
+from __future__ import annotations
+
+import imagecodecs.zarr as _imagecodecs_zarr
+
+_imagecodecs_zarr.register_codecs(verbose=False)  # so zarr can decode imagecodecs_jpegxl chunks
+
+from .errors import (  # noqa: E402
+    CorruptChunkError,
+    MzarrDtypeError,
+    MzarrError,
+    MzarrFileNotFoundError,
+    MzarrFormatError,
+    MzarrReadOnlyError,
+    MzarrValueError,
+    SaveCancelled,
+)
+from .image import Mzarr  # noqa: E402
+from .level import Level  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptChunkError",
+    "Level",
+    "Mzarr",
+    "MzarrDtypeError",
+    "MzarrError",
+    "MzarrFileNotFoundError",
+    "MzarrFormatError",
+    "MzarrReadOnlyError",
+    "MzarrValueError",
+    "SaveCancelled",
+    "__version__",
+]

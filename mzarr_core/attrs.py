@@ -1,0 +1,84 @@
+"""User metadata: a live, JSON-only mapping that writes itself back to the file when it changes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from .errors import MzarrReadOnlyError, MzarrValueError
+
+
+def check_json(value: Any, what: str = "value") -> Any:
+    """Return a deep copy of ``value`` if it is plain JSON (no NaN), else raise a clear error."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise MzarrValueError(
+            f"metadata {what} must be JSON (dict, list, str, int, float, bool, None; no NaN/inf): {exc}. "
+            "Convert it first, e.g. numpy values with .tolist() or str(value)."
+        ) from None
+
+
+class LiveAttrs(MutableMapping[str, Any]):
+    """A dict-like view of the image's attributes; every change is validated and handed to ``on_change``."""
+
+    def __init__(self, data: dict[str, Any], on_change: Callable[[dict[str, Any]], None] | None, read_only: bool):
+        self._data = data
+        self._on_change = on_change
+        self._read_only = read_only
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self._data)
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise MzarrReadOnlyError("the image is open read-only; open it with mode='r+' to change its attributes")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._check_writable()
+        if not isinstance(key, str):
+            raise MzarrValueError(f"metadata keys must be strings, got {key!r}")
+        self._data[key] = check_json(value, f"value for {key!r}")
+        self._changed()
+
+    def __delitem__(self, key: str) -> None:
+        self._check_writable()
+        del self._data[key]
+        self._changed()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # one write for many keys
+        self._check_writable()
+        new = dict(*args, **kwargs)
+        for key, value in new.items():
+            if not isinstance(key, str):
+                raise MzarrValueError(f"metadata keys must be strings, got {key!r}")
+            self._data[key] = check_json(value, f"value for {key!r}")
+        self._changed()
+
+    def replace(self, data: dict[str, Any]) -> None:
+        """Replace every attribute at once (e.g. from an editor)."""
+        self._check_writable()
+        checked = check_json(data, "attributes")
+        if not isinstance(checked, dict):
+            raise MzarrValueError("attributes must be a JSON object (dict)")
+        self._data.clear()
+        self._data.update(checked)
+        self._changed()
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def __repr__(self) -> str:
+        return f"LiveAttrs({self._data!r})"

@@ -1,0 +1,113 @@
+"""Where an image lives: the single-file SQLite `.mzarr`, an OME-Zarr folder, or a legacy Mzarr 0.0.x ZIP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from zarr.abc.store import Store
+from zarr.storage import LocalStore, ZipStore
+
+from .errors import MzarrFileNotFoundError, MzarrFormatError
+from .sqlite_store import SqliteStore, has_mzarr_application_id, is_sqlite_file
+
+ZIP_MAGIC = b"PK\x03\x04"
+DIRECTORY_SUFFIXES = (".zarr",)
+
+
+def container_kind(path: Path) -> str:
+    """``"sqlite"``, ``"directory"`` or ``"legacy-zip"``; raises a clear error for anything else."""
+    if not path.exists():
+        raise MzarrFileNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir():
+        if (path / "zarr.json").exists() or (path / ".zgroup").exists() or (path / ".zattrs").exists():
+            return "directory"
+        raise MzarrFormatError(
+            f"{path} is a folder but not a Zarr/OME-Zarr image (no zarr.json or .zgroup inside); "
+            "open a .mzarr file or an OME-Zarr folder"
+        )
+    if is_sqlite_file(path):
+        if not has_mzarr_application_id(path):
+            raise MzarrFormatError(f"{path} is an SQLite database but not a .mzarr image (wrong application id)")
+        return "sqlite"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == ZIP_MAGIC:
+        return "legacy-zip"
+    raise MzarrFormatError(
+        f"{path} is not a .mzarr image (it is neither an Mzarr SQLite container nor a legacy Mzarr ZIP); "
+        "to import a TIFF/PNG/NumPy file use 'mzarr convert' or mzarr_core.convert()"
+    )
+
+
+def open_store(path: Path, writable: bool) -> tuple[Store, str]:
+    """Open the store of an existing image for reading (or writing, where the container allows it)."""
+    kind = container_kind(path)
+    if kind == "sqlite":
+        return SqliteStore(path, read_only=not writable), kind
+    if kind == "directory":
+        return LocalStore(path, read_only=not writable), kind
+    if writable:
+        raise MzarrFormatError(
+            f"{path} is an original Mzarr 0.0.x ZIP file, which can only be read; migrate it with "
+            f"'mzarr convert {path} NEW.mzarr' and edit the new file"
+        )
+    return ZipStore(path, mode="r", read_only=True), kind
+
+
+def is_directory_target(path: Path) -> bool:
+    """A save to ``*.zarr`` (e.g. ``image.ome.zarr``) writes the plain OME-Zarr folder form."""
+    return path.suffix.lower() in DIRECTORY_SUFFIXES
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
+    """Yield a fresh store at a temporary name beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any failure (or a kill) the previous file at ``path`` is untouched and the temporary is removed (after a
+    kill it is left under a hidden ``.NAME.tmp-*`` name that never opens as ``path``).
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise MzarrFileNotFoundError(f"cannot save to {path}: the folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    directory = is_directory_target(path)
+    store: Store = LocalStore(tmp) if directory else SqliteStore(tmp, create=True, fast_build=True)
+    try:
+        yield store, tmp
+        if isinstance(store, SqliteStore):
+            store.finalize()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        else:
+            store.close()
+        if directory and path.exists():
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            if path.is_dir():
+                raise MzarrFormatError(f"cannot save a single-file .mzarr over the folder {path}")
+            for side in ("-wal", "-shm"):
+                _remove(path.with_name(path.name + side))
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.close()
+        _remove(tmp)
+        for side in ("-wal", "-shm", "-journal"):
+            _remove(tmp.with_name(tmp.name + side))
+        raise

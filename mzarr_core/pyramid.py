@@ -1,0 +1,115 @@
+"""Pyramid geometry (how many levels, their shapes) and the downsampling kernels (mean, nearest, mode)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import MzarrValueError
+
+DOWNSAMPLE_METHODS = ("mean", "nearest", "mode")
+
+
+@dataclass(frozen=True)
+class LevelGeometry:
+    """Shape of one pyramid level and its downsampling factor per axis, both in storage order."""
+
+    shape: tuple[int, ...]
+    factor: tuple[int, ...]
+
+
+def halving_axes(shape: tuple[int, ...], storage_axes: str) -> tuple[bool, ...]:
+    """Which axes the next level halves: every spatial axis still longer than one pixel."""
+    return tuple(a != "c" and n > 1 for a, n in zip(storage_axes, shape))
+
+
+def next_shape(shape: tuple[int, ...], halve: tuple[bool, ...]) -> tuple[int, ...]:
+    return tuple((n + 1) // 2 if h else n for n, h in zip(shape, halve))
+
+
+def plan_levels(
+    shape: tuple[int, ...], storage_axes: str, chunks: tuple[int, ...], levels: int | None = None
+) -> list[LevelGeometry]:
+    """Level shapes: halve until the coarsest level fits in one chunk (or exactly ``levels`` levels)."""
+    if levels is not None and levels < 1:
+        raise MzarrValueError(f"levels must be at least 1, got {levels}")
+    out = [LevelGeometry(tuple(shape), tuple(1 for _ in shape))]
+    while True:
+        cur = out[-1]
+        if levels is not None and len(out) >= levels:
+            break
+        fits = all(n <= c for a, n, c in zip(storage_axes, cur.shape, chunks) if a != "c")
+        if levels is None and fits:
+            break
+        halve = halving_axes(cur.shape, storage_axes)
+        if not any(halve):
+            break
+        out.append(
+            LevelGeometry(next_shape(cur.shape, halve), tuple(f * (2 if h else 1) for f, h in zip(cur.factor, halve)))
+        )
+    return out
+
+
+def _pad_even(block: np.ndarray, halve: tuple[bool, ...]) -> np.ndarray:
+    pad = [(0, n % 2 if h else 0) for n, h in zip(block.shape, halve)]
+    if any(p[1] for p in pad):
+        block = np.pad(block, pad, mode="edge")
+    return block
+
+
+def _pairs_last(block: np.ndarray, halve: tuple[bool, ...]) -> np.ndarray:
+    """Reshape so that each output pixel's 2^k inputs lie along one trailing axis."""
+    shape: list[int] = []
+    pair_axes: list[int] = []
+    for n, h in zip(block.shape, halve):
+        if h:
+            shape += [n // 2, 2]
+            pair_axes.append(len(shape) - 1)
+        else:
+            shape.append(n)
+    view = block.reshape(shape)
+    keep = [i for i in range(len(shape)) if i not in pair_axes]
+    moved = view.transpose(keep + pair_axes)
+    return moved.reshape(moved.shape[: len(keep)] + (-1,))
+
+
+def _accumulator(dtype: np.dtype) -> np.dtype:
+    if dtype.kind == "b":
+        return np.dtype("int16")
+    if dtype.kind in "ui":
+        return np.dtype("int32") if dtype.itemsize <= 2 else np.dtype("float64" if dtype.itemsize == 8 else "int64")
+    return np.dtype("float64")
+
+
+def _mode(values: np.ndarray) -> np.ndarray:
+    """Most frequent value along the last axis; ties go to the first one (top-left)."""
+    counts = np.stack([(values == values[..., j : j + 1]).sum(-1) for j in range(values.shape[-1])], axis=-1)
+    best = counts.argmax(-1)
+    return np.take_along_axis(values, best[..., None], -1)[..., 0]
+
+
+def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean") -> np.ndarray:
+    """Halve ``block`` along the axes flagged in ``halve``. Odd edges repeat their last pixel."""
+    if method not in DOWNSAMPLE_METHODS:
+        raise MzarrValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_METHODS)}; got {method!r}")
+    block = np.asarray(block)
+    if not any(halve):
+        return block.copy()
+    if method == "nearest":
+        return np.ascontiguousarray(block[tuple(slice(None, None, 2) if h else slice(None) for h in halve)])
+    padded = _pad_even(block, halve)
+    pairs = _pairs_last(padded, halve)
+    n = pairs.shape[-1]
+    if method == "mode":
+        return _mode(pairs)
+    if block.dtype.kind == "b":
+        return pairs.sum(-1) * 2 >= n  # majority vote; a tie counts as True so thin masks survive
+    acc = _accumulator(block.dtype)
+    total = pairs.sum(-1, dtype=acc)
+    if acc.kind == "f":
+        mean = total / n
+        if block.dtype.kind in "ui":
+            return np.floor(mean + 0.5).astype(block.dtype)
+        return mean.astype(block.dtype)
+    return ((total + n // 2) // n).astype(block.dtype)

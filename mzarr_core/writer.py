@@ -1,0 +1,149 @@
+"""Out-of-core writing of an image and its pyramid into a fresh Zarr store, block by block, bounded memory.
+
+Level 0 is read from the source in "superblocks" (a chunk scaled up by 2^k, at most BLOCK_BUDGET bytes), and each
+superblock is downsampled in memory to produce the matching, chunk-aligned blocks of levels 1..k. Levels beyond k
+are built the same way from level k as written. Zarr encodes the chunks of each write on its thread pool
+(imagecodecs releases the GIL) while the next block is read ahead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+
+from .axes import is_colour
+from .codecs import CodecChoice, zarr_codecs
+from .level import StorageArray
+from .ngff import ImageInfo, group_attributes
+from .pyramid import LevelGeometry, downsample, plan_levels
+
+BLOCK_BUDGET = 64 * 2**20
+Progress = Callable[[int, int], Any]
+
+
+def colour_transpose(storage_axes: str, colour: bool) -> tuple[int, ...] | None:
+    """Chunk order for JPEG XL colour: channel-first storage -> channel-last pixels."""
+    if not colour:
+        return None
+    return tuple(range(1, len(storage_axes))) + (0,)
+
+
+def create_arrays(
+    store: Store, info: ImageInfo, plan: list[LevelGeometry], dtype: np.dtype, chunks: tuple[int, ...], codec: CodecChoice
+) -> list[zarr.Array]:
+    """Create the group (with its metadata) and one empty array per level."""
+    st = info.storage_axes
+    channel_count = plan[0].shape[st.index("c")] if "c" in st else None
+    transpose = colour_transpose(st, is_colour(info.axes, channel_count, dtype))
+    info.level_paths = [str(i) for i in range(len(plan))]
+    info.level_factors = [g.factor for g in plan]
+    info.codec = codec.to_json()
+    root = zarr.create_group(store, zarr_format=3, attributes=group_attributes(info), overwrite=True)
+    arrays = []
+    for path, geom in zip(info.level_paths, plan):
+        level_chunks = tuple(min(c, n) if a != "c" else c for a, c, n in zip(st, chunks, geom.shape))
+        arrays.append(
+            root.create_array(
+                path,
+                shape=geom.shape,
+                chunks=level_chunks,
+                dtype=dtype,
+                fill_value=False if dtype == np.dtype(bool) else 0,
+                dimension_names=list(st),
+                **zarr_codecs(codec, dtype, transpose),
+            )
+        )
+    return arrays
+
+
+def _count_chunks(region: tuple[slice, ...], chunks: tuple[int, ...]) -> int:
+    return math.prod(-(-(s.stop - s.start) // c) for s, c in zip(region, chunks))
+
+
+def _levels_per_pass(plan: list[LevelGeometry], start: int, chunks: tuple[int, ...], itemsize: int) -> int:
+    """How many levels below ``start`` one superblock can produce within BLOCK_BUDGET."""
+    k = 0
+    while start + k + 1 < len(plan):
+        rel = [f1 // f0 for f1, f0 in zip(plan[start + k + 1].factor, plan[start].factor)]
+        block = [min(c * r, n) for c, r, n in zip(chunks, rel, plan[start].shape)]
+        if math.prod(block) * itemsize > BLOCK_BUDGET:
+            break
+        k += 1
+    return max(k, 1) if start + 1 < len(plan) else 0
+
+
+def build_pyramid(
+    source: StorageArray,
+    arrays: list[zarr.Array],
+    plan: list[LevelGeometry],
+    chunks: tuple[int, ...],
+    method: str,
+    progress: Progress | None = None,
+) -> None:
+    """Write ``source`` into ``arrays[0]`` and every coarser level, superblock by superblock."""
+    itemsize = np.dtype(arrays[0].dtype).itemsize
+    total = sum(_count_chunks(tuple(slice(0, n) for n in g.shape), chunks) for g in plan)
+    done = 0
+    if progress:
+        progress(0, total)
+    start, src = 0, source
+    while True:
+        k = _levels_per_pass(plan, start, chunks, itemsize)
+        base = plan[start]
+        rel = [[f1 // f0 for f1, f0 in zip(plan[start + j].factor, base.factor)] for j in range(k + 1)]
+        block = [c * r for c, r in zip(chunks, rel[k])]
+        origins = list(itertools.product(*(range(0, n, b) for n, b in zip(base.shape, block))))
+        regions = [tuple(slice(o, min(o + b, n)) for o, b, n in zip(org, block, base.shape)) for org in origins]
+
+        def read(region: tuple[slice, ...], src: StorageArray = src) -> np.ndarray:
+            return np.asarray(src[region])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mzarr-read") as reader:
+            pending = reader.submit(read, regions[0]) if regions else None
+            for n_region, region in enumerate(regions):
+                assert pending is not None
+                data = pending.result()
+                pending = reader.submit(read, regions[n_region + 1]) if n_region + 1 < len(regions) else None
+                if start == 0:
+                    arrays[0][region] = data
+                    done += _count_chunks(region, chunks)
+                for j in range(1, k + 1):
+                    halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
+                    data = downsample(data, halve, method)
+                    origin = [s.start // r for s, r in zip(region, rel[j])]
+                    target = tuple(slice(o, o + n) for o, n in zip(origin, data.shape))
+                    arrays[start + j][target] = data
+                    done += _count_chunks(target, chunks)
+                if progress:
+                    progress(done, total)
+        if start + k >= len(plan) - 1:
+            break
+        start, src = start + k, arrays[start + k]
+
+
+def write_image(
+    store: Store,
+    source: StorageArray,
+    info: ImageInfo,
+    codec: CodecChoice,
+    chunks: tuple[int, ...],
+    levels: int | None = None,
+    progress: Progress | None = None,
+    empty: bool = False,
+) -> list[zarr.Array]:
+    """Write a whole image (all levels + metadata) into an empty store. ``empty`` leaves every chunk unwritten."""
+    dtype = np.dtype(source.dtype)
+    plan = plan_levels(tuple(source.shape), info.storage_axes, chunks, levels)
+    arrays = create_arrays(store, info, plan, dtype, chunks, codec)
+    if not empty:
+        build_pyramid(source, arrays, plan, chunks, info.downsample, progress)
+    elif progress:
+        progress(1, 1)
+    return arrays
