@@ -80,7 +80,7 @@ def add_linux_desktop_files(bundle: Path) -> None:
     """install.sh + share/ (desktop entry, MIME XML) next to the executables."""
     share = bundle / "share"
     share.mkdir(exist_ok=True)
-    for name in ("mzarr.desktop", "mzarr.xml"):
+    for name in ("mzarr-viewer.desktop", "mzarr.xml"):
         shutil.copy2(HERE / "linux" / name, share / name)
     shutil.copy2(HERE / "linux" / "install.sh", bundle / "install.sh")
     os.chmod(bundle / "install.sh", 0o755)

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "packaging"
 LINUX = PKG / "linux"
 RES = ROOT / "resources"
-DESKTOP = LINUX / "mzarr.desktop"
+DESKTOP = LINUX / "mzarr-viewer.desktop"
 MIME_XML = LINUX / "mzarr.xml"
 INSTALL_SH = LINUX / "install.sh"
 MIME = "application/x-mzarr"
@@ -195,7 +195,7 @@ def fake_bundle(root: Path) -> Path:
     b = root / "My Apps" / "mzarr"  # a space in the path: Exec quoting
     (b / "share").mkdir(parents=True)
     shutil.copy(INSTALL_SH, b / "install.sh")
-    shutil.copy(DESKTOP, b / "share" / "mzarr.desktop")
+    shutil.copy(DESKTOP, b / "share" / "mzarr-viewer.desktop")
     shutil.copy(MIME_XML, b / "share" / "mzarr.xml")
     shutil.copytree(RES, b / "_internal" / "resources")
     for name in ("mzarr-viewer", "mzarr"):
@@ -209,7 +209,7 @@ def installed_paths(env: dict[str, str]) -> list[Path]:
     data = Path(env["XDG_DATA_HOME"])
     hi = data / "icons" / "hicolor"
     return [
-        data / "applications" / "mzarr.desktop",
+        data / "applications" / "mzarr-viewer.desktop",
         data / "mime" / "packages" / "mzarr.xml",
         hi / "48x48" / "apps" / "mzarr.png",
         hi / "256x256" / "apps" / "mzarr.png",
@@ -230,7 +230,7 @@ def test_install_script_registers_and_unregisters(tmp_path, real_mzarr):
     assert r.returncode == 0, r.stdout + r.stderr
     for p in installed_paths(env):
         assert p.is_file(), p
-    desktop = Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop"
+    desktop = Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop"
     text = desktop.read_text()
     exe = bundle / "mzarr-viewer"
     assert f'Exec="{exe}" %f' in text
@@ -240,10 +240,10 @@ def test_install_script_registers_and_unregisters(tmp_path, real_mzarr):
         assert v.returncode == 0, v.stdout
     # default application for the type
     mimeapps = (Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list").read_text()
-    assert re.search(r"^application/x-mzarr=mzarr\.desktop;?$", mimeapps, re.M), mimeapps
+    assert re.search(r"^application/x-mzarr=mzarr-viewer\.desktop;?$", mimeapps, re.M), mimeapps
     if shutil.which("xdg-mime"):
         q = run(["xdg-mime", "query", "default", MIME], env=env)
-        assert q.stdout.strip() == "mzarr.desktop", q.stdout + q.stderr
+        assert q.stdout.strip() == "mzarr-viewer.desktop", q.stdout + q.stderr
     # the MIME database of the user knows the type, by content too
     if shutil.which("update-mime-database") and (shutil.which("gio") or shutil.which("xdg-mime")):
         noext = tmp_path / "noext"
@@ -280,18 +280,18 @@ def test_install_script_from_source_checkout_with_exec(tmp_path):
     exe.chmod(0o755)
     r = run(["sh", INSTALL_SH, "--exec", exe], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    text = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").read_text()
+    text = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").read_text()
     assert f"Exec={exe} %f" in text
     assert not (Path(env["HOME"]) / ".local" / "bin" / "mzarr").exists()  # no links outside a bundle
     assert run(["sh", INSTALL_SH, "--uninstall"], env=env).returncode == 0
-    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").exists()
+    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").exists()
 
 
 def test_install_script_rejects_missing_viewer(tmp_path):
     env = mime_env(tmp_path)
     r = run(["sh", INSTALL_SH, "--exec", tmp_path / "nope"], env=env)
     assert r.returncode != 0
-    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr.desktop").exists()
+    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").exists()
 
 
 # --------------------------------------------------------------------------
@@ -424,9 +424,13 @@ def test_bundle_contents_are_lean_and_complete(bundle):
     for plat in ("offscreen", "minimal") + (("xcb",) if IS_LINUX else ()):
         assert any(plat in n for n in plugins), (plat, plugins)
     # what it must not carry
-    forbidden = ("matplotlib", "scipy", "skimage", "tkinter", "IPython", "pytest", "Qt6Quick", "Qt6Qml",
-                 "Qt6WebEngine", "Qt63D", "Qt6Multimedia", "Qt6Charts", "Qt6Pdf", "imagecodecs/_avif",
-                 "imagecodecs/_jpeg2k", "PySide6/Qt/translations")
+    top = {n.split("/")[0] for n in names}
+    for pkg in ("matplotlib", "scipy", "skimage", "tkinter", "_tkinter", "IPython", "pytest", "_pytest",
+                "PyQt5", "PyQt6", "hypothesis", "nibabel", "pydicom", "PyInstaller", "setuptools"):
+        assert not any(t == pkg or t.startswith(pkg + ".") or t.startswith(pkg + "-") for t in top), pkg
+    forbidden = ("Qt6Quick", "Qt6Qml", "Qt6WebEngine", "Qt63D", "Qt6Multimedia", "Qt6Charts", "Qt6Pdf",
+                 "QtQuick.", "QtQml.", "imagecodecs/_avif", "imagecodecs/_jpeg2k", "imagecodecs/_exr",
+                 "PySide6/Qt/translations", "libgtk-3", "libtk8", "libtcl8")
     for bad in forbidden:
         hits = [n for n in names if bad.lower() in n.lower()]
         assert not hits, (bad, hits[:5])

@@ -15,7 +15,7 @@
 # choice to $XDG_CONFIG_HOME/mimeapps.list (default ~/.config).
 set -eu
 
-APP_ID=mzarr                 # desktop file id: mzarr.desktop
+APP_ID=mzarr-viewer          # desktop file id = the executable name, which Qt uses as app id
 MIME=application/x-mzarr
 MIME_ICON=application-x-mzarr
 SIZES="16 24 32 48 64 128 256 512"
@@ -133,7 +133,7 @@ do_install() {
     X_EXEC=$(exec_quote "$exe") X_TRY=$(printf '%s' "$exe" | sed 's/\\/\\\\/g') \
     awk '/^Exec=/    { print "Exec=" ENVIRON["X_EXEC"] " %f"; next }
          /^TryExec=/ { print "TryExec=" ENVIRON["X_TRY"]; next }
-         { print }' "$share/mzarr.desktop" > "$apps/$APP_ID.desktop"
+         { print }' "$share/$APP_ID.desktop" > "$apps/$APP_ID.desktop"
     chmod 644 "$apps/$APP_ID.desktop"
 
     cp "$share/mzarr.xml" "$data/mime/packages/mzarr.xml"
