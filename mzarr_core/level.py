@@ -114,10 +114,9 @@ class Level:
         kept_storage = [p for p in self.perm if not index[p].drop]
         kept_user = sorted(kept_storage)
         block = np.transpose(block, [kept_storage.index(p) for p in kept_user])
-        flips = tuple(
-            slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user
-        )
-        return np.ascontiguousarray(block[flips]) if any(index[p].reverse for p in kept_user) else block
+        if any(index[p].reverse for p in kept_user):
+            block = block[tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)]
+        return np.ascontiguousarray(block)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return self._read(normalize(key, self.shape))

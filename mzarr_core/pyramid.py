@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,27 +59,22 @@ def _pad_even(block: np.ndarray, halve: tuple[bool, ...]) -> np.ndarray:
     return block
 
 
-def _pairs_last(block: np.ndarray, halve: tuple[bool, ...]) -> np.ndarray:
-    """Reshape so that each output pixel's 2^k inputs lie along one trailing axis."""
-    shape: list[int] = []
-    pair_axes: list[int] = []
-    for n, h in zip(block.shape, halve):
-        if h:
-            shape += [n // 2, 2]
-            pair_axes.append(len(shape) - 1)
-        else:
-            shape.append(n)
-    view = block.reshape(shape)
-    keep = [i for i in range(len(shape)) if i not in pair_axes]
-    moved = view.transpose(keep + pair_axes)
-    return moved.reshape(moved.shape[: len(keep)] + (-1,))
+def _offset_views(block: np.ndarray, halve: tuple[bool, ...]) -> list[np.ndarray]:
+    """The 2^k strided views whose element-wise combination gives each output pixel's inputs (no copies)."""
+    steps = [(0, 1) if h else (None,) for h in halve]
+    views = []
+    for offsets in itertools.product(*steps):
+        views.append(block[tuple(slice(o, None, 2) if o is not None else slice(None) for o in offsets)])
+    return views
 
 
 def _accumulator(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "b":
-        return np.dtype("int16")
+        return np.dtype("uint8")
     if dtype.kind in "ui":
-        return np.dtype("int32") if dtype.itemsize <= 2 else np.dtype("float64" if dtype.itemsize == 8 else "int64")
+        if dtype.itemsize == 1:
+            return np.dtype("int16")
+        return np.dtype("int32") if dtype.itemsize == 2 else np.dtype("float64" if dtype.itemsize == 8 else "int64")
     return np.dtype("float64")
 
 
@@ -99,17 +95,21 @@ def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean")
     if method == "nearest":
         return np.ascontiguousarray(block[tuple(slice(None, None, 2) if h else slice(None) for h in halve)])
     padded = _pad_even(block, halve)
-    pairs = _pairs_last(padded, halve)
-    n = pairs.shape[-1]
+    views = _offset_views(padded, halve)
+    n = len(views)
     if method == "mode":
-        return _mode(pairs)
-    if block.dtype.kind == "b":
-        return pairs.sum(-1) * 2 >= n  # majority vote; a tie counts as True so thin masks survive
+        return _mode(np.stack(views, axis=-1))
     acc = _accumulator(block.dtype)
-    total = pairs.sum(-1, dtype=acc)
+    total = views[0].astype(acc)
+    for view in views[1:]:
+        np.add(total, view, out=total, casting="unsafe")
+    if block.dtype.kind == "b":
+        return total * 2 >= n  # majority vote; a tie counts as True so thin masks survive
     if acc.kind == "f":
         mean = total / n
         if block.dtype.kind in "ui":
             return np.floor(mean + 0.5).astype(block.dtype)
         return mean.astype(block.dtype)
-    return ((total + n // 2) // n).astype(block.dtype)
+    total += n // 2
+    total //= n
+    return total.astype(block.dtype)

@@ -1,0 +1,176 @@
+"""The ``mzarr`` command: convert, info, export, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import MzarrError
+from .image import Mzarr
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator:
+    """A tqdm bar driven by the library's ``progress(done, total)`` callback, shown from the first report on."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=description, total=total, unit="chunk", disable=not enabled, file=sys.stderr))
+        bar = bars[0]
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def parse_region(text: str, ndim: int) -> tuple:
+    """``"100:612,2000:2512"`` -> a tuple of slices/ints (NumPy syntax per axis, user axis order)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > ndim:
+        raise MzarrError(f"--region has {len(parts)} parts but the image has {ndim} axes")
+    out = []
+    for part in parts:
+        try:
+            if ":" in part:
+                fields = [int(f) if f.strip() else None for f in part.split(":")]
+                out.append(slice(*fields))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise MzarrError(f"--region part {part!r} is not start:stop[:step] or an integer") from None
+    return tuple(out)
+
+
+def _export(image: Mzarr, out: Path, level: int, region: str | None) -> None:
+    lv = image.level(level)
+    data = lv[parse_region(region, lv.ndim)] if region else lv[...]
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        np.save(out, data)
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        photometric = "rgb" if image.axes.endswith("c") and data.ndim >= 3 and data.shape[-1] in (3, 4) else "minisblack"
+        tifffile.imwrite(out, data, photometric=photometric, compression="zlib", metadata=None)
+    elif suffix == ".png":
+        import imagecodecs
+
+        if not (data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4))) or data.dtype not in (np.uint8, np.uint16):
+            raise MzarrError(
+                f"PNG holds a 2D grey or RGB(A) uint8/uint16 picture; this region is {data.shape} {data.dtype}: "
+                "export a 2D region (--region) or use .tif / .npy"
+            )
+        out.write_bytes(imagecodecs.png_encode(data))
+    else:
+        raise MzarrError(f"cannot export to {out.name}: use a .tif, .npy or .png file name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mzarr", description="Mzarr multi-resolution images: convert, inspect, export, verify.")
+    parser.add_argument("--version", action="version", version=f"mzarr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    conv = sub.add_parser("convert", help="TIFF/OME-TIFF/PNG/JPEG/.npy/NIfTI/.mzarr/OME-Zarr -> .mzarr (or *.zarr folder)")
+    conv.add_argument("input", type=Path)
+    conv.add_argument("output", type=Path)
+    conv.add_argument("--lossy", action="store_true", help="lossy JPEG XL (uint8/uint16/int8/int16 only)")
+    conv.add_argument("--distance", type=float, help="lossy: Butteraugli distance (1.0 = visually lossless)")
+    conv.add_argument("--quality", type=float, help="lossy: quality 0-100 instead of --distance")
+    conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2)")
+    conv.add_argument("--chunks", help="chunk shape per axis, e.g. 512,512 (default: automatic)")
+    conv.add_argument("--levels", type=int, help="number of pyramid levels (default: until one tile)")
+    conv.add_argument("--labels", action="store_true", help="segmentation labels: pyramid by mode, lossless")
+    conv.add_argument("--downsample", choices=("mean", "nearest", "mode"))
+    conv.add_argument("--channel-axis", type=int, help="position of the channel axis (0 or -1)")
+    conv.add_argument("--spacing", help="voxel size per spatial axis, e.g. 0.5,0.25,0.25")
+    conv.add_argument("--unit", help="unit of --spacing (default micrometer)")
+
+    info = sub.add_parser("info", help="shape, dtype, levels, chunks, codec, size and attributes")
+    info.add_argument("file", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    exp = sub.add_parser("export", help="write a level or a region to .tif, .npy or .png")
+    exp.add_argument("file", type=Path)
+    exp.add_argument("output", type=Path)
+    exp.add_argument("--level", type=int, default=0)
+    exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512")
+
+    ver = sub.add_parser("verify", help="decode every chunk of every level")
+    ver.add_argument("file", type=Path)
+    for p in (conv, ver):
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from .convert import convert
+    from .report import describe, format_description, verify
+
+    if args.command == "convert":
+        options: dict = {}
+        if args.lossy or args.distance is not None or args.quality is not None:
+            options.update(lossless=False, distance=args.distance, quality=args.quality)
+        if args.chunks:
+            options["chunks"] = tuple(int(c) for c in args.chunks.split(","))
+        if args.spacing:
+            options["spacing"] = tuple(float(s) for s in args.spacing.split(","))
+        for name in ("effort", "levels", "downsample", "channel_axis", "unit"):
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        if args.labels:
+            options["is_label"] = True
+        with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
+            out = convert(args.input, args.output, progress=bar, **options)
+        with Mzarr(out) as image:
+            print(format_description(describe(image)))
+        return 0
+    if args.command == "info":
+        with Mzarr(args.file) as image:
+            summary = describe(image)
+        print(json.dumps(summary, indent=2) if args.json else format_description(summary))
+        return 0
+    if args.command == "export":
+        with Mzarr(args.file) as image:
+            _export(image, args.output, args.level, args.region)
+        print(f"wrote {args.output}")
+        return 0
+    if args.command == "verify":
+        with Mzarr(args.file) as image, progress_bar(f"verifying {args.file.name}", not args.quiet) as bar:
+            checked, problems = verify(image, bar)
+        for problem in problems:
+            print(f"DAMAGED: {problem}")
+        print(f"{checked} chunks checked, {len(problems)} damaged")
+        return 1 if problems else 0
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mzarr`` console script; clear one-line errors and exit code 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (MzarrError, OSError, IndexError, ValueError) as exc:
+        print(f"mzarr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mzarr: interrupted; no file was changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
