@@ -74,7 +74,7 @@ def _accumulator(dtype: np.dtype) -> np.dtype:
     if dtype.kind in "ui":
         if dtype.itemsize == 1:
             return np.dtype("int16")
-        return np.dtype("int32") if dtype.itemsize == 2 else np.dtype("float64" if dtype.itemsize == 8 else "int64")
+        return np.dtype("int32") if dtype.itemsize == 2 else np.dtype("int64")
     return np.dtype("float64")
 
 
@@ -99,17 +99,27 @@ def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean")
     n = len(views)
     if method == "mode":
         return _mode(np.stack(views, axis=-1))
+    if block.dtype.kind in "ui" and block.dtype.itemsize == 8:
+        return _exact_int_mean(views)
+    if block.dtype.kind == "f":
+        total = views[0] / n  # dividing first keeps float64 sums of huge values finite
+        for view in views[1:]:
+            total += view / n
+        return total.astype(block.dtype)
     acc = _accumulator(block.dtype)
     total = views[0].astype(acc)
     for view in views[1:]:
         np.add(total, view, out=total, casting="unsafe")
     if block.dtype.kind == "b":
         return total * 2 >= n  # majority vote; a tie counts as True so thin masks survive
-    if acc.kind == "f":
-        mean = total / n
-        if block.dtype.kind in "ui":
-            return np.floor(mean + 0.5).astype(block.dtype)
-        return mean.astype(block.dtype)
     total += n // 2
     total //= n
     return total.astype(block.dtype)
+
+
+def _exact_int_mean(views: list[np.ndarray]) -> np.ndarray:
+    """Mean rounded half up for 64-bit integers without overflow: sum the quotients and remainders by n apart."""
+    n = len(views)
+    quotient = sum(v // n for v in views)
+    remainder = sum(v % n for v in views)
+    return (quotient + (remainder + n // 2) // n).astype(views[0].dtype)
