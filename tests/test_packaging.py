@@ -287,6 +287,34 @@ def test_install_script_from_source_checkout_with_exec(tmp_path):
     assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").exists()
 
 
+@pytest.mark.skipif(not IS_LINUX, reason="freedesktop desktop integration is Linux-only")
+def test_double_click_opens_in_mzarr(tmp_path, real_mzarr):
+    """After install.sh, the desktop's "open" of a .mzarr (here GLib's ``gio open``, what GNOME's
+    file manager does on a double-click) runs the registered viewer with the file, even for a
+    file without the extension (found by the MIME magic)."""
+    need("gio", "libglib2.0-bin")
+    need("update-mime-database", "shared-mime-info")
+    env = mime_env(tmp_path)
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    log = tmp_path / "opened.txt"
+    viewer = tmp_path / "bin" / "mzarr-viewer"
+    viewer.parent.mkdir()
+    viewer.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{log}'\n")
+    viewer.chmod(0o755)
+    assert run(["sh", INSTALL_SH, "--exec", viewer], env=env).returncode == 0
+    for name in ("double click.mzarr", "no-extension"):
+        f = tmp_path / name
+        shutil.copy(real_mzarr, f)
+        r = run(["gio", "open", f], env=env, timeout=30)
+        assert r.returncode == 0, r.stderr
+        for _ in range(100):  # gio spawns the viewer and returns
+            if log.exists() and str(f) in log.read_text():
+                break
+            time.sleep(0.05)
+        assert log.exists() and str(f) in log.read_text().splitlines(), (name, log.read_text() if log.exists() else "")
+
+
 def test_install_script_rejects_missing_viewer(tmp_path):
     env = mime_env(tmp_path)
     r = run(["sh", INSTALL_SH, "--exec", tmp_path / "nope"], env=env)
@@ -409,6 +437,22 @@ def test_bundle_versions(bundle, tmp_path):
     r = run([exe(bundle, "mzarr-viewer"), "--version"], env=bundle_env(tmp_path), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"\d+\.\d+", r.stdout + r.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IS_LINUX, reason="install.sh is for Linux desktops")
+def test_bundle_install_script(bundle, tmp_path):
+    """The bundle's own install.sh registers the bundled viewer and links both programs."""
+    env = mime_env(tmp_path)
+    r = run(["sh", bundle / "install.sh"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    desktop = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").read_text()
+    assert f"Exec={bundle / 'mzarr-viewer'} %f" in desktop
+    bindir = Path(env["HOME"]) / ".local" / "bin"
+    v = run([bindir / "mzarr-viewer", "--version"], env=bundle_env(tmp_path))
+    assert v.returncode == 0 and re.search(r"\d+\.\d+", v.stdout + v.stderr), v.stdout + v.stderr
+    assert run(["sh", bundle / "install.sh", "--uninstall"], env=env).returncode == 0
+    assert not (bindir / "mzarr").exists()
 
 
 @pytest.mark.slow
