@@ -116,7 +116,8 @@ class Level:
         block = np.transpose(block, [kept_storage.index(p) for p in kept_user])
         if any(index[p].reverse for p in kept_user):
             block = block[tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)]
-        return np.ascontiguousarray(block)
+        block = np.asarray(block)
+        return block if block.flags.c_contiguous else block.copy(order="C")
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return self._read(normalize(key, self.shape))

@@ -102,10 +102,7 @@ def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean")
     if block.dtype.kind in "ui" and block.dtype.itemsize == 8:
         return _exact_int_mean(views)
     if block.dtype.kind == "f":
-        total = views[0] / n  # dividing first keeps float64 sums of huge values finite
-        for view in views[1:]:
-            total += view / n
-        return total.astype(block.dtype)
+        return _float_mean(views)
     acc = _accumulator(block.dtype)
     total = views[0].astype(acc)
     for view in views[1:]:
@@ -123,3 +120,19 @@ def _exact_int_mean(views: list[np.ndarray]) -> np.ndarray:
     quotient = sum(v // n for v in views)
     remainder = sum(v % n for v in views)
     return (quotient + (remainder + n // 2) // n).astype(views[0].dtype)
+
+
+def _float_mean(views: list[np.ndarray]) -> np.ndarray:
+    """Correctly rounded mean: summed in float64; where a float64 sum overflows, divided before summing."""
+    n = len(views)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = views[0].astype(np.float64)
+        for view in views[1:]:
+            total += view
+        mean = total / n
+        if views[0].dtype.itemsize == 8:
+            overflow = np.isinf(mean)
+            if overflow.any():
+                divided = sum(v[overflow] / n for v in views)
+                mean[overflow] = divided
+    return mean.astype(views[0].dtype)
