@@ -1,0 +1,150 @@
+"""The ``mzarr`` command on real images: convert (TIFF, PNG, .npy, NIfTI), info, export, verify, and its errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import tifffile
+from skimage import data
+
+from mzarr import Mzarr
+from mzarr_core.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_convert_ome_tiff_keeps_pixels_axes_and_spacing(tmp_path, capsys):
+    rgb = data.astronaut()
+    src = tmp_path / "astronaut.ome.tif"
+    tifffile.imwrite(src, rgb, photometric="rgb", tile=(256, 256), metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    code, out, err = run(capsys, "convert", src, tmp_path / "a.mzarr", "--levels", "3")
+    assert code == 0, err
+    assert "shape:       (512, 512, 3)" in out and "axes: yxc" in out
+    with Mzarr(tmp_path / "a.mzarr") as m:
+        assert np.array_equal(m.numpy(), rgb)
+        assert m.spacing == (0.5, 0.5)
+        assert len(m.levels) == 3
+        assert m.attrs()["source"] == "astronaut.ome.tif"
+    assert "converting astronaut.ome.tif" in err and "100%" in err  # the progress bar ran to the end
+
+
+def test_convert_png_npy_and_labels(tmp_path, capsys):
+    coins = data.coins()
+    (tmp_path / "coins.png").write_bytes(imagecodecs.png_encode(coins))
+    assert run(capsys, "convert", tmp_path / "coins.png", tmp_path / "c.mzarr", "--quiet")[0] == 0
+    assert np.array_equal(Mzarr(tmp_path / "c.mzarr").numpy(), coins)
+
+    labels = (coins > 100).astype(np.uint16) * 7
+    np.save(tmp_path / "labels.npy", labels)
+    assert run(capsys, "convert", tmp_path / "labels.npy", tmp_path / "l.mzarr", "--labels", "--levels", "3", "--quiet")[0] == 0
+    m = Mzarr(tmp_path / "l.mzarr")
+    assert m.is_label and m.downsample_method == "mode"
+    assert set(np.unique(m.level(2).numpy())) <= {0, 7}
+
+
+def test_convert_nifti_volume_with_spacing(tmp_path, capsys):
+    nib = pytest.importorskip("nibabel", reason="nibabel (test extra) is needed to read NIfTI")
+    src = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    if not src.exists():
+        pytest.skip("nibabel's bundled anatomical.nii test volume is not installed")
+    img = nib.load(src)
+    code, out, err = run(capsys, "convert", src, tmp_path / "brain.mzarr", "--quiet")
+    assert code == 0, err
+    m = Mzarr(tmp_path / "brain.mzarr")
+    expected = np.asarray(img.dataobj).transpose(2, 1, 0)
+    assert m.axes == "zyx" and np.array_equal(m.numpy(), expected)
+    zooms = img.header.get_zooms()
+    assert m.spacing == pytest.approx((zooms[2], zooms[1], zooms[0]))
+
+
+def test_lossy_convert_is_smaller_and_close(tmp_path, capsys):
+    cam = data.camera()
+    np.save(tmp_path / "cam.npy", cam)
+    run(capsys, "convert", tmp_path / "cam.npy", tmp_path / "lossless.mzarr", "--quiet")
+    assert run(capsys, "convert", tmp_path / "cam.npy", tmp_path / "lossy.mzarr", "--lossy", "--distance", "1.0", "--quiet")[0] == 0
+    assert (tmp_path / "lossy.mzarr").stat().st_size < 0.6 * (tmp_path / "lossless.mzarr").stat().st_size
+    err = np.abs(Mzarr(tmp_path / "lossy.mzarr").numpy().astype(float) - cam)
+    assert 0 < err.mean() < 3
+
+
+def test_info_json_reports_levels_codec_and_ratio(tmp_path, capsys):
+    Mzarr(data.camera(), attrs={"stain": "none"}).save(tmp_path / "cam.mzarr", levels=3)
+    code, out, _ = run(capsys, "info", tmp_path / "cam.mzarr", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["shape"] == [512, 512] and info["dtype"] == "uint8"
+    assert [lv["shape"] for lv in info["levels"]] == [[512, 512], [256, 256], [128, 128]]
+    assert info["codec"]["name"] == "jpegxl" and info["codec"]["lossless"] is True
+    assert info["attrs"] == {"stain": "none"}
+    assert info["size_on_disk"] == (tmp_path / "cam.mzarr").stat().st_size
+    assert info["compression_ratio"] > 1.2
+
+
+def test_export_region_and_level_to_tif_npy_png(tmp_path, capsys):
+    rgb = data.astronaut()
+    m = Mzarr(rgb)
+    m.save(tmp_path / "a.mzarr", levels=2)
+    level1 = Mzarr(tmp_path / "a.mzarr").level(1).numpy()
+    assert run(capsys, "export", tmp_path / "a.mzarr", tmp_path / "r.npy", "--region", "10:110,20:220")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "r.npy"), rgb[10:110, 20:220])
+    assert run(capsys, "export", tmp_path / "a.mzarr", tmp_path / "l1.tif", "--level", "1")[0] == 0
+    assert np.array_equal(tifffile.imread(tmp_path / "l1.tif"), level1)
+    assert run(capsys, "export", tmp_path / "a.mzarr", tmp_path / "r.png", "--region", "0:64,0:64")[0] == 0
+    assert np.array_equal(imagecodecs.imread(tmp_path / "r.png"), rgb[:64, :64])
+
+
+def test_verify_finds_a_damaged_chunk(tmp_path, capsys):
+    Mzarr(data.camera()).save(tmp_path / "cam.mzarr", chunks=(256, 256), levels=2)
+    code, out, _ = run(capsys, "verify", tmp_path / "cam.mzarr", "--quiet")
+    assert code == 0 and "5 chunks checked, 0 damaged" in out
+    with sqlite3.connect(tmp_path / "cam.mzarr") as db:
+        db.execute("UPDATE zarr SET value=? WHERE key='0/c/1/0'", (b"\x00garbage" * 10,))
+    code, out, _ = run(capsys, "verify", tmp_path / "cam.mzarr", "--quiet")
+    assert code == 1
+    assert "DAMAGED: chunk 0/c/1/0" in out and "1 damaged" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["info", "{tmp}/missing.mzarr"], "no such file or folder"),
+        (["info", "{tmp}"], "not a Zarr/OME-Zarr image"),
+        (["info", "{tmp}/notes.txt"], "is not a .mzarr image"),
+        (["convert", "{tmp}/notes.txt", "{tmp}/x.mzarr"], "unknown image type .txt"),
+        (["convert", "{tmp}/vol4d.npy", "{tmp}/x.mzarr"], "needs channel_axis"),
+        (["convert", "{tmp}/complex.npy", "{tmp}/x.mzarr"], "cannot be stored"),
+        (["convert", "{tmp}/vol4d.npy", "{tmp}/x.mzarr", "--lossy", "--channel-axis", "0", "--labels"], "label images must be stored lossless"),
+        (["export", "{tmp}/ok.mzarr", "{tmp}/x.bmp"], "use a .tif, .npy or .png"),
+        (["export", "{tmp}/ok.mzarr", "{tmp}/x.npy", "--level", "7"], "level 7 does not exist"),
+        (["export", "{tmp}/ok.mzarr", "{tmp}/x.npy", "--region", "a:b"], "is not start:stop"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    np.save(tmp_path / "vol4d.npy", np.zeros((2, 3, 4, 5), np.uint8))
+    np.save(tmp_path / "complex.npy", np.zeros((4, 4), np.complex64))
+    Mzarr(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.mzarr")
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.mzarr").exists()
+
+
+def test_console_script_is_installed(tmp_path):
+    Mzarr(data.moon()).save(tmp_path / "moon.mzarr")
+    exe = Path(sys.executable).parent / "mzarr"
+    result = subprocess.run([str(exe), "info", str(tmp_path / "moon.mzarr")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "shape:       (512, 512)" in result.stdout
