@@ -1,0 +1,734 @@
+"""Benchmark mzarr_core against plain Zarr + Blosc-zstd, pyramidal OME-TIFF (tifffile) and PNG on real images.
+
+    python benchmarks/bench_core.py              # default sizes, ~10 minutes on 2 cores
+    python benchmarks/bench_core.py --quick      # small sizes, 1-2 minutes
+    python benchmarks/bench_core.py --big-3d     # also: peak memory of a pyramid build from a >2 GB np.memmap
+    python benchmarks/bench_core.py --parts 2d,effort --grey-size 4096
+
+Prints Markdown tables and writes them to benchmarks/out/bench_core.md. Every image is made at run time from the
+real images bundled with scikit-image (nothing is downloaded). See docs/BENCHMARKS.md for the measured numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    GREY_SOURCES,
+    OUT,
+    RGB_SOURCES,
+    MemorySampler,
+    make_volume,
+    markdown_table,
+    mosaic,
+    path_size,
+    remove,
+    skimage_image,
+    timed,
+)
+
+REGION = 512
+CHUNK_2D = 512
+CHUNK_3D = 64
+PARTS = ("2d", "small", "effort", "3d")
+MB = 1e6
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pyramid geometry shared by every pyramidal format (the same levels as mzarr writes)
+# ---------------------------------------------------------------------------------------------------------------
+def spatial_flags(img: np.ndarray, axes: str) -> tuple[bool, ...]:
+    return tuple(a != "c" for a in axes)
+
+
+def level_count(shape: tuple[int, ...], axes: str, chunk: int) -> int:
+    """mzarr's rule: halve until every spatial axis fits in one chunk."""
+    n, cur = 1, [s for s, a in zip(shape, axes) if a != "c"]
+    while any(s > chunk for s in cur):
+        cur = [(s + 1) // 2 if s > 1 else s for s in cur]
+        n += 1
+    return n
+
+
+def build_levels(img: np.ndarray, axes: str, n: int) -> list[np.ndarray]:
+    """The pyramid as NumPy arrays, with mzarr's own 2x mean kernel (so every format stores the same pixels)."""
+    from mzarr_core.pyramid import downsample
+
+    out = [img]
+    for _ in range(n - 1):
+        prev = out[-1]
+        out.append(downsample(prev, tuple(a != "c" and s > 1 for a, s in zip(axes, prev.shape)), "mean"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# formats: write(img) -> seconds; reader with full() and region(level, key); sizes
+# ---------------------------------------------------------------------------------------------------------------
+class Format:
+    name = ""
+    ext = ""
+    pyramid = True
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, img: np.ndarray, axes: str, n_levels: int) -> None:
+        raise NotImplementedError
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def full(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def region(self, level: int, key: tuple[slice, ...]) -> np.ndarray:
+        raise NotImplementedError
+
+    def level_shape(self, level: int) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def n_levels(self) -> int:
+        return 1
+
+    def size(self) -> int:
+        return path_size(self.path)
+
+    def level0_size(self) -> int:
+        return self.size()
+
+
+class MzarrFormat(Format):
+    name = "mzarr"
+    ext = ".mzarr"
+
+    def __init__(self, path: Path, **save_options: Any):
+        super().__init__(path)
+        self.save_options = save_options
+        self.m: Any = None
+
+    def write(self, img: np.ndarray, axes: str, n_levels: int) -> None:
+        from mzarr import Mzarr
+
+        Mzarr(img).save(self.path, **self.save_options)
+
+    def open(self) -> None:
+        from mzarr import Mzarr
+
+        self.m = Mzarr(self.path, "r")
+
+    def close(self) -> None:
+        if self.m is not None:
+            self.m.close()
+            self.m = None
+
+    def full(self) -> np.ndarray:
+        return self.m.numpy()
+
+    def region(self, level: int, key: tuple[slice, ...]) -> np.ndarray:
+        return self.m.level(level)[key]
+
+    def level_shape(self, level: int) -> tuple[int, ...]:
+        return self.m.level(level).shape
+
+    def n_levels(self) -> int:
+        return len(self.m.levels)
+
+    def level0_size(self) -> int:
+        import sqlite3
+
+        con = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True)  # immutable: no -shm/-wal
+        try:
+            return int(con.execute("SELECT COALESCE(SUM(LENGTH(value)),0) FROM zarr WHERE key LIKE '0/c/%'").fetchone()[0])
+        finally:
+            con.close()
+
+
+class ZarrBloscFormat(Format):
+    """Plain Zarr v3 directory, Blosc(zstd, clevel 5), same chunk shape as mzarr, pyramid built level by level."""
+
+    ext = ".zarr"
+
+    def __init__(self, path: Path, shuffle: str = "bitshuffle"):
+        super().__init__(path)
+        self.shuffle = shuffle
+        self.name = f"zarr+blosc-zstd5 ({shuffle})"
+        self.group: Any = None
+
+    def codec(self) -> Any:
+        from zarr.codecs import BloscCodec
+
+        return BloscCodec(cname="zstd", clevel=5, shuffle=self.shuffle)
+
+    def write(self, img: np.ndarray, axes: str, n_levels: int) -> None:
+        import zarr
+
+        chunk = CHUNK_2D if len(axes.replace("c", "")) == 2 else CHUNK_3D
+        group = zarr.open_group(str(self.path), mode="w", zarr_format=3)
+        for i, lv in enumerate(build_levels(img, axes, n_levels)):
+            chunks = tuple(min(chunk, s) if a != "c" else s for a, s in zip(axes, lv.shape))
+            arr = group.create_array(str(i), shape=lv.shape, chunks=chunks, dtype=lv.dtype, compressors=[self.codec()])
+            arr[...] = lv
+
+    def open(self) -> None:
+        import zarr
+
+        self.group = zarr.open_group(str(self.path), mode="r")
+        self.arrays = [self.group[str(i)] for i in range(len(list(self.group.array_keys())))]
+
+    def full(self) -> np.ndarray:
+        return self.arrays[0][...]
+
+    def region(self, level: int, key: tuple[slice, ...]) -> np.ndarray:
+        return self.arrays[level][key]
+
+    def level_shape(self, level: int) -> tuple[int, ...]:
+        return self.arrays[level].shape
+
+    def n_levels(self) -> int:
+        return len(self.arrays)
+
+    def level0_size(self) -> int:
+        return path_size(self.path / "0" / "c")
+
+
+class OmeTiffFormat(Format):
+    """Pyramidal OME-TIFF the way tifffile documents it: level 0 with ``subifds=``, then ``subfiletype=1`` levels.
+
+    Tiled 512 x 512, horizontal-differencing predictor (smaller files for zlib and zstd on these images).
+    """
+
+    ext = ".ome.tif"
+
+    def __init__(self, path: Path, compression: str = "zlib", predictor: bool = True):
+        super().__init__(path)
+        self.compression = compression
+        self.predictor = predictor
+        self.name = f"OME-TIFF {compression}" + (" +pred" if predictor else "")
+        self.arrays: list[Any] = []
+
+    def write(self, img: np.ndarray, axes: str, n_levels: int) -> None:
+        import tifffile
+
+        colour = axes.endswith("c")
+        options = dict(
+            tile=(512, 512),
+            compression=self.compression,
+            predictor=self.predictor,
+            photometric="rgb" if colour else "minisblack",
+            maxworkers=os.cpu_count(),
+        )
+        levels = build_levels(img, axes, n_levels)
+        with tifffile.TiffWriter(self.path, bigtiff=img.nbytes > 2**31, ome=True) as tif:
+            tif.write(levels[0], subifds=n_levels - 1, metadata={"axes": axes.upper().replace("C", "S")}, **options)
+            for lv in levels[1:]:
+                tif.write(lv, subfiletype=1, **options)
+
+    def open(self) -> None:
+        import tifffile
+        import zarr
+
+        self.store = tifffile.imread(self.path, aszarr=True)
+        node = zarr.open(self.store, mode="r")
+        if isinstance(node, zarr.Array):
+            self.arrays = [node]
+        else:
+            self.arrays = [node[k] for k in sorted(node.array_keys(), key=int)]
+
+    def close(self) -> None:
+        if getattr(self, "store", None) is not None:
+            self.store.close()
+            self.store = None
+
+    def full(self) -> np.ndarray:
+        import tifffile
+
+        return tifffile.imread(self.path, maxworkers=os.cpu_count())
+
+    def region(self, level: int, key: tuple[slice, ...]) -> np.ndarray:
+        return self.arrays[level][key]
+
+    def level_shape(self, level: int) -> tuple[int, ...]:
+        return self.arrays[level].shape
+
+    def n_levels(self) -> int:
+        return len(self.arrays)
+
+    def level0_size(self) -> int:
+        import tifffile
+
+        with tifffile.TiffFile(self.path) as tif:
+            return int(sum(tif.pages[0].databytecounts))
+
+
+class PngFormat(Format):
+    """One PNG of the full image (imagecodecs/libpng, default zlib level); no pyramid, no random access."""
+
+    name = "PNG"
+    ext = ".png"
+    pyramid = False
+
+    def write(self, img: np.ndarray, axes: str, n_levels: int) -> None:
+        import imagecodecs
+
+        self.path.write_bytes(imagecodecs.png_encode(img))
+
+    def full(self) -> np.ndarray:
+        import imagecodecs
+
+        return imagecodecs.png_decode(self.path.read_bytes())
+
+    def region(self, level: int, key: tuple[slice, ...]) -> np.ndarray:
+        return self.full()[key]  # the whole file has to be decoded
+
+    def open(self) -> None:
+        self.shape = self.full().shape
+
+    def level_shape(self, level: int) -> tuple[int, ...]:
+        return self.shape
+
+
+def peer_formats(work: Path, tag: str, formats: list[str]) -> list[Format]:
+    out: list[Format] = []
+    for f in formats:
+        if f == "mzarr":
+            out.append(MzarrFormat(work / f"{tag}.mzarr"))
+        elif f == "zarr":
+            out.append(ZarrBloscFormat(work / f"{tag}.bitshuffle.zarr", "bitshuffle"))
+            out.append(ZarrBloscFormat(work / f"{tag}.shuffle.zarr", "shuffle"))
+        elif f == "tiff":
+            out.append(OmeTiffFormat(work / f"{tag}.zlib.ome.tif", "zlib"))
+            out.append(OmeTiffFormat(work / f"{tag}.zstd.ome.tif", "zstd"))
+        elif f == "png":
+            out.append(PngFormat(work / f"{tag}.png"))
+        else:
+            raise SystemExit(f"unknown format {f!r}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measuring one format on one image
+# ---------------------------------------------------------------------------------------------------------------
+def random_keys(shape: tuple[int, ...], axes: str, n: int, seed: int, edge: int = REGION) -> list[tuple[slice, ...]]:
+    """``n`` random ``edge``-sized boxes (clipped to the level) in the spatial axes; whole channel axis."""
+    rng = np.random.default_rng(seed)
+    keys = []
+    for _ in range(n):
+        key = []
+        for a, s in zip(axes, shape):
+            if a == "c":
+                key.append(slice(None))
+            else:
+                lo = int(rng.integers(0, max(1, s - edge + 1)))
+                key.append(slice(lo, min(s, lo + edge)))
+        keys.append(tuple(key))
+    return keys
+
+
+def plane_keys(shape: tuple[int, ...], n: int, seed: int, edge: int = REGION) -> list[tuple]:
+    """Random 512 x 512 yx regions of a random z plane of a (z, y, x) volume."""
+    rng = np.random.default_rng(seed)
+    keys = []
+    for _ in range(n):
+        z = int(rng.integers(0, shape[0]))
+        y = int(rng.integers(0, max(1, shape[1] - edge + 1)))
+        x = int(rng.integers(0, max(1, shape[2] - edge + 1)))
+        keys.append((z, slice(y, min(shape[1], y + edge)), slice(x, min(shape[2], x + edge))))
+    return keys
+
+
+def region_latency(fmt: Format, level: int, keys: list[tuple]) -> float:
+    """Median seconds of one region read (file already open; first read is a warm-up and not counted)."""
+    fmt.region(level, keys[0])
+    times = []
+    for key in keys:
+        t0 = time.perf_counter()
+        fmt.region(level, key)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(
+    fmt: Format, img: np.ndarray, axes: str, n_levels: int, n_regions: int, *, check: bool = True, planes: bool = False,
+    edge: int = REGION,
+) -> dict[str, Any]:
+    remove(fmt.path)
+    write_s, _ = timed(lambda: (remove(fmt.path), fmt.write(img, axes, n_levels)), min_time=0.5, max_reps=5)
+    size, size0 = fmt.size(), fmt.level0_size()  # before opening: a reader may add transient files (-shm)
+    fmt.open()
+    try:
+        read_s, back = timed(fmt.full, min_time=0.5, max_reps=7)
+        if check and not np.array_equal(back, img):
+            raise AssertionError(f"{fmt.name}: full read differs from the original (lossless check failed)")
+        coarsest = fmt.n_levels() - 1
+        res = {
+            "format": fmt.name,
+            "size": size,
+            "size0": size0,
+            "raw": img.nbytes,
+            "write_s": write_s,
+            "read_s": read_s,
+            "levels": fmt.n_levels(),
+            "back": back,
+        }
+        if fmt.pyramid:
+            shape0 = fmt.level_shape(0)
+            res["reg0"] = region_latency(fmt, 0, random_keys(shape0, axes, n_regions, 42, edge))
+            shape_c = fmt.level_shape(coarsest)
+            res["regc"] = region_latency(fmt, coarsest, random_keys(shape_c, axes, n_regions, 43, edge))
+            if planes:
+                res["plane"] = region_latency(fmt, 0, plane_keys(shape0, n_regions, 44))
+        else:  # PNG: any region needs the whole file decoded
+            res["reg0"] = res["regc"] = res["plane"] = read_s
+        res["coarsest_shape"] = fmt.level_shape(coarsest)
+    finally:
+        fmt.close()
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tables
+# ---------------------------------------------------------------------------------------------------------------
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:.1f}" if s < 10 else f"{s * 1e3:.0f}"
+
+
+def comparison_table(results: dict[str, list[dict[str, Any]]], planes: bool = False) -> str:
+    header = [
+        "image (raw MB)", "format", "file MB", "file % raw", "L0 % raw", "size mzarr/peer", "write MB/s",
+        "full read MB/s", "region L0 ms", "mzarr/peer", "region coarsest ms", "mzarr/peer",
+    ]
+    if planes:
+        header += ["yx plane 512² ms", "mzarr/peer"]
+    rows = []
+    for image, res in results.items():
+        mz = next(r for r in res if r["format"] == "mzarr")
+        for r in res:
+            peer = r is not mz
+            raw = r["raw"]
+            row = [
+                f"{image} ({raw / MB:.1f})",
+                f"**{r['format']}**" if not peer else r["format"],
+                f"{r['size'] / MB:.2f}",
+                f"{100 * r['size'] / raw:.1f}",
+                f"{100 * r['size0'] / raw:.1f}",
+                fmt_ratio(mz["size"], r["size"]) if peer else "",
+                f"{raw / MB / r['write_s']:.1f}",
+                f"{raw / MB / r['read_s']:.0f}",
+                ms(r["reg0"]) + (" (full decode)" if r["format"] == "PNG" else ""),
+                fmt_ratio(mz["reg0"], r["reg0"]) if peer else "",
+                ms(r["regc"]) + (" (full decode)" if r["format"] == "PNG" else ""),
+                fmt_ratio(mz["regc"], r["regc"]) if peer else "",
+            ]
+            if planes:
+                row += [ms(r["plane"]), fmt_ratio(mz["plane"], r["plane"]) if peer else ""]
+            rows.append(row)
+    return markdown_table(header, rows)
+
+
+def goals_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """The issue's goal: smaller than every peer (lossless) and region reads within 2x of the fastest peer."""
+    header = [
+        "image", "smallest peer (file)", "mzarr/smallest file", "smallest peer (L0 only)", "mzarr/smallest L0",
+        "fastest peer L0 region", "mzarr/fastest", "fastest peer coarsest", "mzarr/fastest", "goal met",
+    ]
+    rows = []
+    for image, res in results.items():
+        mz = next(r for r in res if r["format"] == "mzarr")
+        peers = [r for r in res if r is not mz]
+        if not peers:
+            continue
+        small = min(peers, key=lambda r: r["size"])
+        small0 = min(peers, key=lambda r: r["size0"])
+        fast0 = min(peers, key=lambda r: r["reg0"])
+        fastc = min(peers, key=lambda r: r["regc"])
+        size_ok = mz["size"] < small["size"]
+        size0_ok = mz["size0"] < small0["size0"]
+        read_ok = mz["reg0"] <= 2 * fast0["reg0"] and mz["regc"] <= 2 * fastc["regc"]
+        verdict = []
+        verdict.append("size: yes" if size_ok else ("size: L0 only" if size0_ok else "size: NO"))
+        verdict.append("reads: yes" if read_ok else "reads: NO")
+        rows.append([
+            image,
+            small["format"], fmt_ratio(mz["size"], small["size"]),
+            small0["format"], fmt_ratio(mz["size0"], small0["size0"]),
+            f"{fast0['format']} {ms(fast0['reg0'])} ms", fmt_ratio(mz["reg0"], fast0["reg0"]),
+            f"{fastc['format']} {ms(fastc['regc'])} ms", fmt_ratio(mz["regc"], fastc["regc"]),
+            ", ".join(verdict),
+        ])
+    return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parts
+# ---------------------------------------------------------------------------------------------------------------
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run_images(images: dict[str, tuple[np.ndarray, str]], formats: list[str], work: Path, n_regions: int,
+               planes: bool = False) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {}
+    for tag, (img, axes) in images.items():
+        chunk = CHUNK_2D if len(axes.replace("c", "")) == 2 else CHUNK_3D
+        n_levels = level_count(img.shape, axes, chunk)
+        res = []
+        for fmt in peer_formats(work, tag.split(" ")[0], formats):
+            if planes and isinstance(fmt, (OmeTiffFormat, PngFormat)):
+                continue
+            log(f"{tag}: {fmt.name}")
+            r = measure(fmt, img, axes, n_levels, n_regions, planes=planes, edge=128 if planes else REGION)
+            r.pop("back")
+            res.append(r)
+            remove(fmt.path)
+        results[tag] = res
+    return results
+
+
+def part_effort(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions: int, efforts: list[int]) -> str:
+    header = ["image", "mzarr setting", "file MB", "file % raw", "write MB/s", "full read MB/s", "region L0 ms",
+              "size vs effort 2", "PSNR dB"]
+    rows = []
+    for tag, (img, axes) in images.items():
+        n_levels = level_count(img.shape, axes, CHUNK_2D)
+        settings = [(f"lossless, effort {e}", dict(effort=e)) for e in efforts]
+        settings.append(("lossy distance 1.0, effort 2", dict(distance=1.0, effort=2)))
+        ref = None
+        out = []
+        for label, opts in settings:
+            log(f"effort: {tag}: {label}")
+            fmt = MzarrFormat(work / f"{tag.split(' ')[0]}.effort.mzarr", **opts)
+            r = measure(fmt, img, axes, n_levels, n_regions, check="distance" not in opts)
+            if "distance" in opts:
+                err = (r["back"].astype(np.float64) - img) ** 2
+                psnr = 10 * np.log10(255.0**2 / max(err.mean(), 1e-12))
+            else:
+                psnr = float("inf")
+            remove(fmt.path)
+            if opts.get("effort") == 2 and "distance" not in opts:
+                ref = r["size"]
+            out.append((label, r, psnr))
+        for label, r, psnr in out:
+            rows.append([
+                tag, label, f"{r['size'] / MB:.2f}", f"{100 * r['size'] / r['raw']:.1f}",
+                f"{r['raw'] / MB / r['write_s']:.1f}", f"{r['raw'] / MB / r['read_s']:.0f}", ms(r["reg0"]),
+                fmt_ratio(r["size"], ref) if ref else "-", "lossless" if psnr == float("inf") else f"{psnr:.1f}",
+            ])
+    return markdown_table(header, rows)
+
+
+# -- peak memory of a big 3D pyramid build, each in a fresh child process ----------------------------------------
+def child_peak(spec: dict[str, Any]) -> None:
+    """Runs in a child process: build the pyramid of the memmapped volume, print JSON with time and memory."""
+    shape = tuple(spec["shape"])
+    with MemorySampler() as idle:
+        pass
+    base_rss = idle.peak_anon
+    mm = np.memmap(spec["source"], dtype=np.uint16, mode="r", shape=shape)
+    out = Path(spec["out"])
+    remove(out)
+    t0 = time.perf_counter()
+    with MemorySampler() as mem:
+        if spec["kind"] == "mzarr":
+            from mzarr import Mzarr
+
+            Mzarr(mm).save(out)
+        else:  # plain zarr + blosc, naive: level 0 streamed from the memmap, coarser levels computed in memory
+            import zarr
+            from zarr.codecs import BloscCodec
+
+            from mzarr_core.pyramid import downsample
+
+            group = zarr.open_group(str(out), mode="w", zarr_format=3)
+            n = level_count(shape, "zyx", CHUNK_3D)
+            prev: Any = mm
+            for i in range(n):
+                data = prev if i == 0 else downsample(np.asarray(prev), (True, True, True), "mean")
+                arr = group.create_array(str(i), shape=data.shape, chunks=tuple(min(CHUNK_3D, s) for s in data.shape),
+                                         dtype=data.dtype, compressors=[BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")])
+                arr[...] = data
+                prev = data
+    seconds = time.perf_counter() - t0
+    print(json.dumps({
+        "seconds": seconds, "peak_rss": mem.peak_rss, "peak_anon": mem.peak_anon, "base_anon": base_rss,
+        "size": path_size(out),
+    }))
+
+
+def part_big3d(work: Path, shape: tuple[int, int, int]) -> str:
+    src = work / "big_volume.u16"
+    nbytes = int(np.prod(shape)) * 2
+    log(f"big-3d: making a {shape} uint16 volume ({nbytes / 2**30:.2f} GiB) on disk")
+    mm = np.memmap(src, dtype=np.uint16, mode="w+", shape=shape)
+    make_volume(shape, out=mm)
+    mm.flush()
+    del mm
+    rows = []
+    for kind, label, out in (
+        ("mzarr", "mzarr: Mzarr(np.memmap).save()", work / "big.mzarr"),
+        ("zarr", "zarr+blosc-zstd5 (shuffle), naive: each coarser level computed from the whole previous level in memory", work / "big.zarr"),
+    ):
+        log(f"big-3d: {kind}")
+        spec = {"kind": kind, "source": str(src), "shape": list(shape), "out": str(out)}
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            rows.append([label, "failed: " + proc.stderr.strip().splitlines()[-1], "", "", "", "", ""])
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        remove(out)
+        rows.append([
+            label, f"{r['seconds']:.0f}", f"{nbytes / MB / r['seconds']:.1f}", f"{100 * r['size'] / nbytes:.1f}",
+            f"{r['peak_rss'] / 2**20:.0f} ({r['peak_rss'] / nbytes:.2f}x)",
+            f"{r['peak_anon'] / 2**20:.0f} ({r['peak_anon'] / nbytes:.2f}x)",
+            f"{r['base_anon'] / 2**20:.0f}",
+        ])
+    remove(src)
+    header = ["pyramid build", "seconds", "MB/s", "file % raw", "peak RSS MiB (x volume)",
+              "peak private (anon) MiB (x volume)", "interpreter baseline anon MiB"]
+    title = f"volume {shape[0]}x{shape[1]}x{shape[2]} uint16 = {nbytes / 2**30:.2f} GiB ({nbytes / MB:.0f} MB), np.memmap on disk"
+    return title + "\n\n" + markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def machine_line() -> str:
+    import imagecodecs
+    import tifffile
+    import zarr
+
+    try:
+        import psutil
+
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GB RAM"
+    except ImportError:
+        mem = ""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), {mem}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, zarr {zarr.__version__}, "
+        f"imagecodecs {imagecodecs.__version__}, tifffile {tifffile.__version__}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes and fewer regions (1-2 minutes)")
+    p.add_argument("--big-3d", action="store_true", help="also measure peak memory building the pyramid of a >2 GB volume")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)} (default: all)")
+    p.add_argument("--formats", default="mzarr,zarr,tiff,png", help="comma list of mzarr, zarr, tiff, png")
+    p.add_argument("--grey-size", type=int, help="edge of the grey uint8 mosaic (default 8192; quick 2048)")
+    p.add_argument("--rgb-size", type=int, help="edge of the RGB uint8 mosaic (default 6144; quick 1536)")
+    p.add_argument("--vol-shape", help="z,y,x of the uint16 test volume (default 128,1024,1024; quick 64,256,256)")
+    p.add_argument("--big-shape", default="1100,1100,1100", help="z,y,x of the --big-3d volume (default 1100^3 uint16)")
+    p.add_argument("--regions", type=int, help="random regions per level (default 50; quick 20)")
+    p.add_argument("--efforts", default="1,2,3", help="JPEG XL efforts for the effort part (default 1,2,3)")
+    p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child_peak(json.loads(args.child))
+        return 0
+
+    grey = args.grey_size or (2048 if args.quick else 8192)
+    rgb = args.rgb_size or (1536 if args.quick else 6144)
+    vol = tuple(int(v) for v in (args.vol_shape or ("64,256,256" if args.quick else "128,1024,1024")).split(","))
+    n_regions = args.regions or (20 if args.quick else 50)
+    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    formats = [s.strip() for s in args.formats.split(",") if s.strip()]
+    if "mzarr" not in formats:
+        formats.insert(0, "mzarr")
+    work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    sections = [
+        "# mzarr_core benchmark",
+        "",
+        machine_line(),
+        "",
+        f"Command: `python benchmarks/bench_core.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace("  ", " "),
+        "",
+        "Sizes are file bytes (all pyramid levels; PNG has none) and level-0 chunk/tile payload (L0), as % of the raw "
+        f"level-0 bytes. Write MB/s = raw level-0 MB / time to write everything (pyramid included). Region = median of "
+        f"{n_regions} random {REGION}x{REGION} reads (file open, OS cache warm); the coarsest level is at most "
+        f"{REGION} px, so its region is the whole level. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr).",
+    ]
+    images2d: dict[str, tuple[np.ndarray, str]] = {}
+    if "2d" in parts or "effort" in parts:
+        log("making test images")
+        images2d[f"grey {grey}² u8"] = (mosaic(grey, grey, GREY_SOURCES, seed=0), "yx")
+        images2d[f"rgb {rgb}² u8"] = (mosaic(rgb, rgb, RGB_SOURCES, seed=3), "yxc")
+    if "2d" in parts:
+        res = run_images(images2d, formats, work, n_regions)
+        sections += ["", f"## Large 2D images (mosaics of scikit-image's real images), lossless", "",
+                     comparison_table(res), "", "### Goal check (lossless): smaller than every peer, regions within 2x of the fastest", "",
+                     goals_table(res)]
+        print("\n".join(sections[-6:]), file=sys.stderr, flush=True)
+    if "small" in parts:
+        names = ["camera", "coins", "moon", "astronaut"] if args.quick else ["camera", "coins", "moon", "page", "astronaut", "coffee", "hubble_deep_field"]
+        small = {}
+        for n in names:
+            im = skimage_image(n)
+            small[f"{n} {im.shape[0]}x{im.shape[1]}" + (" rgb" if im.ndim == 3 else "")] = (im, "yxc" if im.ndim == 3 else "yx")
+        res = run_images(small, formats, work, n_regions)
+        sections += ["", "## Unmodified small scikit-image images, lossless", "", comparison_table(res), "",
+                     "### Goal check (small images)", "", goals_table(res)]
+        print("\n".join(sections[-6:]), file=sys.stderr, flush=True)
+    if "effort" in parts:
+        efforts = [int(e) for e in args.efforts.split(",")]
+        table = part_effort(images2d, work, n_regions, efforts)
+        sections += ["", "## mzarr JPEG XL effort and lossy trade-off (default: lossless, effort 2)", "", table]
+        print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
+    if "3d" in parts:
+        log(f"making a {vol} uint16 volume")
+        volume = make_volume(vol)
+        fmts3 = [f for f in formats if f in ("mzarr", "zarr")]
+        res = run_images({f"volume {vol[0]}x{vol[1]}x{vol[2]} u16": (volume, "zyx")}, fmts3, work, n_regions, planes=True)
+        sections += ["", "## 3D uint16 volume (stacked real slices), lossless, 64³ chunks", "",
+                     "OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
+                     "(the coarsest level is at most 64³: the whole level); yx plane = a 512x512 region of one random "
+                     "z plane at level 0 (touches 8x8 bricks).", "", comparison_table(res, planes=True)]
+        print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
+    if args.big_3d:
+        big = tuple(int(v) for v in args.big_shape.split(","))
+        table = part_big3d(work, big)  # type: ignore[arg-type]
+        sections += ["", "## Peak memory building the pyramid of a volume larger than 2 GB (fresh child process each)", "",
+                     table, "",
+                     "Peak RSS is the kernel's high-water mark (VmHWM); it counts the pages of the np.memmap source that "
+                     "were read, which the kernel can drop at any time. Private (anon) memory is what must really fit in RAM."]
+        print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
+    sections += ["", f"Total run time: {time.perf_counter() - t_start:.0f} s"]
+    text = "\n".join(sections) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_core.md").write_text(text)
+    print(text)
+    try:
+        work.rmdir()
+    except OSError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
