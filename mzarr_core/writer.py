@@ -67,6 +67,15 @@ def _count_chunks(region: tuple[slice, ...], chunks: tuple[int, ...]) -> int:
     return math.prod(-(-(s.stop - s.start) // c) for s, c in zip(region, chunks))
 
 
+def _write_batch(batch: list[tuple[zarr.Array, tuple[slice, ...], np.ndarray]]) -> int:
+    """Write blocks (chunk-aligned, so no chunk is read back) and return how many chunks they covered."""
+    count = 0
+    for array, region, data in batch:
+        array[region] = data
+        count += _count_chunks(region, tuple(array.chunks))
+    return count
+
+
 def _levels_per_pass(plan: list[LevelGeometry], start: int, chunks: tuple[int, ...], itemsize: int) -> int:
     """How many levels below ``start`` one superblock can produce within BLOCK_BUDGET."""
     k = 0
@@ -105,22 +114,30 @@ def build_pyramid(
         def read(region: tuple[slice, ...], src: StorageArray = src) -> np.ndarray:
             return np.asarray(src[region])
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mzarr-read") as reader:
+        # One thread reads ahead, one writes behind (zarr encodes each write's chunks on its own pool), so the
+        # main thread's downsampling overlaps both; at most two blocks wait to be written (bounded memory).
+        with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(1, "mzarr-write") as writer:
             pending = reader.submit(read, regions[0]) if regions else None
+            writes: list = []
             for n_region, region in enumerate(regions):
                 assert pending is not None
                 data = pending.result()
                 pending = reader.submit(read, regions[n_region + 1]) if n_region + 1 < len(regions) else None
+                batch = []
                 if start == 0:
-                    arrays[0][region] = data
-                    done += _count_chunks(region, chunks)
+                    batch.append((arrays[0], region, data))
                 for j in range(1, k + 1):
                     halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
                     data = downsample(data, halve, method)
                     origin = [s.start // r for s, r in zip(region, rel[j])]
-                    target = tuple(slice(o, o + n) for o, n in zip(origin, data.shape))
-                    arrays[start + j][target] = data
-                    done += _count_chunks(target, chunks)
+                    batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
+                writes.append(writer.submit(_write_batch, batch))
+                while len(writes) > 1:
+                    done += writes.pop(0).result()
+                    if progress:
+                        progress(done, total)
+            for future in writes:
+                done += future.result()
                 if progress:
                     progress(done, total)
         if start + k >= len(plan) - 1:
