@@ -345,12 +345,26 @@ def test_icons_present_and_sized():
 
 
 def test_macos_info_plist_declares_document_type():
+    import importlib.util
+    import plistlib
+
+    spec_ = importlib.util.spec_from_file_location("info_plist", PKG / "macos" / "info_plist.py")
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    plist = plistlib.loads(plistlib.dumps(mod.info_plist("1.2.3")))  # serialisable as a real plist
+    assert plist["CFBundleShortVersionString"] == "1.2.3"
+    (doc,) = plist["CFBundleDocumentTypes"]
+    (uti,) = plist["UTExportedTypeDeclarations"]
+    assert doc["LSItemContentTypes"] == [uti["UTTypeIdentifier"]] == ["org.mzarr.mzarr"]
+    assert doc["CFBundleTypeRole"] == "Viewer" and doc["LSHandlerRank"] == "Owner"
+    assert "public.data" in uti["UTTypeConformsTo"]
+    assert uti["UTTypeTagSpecification"]["public.filename-extension"] == ["mzarr"]
+    assert uti["UTTypeTagSpecification"]["public.mime-type"] == [MIME]
+    assert (RES / doc["CFBundleTypeIconFile"]).is_file()
     spec = (PKG / "mzarr.spec").read_text()
-    for key in ("CFBundleDocumentTypes", "UTExportedTypeDeclarations", "LSItemContentTypes",
-                '"org.mzarr.mzarr"', '"public.data"', '"public.filename-extension": ["mzarr"]',
-                '"public.mime-type": ["application/x-mzarr"]', '"CFBundleTypeRole": "Viewer"'):
-        assert key in spec, key
+    assert "info_plist=info_plist(VERSION)" in spec
     assert "argv_emulation=False" in spec  # the app handles QFileOpenEvent itself
+    assert f'(str(RES / "{doc["CFBundleTypeIconFile"]}"), ".")' in spec  # icon in Contents/Resources
 
 
 def test_windows_installer_declares_association():

@@ -1,0 +1,56 @@
+"""Info.plist entries of Mzarr.app (used by packaging/mzarr.spec's BUNDLE, checked by the tests).
+
+Declares the .mzarr document type so the Finder shows .mzarr files with the
+Mzarr document icon and opens them in Mzarr on a double-click; the app gets
+them as QFileOpenEvent (mzarr_app handles those).
+"""
+
+from __future__ import annotations
+
+BUNDLE_ID = "org.mzarr.viewer"
+MZARR_UTI = "org.mzarr.mzarr"
+MIME_TYPE = "application/x-mzarr"
+DOC_ICON = "mzarr-file.icns"  # copied to Contents/Resources by the spec
+
+
+def info_plist(version: str) -> dict:
+    """The keys merged into PyInstaller's generated Info.plist."""
+    return {
+        "CFBundleName": "Mzarr",
+        "CFBundleDisplayName": "Mzarr",
+        "CFBundleIdentifier": BUNDLE_ID,
+        "CFBundleShortVersionString": version,
+        "CFBundleVersion": version,
+        "NSHighResolutionCapable": True,
+        "NSRequiresAquaSystemAppearance": False,  # follow dark mode
+        "LSMinimumSystemVersion": "12.0",
+        "LSApplicationCategoryType": "public.app-category.graphics-design",
+        "CFBundleDocumentTypes": [
+            {
+                "CFBundleTypeName": "Mzarr multi-resolution image",
+                "CFBundleTypeRole": "Viewer",
+                "LSHandlerRank": "Owner",
+                "LSItemContentTypes": [MZARR_UTI],
+                "CFBundleTypeIconFile": DOC_ICON,
+            }
+        ],
+        "UTExportedTypeDeclarations": [
+            {
+                "UTTypeIdentifier": MZARR_UTI,
+                "UTTypeDescription": "Mzarr multi-resolution image",
+                "UTTypeConformsTo": ["public.data"],
+                "UTTypeIconFile": DOC_ICON,
+                "UTTypeTagSpecification": {
+                    "public.filename-extension": ["mzarr"],
+                    "public.mime-type": [MIME_TYPE],
+                },
+            }
+        ],
+    }
+
+
+if __name__ == "__main__":  # print it as XML: python packaging/macos/info_plist.py
+    import plistlib
+    import sys
+
+    sys.stdout.buffer.write(plistlib.dumps(info_plist("0.0.0")))
