@@ -81,7 +81,7 @@ class Mzarr:
         self._source: Any = None
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
-            if mode in ("w", "w-"):
+            if mode in ("w", "w-") or (mode == "a" and not path.exists() and shape is not None):
                 self._create_file(path, mode, shape, dtype, axes, channel_axis, spacing, unit, is_label, attrs, save_options)
             self._open_file(path, mode)
         else:
