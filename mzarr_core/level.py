@@ -31,6 +31,12 @@ class StorageView:
         self.shape = tuple(int(source.shape[p]) for p in perm)
         self.dtype = np.dtype(source.dtype)
 
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The source's chunk shape in storage order (the whole shape for unchunked sources)."""
+        source_chunks = getattr(self.source, "chunks", None) or self.source.shape
+        return tuple(int(source_chunks[p]) for p in self.perm)
+
     def __getitem__(self, key: tuple) -> np.ndarray:
         user_key = tuple(key[i] for i in self.inverse)
         block = np.asarray(self.source[user_key])
