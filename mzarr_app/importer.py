@@ -38,6 +38,9 @@ def run_import(parent: QWidget | None, src: str, dst: str,
     """
     import mzarr_core
 
+    convert = getattr(mzarr_core, "convert", None)
+    if convert is None:  # older core builds only expose it in the submodule
+        from mzarr_core.convert import convert
     bridge = _Bridge()
     cancel = threading.Event()
     dlg = QProgressDialog(f"Importing {os.path.basename(src)}…", "Cancel", 0, 100, parent)
@@ -57,7 +60,7 @@ def run_import(parent: QWidget | None, src: str, dst: str,
 
     def work() -> None:
         try:
-            mzarr_core.convert(src, dst, progress=progress)
+            convert(src, dst, progress=progress)
             msg = "cancelled" if cancel.is_set() else ""
         except mzarr_core.SaveCancelled:
             msg = "cancelled"

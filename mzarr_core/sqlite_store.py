@@ -11,6 +11,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from urllib.request import pathname2url
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
@@ -79,7 +80,7 @@ class SqliteStore(Store):
             if self._conn is not None:
                 return self._conn
             if self.read_only:
-                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+                uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"  # quoted: '?'/'#' in names
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
             else:
                 conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)

@@ -164,7 +164,6 @@ def test_in_memory_levels_equal_saved_levels(tmp_path):
             assert_bit_exact(lvl[...], ref, f"level {i}")
 
 
-@pytest.mark.xfail(reason="core bug: 64-bit/huge float64 mean overflows (/tmp/core_bugs.md BUG 1)", strict=True)
 @pytest.mark.parametrize("dtype", ["int64", "uint64", "float64"])
 def test_saved_pyramid_keeps_extreme_constants(tmp_path, dtype):
     """A saved image filled with the dtype's max keeps that value on every level (no wrap to min, no inf)."""
