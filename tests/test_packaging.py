@@ -311,6 +311,15 @@ def test_double_click_opens_in_mzarr(tmp_path, real_mzarr):
         assert log.exists() and str(f) in log.read_text().splitlines(), (name, log.read_text() if log.exists() else "")
 
 
+def test_install_script_is_clean_posix_sh():
+    r = run(["sh", "-n", INSTALL_SH])
+    assert r.returncode == 0, r.stderr
+    tool = need("shellcheck", "shellcheck")
+    r = run([tool, "-s", "sh", INSTALL_SH])
+    assert r.returncode == 0, r.stdout
+    assert os.access(INSTALL_SH, os.X_OK)
+
+
 def test_install_script_rejects_missing_viewer(tmp_path):
     env = mime_env(tmp_path)
     r = run(["sh", INSTALL_SH, "--exec", tmp_path / "nope"], env=env)

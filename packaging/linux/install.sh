@@ -10,6 +10,7 @@
 #   ./install.sh --uninstall     remove all of the above again
 #   ./install.sh --exec PATH     use PATH as the viewer executable
 #                                (e.g. a pip-installed mzarr-viewer)
+#   ./install.sh --no-bin-links  do not link the programs into ~/.local/bin
 #
 # Files go to $XDG_DATA_HOME (default ~/.local/share) and the default-app
 # choice to $XDG_CONFIG_HOME/mimeapps.list (default ~/.config).
@@ -20,7 +21,7 @@ MIME=application/x-mzarr
 MIME_ICON=application-x-mzarr
 SIZES="16 24 32 48 64 128 256 512"
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 mode=install
 exec_path=""
