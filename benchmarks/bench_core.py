@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes and fewer regions (1-2 minutes)")
     p.add_argument("--big-3d", action="store_true", help="also measure peak memory building the pyramid of a >2 GB volume")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)} (default: all)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}, or none (default: all)")
     p.add_argument("--formats", default="mzarr,zarr,tiff,png", help="comma list of mzarr, zarr, tiff, png")
     p.add_argument("--grey-size", type=int, help="edge of the grey uint8 mosaic (default 8192; quick 2048)")
     p.add_argument("--rgb-size", type=int, help="edge of the RGB uint8 mosaic (default 6144; quick 1536)")
@@ -654,13 +654,16 @@ def main(argv: list[str] | None = None) -> int:
     rgb = args.rgb_size or (1536 if args.quick else 6144)
     vol = tuple(int(v) for v in (args.vol_shape or ("64,256,256" if args.quick else "128,1024,1024")).split(","))
     n_regions = args.regions or (20 if args.quick else 50)
-    parts = [s.strip() for s in args.parts.split(",") if s.strip()]
+    parts = [s.strip() for s in args.parts.split(",") if s.strip() and s.strip() != "none"]
+    if set(parts) - set(PARTS):
+        p.error(f"--parts: unknown {', '.join(sorted(set(parts) - set(PARTS)))}; choose from {', '.join(PARTS)} or none")
     formats = [s.strip() for s in args.formats.split(",") if s.strip()]
     if "mzarr" not in formats:
         formats.insert(0, "mzarr")
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
 
     sections = [
         "# mzarr_core benchmark",
@@ -718,7 +721,8 @@ def main(argv: list[str] | None = None) -> int:
                      "Peak RSS is the kernel's high-water mark (VmHWM); it counts the pages of the np.memmap source that "
                      "were read, which the kernel can drop at any time. Private (anon) memory is what must really fit in RAM."]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
-    sections += ["", f"Total run time: {time.perf_counter() - t_start:.0f} s"]
+    sections += ["", f"Total run time: {time.perf_counter() - t_start:.0f} s. Load average (1 min) at start "
+                 f"{load_start:.1f}, at end {os.getloadavg()[0]:.1f} (other processes on the machine share the cores)."]
     text = "\n".join(sections) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_core.md").write_text(text)
