@@ -23,7 +23,7 @@ def info_plist(version: str) -> dict:
         "CFBundleVersion": version,
         "NSHighResolutionCapable": True,
         "NSRequiresAquaSystemAppearance": False,  # follow dark mode
-        "LSMinimumSystemVersion": "12.0",
+        "LSMinimumSystemVersion": "13.0",  # Qt 6.10+ needs macOS 13
         "LSApplicationCategoryType": "public.app-category.graphics-design",
         "CFBundleDocumentTypes": [
             {
