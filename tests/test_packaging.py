@@ -459,6 +459,43 @@ def test_bundle_versions(bundle, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="socket file check is POSIX-only")
+def test_bundle_second_launch_opens_in_running_viewer(bundle, tmp_path):
+    """A second double-click hands the file to the running bundled viewer (QtNetwork's
+    QLocalSocket must be in the bundle) instead of starting another copy."""
+    import uuid
+
+    first, second = tmp_path / "first.mzarr", tmp_path / "second.mzarr"
+    write_mzarr(first, np.zeros((64, 64), np.uint8))
+    write_mzarr(second, np.ones((64, 64), np.uint8))
+    user = f"mzarr-pkg-test-{uuid.uuid4().hex[:8]}"  # own socket name, apart from any real viewer
+    sock_dir = tmp_path / "sock"
+    sock_dir.mkdir()
+    env = bundle_env(tmp_path)
+    env.update(MZARR_VIEWER_SINGLE_INSTANCE="1", USER=user, LOGNAME=user, TMPDIR=str(sock_dir))
+    viewer = exe(bundle, "mzarr-viewer")
+    p1 = subprocess.Popen([str(viewer), str(first)], env=env, cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(sock_dir.glob("mzarr-viewer-*")):
+            assert p1.poll() is None, f"first viewer exited: {p1.communicate()[0]}"
+            assert time.monotonic() < deadline, "first viewer never listened"
+            time.sleep(0.2)
+        r = run([viewer, second], env=env, cwd=tmp_path, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "opened in the running" in r.stdout, r.stdout + r.stderr
+        assert p1.poll() is None  # the first one is still up
+    finally:
+        p1.terminate()
+        try:
+            p1.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p1.kill()
+            p1.wait()
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not IS_LINUX, reason="install.sh is for Linux desktops")
 def test_bundle_install_script(bundle, tmp_path):
     """The bundle's own install.sh registers the bundled viewer and links both programs."""
