@@ -8,6 +8,7 @@ import pytest
 from conftest import ALL_DTYPES, assert_bit_exact, assert_pyramid, extreme_array, smooth_array
 
 from mzarr import Mzarr
+from mzarr_core.errors import MzarrValueError
 
 # (shape, axes given to the constructor, expected axes, chunks for save): odd sizes, never chunk multiples.
 LAYOUTS = {
@@ -174,3 +175,23 @@ def test_saved_pyramid_keeps_extreme_constants(tmp_path, dtype):
     with Mzarr(path) as m:
         for lvl in m.levels:
             assert (lvl[...] == top).all(), f"level {lvl.index}: {lvl[0, 0]!r} != {top!r}"
+
+
+@pytest.mark.xfail(reason="core bug: channel chunk > 1 crashes in imagecodecs (/tmp/core_bugs.md BUG 7)", strict=True)
+@pytest.mark.parametrize(
+    "shape,axes,chunks",
+    [((20, 30, 25, 2), "zyxc", (4, 16, 16, 2)), ((2, 20, 30, 25), "czyx", (2, 4, 16, 16))],
+)
+def test_channel_chunk_larger_than_one(tmp_path, shape, axes, chunks):
+    """An explicit channel chunk > 1 on a non-RGB channel image either round-trips exactly or is refused up
+    front with MzarrValueError about chunks (never a codec exception, never a partial file)."""
+    a = extreme_array(shape, "uint16", seed=6)
+    try:
+        path = Mzarr(a, axes=axes).save(tmp_path / "c.mzarr", chunks=chunks)
+    except MzarrValueError as exc:
+        assert "chunk" in str(exc)
+        assert not (tmp_path / "c.mzarr").exists()
+        return
+    with Mzarr(path) as m:
+        assert_bit_exact(m.numpy(), a)
+        assert_pyramid(m, a, "mean")
