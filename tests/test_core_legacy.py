@@ -87,7 +87,6 @@ def test_legacy_refuses_writing(legacy_file):
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(reason="core bug: legacy write error says reopen with 'r+' (/tmp/core_bugs.md BUG 6)", strict=True)
 def test_legacy_write_error_says_migrate(legacy_file):
     """The read-only error of a legacy file says how to migrate instead of suggesting 'r+' (which also fails)."""
     path, _ = legacy_file
