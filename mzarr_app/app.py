@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,19 @@ class MzarrApplication(QApplication):
         self.cache_mb = cache_mb
         self.windows: list[MainWindow] = []
         self.single: Any = None
-        self.pending_opens: list[str] = []
+        self.aboutToQuit.connect(self.shutdown)
+        # zarr stops its IO loop in an atexit handler; ours must run first (atexit is LIFO), so import it now
+        import mzarr_core  # noqa: F401
+
+        atexit.register(self.shutdown)
+
+    def shutdown(self) -> None:
+        """Stop every window's background loading (safe to call more than once)."""
+        for w in list(getattr(self, "windows", [])):
+            try:
+                w.view.close_document()
+            except RuntimeError:  # already deleted by Qt
+                pass
 
     def new_window(self) -> MainWindow:
         """Create and show an empty window."""

@@ -215,4 +215,11 @@ class ChunkLoader(QObject):
             self.cancelled += len(self._pending)
             self._pending = []
             self._pending_set = set()
-        self.pool.waitForDone(timeout_ms)
+        # wait in Python (sleep releases the GIL so running reads can finish), then let Qt join its threads
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._workers <= 0:
+                    break
+            time.sleep(0.002)
+        self.pool.waitForDone(max(0, int((deadline - time.monotonic()) * 1000)))

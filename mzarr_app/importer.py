@@ -39,7 +39,7 @@ def run_import(parent: QWidget | None, src: str, dst: str,
     import mzarr_core
 
     convert = getattr(mzarr_core, "convert", None)
-    if convert is None:  # older core builds only expose it in the submodule
+    if not callable(convert):  # the name may be the submodule when the package does not re-export it
         from mzarr_core.convert import convert
     bridge = _Bridge()
     cancel = threading.Event()
