@@ -24,10 +24,17 @@ def check_json(value: Any, what: str = "value") -> Any:
 class LiveAttrs(MutableMapping[str, Any]):
     """A dict-like view of the image's attributes; every change is validated and handed to ``on_change``."""
 
-    def __init__(self, data: dict[str, Any], on_change: Callable[[dict[str, Any]], None] | None, read_only: bool):
+    def __init__(
+        self,
+        data: dict[str, Any],
+        on_change: Callable[[dict[str, Any]], None] | None,
+        read_only: bool,
+        read_only_reason: str = "the image is open read-only; open it with mode='r+' to change its attributes",
+    ):
         self._data = data
         self._on_change = on_change
         self._read_only = read_only
+        self._read_only_reason = read_only_reason
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -35,7 +42,7 @@ class LiveAttrs(MutableMapping[str, Any]):
 
     def _check_writable(self) -> None:
         if self._read_only:
-            raise MzarrReadOnlyError("the image is open read-only; open it with mode='r+' to change its attributes")
+            raise MzarrReadOnlyError(self._read_only_reason)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]

@@ -16,11 +16,39 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zarr
 from imagecodecs.zarr import Jpegxl
 from zarr.codecs import BytesCodec, TransposeCodec, ZstdCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
+from zarr.registry import register_codec
 
 from .errors import MzarrDtypeError, MzarrValueError
+
+
+class ShapedFixedScaleOffset(FixedScaleOffset):
+    """numcodecs' FixedScaleOffset that keeps the chunk's shape when encoding.
+
+    zarr's wrapper returns numcodecs' flattened output, so the JPEG XL serializer after it would see a 1 x N strip
+    and lose all 2-D prediction (int16 files were twice the size of the same pixels as uint16). Same name and
+    configuration on disk: any reader decodes it with the stock codec.
+    """
+
+    def _encode_sync(self, chunk_data: Any, chunk_spec: Any) -> Any:
+        out = super()._encode_sync(chunk_data, chunk_spec)
+        array = out.as_ndarray_like()
+        return chunk_spec.prototype.nd_buffer.from_ndarray_like(array.reshape(chunk_spec.shape))
+
+
+def _use_shaped_fixedscaleoffset() -> None:
+    """Make zarr build ShapedFixedScaleOffset for 'numcodecs.fixedscaleoffset' (also when reopening files)."""
+    name = "numcodecs.fixedscaleoffset"
+    register_codec(name, ShapedFixedScaleOffset)
+    codecs = dict(zarr.config.get("codecs", {}))
+    codecs[name] = f"{ShapedFixedScaleOffset.__module__}.{ShapedFixedScaleOffset.__qualname__}"
+    zarr.config.set({"codecs": codecs})
+
+
+_use_shaped_fixedscaleoffset()
 
 JPEGXL_NATIVE = (np.dtype("uint8"), np.dtype("uint16"))
 JPEGXL_OFFSET = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
@@ -126,7 +154,7 @@ def zarr_codecs(choice: CodecChoice, dtype: np.dtype, transpose: tuple[int, ...]
     if dtype in JPEGXL_OFFSET:
         info = np.iinfo(dtype)
         filters.append(
-            FixedScaleOffset(offset=int(info.min), scale=1, dtype=dtype.str, astype=JPEGXL_OFFSET[dtype].str)
+            ShapedFixedScaleOffset(offset=int(info.min), scale=1, dtype=dtype.str, astype=JPEGXL_OFFSET[dtype].str)
         )
     elif dtype == np.dtype(bool):
         filters.append(AsType(encode_dtype="|u1", decode_dtype="|b1"))

@@ -31,6 +31,11 @@ def container_kind(path: Path) -> str:
             "open a .mzarr file or an OME-Zarr folder"
         )
     if is_sqlite_file(path):
+        if path.stat().st_size < 100:
+            raise MzarrFormatError(
+                f"{path} starts like a .mzarr file but is only {path.stat().st_size} bytes long: it is truncated or "
+                "damaged; restore it from a backup or save it again"
+            )
         if not has_mzarr_application_id(path):
             raise MzarrFormatError(f"{path} is an SQLite database but not a .mzarr image (wrong application id)")
         return "sqlite"

@@ -301,7 +301,9 @@ class Mzarr:
     def attrs(self) -> LiveAttrs:
         """The user metadata as a live mapping: changes are saved at once in mode 'r+' (JSON values only)."""
         read_only = self._kind != "memory" and self._mode != "r+"
-        return LiveAttrs(self._info.attrs, None if self._kind == "memory" else self._write_attrs, read_only)
+        return LiveAttrs(
+            self._info.attrs, None if self._kind == "memory" else self._write_attrs, read_only, self._read_only_reason()
+        )
 
     def _write_attrs(self, data: dict[str, Any]) -> None:
         self._check_open()
@@ -333,11 +335,7 @@ class Mzarr:
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check_open()
         if not self.writable:
-            raise MzarrReadOnlyError(
-                "this image is read-only; open the file with Mzarr(path, 'r+') to edit it"
-                if self._kind != "memory"
-                else "the source array of this in-memory image is read-only; pass a writable NumPy array"
-            )
+            raise MzarrReadOnlyError(self._read_only_reason())
         index = normalize(key, self.shape)
         value = broadcast_value(coerce(value, self.dtype), result_shape(index))
         if self._kind == "memory":
@@ -345,6 +343,16 @@ class Mzarr:
             self._mem_levels = None
             return
         self._write_region(index, value)
+
+    def _read_only_reason(self) -> str:
+        if self._kind == "legacy-zip":
+            return (
+                f"{self._path} is an original Mzarr 0.0.x file, which can only be read; migrate it with "
+                f"m.save('new.mzarr') or 'mzarr convert {self._path} new.mzarr' and edit the new file"
+            )
+        if self._kind == "memory":
+            return "the source array of this in-memory image is read-only; pass a writable NumPy array"
+        return "this image is open read-only; open the file with Mzarr(path, 'r+') to edit it"
 
     def _write_region(self, index: tuple[AxisIndex, ...], value: np.ndarray) -> None:
         """Write level 0 and recompute the touched part of every coarser level, as one transaction."""

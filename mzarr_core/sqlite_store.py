@@ -95,7 +95,11 @@ class SqliteStore(Store):
                 conn.execute("PRAGMA synchronous=OFF")
                 conn.execute("BEGIN")
             elif not self.read_only:
-                conn.execute("PRAGMA journal_mode=WAL")
+                # WAL while editing: readers in other processes keep reading during a write. Files at rest use
+                # the rollback journal (see close), so a reader never leaves -wal/-shm files beside the image
+                # and read-only folders stay readable.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
             return conn
@@ -132,8 +136,7 @@ class SqliteStore(Store):
             conn = self._connection()
             if conn.in_transaction:
                 conn.execute("COMMIT")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode=DELETE")
         self.close()
 
     def close(self) -> None:
@@ -142,6 +145,7 @@ class SqliteStore(Store):
                 if not self.read_only:
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        self._conn.execute("PRAGMA journal_mode=DELETE")  # back to one file at rest
                 self._conn.close()
                 self._conn = None
         super().close()
