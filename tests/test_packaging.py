@@ -551,7 +551,7 @@ def test_bundle_contents_are_lean_and_complete(bundle):
                 "PyQt5", "PyQt6", "hypothesis", "nibabel", "pydicom", "PyInstaller", "setuptools"):
         assert not any(t == pkg or t.startswith(pkg + ".") or t.startswith(pkg + "-") for t in top), pkg
     forbidden = ("Qt6Quick", "Qt6Qml", "Qt6WebEngine", "Qt63D", "Qt6Multimedia", "Qt6Charts", "Qt6Pdf",
-                 "QtQuick.", "QtQml.", "imagecodecs/_avif", "imagecodecs/_jpeg2k", "imagecodecs/_exr",
+                 "QtQuick.", "QtQml.", "imagecodecs/_avif", "imagecodecs/_heif", "imagecodecs/_exr",
                  "PySide6/Qt/translations", "libgtk-3", "libtk8", "libtcl8")
     for bad in forbidden:
         hits = [n for n in names if bad.lower() in n.lower()]
