@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,6 +29,7 @@ def _interp_lut(stops: np.ndarray) -> np.ndarray:
     return np.concatenate([np.round(rgb), np.full((256, 1), 255)], axis=1).astype(np.uint8)
 
 
+@lru_cache(maxsize=16)
 def colormap_lut(name: str) -> np.ndarray:
     """256x4 uint8 RGBA LUT for a colormap name (``labels`` gives the label palette)."""
     if name == "viridis":
@@ -40,6 +42,7 @@ def colormap_lut(name: str) -> np.ndarray:
     return np.stack([g, g, g, np.full(256, 255, np.uint8)], axis=1)
 
 
+@lru_cache(maxsize=4)
 def label_palette(n: int = 256, seed: int = 7) -> np.ndarray:
     """Distinct bright colours for labels; entry 0 (background) is transparent black."""
     rng = np.random.default_rng(seed)
@@ -115,14 +118,23 @@ def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     return 0.0, 1.0
 
 
+@lru_cache(maxsize=32)
+def _u8_table(dtype_str: str, lo: float, hi: float) -> np.ndarray:
+    """Lookup table mapping every value of a <=16-bit integer dtype to 0..255 for levels lo..hi."""
+    info = np.iinfo(np.dtype(dtype_str))
+    vals = np.arange(info.min, int(info.max) + 1, dtype=np.float64)
+    return np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
 def _scale_to_u8(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map ``data`` linearly so lo->0 and hi->255, clipped, as uint8."""
     if hi <= lo:
         hi = lo + 1e-12
     if data.dtype in (np.uint8, np.uint16, np.int8, np.int16):
         info = np.iinfo(data.dtype)
-        vals = np.arange(info.min, int(info.max) + 1, dtype=np.float64)
-        table = np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+        table = _u8_table(data.dtype.str, float(lo), float(hi))
+        if data.dtype == np.uint8 and lo == 0 and hi == 255:
+            return data
         idx = data.astype(np.int32) - int(info.min) if info.min else data
         return table[idx]
     d = data.astype(np.float32, copy=False)
@@ -138,6 +150,20 @@ def label_colors(data: np.ndarray, palette: np.ndarray | None = None) -> np.ndar
     d = data.astype(np.int64, copy=False)
     idx = np.where(d == 0, 0, (d - 1) % (len(pal) - 1) + 1)
     return pal[idx]
+
+
+def label_indices(data: np.ndarray) -> np.ndarray:
+    """uint8 palette index of each label: 0 stays 0, others cycle through 1..255."""
+    d = data.astype(np.int64, copy=False)
+    return np.where(d == 0, 0, (d - 1) % 255 + 1).astype(np.uint8)
+
+
+def render_indexed(data: np.ndarray, s: DisplaySettings) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 image, 256x4 LUT) for single-channel and label modes (drawn by Qt as an indexed image)."""
+    d = data if data.ndim == 2 else data[:, :, 0]
+    if s.mode == "labels":
+        return np.ascontiguousarray(label_indices(d)), label_palette()
+    return np.ascontiguousarray(_scale_to_u8(d, s.lo, s.hi)), colormap_lut(s.colormap)
 
 
 def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:

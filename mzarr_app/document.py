@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from mzarr_core import Mzarr
 
 from . import chunk_loader
 from .tiles import Plane, TileKey, chunk_region, tile_rect
@@ -43,8 +44,6 @@ class Document:
     """One image opened read-only for display; edits stay in memory until :meth:`save`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        from mzarr_core import Mzarr  # imported lazily so the GUI starts even if the core is broken
-
         self.path = os.fspath(path)
         self._lock = threading.RLock()
         self.m = Mzarr(self.path, mode="r")
@@ -84,8 +83,6 @@ class Document:
 
     def reopen(self) -> None:
         """Close and reopen the file (after it was written)."""
-        from mzarr_core import Mzarr
-
         self.close()
         self.m = Mzarr(self.path, mode="r")
         self._load_props()
@@ -97,8 +94,6 @@ class Document:
 
     def save_attrs(self, attrs: dict[str, Any]) -> None:
         """Replace the file's user attributes with ``attrs``."""
-        from mzarr_core import Mzarr
-
         with Mzarr(self.path, mode="r+") as w:
             a = w.attrs()
             for k in list(a.keys()):
@@ -129,8 +124,6 @@ class Document:
 
     def save_edits(self, edits: Sequence[Edit] | None = None) -> int:
         """Write ``edits`` (default: the pending ones) through ``mzarr_core`` and reopen; returns how many."""
-        from mzarr_core import Mzarr
-
         todo = list(self.edits if edits is None else edits)
         if not todo:
             return 0

@@ -15,13 +15,13 @@ from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from . import tiles as T
 from .chunk_loader import ChunkLoader
-from .contrast import DisplaySettings, default_settings, render
+from .contrast import DisplaySettings, default_settings, render, render_indexed
 from .document import Document, Edit
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
-HISTOGRAM_MAX_ELEMENTS = 1 << 20
+HISTOGRAM_MAX_ELEMENTS = 1 << 18
 
 
 @dataclass
@@ -446,7 +446,11 @@ class TiledImageView(pg.GraphicsView):
         data = t.raw
         if self.edits:
             data = self.doc.overlay(data, key.level, t.plane, key, self.edits)
-        t.item.setImage(render(data, self.display), autoLevels=False, levels=None)
+        if self.display.mode in ("single", "labels") or data.ndim == 2:
+            img, lut = render_indexed(data, self.display)  # Qt draws uint8 + colour table directly
+            t.item.setImage(img, autoLevels=False, levels=None, lut=lut)
+        else:
+            t.item.setImage(render(data, self.display), autoLevels=False, levels=None, lut=None)
 
     def _chunk_loaded(self, key: T.ChunkKey) -> None:
         self.schedule()

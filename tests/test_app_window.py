@@ -215,13 +215,15 @@ def test_contrast_auto_manual_colormaps_and_dtypes(qtbot, window, image_dir) -> 
     w.contrast.hi.editingFinished.emit()
     assert (w.view.display.lo, w.view.display.hi) == (1000, 3000)
     key, raw = next(iter(w.view.shown_tiles().items()))
-    img = w.view._tiles[key].item.image
+    item = w.view._tiles[key].item  # single-channel tiles are uint8 indices + a 256-entry colour table
     want = np.clip(np.round((raw.astype(float) - 1000) * 255 / 2000), 0, 255).astype(np.uint8)
-    np.testing.assert_array_equal(img[..., 0], want)
+    np.testing.assert_array_equal(item.image, want)
+    np.testing.assert_array_equal(item.lut, colormap_lut("grey"))
     # viridis
     w.contrast.cmap.setCurrentText("viridis")
-    img = w.view._tiles[key].item.image
-    np.testing.assert_array_equal(img, colormap_lut("viridis")[want])
+    item = w.view._tiles[key].item
+    np.testing.assert_array_equal(colormap_lut("viridis")[item.image], colormap_lut("viridis")[want])
+    np.testing.assert_array_equal(item.lut, colormap_lut("viridis"))
     # int16 and float images display with their own ranges
     for name in ("camera_int16", "coins_float"):
         open_and_wait(qtbot, w, image_dir / f"{name}.mzarr")
@@ -231,8 +233,10 @@ def test_contrast_auto_manual_colormaps_and_dtypes(qtbot, window, image_dir) -> 
         key, raw = next(iter(w.view.shown_tiles().items()))
         img = w.view._tiles[key].item.image
         want = np.clip(np.round((raw.astype(np.float64) - s.lo) * 255 / (s.hi - s.lo)), 0, 255)
-        assert np.abs(img[..., 0].astype(int) - want).max() <= 1
-        assert img[..., 0].min() == 0 and img[..., 0].max() == 255
+        assert np.abs(img.astype(int) - want).max() <= 1
+        assert img.min() == 0 and img.max() == 255
+        grab = grab_view(w)  # and on screen
+        assert grab[..., 0].max() == 255 and (grab[..., 0] == grab[..., 2]).all()
 
 
 def test_rgb_and_multichannel_composite_in_colour(qtbot, window, image_dir) -> None:

@@ -1,0 +1,379 @@
+"""Headless viewer benchmark: first frame, sharp frame after zoom/pan/slice step, FPS on a scripted path, peak memory.
+
+Builds (once, cached under ``benchmarks/out/``) a large 2D mosaic of real scikit-image pictures (default
+50,000 x 50,000 uint8) and a 3D volume (default 1024^3 uint8) through ``mzarr_core`` (out-of-core, block by
+block), then measures ``mzarr_app`` in a fresh offscreen process per file and compares it with reading the same
+regions through plain zarr (the level-0 array, no pyramid) into a single pyqtgraph ImageItem.
+
+    python benchmarks/bench_viewer.py                       # full size (building takes several minutes once)
+    python benchmarks/bench_viewer.py --size2d 8192 --size3d 256 --skip-baseline   # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+GOALS = {"first_frame_s": 0.5, "sharp_after_move_s": 0.2, "peak_rss_mb": 1024}
+
+
+# --------------------------------------------------------------------------------------------- sources (lazy)
+def real_tiles(size: int = 512) -> list[np.ndarray]:
+    """uint8 grey size x size versions of scikit-image's bundled pictures (no download)."""
+    from skimage import data, transform
+    from skimage.color import rgb2gray
+
+    def grey(a: np.ndarray) -> np.ndarray:
+        return (rgb2gray(a) * 255).astype(np.uint8) if a.ndim == 3 else a
+
+    pics = [data.camera(), grey(data.astronaut()), data.moon(), data.page(), data.text(), grey(data.coffee()),
+            grey(data.chelsea()), data.coins(), data.grass(), data.gravel(), data.brick(), grey(data.rocket())]
+    return [transform.resize(grey(p), (size, size), preserve_range=True, anti_aliasing=True).astype(np.uint8)
+            for p in pics]
+
+
+class Mosaic:
+    """Lazy 2D uint8 array-like: a grid of real pictures, each tile picked/rotated/flipped by a hash."""
+
+    def __init__(self, h: int, w: int, tile: int = 512) -> None:
+        self.shape, self.dtype, self.ndim, self.tile = (h, w), np.dtype(np.uint8), 2, tile
+        self.tiles = real_tiles(tile)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        out = np.empty((y1 - y0, x1 - x0), np.uint8)
+        t = self.tile
+        for ty in range(y0 // t, (y1 - 1) // t + 1):
+            for tx in range(x0 // t, (x1 - 1) // t + 1):
+                h = (ty * 7919 + tx * 104729) % 1000003
+                im = np.rot90(self.tiles[h % len(self.tiles)], (h // 13) % 4)
+                if (h // 52) % 2:
+                    im = im[:, ::-1]
+                a0, a1 = max(y0, ty * t), min(y1, (ty + 1) * t)
+                b0, b1 = max(x0, tx * t), min(x1, (tx + 1) * t)
+                out[a0 - y0:a1 - y0, b0 - x0:b1 - x0] = im[a0 - ty * t:a1 - ty * t, b0 - tx * t:b1 - tx * t]
+        return out
+
+
+class Volume:
+    """Lazy 3D uint8 array-like: slice z is a window of a real-picture mosaic shifted with z."""
+
+    def __init__(self, n: int) -> None:
+        self.shape, self.dtype, self.ndim = (n, n, n), np.dtype(np.uint8), 3
+        self.mosaic = Mosaic(3 * n, 3 * n)
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        zs, ys, xs = key
+        z0, z1, _ = zs.indices(self.shape[0])
+        y0, y1, _ = ys.indices(self.shape[1])
+        x0, x1, _ = xs.indices(self.shape[2])
+        oy0, oy1 = y0 + z0, y1 + z1  # slice z shows mosaic rows y + z, columns x + 2z
+        ox0, ox1 = x0 + 2 * z0, x1 + 2 * z1
+        big = self.mosaic[oy0:oy1, ox0:ox1]
+        out = np.empty((z1 - z0, y1 - y0, x1 - x0), np.uint8)
+        for i, z in enumerate(range(z0, z1)):
+            out[i] = big[z - z0:z - z0 + (y1 - y0), 2 * (z - z0):2 * (z - z0) + (x1 - x0)]
+        return out
+
+
+def build(path: Path, source: object) -> float:
+    """Save ``source`` to ``path`` with mzarr_core (skipped when cached); returns seconds spent."""
+    if path.exists():
+        return 0.0
+    from mzarr_core import Mzarr
+
+    tmp = path.with_suffix(".building.mzarr")
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 10:
+            last[0] = now
+            print(f"  building {path.name}: {done}/{total} chunks, {now - t0:.0f} s", flush=True)
+
+    Mzarr(source).save(tmp, progress=progress)
+    os.replace(tmp, path)
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------------- measurements
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_mb() -> float:
+    try:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return ru / 1024 if sys.platform != "darwin" else ru / 2**20
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
+
+
+def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, steps: int) -> dict:
+    """Run the real main window offscreen on ``path`` and time what a user would wait for."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import mzarr_app.settings as st
+
+    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_app.window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    w = MainWindow(cache_mb=cache_mb)
+    for d in w.docks.values():
+        d.hide()
+    w.show()
+    w.view.setFixedSize(vw, vh)
+    app.processEvents()
+    v = w.view
+    peak = [_rss_mb()]
+
+    def pump_until(cond, timeout: float = 120.0) -> float:
+        t0 = time.perf_counter()
+        while not cond():
+            app.processEvents()
+            peak[0] = max(peak[0], _rss_mb())
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("no complete frame")
+            time.sleep(0.0005)
+        v.viewport().repaint()
+        return time.perf_counter() - t0
+
+    def sharp_after(action) -> float:
+        """Seconds from ``action`` until every visible tile of the needed level is on screen and painted."""
+        t0 = time.perf_counter()
+        action()
+        v._update()
+        pump_until(lambda: v.complete and not v._timer.isActive())
+        return time.perf_counter() - t0
+
+    out: dict = {"file": path, "view": f"{vw}x{vh}", "cache_mb": cache_mb}
+    t0 = time.perf_counter()
+    assert w.open_path(path), w.last_error
+    pump_until(lambda: v.complete and v.display is not None and not v._timer.isActive())
+    out["first_frame_s"] = time.perf_counter() - t0
+    out["first_level"] = v.level
+    doc = w.doc
+    pump_until(v.is_idle)
+    rows, cols = v.plane_shape()
+    rng = np.random.default_rng(0)
+    zooms, pans = [], []
+    for _ in range(5):
+        cx, cy = rng.uniform(0.2, 0.8) * cols, rng.uniform(0.2, 0.8) * rows
+        v.fit()
+        pump_until(v.is_idle)
+        zooms.append(sharp_after(lambda: v.show_rect(cx - vw / 2, cy - vh / 2, cx + vw / 2, cy + vh / 2)))
+        pump_until(v.is_idle)
+        pans.append(sharp_after(lambda: v.pan(vw / 2, vh / 3)))
+        pump_until(v.is_idle)
+    out["zoom_in_sharp_s"] = float(np.median(zooms))
+    out["pan_sharp_s"] = float(np.median(pans))
+    out["zoom_in_sharp_max_s"] = float(np.max(zooms))
+    out["pan_sharp_max_s"] = float(np.max(pans))
+    if kind == "3d":
+        v.fit()
+        pump_until(v.is_idle)
+        stepsl = []
+        for _ in range(5):
+            stepsl.append(sharp_after(lambda: w.slicing.step(1)))
+        out["slice_step_sharp_s"] = float(np.median(stepsl))
+        v.show_rect(cols / 2 - vw / 2, rows / 2 - vh / 2, cols / 2 + vw / 2, rows / 2 + vh / 2)
+        pump_until(v.is_idle)
+        stepsl = [sharp_after(lambda: w.slicing.step(1)) for _ in range(5)]
+        out["slice_step_1to1_sharp_s"] = float(np.median(stepsl))
+    # scripted path: zoom in from the overview to 1:1, pan, zoom out (and step slices in 3D), no waiting
+    v.fit()
+    pump_until(v.is_idle)
+    cx, cy = cols * 0.37, rows * 0.41
+    n = max(3, steps // 3)
+    start = v.vb.viewRect()
+    path_actions = []
+    for i in range(n):
+        f = (vw / start.width()) ** ((i + 1) / n)  # geometric zoom towards 1:1
+        wdt, hgt = vw / f, vh / f
+        path_actions.append(lambda wdt=wdt, hgt=hgt: v.show_rect(cx - wdt / 2, cy - hgt / 2, cx + wdt / 2, cy + hgt / 2))
+    for i in range(n):
+        path_actions.append(lambda: (v.pan(vw / 25, vh / 60), w.slicing.step(1) if kind == "3d" else None))
+    for i in range(n):
+        path_actions.append(lambda: v.zoom(0.93))
+    sharp_frames = 0
+    t0 = time.perf_counter()
+    for act in path_actions:
+        act()
+        app.processEvents()
+        v.viewport().repaint()
+        sharp_frames += bool(v.complete)
+        peak[0] = max(peak[0], _rss_mb())
+    dt = time.perf_counter() - t0
+    out["path_frames"] = len(path_actions)
+    out["path_fps"] = len(path_actions) / dt
+    out["path_sharp_frac"] = sharp_frames / len(path_actions)
+    out["chunks_decoded"] = len(v.loader.decoded)
+    out["cache_mb_used"] = v.loader.cache.nbytes / 2**20
+    out["shape"] = list(doc.shape)
+    out["levels"] = len(doc.levels)
+    out["peak_rss_mb"] = max(peak[0], _peak_mb())
+    w.close()
+    return out
+
+
+def measure_baseline(path: str, kind: str, vw: int, vh: int) -> dict:
+    """Same regions through plain zarr (level-0 array, no pyramid) into one pyqtgraph ImageItem."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_core import Mzarr
+
+    app = QApplication.instance() or QApplication([])
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    win = pg.GraphicsLayoutWidget()
+    win.setFixedSize(vw, vh)
+    vb = win.addViewBox(lockAspect=True, invertY=True)
+    item = pg.ImageItem()
+    vb.addItem(item)
+    win.show()
+    app.processEvents()
+    out: dict = {"file": path}
+    t0 = time.perf_counter()
+    arr = Mzarr(path).levels[0].storage  # the zarr.Array of full resolution (what a pyramid-less viewer has)
+    shape = arr.shape
+    mid = shape[0] // 2 if kind == "3d" else None
+    rows, cols = shape[-2], shape[-1]
+    s = max(1, math.ceil(max(rows / vh, cols / vw)))
+    img = arr[mid, ::s, ::s] if kind == "3d" else arr[::s, ::s]
+    item.setImage(np.asarray(img), levels=(0, 255))
+    vb.setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0)
+    win.viewport().repaint()
+    out["first_frame_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = _peak_mb()
+    rng = np.random.default_rng(0)
+    zooms, pans = [], []
+    for _ in range(5):
+        cx, cy = int(rng.uniform(0.2, 0.8) * cols), int(rng.uniform(0.2, 0.8) * rows)
+        for lst, (x, y) in ((zooms, (cx - vw // 2, cy - vh // 2)), (pans, (cx, cy - vh // 6))):
+            t1 = time.perf_counter()
+            reg = (np.s_[mid, y:y + vh, x:x + vw] if kind == "3d" else np.s_[y:y + vh, x:x + vw])
+            item.setImage(np.asarray(arr[reg]), levels=(0, 255))
+            win.viewport().repaint()
+            lst.append(time.perf_counter() - t1)
+    out["zoom_in_sharp_s"] = float(np.median(zooms))
+    out["pan_sharp_s"] = float(np.median(pans))
+    out["peak_rss_mb"] = max(out["peak_rss_mb"], _peak_mb())
+    win.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------- driver
+def run_child(args: list[str]) -> dict:
+    """Run one measurement in a fresh process (so peak memory is that of the viewer alone)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    r = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"measurement failed: {' '.join(args)}\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def fmt(v: object, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}{unit}" if unit == " s" else f"{v:.1f}{unit}"
+    return f"{v}{unit}"
+
+
+def print_table(rows: list[tuple[str, dict, dict | None]]) -> None:
+    """Print the comparison table."""
+    metrics = [("first full frame", "first_frame_s", " s", GOALS["first_frame_s"]),
+               ("sharp after zoom-in (median)", "zoom_in_sharp_s", " s", GOALS["sharp_after_move_s"]),
+               ("sharp after zoom-in (max)", "zoom_in_sharp_max_s", " s", None),
+               ("sharp after pan (median)", "pan_sharp_s", " s", GOALS["sharp_after_move_s"]),
+               ("sharp after pan (max)", "pan_sharp_max_s", " s", None),
+               ("sharp after slice step, fit", "slice_step_sharp_s", " s", GOALS["sharp_after_move_s"]),
+               ("sharp after slice step, 1:1", "slice_step_1to1_sharp_s", " s", GOALS["sharp_after_move_s"]),
+               ("scripted path FPS", "path_fps", " fps", None),
+               ("  frames already sharp", "path_sharp_frac", "", None),
+               ("peak memory (RSS)", "peak_rss_mb", " MB", GOALS["peak_rss_mb"])]
+    for name, viewer, base in rows:
+        print()
+        print(f"== {name}: shape {tuple(viewer.get('shape', []))}, {viewer.get('levels')} levels, "
+              f"view {viewer.get('view')}, cache {viewer.get('cache_mb')} MB ==")
+        print(f"{'metric':32s} {'mzarr_app':>12s} {'plain zarr':>12s} {'goal':>10s}  ok")
+        for label, key, unit, goal in metrics:
+            if key not in viewer:
+                continue
+            val = viewer[key]
+            b = base.get(key) if base else None
+            ok = "" if goal is None else ("yes" if val <= goal else "NO")
+            gtxt = "" if goal is None else f"< {goal:g}{unit}"
+            print(f"{label:32s} {fmt(val, unit):>12s} {fmt(b, unit):>12s} {gtxt:>10s}  {ok}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size2d", type=int, default=50_000, help="side of the square 2D mosaic (default 50000)")
+    p.add_argument("--size3d", type=int, default=1024, help="side of the cubic 3D volume (default 1024)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out", help="where built files are cached")
+    p.add_argument("--view", default="1920x1080", help="view size in pixels (default 1920x1080)")
+    p.add_argument("--cache-mb", type=float, default=512, help="viewer chunk cache (default 512 MB)")
+    p.add_argument("--steps", type=int, default=120, help="frames in the scripted pan/zoom path")
+    p.add_argument("--skip-2d", action="store_true")
+    p.add_argument("--skip-3d", action="store_true")
+    p.add_argument("--skip-baseline", action="store_true", help="do not measure plain zarr + pyqtgraph")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
+    p.add_argument("--baseline", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    vw, vh = (int(x) for x in a.view.lower().split("x"))
+    if a.measure:
+        print(json.dumps(measure_viewer(a.measure[1], a.measure[0], vw, vh, a.cache_mb, a.steps)))
+        return 0
+    if a.baseline:
+        print(json.dumps(measure_baseline(a.baseline[1], a.baseline[0], vw, vh)))
+        return 0
+    a.out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    if not a.skip_2d:
+        jobs.append(("2d", f"2D mosaic {a.size2d}x{a.size2d} uint8", a.out / f"mosaic_{a.size2d}.mzarr",
+                     lambda: Mosaic(a.size2d, a.size2d)))
+    if not a.skip_3d:
+        jobs.append(("3d", f"3D volume {a.size3d}^3 uint8", a.out / f"volume_{a.size3d}.mzarr",
+                     lambda: Volume(a.size3d)))
+    rows, results = [], {}
+    for kind, name, path, make in jobs:
+        dt = build(path, make())
+        if dt:
+            print(f"built {path} in {dt:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
+        viewer = run_child(["--measure", kind, str(path), "--view", a.view, "--cache-mb", str(a.cache_mb),
+                            "--steps", str(a.steps)])
+        base = None if a.skip_baseline else run_child(["--baseline", kind, str(path), "--view", a.view])
+        rows.append((name, viewer, base))
+        results[name] = {"viewer": viewer, "baseline": base}
+    print_table(rows)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
