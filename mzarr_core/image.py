@@ -175,7 +175,8 @@ class Mzarr:
     def _reader(self, level_index: int):
         def read(arr: Any, key: tuple) -> np.ndarray:
             try:
-                return np.asarray(arr[key])
+                with self._transaction(write=False):
+                    return np.asarray(arr[key])
             except (MzarrError, IndexError, MemoryError):
                 raise
             except Exception as exc:  # a codec error: find and name the damaged chunk
@@ -390,9 +391,10 @@ class Mzarr:
         return tuple(level.factor[p] for p in level.perm)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, write: bool = True) -> Iterator[None]:
+        """A write transaction (or a read snapshot) on the single-file container; nothing for folders."""
         if isinstance(self._store, SqliteStore):
-            with self._store.transaction():
+            with self._store.transaction(write):
                 yield
         else:
             yield
@@ -469,6 +471,8 @@ class Mzarr:
             storage_chunks = tuple(min(int(chunks[p]), source.shape[i]) for i, p in enumerate(perm))
             if colour:
                 storage_chunks = (source.shape[0],) + storage_chunks[1:]
+            elif "c" in st:
+                storage_chunks = (1,) + storage_chunks[1:]  # one channel per chunk: only RGB(A) shares chunks
         same_file = self._path is not None and path.exists() and path.resolve() == self._path.resolve()
         with atomic_target(path) as (store, _tmp):
             write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty)

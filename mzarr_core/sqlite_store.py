@@ -70,12 +70,17 @@ class SqliteStore(Store):
         self._fast_build = fast_build
         self._lock = threading.RLock()
         self._depth = 0
+        self._failed = False
+        self._closed_for_good = False
         self._conn: sqlite3.Connection | None = None
 
     # -- connection ---------------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        if self._closed_for_good:
+            # Late writes of a failed save must not re-create the temporary file that was just removed.
+            raise RuntimeError(f"{self.path} is closed")
         with self._lock:
             if self._conn is not None:
                 return self._conn
@@ -109,16 +114,19 @@ class SqliteStore(Store):
             return self._connection().execute(sql, params).fetchall()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group every write inside the block into one atomic SQLite transaction (nesting allowed).
+    def transaction(self, write: bool = True) -> Iterator[None]:
+        """One atomic SQLite transaction around the block (nesting and other threads join it).
 
-        The lock is held only per statement: zarr performs the writes on its own event-loop thread, on the same
-        connection, so they join this transaction.
+        ``write=True`` takes the write lock at once (BEGIN IMMEDIATE) and rolls everything back if a writer in it
+        fails; ``write=False`` is a read snapshot: every chunk of one region read comes from one committed state.
+        The lock is held only per statement: zarr performs the reads and writes on its own event-loop thread, on
+        the same connection, so they join this transaction.
         """
         with self._lock:
             conn = self._connection()
             if self._depth == 0 and not self._fast_build:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                self._failed = False
             self._depth += 1
         ok = False
         try:
@@ -127,8 +135,10 @@ class SqliteStore(Store):
         finally:
             with self._lock:
                 self._depth -= 1
+                if write and not ok:
+                    self._failed = True
                 if self._depth == 0 and not self._fast_build:
-                    conn.execute("COMMIT" if ok else "ROLLBACK")
+                    conn.execute("ROLLBACK" if self._failed else "COMMIT")
 
     def finalize(self) -> None:
         """Turn a freshly built file into a normal WAL-journalled container and close it."""
@@ -148,6 +158,7 @@ class SqliteStore(Store):
                         self._conn.execute("PRAGMA journal_mode=DELETE")  # back to one file at rest
                 self._conn.close()
                 self._conn = None
+            self._closed_for_good = True
         super().close()
 
     # -- Store API ----------------------------------------------------------------------------------------------
