@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import statistics
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +81,6 @@ def make_volume(shape: tuple[int, int, int], seed: int = 1, out: Any = None) -> 
     for i in range(z):
         out[i] = volume_slice(base, second, i, (h, w))
     return out
-
-
-def timed(fn: Callable[[], Any], min_time: float = 0.3, max_reps: int = 7) -> tuple[float, Any]:
-    """Median wall time of ``fn`` (repeated while the total is below ``min_time``), and its last result."""
-    times: list[float] = []
-    result = None
-    while True:
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-        if sum(times) >= min_time or len(times) >= max_reps:
-            break
-    return statistics.median(times), result
 
 
 def path_size(path: Path) -> int:

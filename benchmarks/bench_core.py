@@ -37,7 +37,6 @@ from _common import (  # noqa: E402
     path_size,
     remove,
     skimage_image,
-    timed,
 )
 
 REGION = 512
@@ -350,53 +349,77 @@ def plane_keys(shape: tuple[int, ...], n: int, seed: int, edge: int = REGION) ->
     return keys
 
 
-def region_latency(fmt: Format, level: int, keys: list[tuple]) -> float:
-    """Median seconds of one region read (file already open; first read is a warm-up and not counted)."""
-    fmt.region(level, keys[0])
-    times = []
-    for key in keys:
+def best_time(fn: Any, min_time: float) -> tuple[float, Any]:
+    """Wall time of one call (repeated up to 5 times while under ``min_time``: best of them), and the result."""
+    best, result, total = float("inf"), None, 0.0
+    for _ in range(5):
         t0 = time.perf_counter()
-        fmt.region(level, key)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        result = fn()
+        dt = time.perf_counter() - t0
+        best, total = min(best, dt), total + dt
+        if total >= min_time:
+            break
+    return best, result
 
 
-def measure(
-    fmt: Format, img: np.ndarray, axes: str, n_levels: int, n_regions: int, *, check: bool = True, planes: bool = False,
-    edge: int = REGION,
-) -> dict[str, Any]:
-    remove(fmt.path)
-    write_s, _ = timed(lambda: (remove(fmt.path), fmt.write(img, axes, n_levels)), min_time=0.5, max_reps=5)
-    size, size0 = fmt.size(), fmt.level0_size()  # before opening: a reader may add transient files (-shm)
-    fmt.open()
+def measure_group(
+    fmts: list[Format], img: np.ndarray, axes: str, n_levels: int, n_regions: int, *, rounds: int = 2,
+    planes: bool = False, edge: int = REGION, lossy: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Measure several formats on one image, interleaved so that load from other processes hits all of them alike.
+
+    Writes and full reads: ``rounds`` round-robin rounds, best time. Regions: for each random region, every format
+    reads it in turn; median per format. ``lossy`` names formats whose read-back is not checked for equality.
+    """
+    results = [{"format": f.name, "raw": img.nbytes, "write_s": float("inf"), "read_s": float("inf")} for f in fmts]
+    for _ in range(rounds):
+        for fmt, res in zip(fmts, results):
+            log(f"  write {fmt.name}")
+            remove(fmt.path)
+            dt, _ = best_time(lambda: (remove(fmt.path), fmt.write(img, axes, n_levels)), 0.3)
+            res["write_s"] = min(res["write_s"], dt)
+    for fmt, res in zip(fmts, results):
+        res["size"], res["size0"] = fmt.size(), fmt.level0_size()  # before opening: readers may add -shm files
+        fmt.open()
     try:
-        read_s, back = timed(fmt.full, min_time=0.5, max_reps=7)
-        if check and not np.array_equal(back, img):
-            raise AssertionError(f"{fmt.name}: full read differs from the original (lossless check failed)")
-        coarsest = fmt.n_levels() - 1
-        res = {
-            "format": fmt.name,
-            "size": size,
-            "size0": size0,
-            "raw": img.nbytes,
-            "write_s": write_s,
-            "read_s": read_s,
-            "levels": fmt.n_levels(),
-            "back": back,
-        }
-        if fmt.pyramid:
-            shape0 = fmt.level_shape(0)
-            res["reg0"] = region_latency(fmt, 0, random_keys(shape0, axes, n_regions, 42, edge))
-            shape_c = fmt.level_shape(coarsest)
-            res["regc"] = region_latency(fmt, coarsest, random_keys(shape_c, axes, n_regions, 43, edge))
-            if planes:
-                res["plane"] = region_latency(fmt, 0, plane_keys(shape0, n_regions, 44))
-        else:  # PNG: any region needs the whole file decoded
-            res["reg0"] = res["regc"] = res["plane"] = read_s
-        res["coarsest_shape"] = fmt.level_shape(coarsest)
+        for r in range(rounds + 1):
+            for fmt, res in zip(fmts, results):
+                dt, back = best_time(fmt.full, 0.3)
+                res["read_s"] = min(res["read_s"], dt)
+                if r == 0:
+                    if fmt.name in lossy:
+                        err = (back.astype(np.float64) - img) ** 2
+                        res["psnr"] = 10 * np.log10(float(np.iinfo(img.dtype).max) ** 2 / max(float(err.mean()), 1e-12))
+                    elif not np.array_equal(back, img):
+                        raise AssertionError(f"{fmt.name}: full read differs from the original (lossless check failed)")
+                del back
+        for fmt, res in zip(fmts, results):
+            res["levels"] = fmt.n_levels()
+        jobs = [("reg0", lambda f: 0, lambda f: random_keys(f.level_shape(0), axes, n_regions, 42, edge)),
+                ("regc", lambda f: f.n_levels() - 1,
+                 lambda f: random_keys(f.level_shape(f.n_levels() - 1), axes, n_regions, 43, edge))]
+        if planes:
+            jobs.append(("plane", lambda f: 0, lambda f: plane_keys(f.level_shape(0), n_regions, 44)))
+        for name, level_of, keys_of in jobs:
+            timed_fmts = [(f, res, level_of(f), keys_of(f)) for f, res in zip(fmts, results) if f.pyramid]
+            times: dict[str, list[float]] = {f.name: [] for f, *_ in timed_fmts}
+            for f, _, level, keys in timed_fmts:
+                f.region(level, keys[0])  # warm-up
+            for i in range(n_regions):
+                for f, _, level, keys in timed_fmts:
+                    t0 = time.perf_counter()
+                    f.region(level, keys[i])
+                    times[f.name].append(time.perf_counter() - t0)
+            for f, res, *_ in timed_fmts:
+                res[name] = statistics.median(times[f.name])
+        for fmt, res in zip(fmts, results):
+            if not fmt.pyramid:  # PNG: any region needs the whole file decoded
+                res["reg0"] = res["regc"] = res["plane"] = res["read_s"]
     finally:
-        fmt.close()
-    return res
+        for fmt in fmts:
+            fmt.close()
+            remove(fmt.path)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -484,52 +507,41 @@ def log(msg: str) -> None:
 
 
 def run_images(images: dict[str, tuple[np.ndarray, str]], formats: list[str], work: Path, n_regions: int,
-               planes: bool = False) -> dict[str, list[dict[str, Any]]]:
+               rounds: int, planes: bool = False) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {}
     for tag, (img, axes) in images.items():
         chunk = CHUNK_2D if len(axes.replace("c", "")) == 2 else CHUNK_3D
         n_levels = level_count(img.shape, axes, chunk)
-        res = []
-        for fmt in peer_formats(work, tag.split(" ")[0], formats):
-            if planes and isinstance(fmt, (OmeTiffFormat, PngFormat)):
-                continue
-            log(f"{tag}: {fmt.name}")
-            r = measure(fmt, img, axes, n_levels, n_regions, planes=planes, edge=128 if planes else REGION)
-            r.pop("back")
-            res.append(r)
-            remove(fmt.path)
-        results[tag] = res
+        fmts = [f for f in peer_formats(work, tag.split(" ")[0], formats)
+                if not (planes and isinstance(f, (OmeTiffFormat, PngFormat)))]
+        log(f"{tag}: {', '.join(f.name for f in fmts)}")
+        results[tag] = measure_group(fmts, img, axes, n_levels, n_regions, rounds=rounds, planes=planes,
+                                     edge=128 if planes else REGION)
     return results
 
 
-def part_effort(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions: int, efforts: list[int]) -> str:
+def part_effort(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions: int, efforts: list[int],
+                rounds: int) -> str:
     header = ["image", "mzarr setting", "file MB", "file % raw", "write MB/s", "full read MB/s", "region L0 ms",
               "size vs effort 2", "PSNR dB"]
     rows = []
     for tag, (img, axes) in images.items():
         n_levels = level_count(img.shape, axes, CHUNK_2D)
-        settings = [(f"lossless, effort {e}", dict(effort=e)) for e in efforts]
-        settings.append(("lossy distance 1.0, effort 2", dict(distance=1.0, effort=2)))
-        ref = None
-        out = []
-        for label, opts in settings:
-            log(f"effort: {tag}: {label}")
-            fmt = MzarrFormat(work / f"{tag.split(' ')[0]}.effort.mzarr", **opts)
-            r = measure(fmt, img, axes, n_levels, n_regions, check="distance" not in opts)
-            if "distance" in opts:
-                err = (r["back"].astype(np.float64) - img) ** 2
-                psnr = 10 * np.log10(255.0**2 / max(err.mean(), 1e-12))
-            else:
-                psnr = float("inf")
-            remove(fmt.path)
-            if opts.get("effort") == 2 and "distance" not in opts:
-                ref = r["size"]
-            out.append((label, r, psnr))
-        for label, r, psnr in out:
+        fmts: list[Format] = []
+        for e in efforts:
+            fmts.append(MzarrFormat(work / f"{tag.split(' ')[0]}.e{e}.mzarr", effort=e))
+            fmts[-1].name = f"lossless, effort {e}"
+        lossy = MzarrFormat(work / f"{tag.split(' ')[0]}.lossy.mzarr", distance=1.0, effort=2)
+        lossy.name = "lossy distance 1.0, effort 2"
+        fmts.append(lossy)
+        log(f"effort: {tag}")
+        res = measure_group(fmts, img, axes, n_levels, n_regions, rounds=rounds, lossy=(lossy.name,))
+        ref = next((r["size"] for r in res if r["format"] == "lossless, effort 2"), None)
+        for r in res:
             rows.append([
-                tag, label, f"{r['size'] / MB:.2f}", f"{100 * r['size'] / r['raw']:.1f}",
+                tag, r["format"], f"{r['size'] / MB:.2f}", f"{100 * r['size'] / r['raw']:.1f}",
                 f"{r['raw'] / MB / r['write_s']:.1f}", f"{r['raw'] / MB / r['read_s']:.0f}", ms(r["reg0"]),
-                fmt_ratio(r["size"], ref) if ref else "-", "lossless" if psnr == float("inf") else f"{psnr:.1f}",
+                fmt_ratio(r["size"], ref) if ref else "-", f"{r['psnr']:.1f}" if "psnr" in r else "lossless",
             ])
     return markdown_table(header, rows)
 
@@ -642,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vol-shape", help="z,y,x of the uint16 test volume (default 128,1024,1024; quick 64,256,256)")
     p.add_argument("--big-shape", default="1100,1100,1100", help="z,y,x of the --big-3d volume (default 1100^3 uint16)")
     p.add_argument("--regions", type=int, help="random regions per level (default 50; quick 20)")
+    p.add_argument("--rounds", type=int, help="interleaved write/read rounds, best kept (default 2; quick 1)")
     p.add_argument("--efforts", default="1,2,3", help="JPEG XL efforts for the effort part (default 1,2,3)")
     p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -654,6 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     rgb = args.rgb_size or (1536 if args.quick else 6144)
     vol = tuple(int(v) for v in (args.vol_shape or ("64,256,256" if args.quick else "128,1024,1024")).split(","))
     n_regions = args.regions or (20 if args.quick else 50)
+    rounds = args.rounds or (1 if args.quick else 2)
     parts = [s.strip() for s in args.parts.split(",") if s.strip() and s.strip() != "none"]
     if set(parts) - set(PARTS):
         p.error(f"--parts: unknown {', '.join(sorted(set(parts) - set(PARTS)))}; choose from {', '.join(PARTS)} or none")
@@ -673,9 +687,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python benchmarks/bench_core.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace("  ", " "),
         "",
         "Sizes are file bytes (all pyramid levels; PNG has none) and level-0 chunk/tile payload (L0), as % of the raw "
-        f"level-0 bytes. Write MB/s = raw level-0 MB / time to write everything (pyramid included). Region = median of "
-        f"{n_regions} random {REGION}x{REGION} reads (file open, OS cache warm); the coarsest level is at most "
-        f"{REGION} px, so its region is the whole level. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr).",
+        f"level-0 bytes. Write MB/s = raw level-0 MB / time to write everything (pyramid included), full read MB/s = "
+        f"raw MB / time to read level 0 whole; both best of {rounds} interleaved rounds. Region = median of "
+        f"{n_regions} random {REGION}x{REGION} reads (file open, OS cache warm), the formats taking turns region by "
+        f"region; the coarsest level is at most {REGION} px, so its region is the whole level. Every read-back is "
+        "checked equal to the original. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr).",
     ]
     images2d: dict[str, tuple[np.ndarray, str]] = {}
     if "2d" in parts or "effort" in parts:
@@ -683,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         images2d[f"grey {grey}² u8"] = (mosaic(grey, grey, GREY_SOURCES, seed=0), "yx")
         images2d[f"rgb {rgb}² u8"] = (mosaic(rgb, rgb, RGB_SOURCES, seed=3), "yxc")
     if "2d" in parts:
-        res = run_images(images2d, formats, work, n_regions)
+        res = run_images(images2d, formats, work, n_regions, rounds)
         sections += ["", f"## Large 2D images (mosaics of scikit-image's real images), lossless", "",
                      comparison_table(res), "", "### Goal check (lossless): smaller than every peer, regions within 2x of the fastest", "",
                      goals_table(res)]
@@ -694,20 +710,21 @@ def main(argv: list[str] | None = None) -> int:
         for n in names:
             im = skimage_image(n)
             small[f"{n} {im.shape[0]}x{im.shape[1]}" + (" rgb" if im.ndim == 3 else "")] = (im, "yxc" if im.ndim == 3 else "yx")
-        res = run_images(small, formats, work, n_regions)
+        res = run_images(small, formats, work, n_regions, rounds)
         sections += ["", "## Unmodified small scikit-image images, lossless", "", comparison_table(res), "",
                      "### Goal check (small images)", "", goals_table(res)]
         print("\n".join(sections[-6:]), file=sys.stderr, flush=True)
     if "effort" in parts:
         efforts = [int(e) for e in args.efforts.split(",")]
-        table = part_effort(images2d, work, n_regions, efforts)
+        table = part_effort(images2d, work, n_regions, efforts, rounds)
         sections += ["", "## mzarr JPEG XL effort and lossy trade-off (default: lossless, effort 2)", "", table]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
     if "3d" in parts:
         log(f"making a {vol} uint16 volume")
         volume = make_volume(vol)
         fmts3 = [f for f in formats if f in ("mzarr", "zarr")]
-        res = run_images({f"volume {vol[0]}x{vol[1]}x{vol[2]} u16": (volume, "zyx")}, fmts3, work, n_regions, planes=True)
+        res = run_images({f"volume {vol[0]}x{vol[1]}x{vol[2]} u16": (volume, "zyx")}, fmts3, work, n_regions, rounds,
+                         planes=True)
         sections += ["", "## 3D uint16 volume (stacked real slices), lossless, 64³ chunks", "",
                      "OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
                      "(the coarsest level is at most 64³: the whole level); yx plane = a 512x512 region of one random "
