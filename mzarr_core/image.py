@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,14 +192,12 @@ class Mzarr:
         )
         storage_chunks = tuple(arr.chunks)
         ranges = [range(s.start // c, max(s.start // c + 1, -(-s.stop // c))) for s, c in zip(storage_region, storage_chunks)]
-        import itertools
-
         for coords in itertools.product(*ranges):
             region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, storage_chunks, arr.shape))
             try:
                 arr[region]
             except Exception as chunk_exc:
-                name = f"{level_index}/c/" + "/".join(str(i) for i in coords)
+                name = f"{self._info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
                 return CorruptChunkError(
                     f"chunk {name} (level {level_index}, chunk {coords}) of {self._path} cannot be decoded "
                     f"({type(chunk_exc).__name__}: {chunk_exc}). The file is damaged: restore it from a backup; "
