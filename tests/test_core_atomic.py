@@ -78,7 +78,6 @@ def test_cancel_new_path_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.xfail(reason="core bug: temp file re-created by late chunk writes (/tmp/core_bugs.md BUG 8)", strict=True)
 def test_failure_inside_writing(old_file, monkeypatch):
     """A failure deep inside the write (disk full while storing the 20th chunk) keeps the old file."""
     path, old, old_bytes = old_file
@@ -282,7 +281,6 @@ print("done", i, flush=True)
 """
 
 
-@pytest.mark.xfail(reason="core bug: region reads mix two states (/tmp/core_bugs.md BUG 9)", strict=True)
 def test_reader_sees_whole_states_while_writer_writes(old_file):
     """A reader process-side loop over a multi-chunk region (and its level-1 counterpart) while another process
     writes it: never an error, every read is one uniform value, values never go back, levels agree."""
@@ -323,7 +321,6 @@ def test_reader_sees_whole_states_while_writer_writes(old_file):
         assert_pyramid(m, expected, "mean")
 
 
-@pytest.mark.xfail(reason="core bug: region reads mix two states (/tmp/core_bugs.md BUG 9)", strict=True)
 def test_thread_reader_while_writer_in_same_process(old_file):
     """The same with a reader thread on its own Mzarr object in the writer's process."""
     import threading

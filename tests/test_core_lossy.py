@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_bit_exact, chunk_blobs, psnr, reference_pyramid
+from conftest import assert_bit_exact, chunk_blobs, psnr, reference_pyramid, smooth_array
 
 from mzarr import Mzarr
 from mzarr_core.codecs import quality_to_distance
@@ -147,6 +147,24 @@ def test_signed_lossless_size_close_to_unsigned(tmp_path, dtype):
     s = payload_bytes(Mzarr(signed).save(tmp_path / "s.mzarr"))
     u = payload_bytes(Mzarr(unsigned).save(tmp_path / "u.mzarr"))
     assert s <= 1.1 * u, f"{dtype}: {s} bytes vs {u} for the unsigned equivalent"
+
+
+@pytest.mark.xfail(reason="core bug: x extent 2-4 chunks encoded as colour+alpha (/tmp/core_bugs.md BUG 10)", strict=True)
+@pytest.mark.parametrize(
+    "shape,axes,chunks",
+    [((10, 50, 4), "zyx", None), ((10, 50, 2), "zyx", None), ((2, 7, 13, 11), "czyx", (1, 4, 8, 4))],
+)
+def test_lossy_thin_volumes_are_greyscale(tmp_path, shape, axes, chunks):
+    """Lossy 3D chunks only 2-4 pixels wide (a thin volume, or a zero-padded edge chunk) keep the normal error:
+    x pixels must not be taken as colour/alpha samples (zero 'alpha' would drop the other pixels)."""
+    rng = np.random.default_rng(1)
+    a = (smooth_array(shape, "uint8", seed=1) // 2 + rng.integers(0, 8, shape)).astype(np.uint8)
+    a[..., -1] = 0  # a dark last column: the would-be alpha channel
+    path = Mzarr(a, axes=axes).save(tmp_path / "thin.mzarr", chunks=chunks, lossless=False, distance=1.0)
+    with Mzarr(path) as m:
+        err = np.abs(m.numpy().astype(np.int64) - a)
+    per_column = err.reshape(-1, a.shape[-1]).mean(0)
+    assert per_column.max() < 6, f"mean abs error per x column {per_column.round(1)} (of 255)"
 
 
 # -- refusals --------------------------------------------------------------------------------------------------------
