@@ -293,6 +293,24 @@ def test_level_out_of_range(small_file):
 
 # -- corrupt chunks ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["uint8", "float32", "bool", "int16"])
+def test_first_chunk_garbage(tmp_path, dtype):
+    """The first chunk '0/c/0/0' overwritten with garbage (random bytes, empty, truncated codestream): reading it
+    raises CorruptChunkError naming '0/c/0/0' and level 0; the other chunks still read."""
+    a = smooth_array((70, 60), dtype, seed=5)
+    path = Mzarr(a).save(tmp_path / "g.mzarr", chunks=(32, 32))
+    good = chunk_blobs(path)["0/c/0/0"]
+    for garbage in (np.random.default_rng(0).bytes(300), b"", good[: len(good) // 2]):
+        set_blob(path, "0/c/0/0", garbage)
+        with Mzarr(path) as m:
+            with pytest.raises(CorruptChunkError, match=r"chunk 0/c/0/0 \(level 0, chunk \(0, 0\)\) of .*g\.mzarr"):
+                m[0, 0]
+            with pytest.raises(CorruptChunkError, match=r"damaged"):
+                m.numpy()
+            assert_bit_exact(m[32:, :], a[32:, :])
+            assert_bit_exact(m[:32, 32:], a[:32, 32:])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "bool", "int16"])
 def test_corrupt_chunk_is_named(tmp_path, dtype):
     """A chunk overwritten with garbage raises CorruptChunkError naming that chunk when (and only when) read."""
     a = smooth_array((100, 90), dtype, seed=2)
