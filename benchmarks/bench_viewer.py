@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-2d", action="store_true")
     p.add_argument("--skip-3d", action="store_true")
     p.add_argument("--skip-baseline", action="store_true", help="do not measure plain zarr + pyqtgraph")
+    p.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark files")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     p.add_argument("--baseline", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
@@ -364,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         dt = build(path, make())
         if dt:
             print(f"built {path} in {dt:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
+        if a.build_only:
+            continue
         viewer = run_child(["--measure", kind, str(path), "--view", a.view, "--cache-mb", str(a.cache_mb),
                             "--steps", str(a.steps)])
         base = None if a.skip_baseline else run_child(["--baseline", kind, str(path), "--view", a.view])

@@ -69,6 +69,7 @@ class MzarrApplication(QApplication):
         """Create and show an empty window."""
         w = MainWindow(self.cache_mb)
         w.openInNewWindow.connect(self.open_file)
+        w.multi_window = True
         w.destroyed.connect(lambda *_a, w=w: self.windows.remove(w) if w in self.windows else None)
         self.windows.append(w)
         if self.windows[:-1]:

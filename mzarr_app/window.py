@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
     def __init__(self, cache_mb: float | None = None, threads: int | None = None) -> None:
         super().__init__()
         self.doc: Document | None = None
+        self.multi_window = False  # set by the application, which opens further files in new windows
         self.error_box: QMessageBox | None = None
         self.last_error = ""
         self.view = TiledImageView(self, cache_mb or settings.cache_mb(), threads)
@@ -217,7 +218,8 @@ class MainWindow(QMainWindow):
             self._open_here_or_new(path)
 
     def _open_here_or_new(self, path: str) -> None:
-        if self.doc is None:
+        """Open in this window when it is empty (or stands alone), else ask the application for a new one."""
+        if self.doc is None or not self.multi_window:
             self.open_path(path)
         else:
             self.openInNewWindow.emit(path)

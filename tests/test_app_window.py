@@ -266,6 +266,7 @@ def test_rgb_and_multichannel_composite_in_colour(qtbot, window, image_dir) -> N
     wait_idle(qtbot, w)
     img = grab_view(w)
     assert np.abs(img[: want.shape[0], : want.shape[1], :3].astype(int) - want).mean() < 0.5
+    assert w.view.value_at(10.5, 20.5) == (tuple(int(v) for v in ast[10, 20]), 0)
     # a single channel shown alone, in grey with its levels
     w.slicing.set_channel(1)
     wait_idle(qtbot, w)

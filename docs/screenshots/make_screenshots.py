@@ -1,0 +1,78 @@
+"""Regenerate docs/screenshots/viewer-2d.png and viewer-3d.png (offscreen; real scikit-image pictures).
+
+    PYTHONPATH=. QT_QPA_PLATFORM=offscreen python docs/screenshots/make_screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def colour_mosaic(rows: int = 6, cols: int = 8, tile: int = 512) -> np.ndarray:
+    """RGB mosaic of scikit-image's colour pictures."""
+    from skimage import data, transform
+
+    pics = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.immunohistochemistry(),
+            data.retina()]
+    pics = [transform.resize(p, (tile, tile), preserve_range=True, anti_aliasing=True).astype(np.uint8)
+            for p in pics]
+    out = np.empty((rows * tile, cols * tile, 3), np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * tile:(r + 1) * tile, c * tile:(c + 1) * tile] = pics[(r * 5 + c * 3) % len(pics)]
+    return out
+
+
+def main() -> int:
+    import mzarr_app.settings as st
+
+    tmp = Path(tempfile.mkdtemp())
+    st.SETTINGS_FILE = str(tmp / "s.ini")
+    from bench_viewer import Volume
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_app.app import app_icon
+    from mzarr_app.window import MainWindow
+    from mzarr_core import Mzarr
+
+    app = QApplication.instance() or QApplication([])
+    app.setWindowIcon(app_icon())
+    Mzarr(colour_mosaic(), spacing=(0.5, 0.5), attrs={"title": "colour mosaic", "source": "scikit-image",
+                                                      "stain": {"name": "H&E", "lot": 42}}).save(tmp / "2d.mzarr")
+    Mzarr(Volume(256)[:, :, :], spacing=(1.0, 0.4, 0.4), attrs={"title": "volume"}).save(tmp / "3d.mzarr")
+    for name, path in (("viewer-2d.png", tmp / "2d.mzarr"), ("viewer-3d.png", tmp / "3d.mzarr")):
+        w = MainWindow(cache_mb=256)
+        w.resize(1400, 860)
+        w.show()
+        assert w.open_path(str(path)), w.last_error
+        w.wait_until_idle(30)
+        if name == "viewer-2d.png":
+            w.view.show_rect(900, 700, 900 + 2400, 700 + 1500)
+            w.docks["Metadata"].raise_()
+        else:
+            w.slicing.set_index(140)
+            w.contrast.cmap.setCurrentText("magma")
+            w.view.fit()
+        w.wait_until_idle(30)
+        v = w.view
+        r = v.vb.viewRect()
+        v._mouse_moved(v.vb.mapViewToScene(QPointF(r.center().x() + 37.3, r.center().y() + 11.6)))
+        app.processEvents()
+        w.grab().save(str(HERE / name))
+        print("wrote", HERE / name)
+        w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
