@@ -357,3 +357,39 @@ def test_thread_reader_while_writer_in_same_process(old_file):
     with Mzarr(path) as m:
         assert_bit_exact(m.numpy(), expected)
         assert_bit_exact(m.levels[1][...], reference_pyramid(expected, "yx", 2, "mean")[1])
+
+
+TWO_WRITERS = """
+import sys, time
+from mzarr import Mzarr
+m = Mzarr(sys.argv[1], "r+")
+y0, n = int(sys.argv[2]), 0
+print("start", flush=True)
+end = time.monotonic() + 1.0
+while time.monotonic() < end or n == 0:
+    n += 1
+    m[y0:y0 + 100, 0:200] = n
+m.close()
+print("done", n, flush=True)
+"""
+
+
+def test_two_writer_processes(old_file):
+    """Two processes editing different regions of one file at the same time: both finish without errors and
+    the file holds each one's last write, with a consistent pyramid (the shared coarse chunks included)."""
+    path, old, _ = old_file
+    procs = [_start(TWO_WRITERS, str(path), str(y0)) for y0 in (0, 150)]
+    try:
+        results = [p.communicate(timeout=90) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                _kill(p)
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err[-2000:]
+    counts = [int(out.split()[-1]) for out, _ in results]
+    expected = old.copy()
+    expected[0:100, 0:200] = counts[0]
+    expected[150:250, 0:200] = counts[1]
+    with Mzarr(path) as m:
+        assert_pyramid(m, expected, "mean")
