@@ -385,7 +385,7 @@ def test_two_writer_processes(old_file):
         for p in procs:
             if p.poll() is None:
                 _kill(p)
-    for p, (out, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
     counts = [int(out.split()[-1]) for out, _ in results]
     expected = old.copy()

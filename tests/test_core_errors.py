@@ -149,7 +149,8 @@ def test_bad_axes_and_channel_axis():
 @pytest.mark.parametrize("dtype", ["complex64", "complex128", "object", "U3", "S2", "datetime64[s]", "V4"])
 def test_unsupported_dtypes(dtype):
     a = np.zeros((4, 5), dtype)
-    with pytest.raises(MzarrDtypeError, match=re.escape(f"dtype {np.dtype(dtype)} cannot be stored") + ".*supported dtypes are uint8"):
+    pattern = re.escape(f"dtype {np.dtype(dtype)} cannot be stored") + ".*supported dtypes are uint8"
+    with pytest.raises(MzarrDtypeError, match=pattern):
         Mzarr(a)
 
 

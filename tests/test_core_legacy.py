@@ -77,7 +77,7 @@ def test_legacy_refuses_writing(legacy_file):
     path, a = legacy_file
     before = path.read_bytes()
     for mode in ("r+", "a"):
-        with pytest.raises(MzarrFormatError, match=r"original Mzarr 0\.0\.x ZIP file, which can only be read; migrate it"):
+        with pytest.raises(MzarrFormatError, match=r"original Mzarr 0\.0\.x ZIP file, which can only be read; migrate"):
             Mzarr(path, mode)
     with Mzarr(path) as m:
         with pytest.raises(MzarrReadOnlyError):

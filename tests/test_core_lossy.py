@@ -149,7 +149,7 @@ def test_signed_lossless_size_close_to_unsigned(tmp_path, dtype):
     assert s <= 1.1 * u, f"{dtype}: {s} bytes vs {u} for the unsigned equivalent"
 
 
-@pytest.mark.xfail(reason="core bug: x extent 2-4 chunks encoded as colour+alpha (/tmp/core_bugs.md BUG 10)", strict=True)
+@pytest.mark.xfail(reason="core bug: x extent 2-4 chunks taken as colour+alpha (core_bugs.md BUG 10)", strict=True)
 @pytest.mark.parametrize(
     "shape,axes,chunks",
     [((10, 50, 4), "zyx", None), ((10, 50, 2), "zyx", None), ((2, 7, 13, 11), "czyx", (1, 4, 8, 4))],
@@ -188,6 +188,7 @@ def test_labels_refuse_lossy(tmp_path):
 @pytest.mark.parametrize("dtype", ["bool", "float32", "float16", "float64", "int32", "uint32", "int64", "uint64"])
 def test_lossy_refused_for_other_dtypes(tmp_path, dtype):
     a = np.zeros((16, 16), dtype)
-    with pytest.raises(MzarrValueError, match=rf"lossy compression is available for uint8, uint16, int8 and int16 images, not {dtype}"):
+    pattern = rf"lossy compression is available for uint8, uint16, int8 and int16 images, not {dtype}"
+    with pytest.raises(MzarrValueError, match=pattern):
         Mzarr(a).save(tmp_path / "x.mzarr", lossless=False, distance=1.0)
     assert not (tmp_path / "x.mzarr").exists()

@@ -239,7 +239,7 @@ def test_foreign_ome_zarr_opens(tmp_path):
     root.attrs["ome"] = {
         "version": "0.5",
         "multiscales": [{
-            "axes": [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
+            "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "yx"],
             "datasets": [
                 {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [0.5, 0.5]}]},
                 {"path": "s1", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]},

@@ -179,8 +179,9 @@ def test_progress_for_other_targets(tmp_path):
     ]
     for a, name, kwargs in cases:
         calls: list[tuple[int, int]] = []
-        Mzarr(a).save(tmp_path / name, progress=lambda d, t: calls.append((d, t)), **kwargs)
+        Mzarr(a).save(tmp_path / name, progress=lambda d, t, c=calls: c.append((d, t)), **kwargs)
         _check_progress(calls)
-    calls = []
-    Mzarr(tmp_path / "empty.mzarr", "w", shape=(500, 500), dtype="uint8", progress=lambda d, t: calls.append((d, t))).close()
-    assert calls and calls[-1][0] == calls[-1][1]
+    empty_calls: list[tuple[int, int]] = []
+    Mzarr(tmp_path / "empty.mzarr", "w", shape=(500, 500), dtype="uint8",
+          progress=lambda d, t: empty_calls.append((d, t))).close()
+    assert empty_calls and empty_calls[-1][0] == empty_calls[-1][1]

@@ -104,7 +104,8 @@ def test_float_mean_within_input_range(dtype, data):
     """For finite floats (up to the dtype's max) the mean of each group lies between the group's min and max."""
     fi = np.finfo(dtype)
     elements = st.floats(float(fi.min), float(fi.max), allow_nan=False, allow_infinity=False, width=fi.bits)
-    a = data.draw(hnp.arrays(dtype, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=5), elements=elements))
+    shapes = hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=5)
+    a = data.draw(hnp.arrays(dtype, shapes, elements=elements))
     got = downsample(a, (True, True), "mean")
     for idx, values, _ in _groups(a, (True, True)):
         assert min(values) <= got[idx] <= max(values), f"mean {got[idx]!r} outside {min(values)!r}..{max(values)!r}"
@@ -170,7 +171,8 @@ def test_small_float_mean_is_correctly_rounded(dtype, data):
     subnormals to zero)."""
     fi = np.finfo(dtype)
     elements = st.floats(float(fi.min), float(fi.max), allow_nan=False, allow_infinity=False, width=fi.bits)
-    a = data.draw(hnp.arrays(dtype, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=4), elements=elements))
+    shapes = hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=4)
+    a = data.draw(hnp.arrays(dtype, shapes, elements=elements))
     got = downsample(a, (True, True), "mean")
     for idx, values, _ in _groups(a, (True, True)):
         expected = np.float64(sum(np.float64(v) for v in values) / len(values)).astype(dtype)

@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import ALL_DTYPES, assert_bit_exact, assert_pyramid, extreme_array, smooth_array
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mzarr import Mzarr
+
+# Many small files per hypothesis run: RAM-backed storage when available (the fsync of each save dominates).
+FAST_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 # (shape, axes given to the constructor, expected axes, chunks for save): odd sizes, never chunk multiples.
 LAYOUTS = {
@@ -191,3 +200,30 @@ def test_channel_chunk_larger_than_one(tmp_path, shape, axes, chunks):
         assert m.chunks == tuple(1 if ax == "c" else c for ax, c in zip(axes, chunks))
         assert_bit_exact(m.numpy(), a)
         assert_pyramid(m, a, "mean")
+
+
+@st.composite
+def random_images(draw):
+    """(array, axes, chunks, method): any supported dtype and axes, small odd shapes, any chunk shape."""
+    axes = draw(st.sampled_from(["yx", "zyx", "yxc", "cyx", "czyx", "zyxc"]))
+    dtype = draw(st.sampled_from(ALL_DTYPES))
+    side = 40 if len(axes) <= 3 else 12
+    shape = tuple(draw(st.integers(1, 4)) if ax == "c" else draw(st.integers(1, side)) for ax in axes)
+    chunks = tuple(draw(st.integers(1, 4)) if ax == "c" else draw(st.integers(1, 48)) for ax in axes)
+    method = draw(st.sampled_from(["mean", "nearest", "mode"]))
+    seed = draw(st.integers(0, 2**16))
+    return extreme_array(shape, dtype, seed), axes, chunks, method
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=random_images())
+def test_random_images_round_trip(case):
+    """Property: any supported image with any chunk shape and pyramid method saves and reopens bit-exact, with
+    every level equal to the reference pyramid."""
+    a, axes, chunks, method = case
+    with tempfile.TemporaryDirectory(dir=FAST_TMP) as tmp:
+        path = Mzarr(a, axes=axes).save(Path(tmp) / "r.mzarr", chunks=chunks, downsample=method)
+        with Mzarr(path) as m:
+            assert m.axes == axes and m.shape == a.shape
+            assert_bit_exact(m.numpy(), a)
+            assert_pyramid(m, a, method)

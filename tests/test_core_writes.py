@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import assert_bit_exact, assert_pyramid, chunk_blobs, extreme_array, smooth_array
+from conftest import assert_pyramid, chunk_blobs, extreme_array, smooth_array
 
 from mzarr import Mzarr
 from mzarr_core.errors import MzarrValueError
@@ -115,7 +115,8 @@ def test_write_follows_nearest_and_mode_pyramids(tmp_path, method):
     ref = a.copy()
     with Mzarr(path, "r+") as m:
         assert m.downsample_method == method and m.is_label == (method == "mode")
-        for key, v in [((slice(5, 30), slice(7, 9)), 9), ((slice(None, None, 2), 46), 3), ((slice(40, None), slice(None)), 7)]:
+        edits = [((slice(5, 30), slice(7, 9)), 9), ((slice(None, None, 2), 46), 3), ((slice(40, None), slice(None)), 7)]
+        for key, v in edits:
             m[key] = v
             ref[key] = v
         assert_pyramid(m, ref, method)
@@ -234,7 +235,7 @@ def test_single_file_at_rest_after_session(tmp_path):
     assert _sidecars(path) == [] and _journal_mode_bytes(path) == b"\x01\x01"
 
 
-@pytest.mark.xfail(reason="core bug: WAL mode/sidecars stay after a concurrent session (/tmp/core_bugs.md BUG 12)", strict=True)
+@pytest.mark.xfail(reason="core bug: WAL mode/sidecars stay after a concurrent session (BUG 12)", strict=True)
 def test_single_file_at_rest_after_concurrent_session(tmp_path):
     """A reader open while an r+ session closes (e.g. the viewer showing a file a script edits): once both are
     closed the file is a single rollback-journal file again, with the edit in it."""
