@@ -393,3 +393,38 @@ def test_two_writer_processes(old_file):
     expected[150:250, 0:200] = counts[1]
     with Mzarr(path) as m:
         assert_pyramid(m, expected, "mean")
+
+
+@pytest.mark.xfail(reason="core bug: other threads read a half-done write of the same object (BUG 13)", strict=True)
+def test_reader_threads_on_the_writing_object(old_file):
+    """Threads reading through the very Mzarr object that is writing (a viewer's loader threads while the user
+    edits) see each region before or after a write, never half of it; levels agree with level 0."""
+    import threading
+
+    path, old, _ = old_file
+    problems: list[str] = []
+    stop = threading.Event()
+    reads = {"n": 0}
+    with Mzarr(path, "r+") as m:
+
+        def read_loop():
+            while not stop.is_set() and not problems:
+                try:
+                    region = m[0:200, 0:180]
+                except Exception as exc:  # noqa: BLE001 - any error is a failure of the test
+                    problems.append(f"{type(exc).__name__}: {exc}")
+                    return
+                reads["n"] += 1
+                if len(np.unique(region)) != 1 and not np.array_equal(region, old[0:200, 0:180]):
+                    problems.append(f"mixed values {np.unique(region)[:8]}")
+
+        threads = [threading.Thread(target=read_loop) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i in range(1, 60):
+            m[0:200, 0:180] = i
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert reads["n"] > 0
+    assert not problems, problems[:3]
