@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ ALL_DTYPES = (
     "uint8", "uint16", "int8", "int16", "bool",
     "float16", "float32", "float64", "int32", "uint32", "int64", "uint64",
 )
-JPEGXL_DTYPES = ("uint8", "uint16", "int8", "int16", "bool")
 
 
 # -- synthetic data ----------------------------------------------------------------------------------------------
@@ -247,26 +245,3 @@ def dicom_ct() -> np.ndarray:
     if path is None:
         pytest.skip("pydicom test data not available")
     return pydicom.dcmread(path).pixel_array
-
-
-@pytest.fixture
-def saver(tmp_path: Path) -> Callable[..., Mzarr]:
-    """``saver(array, name="x.mzarr", **save_kwargs)`` saves ``Mzarr(array, ...)`` and reopens it read-only.
-
-    Keyword arguments ``axes``, ``channel_axis``, ``is_label``, ``spacing`` go to the constructor; the rest to
-    ``save``. Opened images are closed at the end of the test.
-    """
-    opened: list[Mzarr] = []
-    ctor_keys = ("axes", "channel_axis", "is_label", "spacing", "attrs", "unit")
-
-    def save(array, name: str = "x.mzarr", mode: str = "r", **kwargs) -> Mzarr:
-        ctor = {k: kwargs.pop(k) for k in ctor_keys if k in kwargs}
-        path = tmp_path / name
-        Mzarr(array, **ctor).save(path, **kwargs)
-        m = Mzarr(path, mode)
-        opened.append(m)
-        return m
-
-    yield save
-    for m in opened:
-        m.close()

@@ -133,6 +133,11 @@ def test_levels_argument(tmp_path):
         with Mzarr(path) as m:
             assert len(m.levels) == n
             assert_pyramid(m, a, "mean")
+    # more levels than halvings possible: stops at 1 x 1 (80 -> 40 -> 20 -> 10 -> 5 -> 3 -> 2 -> 1)
+    path = Mzarr(a).save(tmp_path / "many.mzarr", levels=30)
+    with Mzarr(path) as m:
+        assert len(m.levels) == 8 and m.levels[-1].shape == (1, 1)
+        assert_pyramid(m, a, "mean")
 
 
 def test_single_pixel_and_thin_shapes(tmp_path):
