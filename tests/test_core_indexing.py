@@ -149,6 +149,7 @@ def test_bad_indices_raise_index_error(saved_images):
 # Many small files are written per example: use RAM-backed storage when there is some (fsyncs dominate otherwise).
 FAST_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 ASSIGN_SHAPES = {"yx": (37, 29), "zyx": (9, 19, 15), "yxc": (21, 18, 3), "czyx": (2, 5, 11, 9)}
+ASSIGN_KINDS = [("uint8", "mean"), ("int16", "mean"), ("uint16", "mean"), ("uint8", "nearest"), ("uint8", "mode")]
 ASSIGN_CHUNKS = {"yx": (8, 8), "zyx": (4, 8, 4), "yxc": (8, 8, 3), "czyx": (1, 2, 4, 4)}
 
 
@@ -175,14 +176,17 @@ def assignment_values(draw, region_shape: tuple[int, ...], dtype: np.dtype):
 
 
 @pytest.fixture(scope="module")
-def assign_templates(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    """(axes, dtype) -> a saved file of ``smooth_array`` to copy for each example (a save costs an fsync)."""
+def assign_templates(tmp_path_factory) -> dict[tuple[str, str, str], Path]:
+    """(axes, dtype, method) -> a saved file of ``smooth_array`` to copy for each example (a save costs an fsync):
+    uint8/int16/uint16 with the mean pyramid, uint8 also with nearest and mode (label) pyramids."""
     folder = tmp_path_factory.mktemp("assign")
     out = {}
     for axes, shape in ASSIGN_SHAPES.items():
-        for dtype in ("uint8", "int16", "uint16"):
+        for dtype, method in ASSIGN_KINDS:
             a = smooth_array(shape, dtype, seed=11)
-            out[axes, dtype] = Mzarr(a, axes=axes).save(folder / f"{axes}_{dtype}.mzarr", chunks=ASSIGN_CHUNKS[axes])
+            out[axes, dtype, method] = Mzarr(a, axes=axes).save(
+                folder / f"{axes}_{dtype}_{method}.mzarr", chunks=ASSIGN_CHUNKS[axes], downsample=method
+            )
     return out
 
 
@@ -193,11 +197,12 @@ def test_assignment_on_file_matches_numpy(assign_templates, data):
     reference, every coarser level equals the reference pyramid of the edited reference, and a fresh reader
     sees the same."""
     axes = data.draw(st.sampled_from(list(ASSIGN_SHAPES)), label="axes")
-    dtype = np.dtype(data.draw(st.sampled_from(["uint8", "int16", "uint16"])))
+    dtype_name, method = data.draw(st.sampled_from(ASSIGN_KINDS), label="dtype, method")
+    dtype = np.dtype(dtype_name)
     ref = smooth_array(ASSIGN_SHAPES[axes], dtype.name, seed=11)
     with tempfile.TemporaryDirectory(dir=FAST_TMP) as tmp:
         path = Path(tmp) / "x.mzarr"
-        shutil.copyfile(assign_templates[axes, dtype.name], path)
+        shutil.copyfile(assign_templates[axes, dtype.name, method], path)
         with Mzarr(path, "r+") as m:
             for _ in range(data.draw(st.integers(1, 3))):
                 key = data.draw(index_expressions(ref.shape), label="key")
@@ -206,9 +211,9 @@ def test_assignment_on_file_matches_numpy(assign_templates, data):
                 ref[key] = value
                 m[key] = value
                 assert_bit_exact(m[...], ref, f"after m[{key!r}] = {np.shape(value)}")
-            assert_pyramid(m, ref, "mean")
+            assert_pyramid(m, ref, method)
         with Mzarr(path) as again:
-            assert_pyramid(again, ref, "mean")
+            assert_pyramid(again, ref, method)
 
 
 @settings(max_examples=40, deadline=None)
