@@ -92,6 +92,8 @@ def slice_at_level(level: LevelLike, plane: Plane) -> int | None:
 
 def _chunk_range(lo: float, hi: float, factor: float, chunk: int, size: int) -> range:
     """Chunk indices along one axis intersecting level-0 interval [lo, hi)."""
+    if hi <= lo:
+        return range(0)
     a = max(0, int(math.floor(lo / factor)))
     b = min(size, int(math.ceil(hi / factor)))
     if b <= a:

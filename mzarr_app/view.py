@@ -26,11 +26,17 @@ HISTOGRAM_MAX_ELEMENTS = 1 << 18
 
 @dataclass
 class _Tile:
-    """A tile on screen: its item, raw data and the plane it belongs to."""
+    """An item on screen at one tile position, showing tile ``key`` of ``plane`` (its raw data kept)."""
 
     item: pg.ImageItem
     raw: np.ndarray
     plane: T.Plane
+    key: T.TileKey
+
+
+def _pos(tile: T.TileKey) -> T.TileKey:
+    """Screen position of a tile (same for every slice/channel choice): items are reused across slices."""
+    return T.TileKey(tile.level, tile.row_chunk, tile.col_chunk, None, None)
 
 
 class EditViewBox(pg.ViewBox):
@@ -239,21 +245,22 @@ class TiledImageView(pg.GraphicsView):
         axes_changed = self.plane is None or (plane.row, plane.col) != (self.plane.row, self.plane.col)
         self.plane = plane
         if axes_changed:
+            self._clear_tiles(lambda k, t: True)
             self.fit()
         self.schedule()
 
     def set_display(self, settings: DisplaySettings) -> None:
         """New contrast/colour settings: re-render every tile on screen."""
         self.display = settings
-        for key, t in self._tiles.items():
-            self._render_into(key, t)
+        for t in self._tiles.values():
+            self._render_into(t.key, t)
         self.schedule()
 
     def set_edits(self, edits: Sequence[Edit]) -> None:
         """Pending edits to draw over the image."""
         self.edits = list(edits)
-        for key, t in self._tiles.items():
-            self._render_into(key, t)
+        for t in self._tiles.values():
+            self._render_into(t.key, t)
 
     def set_cache_mb(self, mb: float) -> None:
         """Change the chunk cache budget."""
@@ -333,13 +340,18 @@ class TiledImageView(pg.GraphicsView):
         assert self.doc is not None and self.loader is not None
         lev = self.doc.levels[self._hist_level]
         parts = [self.loader.get(k) for k in self._hist_keys]
+        doc = self.doc
+        if any(k in self.loader.failed for k in self._hist_keys):  # unreadable: fall back to the dtype range
+            self.hist_data, self.hist_channels = None, None
+            self.display = default_settings(doc.dtype, doc.axes, doc.channel_count, doc.is_label, None, None)
+            self.autoDisplayReady.emit(self.display)
+            return True
         if any(p is None for p in parts):
             return False
         data = np.empty(lev.shape, lev.dtype)
         for k, p in zip(self._hist_keys, parts):
             data[T.chunk_region(lev, k[1])] = p
         self.hist_data = data
-        doc = self.doc
         cax = doc.axes.find("c")
         chans = [np.take(data, i, axis=cax) for i in range(doc.channel_count)] if cax >= 0 and doc.channel_count else None
         self.hist_channels = chans
@@ -374,18 +386,21 @@ class TiledImageView(pg.GraphicsView):
         if not self._finish_histogram():
             return
         wanted: set[T.TileKey] = set()
-        shown_target = 0
+        shown_target = settled = 0
+        failed = self.loader.failed
         for t in target:
             if self._show(t):
                 shown_target += 1
-            wanted.add(t)
-        complete = shown_target == len(target)
-        if not complete:
+            elif failed and any((t.level, c) in failed for c in T.tile_chunks(levels[t.level], plane, t)):
+                settled += 1  # unreadable: the frame is as complete as it gets, a coarser level stays underneath
+            wanted.add(_pos(t))
+        complete = shown_target + settled == len(target)
+        if shown_target < len(target):
             # best cached coarser levels underneath, finer ones already on screen kept until the target is done
             for lv in range(level + 1, coarsest + 1):
                 for t in T.visible_tiles(levels[lv], lv, plane, rect):
-                    if self._show(t):
-                        wanted.add(t)
+                    if self._show(t) or _pos(t) in self._tiles:
+                        wanted.add(_pos(t))
             x0, y0, x1, y1 = rect
             for k, tile in self._tiles.items():
                 if k in wanted:
@@ -393,7 +408,7 @@ class TiledImageView(pg.GraphicsView):
                 r = tile.item.mapRectToParent(tile.item.boundingRect())
                 if r.right() > x0 and r.left() < x1 and r.bottom() > y0 and r.top() < y1:
                     wanted.add(k)
-                    if tile.plane != plane:
+                    if tile.plane != plane and tile.key.level != level:
                         tile.item.setZValue(-1000 - k.level)
         self._clear_tiles(lambda k, t: k not in wanted)
         self.target = target
@@ -413,8 +428,9 @@ class TiledImageView(pg.GraphicsView):
     def _show(self, tile: T.TileKey) -> bool:
         """Ensure ``tile`` is on screen if all its chunks are cached; True if it is shown."""
         assert self.doc is not None and self.loader is not None and self.plane is not None
-        cur = self._tiles.get(tile)
-        if cur is not None and cur.plane == self.plane:
+        pos = _pos(tile)
+        cur = self._tiles.get(pos)
+        if cur is not None and cur.key == tile and cur.plane == self.plane:
             cur.item.setZValue(-tile.level)
             return True
         lev = self.doc.levels[tile.level]
@@ -423,16 +439,16 @@ class TiledImageView(pg.GraphicsView):
         for i in idxs:
             a = self.loader.get((tile.level, i))
             if a is None:
-                return False
+                return False  # an item with other content (previous slice) may stay here meanwhile
             chunks[i] = a
         raw = T.assemble_tile(lev, self.plane, tile, chunks)
         if cur is None:
             item = pg.ImageItem(axisOrder="row-major")
             self.vb.addItem(item)
-            cur = _Tile(item, raw, self.plane)
-            self._tiles[tile] = cur
+            cur = _Tile(item, raw, self.plane, tile)
+            self._tiles[pos] = cur
         else:
-            cur.raw, cur.plane = raw, self.plane
+            cur.raw, cur.plane, cur.key = raw, self.plane, tile
         self._render_into(tile, cur)  # set the image first: setRect scales by the image size
         x, y, w, h = T.tile_rect(lev, self.plane, tile)
         cur.item.setRect(QRectF(x, y, w, h))
@@ -462,7 +478,12 @@ class TiledImageView(pg.GraphicsView):
     # --- inspection helpers (status bar, tests, smoke test) ---------------------------------------------------
     def shown_tiles(self) -> dict[T.TileKey, np.ndarray]:
         """Raw data of every tile on screen."""
-        return {k: t.raw for k, t in self._tiles.items()}
+        return {t.key: t.raw for t in self._tiles.values()}
+
+    def item_for(self, key: T.TileKey) -> pg.ImageItem | None:
+        """The ImageItem showing tile ``key`` (None if it is not on screen)."""
+        t = self._tiles.get(_pos(key))
+        return t.item if t is not None and t.key == key else None
 
     def is_idle(self) -> bool:
         """True when the target frame is complete and nothing is loading."""

@@ -197,3 +197,42 @@ def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, imag
     zc = 70 // lev.chunks[0]
     assert {k[1][0] for k in read_log.keys() if k[0] == 0} == {zc}
     assert_only_visible_decoded(w, read_log.keys(), skip_levels={w.view._hist_level})
+
+
+def test_unreadable_chunk_is_reported_and_the_view_still_completes(qtbot, window, image_dir, monkeypatch) -> None:
+    import mzarr_app.chunk_loader as cl
+    from mzarr_core.errors import CorruptChunkError
+
+    real = cl.read_chunk
+
+    def broken(level, chunk_index):
+        if level.index == 0 and tuple(chunk_index) == (1, 1):
+            raise CorruptChunkError("level 0 chunk (1, 1) is corrupt")
+        return real(level, chunk_index)
+
+    monkeypatch.setattr(cl, "read_chunk", broken)
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    with qtbot.waitSignal(w.view.tileFailed, timeout=10000) as sig:
+        w.view.show_rect(400, 400, 1040, 880)
+    assert "corrupt" in sig.args[0]
+    wait_idle(qtbot, w)
+    assert "Could not read" in w.statusBar().currentMessage()
+    shown = w.view.shown_tiles()
+    assert not any(k.level == 0 and (k.row_chunk, k.col_chunk) == (1, 1) for k in shown)
+    assert any(k.level > 0 for k in shown), "a coarser level stands in for the unreadable chunk"
+    img = grab_view(w)
+    assert (img[..., :3].max(axis=2) > 0).mean() > 0.95
+
+
+def test_slice_step_updates_tiles_in_place(qtbot, window, image_dir) -> None:
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    before = {k: id(t.item) for k, t in w.view._tiles.items()}
+    i = w.view.plane.slice_index
+    qtbot.keyClick(w, Qt.Key.Key_Period)
+    wait_idle(qtbot, w)
+    assert w.view.plane.slice_index == i + 1
+    after = {k: id(t.item) for k, t in w.view._tiles.items()}
+    assert after == before, "stepping a slice must reuse the items on screen (no flicker)"
+    assert all(k.slice_at_level == (i + 1) // w.doc.levels[k.level].factor[0] for k in w.view.shown_tiles())

@@ -215,13 +215,13 @@ def test_contrast_auto_manual_colormaps_and_dtypes(qtbot, window, image_dir) -> 
     w.contrast.hi.editingFinished.emit()
     assert (w.view.display.lo, w.view.display.hi) == (1000, 3000)
     key, raw = next(iter(w.view.shown_tiles().items()))
-    item = w.view._tiles[key].item  # single-channel tiles are uint8 indices + a 256-entry colour table
+    item = w.view.item_for(key)  # single-channel tiles are uint8 indices + a 256-entry colour table
     want = np.clip(np.round((raw.astype(float) - 1000) * 255 / 2000), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(item.image, want)
     np.testing.assert_array_equal(item.lut, colormap_lut("grey"))
     # viridis
     w.contrast.cmap.setCurrentText("viridis")
-    item = w.view._tiles[key].item
+    item = w.view.item_for(key)
     np.testing.assert_array_equal(colormap_lut("viridis")[item.image], colormap_lut("viridis")[want])
     np.testing.assert_array_equal(item.lut, colormap_lut("viridis"))
     # int16 and float images display with their own ranges
@@ -231,7 +231,7 @@ def test_contrast_auto_manual_colormaps_and_dtypes(qtbot, window, image_dir) -> 
         s = w.view.display
         assert s.lo < s.hi and m.dtype.kind in "if"
         key, raw = next(iter(w.view.shown_tiles().items()))
-        img = w.view._tiles[key].item.image
+        img = w.view.item_for(key).image
         want = np.clip(np.round((raw.astype(np.float64) - s.lo) * 255 / (s.hi - s.lo)), 0, 255)
         assert np.abs(img.astype(int) - want).max() <= 1
         assert img.min() == 0 and img.max() == 255
