@@ -258,3 +258,57 @@ def test_assign_wrong_shape_is_clear(tmp_path):
         with pytest.raises(MzarrValueError, match=r"shape \(2, 5\).*shape \(3, 5\)"):
             m[0:3, 0:5] = np.zeros((2, 5), np.uint8)
         assert_bit_exact(m.numpy(), a)
+
+
+# -- lazy reads and chunk geometry ----------------------------------------------------------------------------------
+@pytest.fixture
+def record_reads(monkeypatch) -> list[str]:
+    """Every key read through SqliteStore.get_bytes_sync (the single place the container reads bytes)."""
+    from mzarr_core.sqlite_store import SqliteStore
+
+    keys: list[str] = []
+    original = SqliteStore.get_bytes_sync
+
+    def spy(self, key):
+        keys.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(SqliteStore, "get_bytes_sync", spy)
+    return keys
+
+
+def test_reads_only_touched_chunks(tmp_path, record_reads):
+    """Opening reads metadata only; a region read fetches exactly the chunks it touches, on the level asked."""
+    a = smooth_array((100, 90), "uint16", seed=3)
+    path = Mzarr(a).save(tmp_path / "x.mzarr", chunks=(32, 32))
+    record_reads.clear()
+    with Mzarr(path) as m:
+        assert not [k for k in record_reads if "/c/" in k], "opening must not read pixels"
+        record_reads.clear()
+        assert_bit_exact(m[40:50, 40:50], a[40:50, 40:50])
+        assert [k for k in record_reads if "/c/" in k] == ["0/c/1/1"]
+        record_reads.clear()
+        m[31:33, 5]  # rows 31-32 of column 5: chunks (0, 0) and (1, 0)
+        assert sorted(k for k in record_reads if "/c/" in k) == ["0/c/0/0", "0/c/1/0"]
+        record_reads.clear()
+        m.levels[1][::-1, 20]
+        assert sorted(k for k in record_reads if "/c/" in k) == ["1/c/0/0", "1/c/1/0"]
+
+
+def test_chunk_geometry(saved_images):
+    """chunk_grid / chunk_region / chunks_in describe each level's tiling (user order), and each chunk's region
+    reads back as that part of the reference level."""
+    for name in ("zyx_uint16", "yxc_rgb"):
+        _, m, pyramid = saved_images[name]
+        for lvl, ref in zip(m.levels, pyramid):
+            assert lvl.chunk_grid == tuple(-(-n // c) for n, c in zip(lvl.shape, lvl.chunks))
+            covered = np.zeros(lvl.shape, np.int32)
+            for idx in np.ndindex(*lvl.chunk_grid):
+                region = lvl.chunk_region(idx)
+                covered[region] += 1
+                assert lvl.chunks_in(region) == [idx]
+            assert (covered == 1).all(), "chunk regions must tile the level exactly"
+            last = tuple(g - 1 for g in lvl.chunk_grid)
+            assert_bit_exact(lvl[lvl.chunk_region(last)], ref[lvl.chunk_region(last)])
+            everything = tuple(slice(0, n) for n in lvl.shape)
+            assert len(lvl.chunks_in(everything)) == int(np.prod(lvl.chunk_grid))
