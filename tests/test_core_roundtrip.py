@@ -232,3 +232,17 @@ def test_random_images_round_trip(case):
             assert m.axes == axes and m.shape == a.shape
             assert_bit_exact(m.numpy(), a)
             assert_pyramid(m, a, method)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_rgba_invisible_pixels_kept_lossless(tmp_path, dtype):
+    """Lossless RGBA keeps the colour of fully transparent pixels (alpha 0), which a picture codec may drop."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, np.iinfo(dtype).max, (64, 80, 4), endpoint=True).astype(dtype)
+    a[:40, :, 3] = 0
+    a[50:, 60:, 3] = 0
+    path = Mzarr(a).save(tmp_path / "alpha.mzarr", chunks=(32, 32, 4))
+    with Mzarr(path) as m:
+        assert m.axes == "yxc"
+        assert_bit_exact(m.numpy(), a)
+        assert_pyramid(m, a, "mean")
