@@ -169,6 +169,8 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     out: dict = {"file": path, "view": f"{vw}x{vh}", "cache_mb": cache_mb}
     t0 = time.perf_counter()
     assert w.open_path(path), w.last_error
+    pump_until(lambda: v.covered and v.display is not None)
+    out["first_covered_s"] = time.perf_counter() - t0
     pump_until(lambda: v.complete and v.display is not None and not v._timer.isActive())
     out["first_frame_s"] = time.perf_counter() - t0
     out["first_level"] = v.level
@@ -264,7 +266,7 @@ def measure_baseline(path: str, kind: str, vw: int, vh: int) -> dict:
     item.setImage(np.asarray(img), levels=(0, 255))
     vb.setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0)
     win.viewport().repaint()
-    out["first_frame_s"] = time.perf_counter() - t0
+    out["first_frame_s"] = out["first_covered_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = _peak_mb()
     rng = np.random.default_rng(0)
     zooms, pans = [], []
@@ -304,7 +306,8 @@ def fmt(v: object, unit: str = "") -> str:
 
 def print_table(rows: list[tuple[str, dict, dict | None]]) -> None:
     """Print the comparison table."""
-    metrics = [("first full frame", "first_frame_s", " s", GOALS["first_frame_s"]),
+    metrics = [("first frame (view covered)", "first_covered_s", " s", GOALS["first_frame_s"]),
+               ("first sharp frame", "first_frame_s", " s", GOALS["first_frame_s"]),
                ("sharp after zoom-in (median)", "zoom_in_sharp_s", " s", GOALS["sharp_after_move_s"]),
                ("sharp after zoom-in (max)", "zoom_in_sharp_max_s", " s", None),
                ("sharp after pan (median)", "pan_sharp_s", " s", GOALS["sharp_after_move_s"]),

@@ -115,7 +115,8 @@ class ChunkLoader(QObject):
         self.fetch = fetch
         self.cache = LRUCache(int(cache_mb * 1024 * 1024))
         self.pool = QThreadPool()
-        self.pool.setMaxThreadCount(threads or max(2, min(8, QThreadPool.globalInstance().maxThreadCount())))
+        # reads wait on zarr's IO loop as well as decode, so a few more threads than cores keep the CPUs busy
+        self.pool.setMaxThreadCount(threads or max(4, min(8, QThreadPool.globalInstance().maxThreadCount() * 2)))
         self._lock = threading.Lock()
         self._pending: list[Hashable] = []
         self._pending_set: set[Hashable] = set()

@@ -168,6 +168,7 @@ class TiledImageView(pg.GraphicsView):
         self.level = -1
         self.target: list[T.TileKey] = []
         self.complete = False
+        self.covered = False
         self.requested: list[T.ChunkKey] = []
         self.frames = 0
         self.last_complete_time = 0.0
@@ -211,6 +212,7 @@ class TiledImageView(pg.GraphicsView):
         self.level = -1
         self.target = []
         self.complete = False
+        self.covered = False
 
     def stop_loading(self) -> None:
         """Stop background reads and drop tiles (keeps document, plane, display and view range)."""
@@ -395,6 +397,8 @@ class TiledImageView(pg.GraphicsView):
                 settled += 1  # unreadable: the frame is as complete as it gets, a coarser level stays underneath
             wanted.add(_pos(t))
         complete = shown_target + settled == len(target)
+        fresh = {(t.key, t.plane) for t in self._tiles.values()}
+        self.covered = complete or (bool(fallback) and all((t, plane) in fresh for t in fallback))
         if shown_target < len(target):
             # best cached coarser levels underneath, finer ones already on screen kept until the target is done
             for lv in range(level + 1, coarsest + 1):
