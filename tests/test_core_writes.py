@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import assert_pyramid, chunk_blobs, extreme_array, smooth_array
+from conftest import assert_bit_exact, assert_pyramid, chunk_blobs, extreme_array, reference_pyramid, smooth_array
 
 from mzarr import Mzarr
 from mzarr_core.errors import MzarrValueError
@@ -251,3 +251,25 @@ def test_single_file_at_rest_after_concurrent_session(tmp_path):
         assert int(again[49, 99]) == 3 and int(again[50, 0]) == 0
     assert _sidecars(path) == [], _sidecars(path)
     assert _journal_mode_bytes(path) == b"\x01\x01"
+
+
+def test_huge_empty_image_small_edit(tmp_path, record_writes):
+    """A 40000 x 30000 uint16 image (2.4 GB of pixels) is created empty in a blink, stays tiny on disk, and a
+    small edit writes only a handful of chunks; around it every level equals the pyramid of that area."""
+    path = tmp_path / "huge.mzarr"
+    with Mzarr(path, "w", shape=(40000, 30000), dtype="uint16") as m:
+        assert m.chunks == (512, 512) and len(m.levels) == 8
+        record_writes.clear()
+        patch = smooth_array((100, 600), "uint16", seed=3)
+        m[20000:20100, 100:700] = patch
+        assert len({k for k in record_writes if "/c/" in k}) <= 2 * 8, sorted(set(record_writes))
+        step = 2 ** (len(m.levels) - 1)  # a box aligned to the coarsest level's pixels
+        y0, y1, x0, x1 = 20000 // step * step, -(-20100 // step) * step, 0, -(-700 // step) * step
+        crop = m[y0:y1, x0:x1]
+        assert int(crop.sum()) == int(patch.sum(dtype=np.int64))
+        expected = reference_pyramid(crop, "yx", len(m.levels), "mean")
+        for lvl, ref in zip(m.levels, expected):
+            f = lvl.factor[0]
+            assert_bit_exact(lvl[y0 // f:y1 // f, x0 // f:x1 // f], ref, f"level {lvl.index}")
+        assert int(m.levels[3][0:100, 0:100].max()) == 0
+    assert path.stat().st_size < 1_000_000
