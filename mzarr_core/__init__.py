@@ -16,7 +16,9 @@ from .errors import (  # noqa: E402
     MzarrValueError,
     SaveCancelled,
 )
+from .convert import convert  # noqa: E402
 from .image import Mzarr  # noqa: E402
+from .importers import Source, read_image  # noqa: E402
 from .level import Level  # noqa: E402
 
 __version__ = "0.1.0"
@@ -32,5 +34,8 @@ __all__ = [
     "MzarrReadOnlyError",
     "MzarrValueError",
     "SaveCancelled",
+    "Source",
     "__version__",
+    "convert",
+    "read_image",
 ]

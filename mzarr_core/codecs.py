@@ -158,8 +158,11 @@ def zarr_codecs(choice: CodecChoice, dtype: np.dtype, transpose: tuple[int, ...]
         )
     elif dtype == np.dtype(bool):
         filters.append(AsType(encode_dtype="|u1", decode_dtype="|b1"))
+    # Non-colour chunks are grey frames: without this, a chunk only 2-4 pixels wide would be taken for
+    # grey+alpha/RGB/RGBA and lossy coding would treat neighbouring pixels as colours.
+    photometric = None if transpose is not None else "GRAY"
     if choice.lossless:
-        serializer = Jpegxl(lossless=True, effort=choice.effort)
+        serializer = Jpegxl(lossless=True, effort=choice.effort, photometric=photometric)
     else:
-        serializer = Jpegxl(lossless=False, distance=choice.distance, effort=choice.effort)
+        serializer = Jpegxl(lossless=False, distance=choice.distance, effort=choice.effort, photometric=photometric)
     return {"filters": filters or None, "serializer": serializer, "compressors": None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from .containers import atomic_target, open_store
 from .errors import CorruptChunkError, MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValueError
 from .indexing import AxisIndex, broadcast_value, normalize, result_shape
 from .level import Level, StorageArray, StorageView
+from .locks import ReadWriteLock
 from .ngff import ImageInfo, parse_group_attributes
 from .pyramid import DOWNSAMPLE_METHODS, downsample, plan_levels
 from .sqlite_store import SqliteStore
@@ -80,6 +82,8 @@ class Mzarr:
         self._closed = False
         self._mem_levels: list[Level] | None = None
         self._source: Any = None
+        self._lock = ReadWriteLock()  # reads from many threads at once; a write excludes them until committed
+        self._attrs_saved = ""  # JSON of the attrs as last read/written: close() rewrites them only if changed
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if mode in ("w", "w-") or (mode == "a" and not path.exists() and shape is not None):
@@ -162,6 +166,7 @@ class Mzarr:
             store.close()
             raise
         self._store, self._kind, self._path, self._info = store, kind, path, info
+        self._attrs_saved = json.dumps(info.attrs, sort_keys=True)
         self._mode = "r+" if writable else "r"
         perm = storage_permutation(info.axes)
         factors = info.level_factors or [
@@ -176,7 +181,7 @@ class Mzarr:
     def _reader(self, level_index: int):
         def read(arr: Any, key: tuple) -> np.ndarray:
             try:
-                with self._transaction(write=False):
+                with self._lock.reading(), self._transaction(write=False):
                     return np.asarray(arr[key])
             except (MzarrError, IndexError, MemoryError):
                 raise
@@ -309,8 +314,9 @@ class Mzarr:
         self._check_open()
         block = dict(self._group.attrs.get("mzarr", {}))
         block["attrs"] = data
-        with self._transaction():
+        with self._lock.writing(), self._transaction():
             self._group.attrs.update({"mzarr": block})
+        self._attrs_saved = json.dumps(data, sort_keys=True)
 
     def __repr__(self) -> str:
         where = str(self._path) if self._path else "in memory"
@@ -365,9 +371,14 @@ class Mzarr:
         box = [index[p].bounds for p in level0.perm]
         if any(lo >= hi for lo, hi in box):
             return
-        with self._transaction():
-            level0.storage[level0.storage_key(index)] = storage_value
-            self._update_pyramid(box)
+        try:
+            with self._lock.writing(), self._transaction():
+                level0.storage[level0.storage_key(index)] = storage_value
+                self._update_pyramid(box)
+        except (MzarrError, MemoryError):
+            raise
+        except Exception as exc:  # a damaged chunk that had to be decoded to merge the edit into it
+            raise self._corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
 
     def _update_pyramid(self, box: list[tuple[int, int]]) -> None:
         """Recompute the region ``box`` (storage order, level 0 coordinates) in every coarser level."""
@@ -490,7 +501,8 @@ class Mzarr:
     def flush(self) -> None:
         """Write pending metadata changes (nested edits inside attrs() values) to the file."""
         if self._kind != "memory" and self._mode == "r+" and not self._closed:
-            self._write_attrs(self._info.attrs)
+            if json.dumps(self._info.attrs, sort_keys=True) != self._attrs_saved:  # e.g. a nested edit
+                self._write_attrs(self._info.attrs)
 
     def close(self) -> None:
         """Flush and release the file. Further use raises an error."""

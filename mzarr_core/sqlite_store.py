@@ -1,7 +1,7 @@
 """A Zarr v3 store that keeps every key as a row of one SQLite file: the single-file `.mzarr` container.
 
 SQLite gives what a ZIP cannot: in-place updates of single chunks, atomic transactions (a kill -9 leaves the
-old or the new state), and readers that keep reading while a writer writes (WAL journal).
+old or the new state), and readers in other processes that keep reading between a writer's commits.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class SqliteStore(Store):
             if self._conn is not None:
                 return self._conn
             if self.read_only:
+                self._roll_back_hot_journal()
                 uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"  # quoted: '?'/'#' in names
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
             else:
@@ -100,14 +101,23 @@ class SqliteStore(Store):
                 conn.execute("PRAGMA synchronous=OFF")
                 conn.execute("BEGIN")
             elif not self.read_only:
-                # WAL while editing: readers in other processes keep reading during a write. Files at rest use
-                # the rollback journal (see close), so a reader never leaves -wal/-shm files beside the image
-                # and read-only folders stay readable.
+                # The rollback journal, always: the image stays one file (no -wal/-shm that outlive a session),
+                # files on read-only media stay readable, and a crash mid-write is rolled back on the next open.
+                # Readers in other processes read between commits (a commit waits for them, they wait for it).
                 with contextlib.suppress(sqlite3.OperationalError):
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA journal_mode=DELETE")
             self._conn = conn
             return conn
+
+    def _roll_back_hot_journal(self) -> None:
+        """After a writer was killed mid-commit its journal is left beside the file; a read-only connection
+        cannot roll it back, so open read-write once (where permitted) and let SQLite restore the old state."""
+        journal = self.path.with_name(self.path.name + "-journal")
+        if journal.exists() and journal.stat().st_size > 0:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                conn = sqlite3.connect(self.path, timeout=30)
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+                conn.close()
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -141,7 +151,7 @@ class SqliteStore(Store):
                     conn.execute("ROLLBACK" if self._failed else "COMMIT")
 
     def finalize(self) -> None:
-        """Turn a freshly built file into a normal WAL-journalled container and close it."""
+        """Commit a freshly built file, give it the rollback journal and close it."""
         with self._lock:
             conn = self._connection()
             if conn.in_transaction:
@@ -153,9 +163,8 @@ class SqliteStore(Store):
         with self._lock:
             if self._conn is not None:
                 if not self.read_only:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                        self._conn.execute("PRAGMA journal_mode=DELETE")  # back to one file at rest
+                    with contextlib.suppress(sqlite3.Error):  # files written by 0.1.0 dev builds used WAL
+                        self._conn.execute("PRAGMA journal_mode=DELETE")
                 self._conn.close()
                 self._conn = None
             self._closed_for_good = True
