@@ -236,3 +236,36 @@ def test_slice_step_updates_tiles_in_place(qtbot, window, image_dir) -> None:
     after = {k: id(t.item) for k, t in w.view._tiles.items()}
     assert after == before, "stepping a slice must reuse the items on screen (no flicker)"
     assert all(k.slice_at_level == (i + 1) // w.doc.levels[k.level].factor[0] for k in w.view.shown_tiles())
+
+
+def test_czyx_composite_and_channel_slices(qtbot, window, tmp_path, read_log) -> None:
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+
+    vol = volume_3d(40, 120, 150)
+    data = np.stack([vol, (65535 - vol)]).astype(np.uint16)
+    path = tmp_path / "czyx.mzarr"
+    Mzarr(data, axes="czyx").save(path)
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert w.view.display.mode == "composite" and w.view.plane.slice_axis == "z"
+    p = w.view.plane
+    for key, raw in w.view.shown_tiles().items():
+        assert raw.shape[2] == 2  # both channels of the slice
+    w.slicing.set_channel(1)
+    w.slicing.set_index(7)
+    wait_idle(qtbot, w)
+    m = Mzarr(path)
+    p = w.view.plane
+    assert p.channels == (1,) and p.slice_index == 7
+    for key, raw in w.view.shown_tiles().items():
+        lev = m.levels[key.level]
+        x, y, ww, hh = T.tile_rect(lev, p, key)
+        f = lev.factor
+        want = lev[1, 7 // f[1], int(y) // f[2]:int(y + hh) // f[2], int(x) // f[3]:int(x + ww) // f[3]]
+        np.testing.assert_array_equal(raw, want)
+    read_log.clear()
+    w.view.reload()  # empty cache: showing channel 1 reads channel 1's chunks only
+    wait_idle(qtbot, w)
+    assert read_log.keys() and all(k[1][0] == 1 for k in read_log.keys())
