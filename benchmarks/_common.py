@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -139,12 +138,12 @@ class MemorySampler:
             self.peak_anon = max(self.peak_anon, _status_kb("RssAnon") * 1024)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> Self:
         self.base_anon = _status_kb("RssAnon") * 1024
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
         self.peak_anon = max(self.peak_anon, _status_kb("RssAnon") * 1024)

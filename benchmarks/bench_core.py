@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     GREY_SOURCES,
     OUT,
     RGB_SOURCES,
@@ -49,10 +49,6 @@ MB = 1e6
 # ---------------------------------------------------------------------------------------------------------------
 # pyramid geometry shared by every pyramidal format (the same levels as mzarr writes)
 # ---------------------------------------------------------------------------------------------------------------
-def spatial_flags(img: np.ndarray, axes: str) -> tuple[bool, ...]:
-    return tuple(a != "c" for a in axes)
-
-
 def level_count(shape: tuple[int, ...], axes: str, chunk: int) -> int:
     """mzarr's rule: halve until every spatial axis fits in one chunk."""
     n, cur = 1, [s for s, a in zip(shape, axes) if a != "c"]
@@ -223,13 +219,13 @@ class OmeTiffFormat(Format):
         import tifffile
 
         colour = axes.endswith("c")
-        options = dict(
-            tile=(512, 512),
-            compression=self.compression,
-            predictor=self.predictor,
-            photometric="rgb" if colour else "minisblack",
-            maxworkers=os.cpu_count(),
-        )
+        options = {
+            "tile": (512, 512),
+            "compression": self.compression,
+            "predictor": self.predictor,
+            "photometric": "rgb" if colour else "minisblack",
+            "maxworkers": os.cpu_count(),
+        }
         levels = build_levels(img, axes, n_levels)
         with tifffile.TiffWriter(self.path, bigtiff=img.nbytes > 2**31, ome=True) as tif:
             tif.write(levels[0], subifds=n_levels - 1, metadata={"axes": axes.upper().replace("C", "S")}, **options)
@@ -376,7 +372,7 @@ def measure_group(
         for fmt, res in zip(fmts, results):
             log(f"  write {fmt.name}")
             remove(fmt.path)
-            dt, _ = best_time(lambda: (remove(fmt.path), fmt.write(img, axes, n_levels)), 0.3)
+            dt, _ = best_time(lambda fmt=fmt: (remove(fmt.path), fmt.write(img, axes, n_levels)), 0.3)
             res["write_s"] = min(res["write_s"], dt)
     for fmt, res in zip(fmts, results):
         res["size"], res["size0"] = fmt.size(), fmt.level0_size()  # before opening: readers may add -shm files
@@ -599,7 +595,9 @@ def part_big3d(work: Path, shape: tuple[int, int, int]) -> str:
     ):
         log(f"big-3d: {kind}")
         spec = {"kind": kind, "source": str(src), "shape": list(shape), "out": str(out)}
-        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             rows.append([label, "failed: " + proc.stderr.strip().splitlines()[-1], "", "", "", "", ""])
             continue
@@ -637,7 +635,7 @@ def machine_line() -> str:
     except (OSError, StopIteration):
         pass
     return (
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), {mem}, "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores ({cpu}), {mem}, "
         f"Python {platform.python_version()}, numpy {np.__version__}, zarr {zarr.__version__}, "
         f"imagecodecs {imagecodecs.__version__}, tifffile {tifffile.__version__}"
     )
@@ -686,12 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `python benchmarks/bench_core.py {' '.join(argv if argv is not None else sys.argv[1:])}`".replace("  ", " "),
         "",
-        "Sizes are file bytes (all pyramid levels; PNG has none) and level-0 chunk/tile payload (L0), as % of the raw "
+        ("Sizes are file bytes (all pyramid levels; PNG has none) and level-0 chunk/tile payload (L0), as % of the raw "
         f"level-0 bytes. Write MB/s = raw level-0 MB / time to write everything (pyramid included), full read MB/s = "
         f"raw MB / time to read level 0 whole; both best of {rounds} interleaved rounds. Region = median of "
         f"{n_regions} random {REGION}x{REGION} reads (file open, OS cache warm), the formats taking turns region by "
         f"region; the coarsest level is at most {REGION} px, so its region is the whole level. Every read-back is "
-        "checked equal to the original. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr).",
+        "checked equal to the original. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr)."),
     ]
     images2d: dict[str, tuple[np.ndarray, str]] = {}
     if "2d" in parts or "effort" in parts:
@@ -700,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         images2d[f"rgb {rgb}² u8"] = (mosaic(rgb, rgb, RGB_SOURCES, seed=3), "yxc")
     if "2d" in parts:
         res = run_images(images2d, formats, work, n_regions, rounds)
-        sections += ["", f"## Large 2D images (mosaics of scikit-image's real images), lossless", "",
+        sections += ["", "## Large 2D images (mosaics of scikit-image's real images), lossless", "",
                      comparison_table(res), "", "### Goal check (lossless): smaller than every peer, regions within 2x of the fastest", "",
                      goals_table(res)]
         print("\n".join(sections[-6:]), file=sys.stderr, flush=True)
@@ -726,20 +724,20 @@ def main(argv: list[str] | None = None) -> int:
         res = run_images({f"volume {vol[0]}x{vol[1]}x{vol[2]} u16": (volume, "zyx")}, fmts3, work, n_regions, rounds,
                          planes=True)
         sections += ["", "## 3D uint16 volume (stacked real slices), lossless, 64³ chunks", "",
-                     "OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
+                     ("OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
                      "(the coarsest level is at most 64³: the whole level); yx plane = a 512x512 region of one random "
-                     "z plane at level 0 (touches 8x8 bricks).", "", comparison_table(res, planes=True)]
+                     "z plane at level 0 (touches 8x8 bricks)."), "", comparison_table(res, planes=True)]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
     if args.big_3d:
         big = tuple(int(v) for v in args.big_shape.split(","))
         table = part_big3d(work, big)  # type: ignore[arg-type]
         sections += ["", "## Peak memory building the pyramid of a volume larger than 2 GB (fresh child process each)", "",
                      table, "",
-                     "Peak RSS is the kernel's high-water mark (VmHWM); it counts the pages of the np.memmap source that "
-                     "were read, which the kernel can drop at any time. Private (anon) memory is what must really fit in RAM."]
+                     ("Peak RSS is the kernel's high-water mark (VmHWM); it counts the pages of the np.memmap source that "
+                     "were read, which the kernel can drop at any time. Private (anon) memory is what must really fit in RAM.")]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
-    sections += ["", f"Total run time: {time.perf_counter() - t_start:.0f} s. Load average (1 min) at start "
-                 f"{load_start:.1f}, at end {os.getloadavg()[0]:.1f} (other processes on the machine share the cores)."]
+    sections += ["", (f"Total run time: {time.perf_counter() - t_start:.0f} s. Load average (1 min) at start "
+                 f"{load_start:.1f}, at end {os.getloadavg()[0]:.1f} (other processes on the machine share the cores).")]
     text = "\n".join(sections) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_core.md").write_text(text)
