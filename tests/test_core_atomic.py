@@ -395,7 +395,6 @@ def test_two_writer_processes(old_file):
         assert_pyramid(m, expected, "mean")
 
 
-@pytest.mark.xfail(reason="core bug: other threads read a half-done write of the same object (BUG 13)", strict=True)
 def test_reader_threads_on_the_writing_object(old_file):
     """Threads reading through the very Mzarr object that is writing (a viewer's loader threads while the user
     edits) see each region before or after a write, never half of it; levels agree with level 0."""

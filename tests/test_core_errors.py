@@ -377,7 +377,6 @@ def test_bad_save_arguments(tmp_path):
     assert (tmp_path / "taken").is_dir()
 
 
-@pytest.mark.xfail(reason="core bug: write into a damaged chunk raises the codec's ValueError (BUG 14)", strict=True)
 def test_write_into_corrupt_chunk(small_file):
     """A partial write into a damaged chunk raises CorruptChunkError naming it and changes nothing; writes that
     do not need the damaged chunk still work."""

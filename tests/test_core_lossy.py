@@ -149,7 +149,6 @@ def test_signed_lossless_size_close_to_unsigned(tmp_path, dtype):
     assert s <= 1.1 * u, f"{dtype}: {s} bytes vs {u} for the unsigned equivalent"
 
 
-@pytest.mark.xfail(reason="core bug: x extent 2-4 chunks taken as colour+alpha (core_bugs.md BUG 10)", strict=True)
 @pytest.mark.parametrize(
     "shape,axes,chunks",
     [((10, 50, 4), "zyx", None), ((10, 50, 2), "zyx", None), ((2, 7, 13, 11), "czyx", (1, 4, 8, 4))],

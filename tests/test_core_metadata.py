@@ -253,7 +253,6 @@ def test_foreign_ome_zarr_opens(tmp_path):
         assert_bit_exact(m[...], a)
 
 
-@pytest.mark.xfail(reason="core bug: close() rewrites stale attrs of an untouched r+ session (BUG 15)", strict=True)
 def test_untouched_session_keeps_other_sessions_attrs(tmp_path):
     """An r+ session that never changes attrs (only pixels) must not erase metadata another session wrote."""
     path = Mzarr(smooth_array((20, 20), "uint8"), attrs={"x": 0}).save(tmp_path / "x.mzarr")

@@ -235,7 +235,6 @@ def test_single_file_at_rest_after_session(tmp_path):
     assert _sidecars(path) == [] and _journal_mode_bytes(path) == b"\x01\x01"
 
 
-@pytest.mark.xfail(reason="core bug: WAL mode/sidecars stay after a concurrent session (BUG 12)", strict=True)
 def test_single_file_at_rest_after_concurrent_session(tmp_path):
     """A reader open while an r+ session closes (e.g. the viewer showing a file a script edits): once both are
     closed the file is a single rollback-journal file again, with the edit in it."""
