@@ -427,3 +427,41 @@ def test_reader_threads_on_the_writing_object(old_file):
             t.join(timeout=60)
     assert reads["n"] > 0
     assert not problems, problems[:3]
+
+
+MID_TRANSACTION_CHILD = """
+import sys, time
+import mzarr_core.image as image
+from mzarr import Mzarr
+real = image.downsample
+def slow_downsample(*args, **kwargs):          # runs inside the write transaction, after level 0 was written
+    print("inside", flush=True)
+    time.sleep(30)
+    return real(*args, **kwargs)
+m = Mzarr(sys.argv[1], "r+")
+m[0:100, 0:100] = 1
+print("committed 1", flush=True)
+image.downsample = slow_downsample
+m[50:250, 50:250] = 2
+"""
+
+
+def test_kill_9_inside_a_write_transaction(old_file):
+    """kill -9 while a write is between level 0 and the coarser levels (a hot journal is left): a read-only open
+    gives the last committed state exactly (level 0 rolled back, pyramid consistent); then r+ works again."""
+    path, old, _ = old_file
+    proc = _start(MID_TRANSACTION_CHILD, str(path))
+    try:
+        _wait_for_lines(proc, 1, "inside")
+    finally:
+        _kill(proc)
+    expected = old.copy()
+    expected[0:100, 0:100] = 1
+    with Mzarr(path) as m:
+        assert_bit_exact(m.numpy(), expected)
+        assert_pyramid(m, expected, "mean")
+    with Mzarr(path, "r+") as m:
+        m[200:, 200:] = 3
+        expected[200:, 200:] = 3
+        assert_pyramid(m, expected, "mean")
+    assert sorted(n for n in os.listdir(path.parent) if n.startswith(path.name)) == [path.name]
