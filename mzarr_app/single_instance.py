@@ -45,9 +45,14 @@ class SingleInstanceServer(QObject):
         self.server.newConnection.connect(self._connection)
 
     def listen(self) -> bool:
-        """Start listening (removing a stale socket left by a crash); False if impossible."""
+        """Start listening; a stale socket left by a crash is removed, a live instance's one is left alone."""
         if self.server.listen(self.name):
             return True
+        probe = QLocalSocket()
+        probe.connectToServer(self.name)
+        if probe.waitForConnected(300):  # another viewer is running: it keeps the name
+            probe.disconnectFromServer()
+            return False
         QLocalServer.removeServer(self.name)
         return self.server.listen(self.name)
 

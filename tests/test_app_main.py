@@ -75,7 +75,12 @@ def test_second_launch_hands_files_to_running_instance(qtbot, image_dir) -> None
     qtbot.waitUntil(lambda: bool(got), timeout=20000)
     assert proc.wait(20) == 0
     assert got == [[str(image_dir / "mosaic.mzarr")]]
+    # a second server does not steal the name of the live one
+    other = SingleInstanceServer(name)
+    assert not other.listen()
     server.close()
+    assert other.listen(), "once the first instance is gone the name is free again"
+    other.close()
 
 
 def test_nothing_listening_means_not_handed_off(qapp) -> None:
