@@ -94,7 +94,12 @@ class Mzarr:
 
     # -- construction --------------------------------------------------------------------------------------------
     def _init_array(self, source: Any, axes, channel_axis, spacing, unit, is_label, attrs) -> None:
-        if isinstance(source, Mzarr):
+        if isinstance(source, Mzarr):  # a copy keeps what the original knows about itself
+            axes = axes or (source.axes if channel_axis is None else None)
+            spacing = spacing if spacing is not None else source.spacing
+            unit = unit or source.unit
+            is_label = is_label or source.is_label
+            attrs = attrs if attrs is not None else source.attrs().to_dict()
             source = source.levels[0]
         if not (hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__")):
             source = np.asarray(source)
