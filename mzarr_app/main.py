@@ -21,6 +21,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--new-instance", action="store_true",
                    help="do not hand files to a running viewer (also MZARR_VIEWER_SINGLE_INSTANCE=0)")
     p.add_argument("--cache-mb", type=float, default=None, help="chunk cache size in MB (default: setting, 512)")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="close all windows after SECONDS (scripted checks)")
     return p.parse_args(argv)
 
 
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             app.open_file(f)
     else:
         app.new_window()
+    if args.quit_after is not None:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(int(args.quit_after * 1000), app.closeAllWindows)
     code = app.exec()
     if app.single is not None:
         app.single.close()

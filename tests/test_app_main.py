@@ -160,3 +160,12 @@ def test_import_png_with_progress_and_cancel(qtbot, window, tmp_path) -> None:
     bad.write_bytes(b"not a png")
     assert not window.import_file(str(bad), str(tmp_path / "bad.mzarr"))
     assert window.error_box is not None and "bad.png" in window.error_box.text()
+
+
+def test_main_opens_files_from_the_command_line(image_dir, tmp_path) -> None:
+    ini = tmp_path / "s.ini"
+    r = run_py(["-m", "mzarr_app", str(image_dir / "mosaic.mzarr"), str(image_dir / "volume.mzarr"),
+                "--new-instance", "--quit-after", "3"], MZARR_VIEWER_SETTINGS=str(ini))
+    assert r.returncode == 0, r.stderr
+    text = ini.read_text()
+    assert "volume.mzarr" in text and "mosaic.mzarr" in text and "geometry" in text

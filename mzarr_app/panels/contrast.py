@@ -115,8 +115,12 @@ class ContrastPanel(QWidget):
         self._updating = True
         self.channel.clear()
         if settings.channels:
-            self.channel.addItems([f"channel {i}" for i in range(len(settings.channels))])
+            names = ["red", "green", "blue", "alpha"] if settings.mode == "rgb" else []
+            self.channel.addItems([names[i] if i < len(names) else f"channel {i}"
+                                   for i in range(len(settings.channels))])
             self.channel.addItem("all")
+            if settings.mode == "rgb":
+                self.channel.setCurrentIndex(len(settings.channels))
         self.channel.setEnabled(bool(settings.channels))
         self.cmap.setEnabled(settings.mode == "single")
         self._updating = False
