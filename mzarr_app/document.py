@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -13,7 +12,7 @@ import numpy as np
 from mzarr_core import Mzarr
 
 from . import chunk_loader
-from .tiles import Plane, TileKey, chunk_region, tile_rect
+from .tiles import Plane, TileKey, tile_rect
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,6 @@ class Document:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._lock = threading.RLock()
         self.m = Mzarr(self.path, mode="r")
         self.edits: list[Edit] = []
         self._load_props()

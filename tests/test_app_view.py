@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from app_fixtures import (VIEW_H, VIEW_W, chunk_rect, grab_view, image_copy, image_dir, intersects,  # noqa: F401
+from app_fixtures import (chunk_rect, grab_view, image_copy, image_dir, intersects,  # noqa: F401
                           isolated_settings, open_and_wait, read_log, set_identity_grey, wait_idle, window)
 from mzarr_app import tiles as T
 
