@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from . import tiles as T
@@ -22,6 +22,24 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
 HISTOGRAM_MAX_ELEMENTS = 1 << 18
+#: chunks arriving within this time are put on screen together (one repaint instead of one per chunk)
+ARRIVAL_BATCH_S = 0.03
+
+
+class TileItem(pg.ImageItem):
+    """ImageItem whose rendered QImage is converted once to the painter's native format.
+
+    Drawing an indexed or RGBA8888 image converts it on every paint (0.7-1.7 ms per 512x512 tile);
+    ARGB32_Premultiplied is drawn 10-20x faster, which keeps pans and zooms smooth.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(axisOrder="row-major")
+
+    def render(self) -> None:  # noqa: D401 - pyqtgraph override
+        super().render()
+        if self.qimage is not None and self.qimage.format() != QImage.Format.Format_ARGB32_Premultiplied:
+            self.qimage = self.qimage.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
 
 
 @dataclass
@@ -179,6 +197,7 @@ class TiledImageView(pg.GraphicsView):
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._update)
+        self._last_update = 0.0
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
 
@@ -315,8 +334,8 @@ class TiledImageView(pg.GraphicsView):
     # --- scheduling ----------------------------------------------------------------------------------------
     def schedule(self) -> None:
         """Coalesce an update on the next event-loop turn."""
-        if not self._timer.isActive():
-            self._timer.start()
+        if not self._timer.isActive() or self._timer.remainingTime() > 0:
+            self._timer.start(0)
 
     def _range_changed(self, *args: Any) -> None:
         self.schedule()
@@ -366,6 +385,7 @@ class TiledImageView(pg.GraphicsView):
         if self.doc is None or self.loader is None or self.plane is None:
             return
         doc, plane, levels = self.doc, self.plane, self.doc.levels
+        self._last_update = time.perf_counter()
         self.vb.updateMatrix()
         rect = self.visible_rect()
         if rect[2] <= rect[0] or rect[3] <= rect[1]:
@@ -447,7 +467,7 @@ class TiledImageView(pg.GraphicsView):
             chunks[i] = a
         raw = T.assemble_tile(lev, self.plane, tile, chunks)
         if cur is None:
-            item = pg.ImageItem(axisOrder="row-major")
+            item = TileItem()
             self.vb.addItem(item)
             cur = _Tile(item, raw, self.plane, tile)
             self._tiles[pos] = cur
@@ -473,7 +493,11 @@ class TiledImageView(pg.GraphicsView):
             t.item.setImage(render(data, self.display), autoLevels=False, levels=None, lut=None)
 
     def _chunk_loaded(self, key: T.ChunkKey) -> None:
-        self.schedule()
+        """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S``."""
+        if self._timer.isActive():
+            return
+        wait = ARRIVAL_BATCH_S - (time.perf_counter() - self._last_update)
+        self._timer.start(max(0, int(wait * 1000)))
 
     def _chunk_failed(self, key: T.ChunkKey, message: str) -> None:
         self.tileFailed.emit(f"level {key[0]} chunk {key[1]}: {message}")
