@@ -198,6 +198,7 @@ class TiledImageView(pg.GraphicsView):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._update)
         self._last_update = 0.0
+        self._chunk_memo: dict[tuple, list[tuple[int, ...]]] = {}
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
 
@@ -232,6 +233,7 @@ class TiledImageView(pg.GraphicsView):
         self.target = []
         self.complete = False
         self.covered = False
+        self._chunk_memo.clear()
 
     def stop_loading(self) -> None:
         """Stop background reads and drop tiles (keeps document, plane, display and view range)."""
@@ -403,7 +405,7 @@ class TiledImageView(pg.GraphicsView):
         if self.display is None:
             keys += self._hist_keys
         for t in fallback + target:
-            keys += [(t.level, c) for c in T.tile_chunks(levels[t.level], plane, t)]
+            keys += [(t.level, c) for c in self._chunks_of(t)]
         self.requested = self.loader.request(keys)
         if not self._finish_histogram():
             return
@@ -413,7 +415,7 @@ class TiledImageView(pg.GraphicsView):
         for t in target:
             if self._show(t):
                 shown_target += 1
-            elif failed and any((t.level, c) in failed for c in T.tile_chunks(levels[t.level], plane, t)):
+            elif failed and any((t.level, c) in failed for c in self._chunks_of(t)):
                 settled += 1  # unreadable: the frame is as complete as it gets, a coarser level stays underneath
             wanted.add(_pos(t))
         complete = shown_target + settled == len(target)
@@ -444,6 +446,18 @@ class TiledImageView(pg.GraphicsView):
         elif not complete:
             self.complete = False
 
+    def _chunks_of(self, tile: T.TileKey) -> list[tuple[int, ...]]:
+        """``tiles.tile_chunks`` for the current plane, memoised (it is asked for every tile on every update)."""
+        assert self.doc is not None and self.plane is not None
+        p = self.plane
+        key = (p.axes, p.row, p.col, p.slice_axis, tile)
+        out = self._chunk_memo.get(key)
+        if out is None:
+            if len(self._chunk_memo) > 50_000:
+                self._chunk_memo.clear()
+            out = self._chunk_memo[key] = T.tile_chunks(self.doc.levels[tile.level], p, tile)
+        return out
+
     def _clear_tiles(self, pred: Any) -> None:
         """Remove tiles for which ``pred(key, tile)`` holds."""
         for k in [k for k, t in self._tiles.items() if pred(k, t)]:
@@ -458,7 +472,7 @@ class TiledImageView(pg.GraphicsView):
             cur.item.setZValue(-tile.level)
             return True
         lev = self.doc.levels[tile.level]
-        idxs = T.tile_chunks(lev, self.plane, tile)
+        idxs = self._chunks_of(tile)
         chunks = {}
         for i in idxs:
             a = self.loader.get((tile.level, i))

@@ -269,3 +269,17 @@ def test_czyx_composite_and_channel_slices(qtbot, window, tmp_path, read_log) ->
     w.view.reload()  # empty cache: showing channel 1 reads channel 1's chunks only
     wait_idle(qtbot, w)
     assert read_log.keys() and all(k[1][0] == 1 for k in read_log.keys())
+
+
+def test_cache_stays_within_its_budget_while_browsing(qtbot, window, image_dir) -> None:
+    w = window
+    w.view.set_cache_mb(1.5)  # room for about 6 chunks of 512x512 uint8
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    budget = w.view.loader.cache.max_bytes
+    for x in range(0, 3072 - 640, 400):
+        for y in (0, 1024):
+            w.view.show_rect(x, y, x + 640, y + 480)
+            wait_idle(qtbot, w)
+            assert w.view.loader.cache.nbytes <= budget
+            assert w.view.level == 0
+    assert len(w.view.loader.decoded) > 12  # chunks were evicted and read again
