@@ -57,6 +57,22 @@ class MzarrApplication(QApplication):
 
         atexit.register(self.shutdown)
 
+    def install_excepthook(self) -> None:
+        """Report unexpected errors in a message on the active window instead of only on stderr."""
+        import traceback
+
+        previous = sys.excepthook
+
+        def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+            previous(kind, exc, tb)
+            w = self.activeWindow()
+            target = w if isinstance(w, MainWindow) else (self.windows[-1] if self.windows else None)
+            if target is not None:
+                detail = "".join(traceback.format_exception_only(kind, exc)).strip()
+                target.show_error("Unexpected error", detail)
+
+        sys.excepthook = hook
+
     def shutdown(self) -> None:
         """Stop every window's background loading (safe to call more than once)."""
         for w in list(getattr(self, "windows", [])):

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     use_single = not args.new_instance and os.environ.get("MZARR_VIEWER_SINGLE_INSTANCE", "1") != "0"
     app = MzarrApplication([sys.argv[0]], args.cache_mb)
+    app.install_excepthook()
     if use_single and args.files and send_to_running(args.files):
         print(f"opened in the running {APP_NAME}")
         return 0
