@@ -152,11 +152,11 @@ class MainWindow(QMainWindow):
         self.slicing.planeChanged.connect(self._plane_changed)
         self.editing.toolChanged.connect(self._tool_changed)
         self.editing.fillRequested.connect(self.fill_selection)
-        self.editing.saveRequested.connect(self.save)
+        self.editing.saveRequested.connect(lambda: self.save(metadata=False))
         self.editing.radius.valueChanged.connect(lambda r: setattr(self.view.vb, "brush_radius", r))
         self.model.changed.connect(self._edits_changed)
         self.metadata.changed.connect(self._update_title)
-        self.metadata.saveRequested.connect(lambda _d: self.save())
+        self.metadata.saveRequested.connect(lambda _d: self.save(pixels=False))
 
     # --- opening -------------------------------------------------------------------------------------------
     def open_path(self, path: str) -> bool:
@@ -400,19 +400,19 @@ class MainWindow(QMainWindow):
         """Unsaved pixel edits or metadata changes."""
         return self.model.dirty or self.metadata.dirty
 
-    def save(self) -> bool:
-        """Write pending pixel edits (only touched chunks + pyramid, via mzarr_core) and metadata."""
-        if self.doc is None or not self.is_modified():
+    def save(self, pixels: bool = True, metadata: bool = True) -> bool:
+        """Write pending pixel edits (only touched chunks + pyramid, via mzarr_core) and/or metadata."""
+        if self.doc is None or not ((pixels and self.model.dirty) or (metadata and self.metadata.dirty)):
             return True
         doc = self.doc
         self.view.stop_loading()
         ok = True
         try:
-            if self.model.edits:
+            if pixels and self.model.edits:
                 n = doc.save_edits(self.model.edits)
                 self.model.reset()
                 self.statusBar().showMessage(f"Saved {n} edit(s) to {os.path.basename(doc.path)}", 5000)
-            if self.metadata.dirty:
+            if metadata and self.metadata.dirty:
                 attrs = self.metadata.to_dict()
                 doc.save_attrs(attrs)
                 self.metadata.set_attrs(doc.attrs())

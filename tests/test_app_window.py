@@ -348,3 +348,22 @@ def test_keyboard_shortcuts_zoom_and_fit(qtbot, window, image_dir) -> None:
     assert w.editing.tool() == "rect"
     qtbot.keyClick(w.view, Qt.Key.Key_Escape)
     assert w.editing.tool() is None
+
+
+def test_panel_saves_are_separate_and_ctrl_s_saves_both(qtbot, window, image_copy) -> None:
+    from mzarr_core import Mzarr
+
+    path = image_copy("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    w.select_and_fill((0, 0, 64, 64), 3)
+    w.metadata.set_item_value(w.metadata.add_key("note", "string"), "edited")
+    w.metadata.save.click()  # metadata only: the pixel edit stays pending
+    assert dict(Mzarr(path).attrs()).get("note") == "edited"
+    assert (Mzarr(path)[0:64, 0:64] != 3).any() and w.model.dirty and w.isWindowModified()
+    w.metadata.set_item_value(w.metadata.find("note"), "again")
+    w.view.setFocus()
+    qtbot.keyClick(w.view, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    assert not w.isWindowModified()
+    m = Mzarr(path)
+    assert (m[0:64, 0:64] == 3).all() and dict(m.attrs())["note"] == "again"
