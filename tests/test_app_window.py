@@ -367,3 +367,28 @@ def test_panel_saves_are_separate_and_ctrl_s_saves_both(qtbot, window, image_cop
     assert not w.isWindowModified()
     m = Mzarr(path)
     assert (m[0:64, 0:64] == 3).all() and dict(m.attrs())["note"] == "again"
+
+
+def test_rectangle_tool_drag_then_fill_shortcut(qtbot, window, image_copy) -> None:
+    path = image_copy("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    w.view.show_rect(0, 0, 640, 480)
+    wait_idle(qtbot, w)
+    w.view.setFocus()
+    qtbot.keyClick(w.view, Qt.Key.Key_R)
+    vp = w.view.viewport()
+    to_px = lambda x, y: w.view.mapFromScene(w.view.vb.mapViewToScene(QPointF(x, y)))  # noqa: E731
+    a, b = to_px(100, 50), to_px(300, 200)
+    drag(vp, [a, QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2), b])
+    sel = w.view.vb.selection
+    assert sel is not None and abs(sel.left() - 100) < 2 and abs(sel.bottom() - 200) < 2
+    w.editing.value.setValue(200)
+    qtbot.keyClick(w.view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert len(w.model.edits) == 1
+    e = w.model.edits[0]
+    assert e.value == 200 and e.region[0].stop - e.region[0].start in (149, 150, 151)
+    wait_idle(qtbot, w)
+    assert w.view.value_at(120, 150) == (200, 0)
+    qtbot.keyClick(w.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.model.edits == [] and not w.isWindowModified()
