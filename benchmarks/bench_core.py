@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         sections += ["", "## 3D uint16 volume (stacked real slices), lossless, 64³ chunks", "",
                      ("OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
                      "(the coarsest level is at most 64³: the whole level); yx plane = a 512x512 region of one random "
-                     "z plane at level 0 (touches 8x8 bricks)."), "", comparison_table(res, planes=True)]
+                     "z plane at level 0 (touches 8x8 to 9x9 bricks)."), "", comparison_table(res, planes=True)]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
     if args.big_3d:
         big = tuple(int(v) for v in args.big_shape.split(","))
