@@ -309,19 +309,50 @@ class Mzarr:
         return out
 
     def attrs(self) -> LiveAttrs:
-        """The user metadata as a live mapping: changes are saved at once in mode 'r+' (JSON values only)."""
+        """The user metadata as a live mapping: changes are saved at once in mode 'r+' (JSON values only).
+
+        For a file, each call re-reads the attributes other sessions may have saved meanwhile.
+        """
+        if self._group is not None and not self._closed and self._attrs_unchanged():
+            fresh = self._file_attrs(self._open_group())
+            self._info.attrs.clear()
+            self._info.attrs.update(fresh)
+            self._attrs_saved = json.dumps(fresh, sort_keys=True)
         read_only = self._kind != "memory" and self._mode != "r+"
         return LiveAttrs(
             self._info.attrs, None if self._kind == "memory" else self._write_attrs, read_only, self._read_only_reason()
         )
 
+    def _attrs_unchanged(self) -> bool:
+        """True if this session holds no attribute change that is not in the file yet (e.g. a nested edit)."""
+        return json.dumps(self._info.attrs, sort_keys=True) == self._attrs_saved
+
+    def _open_group(self) -> Any:
+        """The root group with its metadata read afresh from the store."""
+        return zarr.open_group(self._store, mode="r+" if self._mode == "r+" else "r")
+
+    @staticmethod
+    def _file_attrs(group: Any) -> dict[str, Any]:
+        return dict((group.attrs.get("mzarr") or {}).get("attrs", {}))
+
     def _write_attrs(self, data: dict[str, Any]) -> None:
+        """Save the keys this session set or deleted onto the attributes in the file (others' keys survive)."""
         self._check_open()
-        block = dict(self._group.attrs.get("mzarr", {}))
-        block["attrs"] = data
+        base = json.loads(self._attrs_saved or "{}")
         with self._lock.writing(), self._transaction():
-            self._group.attrs.update({"mzarr": block})
-        self._attrs_saved = json.dumps(data, sort_keys=True)
+            group = self._open_group()
+            merged = self._file_attrs(group)
+            for key in set(base) | set(data):
+                if key not in data:
+                    merged.pop(key, None)
+                elif key not in base or base[key] != data[key]:
+                    merged[key] = data[key]
+            block = dict(group.attrs.get("mzarr") or {})
+            block["attrs"] = merged
+            group.attrs.update({"mzarr": block})
+        data.clear()
+        data.update(merged)
+        self._attrs_saved = json.dumps(merged, sort_keys=True)
 
     def __repr__(self) -> str:
         where = str(self._path) if self._path else "in memory"
@@ -332,8 +363,9 @@ class Mzarr:
 
     # -- pixels --------------------------------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> np.ndarray:
-        self._check_open()
-        return self._levels_cache[0][key]
+        with self._lock.reading():  # taken before picking the level: a save over this file swaps the levels
+            self._check_open()
+            return self._levels_cache[0][key]
 
     def numpy(self) -> np.ndarray:
         """The whole full-resolution image as a NumPy array."""
@@ -491,11 +523,12 @@ class Mzarr:
         same_file = self._path is not None and path.exists() and path.resolve() == self._path.resolve()
         with atomic_target(path) as (store, _tmp):
             write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty)
-        if same_file:
-            mode = self._mode
-            self.close()
-            self._closed = False
-            self._open_file(path, mode)
+        if same_file:  # swap to the new file while no other thread is reading
+            with self._lock.writing():
+                mode = self._mode
+                self.close()
+                self._closed = False
+                self._open_file(path, mode)
         return path
 
     # -- life cycle ----------------------------------------------------------------------------------------------
@@ -506,7 +539,7 @@ class Mzarr:
     def flush(self) -> None:
         """Write pending metadata changes (nested edits inside attrs() values) to the file."""
         if self._kind != "memory" and self._mode == "r+" and not self._closed:
-            if json.dumps(self._info.attrs, sort_keys=True) != self._attrs_saved:  # e.g. a nested edit
+            if not self._attrs_unchanged():  # e.g. a nested edit inside an attribute's value
                 self._write_attrs(self._info.attrs)
 
     def close(self) -> None:

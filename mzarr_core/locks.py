@@ -16,19 +16,24 @@ class ReadWriteLock:
         self._writer: int | None = None
         self._writer_depth = 0
         self._waiting_writers = 0
+        self._local = threading.local()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
         me = threading.get_ident()
-        with self._cond:
-            if self._writer != me:
+        depth = getattr(self._local, "depth", 0)
+        counted = self._writer != me and depth == 0  # nested reads and the writer's own reads pass through
+        if counted:
+            with self._cond:
                 while self._writer is not None or self._waiting_writers:
                     self._cond.wait()
                 self._readers += 1
+        self._local.depth = depth + 1
         try:
             yield
         finally:
-            if self._writer != me:
+            self._local.depth = depth
+            if counted:
                 with self._cond:
                     self._readers -= 1
                     self._cond.notify_all()

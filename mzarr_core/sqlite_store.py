@@ -16,6 +16,8 @@ from urllib.request import pathname2url
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
+from .errors import MzarrError
+
 #: PRAGMA application_id of a .mzarr file: the ASCII bytes "MZAR", stored big-endian at file offset 68.
 APPLICATION_ID = 0x4D5A4152
 #: PRAGMA user_version: version of the container layout.
@@ -80,7 +82,7 @@ class SqliteStore(Store):
             return self._conn
         if self._closed_for_good:
             # Late writes of a failed save must not re-create the temporary file that was just removed.
-            raise RuntimeError(f"{self.path} is closed")
+            raise MzarrError(f"{self.path} has been closed; open it again with Mzarr(path)")
         with self._lock:
             if self._conn is not None:
                 return self._conn
