@@ -467,7 +467,6 @@ def test_kill_9_inside_a_write_transaction(old_file):
     assert sorted(n for n in os.listdir(path.parent) if n.startswith(path.name)) == [path.name]
 
 
-@pytest.mark.xfail(reason="core bug: false CorruptChunkError during a save over itself (BUG 16)", strict=True)
 def test_readers_while_saving_over_itself(tmp_path):
     """Reader threads on an object that saves over its own path (re-chunking) keep getting the right pixels:
     no error, and above all no false 'file is damaged' report."""

@@ -267,7 +267,6 @@ def test_untouched_session_keeps_other_sessions_attrs(tmp_path):
         assert int(m[0, 0]) == 5
 
 
-@pytest.mark.xfail(reason="core bug: attrs changes write the whole stale dict (BUG 17)", strict=True)
 def test_sessions_editing_different_keys_merge(tmp_path):
     """Two r+ sessions setting different keys both keep their key; readers see the file's current attrs."""
     path = Mzarr(smooth_array((20, 20), "uint8"), attrs={"x": 0}).save(tmp_path / "x.mzarr")
