@@ -279,3 +279,20 @@ def test_sessions_editing_different_keys_merge(tmp_path):
     assert stored_attrs(path) == {"x": 0, "n": 1, "m": 2}
     assert dict(viewer.attrs()) == {"x": 0, "n": 1, "m": 2}
     viewer.close()
+
+
+def test_sessions_merge_deletes_and_nested_edits(tmp_path):
+    """A delete in one session and a new key in another both survive; a flushed nested edit merges too."""
+    path = Mzarr(smooth_array((20, 20), "uint8"), attrs={"x": 0, "keep": 1}).save(tmp_path / "x.mzarr")
+    a, b = Mzarr(path, "r+"), Mzarr(path, "r+")
+    del a.attrs()["x"]
+    b.attrs()["y"] = 2
+    assert stored_attrs(path) == {"keep": 1, "y": 2}
+    assert dict(a.attrs()) == dict(b.attrs()) == {"keep": 1, "y": 2}
+    a.attrs()["d"] = {"n": 1}
+    b.attrs()["e"] = [1]
+    a.attrs()["d"]["n"] = 5
+    a.flush()
+    a.close()
+    b.close()
+    assert stored_attrs(path) == {"keep": 1, "y": 2, "d": {"n": 5}, "e": [1]}
