@@ -191,3 +191,15 @@ def test_lossy_refused_for_other_dtypes(tmp_path, dtype):
     with pytest.raises(MzarrValueError, match=pattern):
         Mzarr(a).save(tmp_path / "x.mzarr", lossless=False, distance=1.0)
     assert not (tmp_path / "x.mzarr").exists()
+
+
+def test_effort_recorded_and_lossless_at_any_effort(tmp_path, camera):
+    """effort=1..7 stays bit-exact when lossless; the effort is recorded; higher effort is not larger."""
+    sizes = {}
+    for effort in (1, 4, 7):
+        path = Mzarr(camera).save(tmp_path / f"e{effort}.mzarr", effort=effort, chunks=(256, 256))
+        with Mzarr(path) as m:
+            assert m.codec["effort"] == effort and m.codec["lossless"] is True
+            assert_bit_exact(m.numpy(), camera)
+        sizes[effort] = payload_bytes(path)
+    assert sizes[7] <= sizes[1] * 1.02, sizes
