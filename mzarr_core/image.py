@@ -178,7 +178,7 @@ class Mzarr:
             tuple(max(1, round(s0 / s)) for s0, s in zip(arrays[0].shape, a.shape)) for a in arrays
         ]
         self._levels_cache = [
-            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), reader=self._reader(i))
+            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), reader=self._reader(i), guard=self._read_guard, name=str(path))
             for i, (arr, f) in enumerate(zip(arrays, factors))
         ]
 
@@ -186,7 +186,7 @@ class Mzarr:
     def _reader(self, level_index: int):
         def read(arr: Any, key: tuple) -> np.ndarray:
             try:
-                with self._lock.reading(), self._transaction(write=False):
+                with self._read_guard():
                     return np.asarray(arr[key])
             except (MzarrError, IndexError, MemoryError):
                 raise
@@ -194,6 +194,12 @@ class Mzarr:
                 raise self._corrupt_chunk_error(level_index, arr, key, exc) from None
 
         return read
+
+    @contextlib.contextmanager
+    def _read_guard(self) -> Iterator[None]:
+        """What every read of a file holds: the read lock (no half-done write) and one read snapshot."""
+        with self._lock.reading(), self._transaction(write=False):
+            yield
 
     def _corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
         level = self._levels_cache[level_index]

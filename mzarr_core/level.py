@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .frames import frame_decodable, read_z_plane
 from .indexing import AxisIndex, normalize
 
 
@@ -69,6 +71,8 @@ class Level:
         storage_chunks: tuple[int, ...],
         storage_factor: tuple[int, ...],
         reader: Callable[[StorageArray, tuple], np.ndarray] | None = None,
+        guard: Callable[[], Any] | None = None,
+        name: str = "the image",
     ):
         self.index = index
         self.storage = storage
@@ -80,6 +84,8 @@ class Level:
         self.chunks = tuple(int(storage_chunks[i]) for i in self.inverse)
         self.factor = tuple(int(storage_factor[i]) for i in self.inverse)
         self._reader = reader or (lambda arr, key: np.asarray(arr[key]))
+        self._guard = guard or contextlib.nullcontext  # read lock + snapshot of the owning image
+        self.name = name
 
     @property
     def ndim(self) -> int:
@@ -135,3 +141,23 @@ class Level:
     def numpy(self) -> np.ndarray:
         """The whole level as a NumPy array."""
         return self[...]
+
+    def z_plane(self, z: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        """``level[z, rows, cols]`` of a volume (channels kept, in this level's axis order), fast.
+
+        Where the chunks are JPEG XL bricks, only frame ``z`` of each brick is decoded (15-35x less work than
+        whole 64^3 bricks); anything else reads through ``level[...]``.
+        """
+        if "z" not in self.axes:
+            raise IndexError(f"z_plane needs a volume; this level's axes are {self.axes!r}")
+        key: list[Any] = [slice(None)] * self.ndim
+        key[self.axes.index("z")], key[self.axes.index("y")], key[self.axes.index("x")] = z, rows, cols
+        index = normalize(tuple(key), self.shape)
+        y, x = index[self.axes.index("y")], index[self.axes.index("x")]
+        if y.step != 1 or x.step != 1 or y.reverse or x.reverse or not frame_decodable(self.storage):
+            return self._read(index)
+        with self._guard():
+            plane = read_z_plane(self.storage, index[self.axes.index("z")].start, (y.start, y.stop), (x.start, x.stop), self.name)
+        if self.axes.endswith("c"):
+            plane = np.moveaxis(plane, 0, -1)
+        return np.ascontiguousarray(plane)

@@ -1,0 +1,99 @@
+"""Reading one z-plane of a volume without decoding whole bricks.
+
+JPEG XL stores a 3-D brick as one frame per z, and libjxl can decode a single frame: a 64 x 64 plane costs
+~0.2 ms instead of ~5 ms for the whole 64^3 brick. A viewer browsing z-slices decodes 15-35x fewer pixels.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import imagecodecs
+import numpy as np
+import zarr
+from imagecodecs.zarr import Jpegxl
+from zarr.codecs import TransposeCodec
+from zarr.codecs.numcodecs import AsType, FixedScaleOffset
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from .errors import CorruptChunkError
+
+
+def frame_decodable(array: Any) -> bool:
+    """True if ``array`` (storage order, with a z axis) keeps each z of a chunk as one JPEG XL frame."""
+    if not isinstance(array, zarr.Array) or array.metadata.zarr_format != 3:
+        return False
+    names = tuple(array.metadata.dimension_names or ())
+    if "z" not in names or names[-2:] != ("y", "x"):
+        return False
+    codecs = array.metadata.codecs
+    serializer = [c for c in codecs if isinstance(c, Jpegxl)]
+    if len(serializer) != 1 or codecs[-1] is not serializer[0]:
+        return False  # a bytes->bytes compressor after JPEG XL, or no JPEG XL at all
+    chunks = dict(zip(names, array.chunks))
+    # Chunks squeezed below (frames, y, x) by the serializer cannot be addressed by frame.
+    scales = [c.codec_config.get("scale", 1) for c in codecs if isinstance(c, FixedScaleOffset)]
+    return chunks["y"] > 1 and chunks["x"] > 1 and all(s == 1 for s in scales) and all(
+        isinstance(c, (TransposeCodec, FixedScaleOffset, AsType, Jpegxl)) for c in codecs
+    )
+
+
+def _undo_filters(frame: np.ndarray, codecs: tuple, dtype: np.dtype) -> np.ndarray:
+    """The inverse of the array->array filters Mzarr writes (offset of signed ints, bool as uint8)."""
+    for codec in codecs:
+        if isinstance(codec, FixedScaleOffset):
+            return (frame.astype(np.int64) + int(codec.codec_config["offset"])).astype(dtype)
+        if isinstance(codec, AsType):
+            return frame.astype(dtype)
+    return frame
+
+
+def read_z_plane(array: Any, z: int, rows: tuple[int, int], cols: tuple[int, int], where: str) -> np.ndarray:
+    """``array[..., z, r0:r1, c0:c1]`` (storage order; channel axis first if any), decoding one frame per chunk."""
+    names = tuple(array.metadata.dimension_names)
+    chunks = dict(zip(names, array.chunks))
+    dtype = np.dtype(array.dtype)
+    codecs = array.metadata.codecs
+    colour = any(isinstance(c, TransposeCodec) for c in codecs)
+    n_channels = array.shape[0] if names[0] == "c" else None
+    out_shape = ((n_channels,) if n_channels else ()) + (rows[1] - rows[0], cols[1] - cols[0])
+    out = np.full(out_shape, array.metadata.fill_value, dtype)
+    store = array.store_path.store
+    prefix = f"{array.path}/" if array.path else ""
+    cz, frame_index = divmod(z, chunks["z"])
+    channel_chunks = range(0, n_channels, chunks["c"]) if n_channels else [None]
+    y_chunks = range(rows[0] // chunks["y"], -(-rows[1] // chunks["y"]))
+    x_chunks = range(cols[0] // chunks["x"], -(-cols[1] // chunks["x"]))
+    for c0, cy, cx in itertools.product(channel_chunks, y_chunks, x_chunks):
+        coords = ((c0 // chunks["c"],) if c0 is not None else ()) + (cz, cy, cx)
+        key = prefix + array.metadata.encode_chunk_key(coords)
+        data = sync(store.get(key, default_buffer_prototype()))
+        if data is None:
+            continue  # never written: fill value
+        try:
+            frame = imagecodecs.jpegxl_decode(data.as_numpy_array(), index=frame_index)
+        except Exception as exc:
+            raise CorruptChunkError(
+                f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
+                "restore it from a backup; 'mzarr verify' lists every damaged chunk"
+            ) from None
+        frame = _undo_filters(frame, codecs, dtype)
+        if colour:
+            frame = np.moveaxis(frame.reshape(chunks["y"], chunks["x"], -1), -1, 0)  # (y, x, c) -> (c, y, x)
+        elif n_channels:
+            frame = frame.reshape(1, chunks["y"], chunks["x"])
+        else:
+            frame = frame.reshape(chunks["y"], chunks["x"])
+        y0, x0 = cy * chunks["y"], cx * chunks["x"]
+        src_y = slice(max(rows[0], y0) - y0, min(rows[1], y0 + chunks["y"]) - y0)
+        src_x = slice(max(cols[0], x0) - x0, min(cols[1], x0 + chunks["x"]) - x0)
+        dst_y = slice(max(rows[0], y0) - rows[0], min(rows[1], y0 + chunks["y"]) - rows[0])
+        dst_x = slice(max(cols[0], x0) - cols[0], min(cols[1], x0 + chunks["x"]) - cols[0])
+        if n_channels:
+            c_stop = min(n_channels, c0 + chunks["c"])
+            out[c0:c_stop, dst_y, dst_x] = frame[: c_stop - c0, src_y, src_x]
+        else:
+            out[dst_y, dst_x] = frame[src_y, src_x]
+    return out

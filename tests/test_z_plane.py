@@ -1,0 +1,89 @@
+"""Level.z_plane: one frame per JPEG XL brick gives exactly what ``level[z, rows, cols]`` gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from mzarr import Mzarr
+from mzarr_core import frames
+
+
+def moon_volume(depth: int, dtype: str) -> np.ndarray:
+    """A real-texture volume: scikit-image's moon, shifted a little more at every z."""
+    moon = data.moon().astype(np.int64)
+    vol = np.stack([np.roll(moon, 3 * z, axis=1)[:150, :130] for z in range(depth)])
+    if dtype == "bool":
+        return vol > 120
+    if dtype in ("int8", "int16"):
+        return (vol - 128).astype(dtype) * (1 if dtype == "int8" else 100)
+    return (vol * (1 if dtype == "uint8" else 250)).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "axes", "lossless"),
+    [("uint8", "zyx", True), ("uint8", "zyx", False), ("uint16", "zyx", True), ("int16", "zyx", True),
+     ("int8", "zyx", True), ("bool", "zyx", True), ("uint8", "zyxc", True), ("uint16", "czyx", True)],
+)
+def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless):
+    base = moon_volume(70, dtype)
+    if axes == "zyxc":
+        image = np.stack([base, base // 2, 255 - base], axis=-1)
+    elif axes == "czyx":
+        image = np.stack([base, base[:, ::-1]])
+    else:
+        image = base
+    path = Mzarr(image, axes=axes).save(tmp_path / "v.mzarr", lossless=lossless)
+    with Mzarr(path) as m:
+        assert frames.frame_decodable(m.levels[0].storage)
+        for level in m.levels:
+            nz = level.shape[level.axes.index("z")]
+            for z in (0, nz // 2, nz - 1, -1):
+                for rows, cols in ((slice(None), slice(None)), (slice(3, 77), slice(10, 51))):
+                    key = [slice(None)] * level.ndim
+                    key[level.axes.index("z")], key[level.axes.index("y")], key[level.axes.index("x")] = z, rows, cols
+                    expected = level[tuple(key)]
+                    got = level.z_plane(z, rows, cols)
+                    assert got.dtype == expected.dtype and got.shape == expected.shape
+                    assert np.array_equal(got, expected), (level.index, z, rows, cols)
+
+
+def test_z_plane_decodes_one_frame_per_brick(tmp_path, monkeypatch):
+    vol = moon_volume(130, "uint8")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    calls = []
+    real = frames.imagecodecs.jpegxl_decode
+
+    def spy(data, index=None, **kw):
+        calls.append(index)
+        return real(data, index=index, **kw)
+
+    monkeypatch.setattr(frames.imagecodecs, "jpegxl_decode", spy)
+    with Mzarr(path) as m:
+        plane = m.levels[0].z_plane(100)
+    assert np.array_equal(plane, vol[100])
+    assert calls and set(calls) == {100 % 64}  # frame 36 of each brick in z-row 1, nothing else decoded
+    assert len(calls) == 3 * 3  # 150 x 130 in 64 x 64 bricks
+
+
+def test_z_plane_falls_back_for_zstd_and_steps(tmp_path):
+    vol = moon_volume(20, "uint16").astype(np.float32)
+    with Mzarr(Mzarr(vol).save(tmp_path / "f.mzarr")) as m:
+        level = m.levels[0]
+        assert not frames.frame_decodable(level.storage)
+        assert np.array_equal(level.z_plane(5, slice(0, 40, 3)), vol[5, 0:40:3])
+    with pytest.raises(IndexError, match="needs a volume"):
+        Mzarr(data.camera()).levels[0].z_plane(0)
+
+
+def test_z_plane_names_a_damaged_brick(tmp_path):
+    import sqlite3
+
+    from mzarr import CorruptChunkError
+
+    path = Mzarr(moon_volume(70, "uint8")).save(tmp_path / "v.mzarr")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE zarr SET value=? WHERE key='0/c/1/0/0'", (b"junk",))
+    with Mzarr(path) as m, pytest.raises(CorruptChunkError, match="0/c/1/0/0"):
+        m.levels[0].z_plane(65)
