@@ -549,15 +549,16 @@ class Mzarr:
                 self._write_attrs(self._info.attrs)
 
     def close(self) -> None:
-        """Flush and release the file. Further use raises an error."""
+        """Flush and release the file, after reads running in other threads have finished. Further use raises."""
         if self._closed:
             return
-        try:
-            self.flush()
-        finally:
-            if self._store is not None:
-                self._store.close()
-            self._closed = True
+        with self._lock.writing():
+            try:
+                self.flush()
+            finally:
+                if self._store is not None:
+                    self._store.close()
+                self._closed = True
 
     def __enter__(self) -> "Mzarr":
         return self
