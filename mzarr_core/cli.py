@@ -164,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
+    except BrokenPipeError:  # e.g. `mzarr info x.mzarr | head`: the reader went away, nothing to report
+        sys.stderr.close()
+        return 0
     except (MzarrError, OSError, IndexError, ValueError) as exc:
         print(f"mzarr {args.command}: error: {exc}", file=sys.stderr)
         return 2
