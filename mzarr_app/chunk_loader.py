@@ -12,9 +12,40 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 
 def read_chunk(level: Any, chunk_index: Sequence[int]) -> np.ndarray:
-    """Read and decode one chunk of ``level``: every tile read in the app goes through here."""
+    """Read and decode one whole chunk of ``level``: every whole-chunk read in the app goes through here."""
     region = tuple(level.chunk_region(tuple(chunk_index)))
     return np.asarray(level[region])
+
+
+def read_chunk_plane(level: Any, chunk_index: Sequence[int], z: int) -> np.ndarray:
+    """Read plane ``z`` (level coordinates) of one chunk of a volume: every plane read in the app goes through here.
+
+    Returns ``level[region]`` of the chunk with its z axis replaced by ``z`` (dropped; channels of the chunk kept,
+    user axis order), decoding one JPEG XL frame per brick through ``Level.z_plane``.
+    """
+    region = tuple(level.chunk_region(tuple(chunk_index)))
+    axes: str = level.axes
+    zr = region[axes.index("z")]
+    if not zr.start <= z < zr.stop:
+        raise IndexError(f"plane z={z} is outside chunk {tuple(chunk_index)} (z {zr.start}..{zr.stop - 1})")
+    plane = np.asarray(level.z_plane(int(z), region[axes.index("y")], region[axes.index("x")]))
+    if "c" in axes:  # z_plane returns every channel: keep this chunk's
+        kept = axes.replace("z", "")
+        cr = region[axes.index("c")]
+        if (cr.start, cr.stop) != (0, level.shape[axes.index("c")]):
+            plane = np.ascontiguousarray(np.take(plane, range(cr.start, cr.stop), axis=kept.index("c")))
+    return plane
+
+
+def plane_decodable(level: Any) -> bool:
+    """True if ``level`` is a volume whose chunks decode one z-plane at a time (JPEG XL frames)."""
+    if "z" not in getattr(level, "axes", "") or not hasattr(level, "z_plane"):
+        return False
+    try:
+        from mzarr_core.frames import frame_decodable
+    except ImportError:  # a core without frame decoding: z_plane would read whole chunks anyway
+        return False
+    return bool(frame_decodable(getattr(level, "storage", None)))
 
 
 class LRUCache:

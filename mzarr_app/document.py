@@ -61,10 +61,14 @@ class Document:
         self.is_label: bool = bool(m.is_label)
         self.levels = list(m.levels)
         self.chunks = tuple(m.chunks)
+        #: per level: z-slices are read one plane per chunk (JPEG XL frames) instead of whole bricks
+        self.plane_reads: list[bool] = [chunk_loader.plane_decodable(lev) for lev in self.levels]
 
     # --- reading -------------------------------------------------------------------------------------------
-    def read_chunk(self, key: tuple[int, tuple[int, ...]]) -> np.ndarray:
-        """Decode the chunk ``key = (level, chunk_index)`` through :func:`chunk_loader.read_chunk`."""
+    def read_chunk(self, key: tuple) -> np.ndarray:
+        """Decode ``(level, chunk_index)`` (whole chunk) or ``(level, chunk_index, z)`` (one z-plane of it)."""
+        if len(key) == 3:
+            return chunk_loader.read_chunk_plane(self.levels[key[0]], key[1], key[2])
         level_index, chunk_index = key
         return chunk_loader.read_chunk(self.levels[level_index], chunk_index)
 

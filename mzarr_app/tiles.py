@@ -19,7 +19,9 @@ class LevelLike(Protocol):
     def __getitem__(self, key: Any) -> np.ndarray: ...
 
 
-ChunkKey = tuple[int, tuple[int, ...]]  # (level index, chunk index per axis)
+ChunkKey = tuple[int, tuple[int, ...]]  # (level index, chunk index per axis): a whole chunk
+PlaneKey = tuple[int, tuple[int, ...], int]  # (level index, chunk index, z at level): one z-plane of a chunk
+ReadKey = ChunkKey | PlaneKey
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,18 @@ def tile_chunks(level: LevelLike, plane: Plane, tile: TileKey) -> list[tuple[int
     return out
 
 
+def reads_by_plane(plane: Plane, plane_decodable: bool) -> bool:
+    """True when ``plane``'s tiles are read one z-plane per chunk (z-slices of a frame-decodable volume)."""
+    return plane_decodable and plane.slice_axis == "z"
+
+
+def read_key(tile: TileKey, chunk_index: tuple[int, ...], by_plane: bool) -> ReadKey:
+    """The loader key of one chunk of ``tile``: the whole chunk, or (``by_plane``) its plane at the slice."""
+    if by_plane:
+        return (tile.level, chunk_index, int(tile.slice_at_level))  # type: ignore[arg-type]
+    return (tile.level, chunk_index)
+
+
 def chunk_region(level: LevelLike, chunk_index: Sequence[int]) -> tuple[slice, ...]:
     """Region of one chunk, clipped to the level's shape."""
     return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(chunk_index, level.chunks, level.shape))
@@ -157,7 +171,10 @@ def tile_rect(level: LevelLike, plane: Plane, tile: TileKey) -> tuple[float, flo
 
 def assemble_tile(level: LevelLike, plane: Plane, tile: TileKey,
                   chunks: dict[tuple[int, ...], np.ndarray]) -> np.ndarray:
-    """Build the tile's 2D data (rows, cols) or (rows, cols, C) from its decoded chunks."""
+    """Build the tile's 2D data (rows, cols) or (rows, cols, C) from its decoded chunks.
+
+    Each value of ``chunks`` is a whole chunk or its plane at the slice (the slice axis already dropped).
+    """
     ri, ci = plane.axes.index(plane.row), plane.axes.index(plane.col)
     cax = plane.axes.find("c")
     parts: list[np.ndarray] = []
@@ -175,9 +192,11 @@ def assemble_tile(level: LevelLike, plane: Plane, tile: TileKey,
         # apply integer (slice axis) first, then the channel list, to keep numpy indexing simple
         sub = arr
         kept = list(plane.axes)
+        is_plane = arr.ndim == len(plane.axes) - 1
         for ax in range(len(plane.axes) - 1, -1, -1):
             if isinstance(key[ax], int):
-                sub = np.take(sub, key[ax], axis=ax)
+                if not is_plane:
+                    sub = np.take(sub, key[ax], axis=ax)
                 kept.pop(ax)
         if cax >= 0 and tile.channels is not None:
             sub = np.take(sub, key[cax], axis=kept.index("c"))

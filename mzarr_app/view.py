@@ -187,7 +187,7 @@ class TiledImageView(pg.GraphicsView):
         self.target: list[T.TileKey] = []
         self.complete = False
         self.covered = False
-        self.requested: list[T.ChunkKey] = []
+        self.requested: list[T.ReadKey] = []
         self.frames = 0
         self.last_complete_time = 0.0
         self._tiles: dict[T.TileKey, _Tile] = {}
@@ -405,7 +405,7 @@ class TiledImageView(pg.GraphicsView):
         if self.display is None:
             keys += self._hist_keys
         for t in fallback + target:
-            keys += [(t.level, c) for c in self._chunks_of(t)]
+            keys += self._reads_of(t)
         self.requested = self.loader.request(keys)
         if not self._finish_histogram():
             return
@@ -415,7 +415,7 @@ class TiledImageView(pg.GraphicsView):
         for t in target:
             if self._show(t):
                 shown_target += 1
-            elif failed and any((t.level, c) in failed for c in self._chunks_of(t)):
+            elif failed and any(k in failed for k in self._reads_of(t)):
                 settled += 1  # unreadable: the frame is as complete as it gets, a coarser level stays underneath
             wanted.add(_pos(t))
         complete = shown_target + settled == len(target)
@@ -458,6 +458,30 @@ class TiledImageView(pg.GraphicsView):
             out = self._chunk_memo[key] = T.tile_chunks(self.doc.levels[tile.level], p, tile)
         return out
 
+    def _by_plane(self, level: int) -> bool:
+        """True when tiles of ``level`` in the current plane are read one z-plane per chunk."""
+        assert self.doc is not None and self.plane is not None
+        return T.reads_by_plane(self.plane, self.doc.plane_reads[level])
+
+    def _reads_of(self, tile: T.TileKey) -> list[T.ReadKey]:
+        """Loader keys ``tile`` needs: whole chunks, or z-planes of them (a whole chunk already cached serves too)."""
+        by_plane = self._by_plane(tile.level)
+        cache = self.loader.cache if self.loader is not None else None
+        out: list[T.ReadKey] = []
+        for c in self._chunks_of(tile):
+            whole = (tile.level, c)
+            out.append(whole if not by_plane or (cache is not None and whole in cache) else T.read_key(tile, c, True))
+        return out
+
+    def _cached_part(self, tile: T.TileKey, chunk_index: tuple[int, ...]) -> np.ndarray | None:
+        """Cached data of one chunk of ``tile``: its plane at the slice or the whole chunk (None if neither)."""
+        assert self.loader is not None
+        if self._by_plane(tile.level):
+            a = self.loader.get(T.read_key(tile, chunk_index, True))
+            if a is not None:
+                return a
+        return self.loader.get((tile.level, chunk_index))
+
     def _clear_tiles(self, pred: Any) -> None:
         """Remove tiles for which ``pred(key, tile)`` holds."""
         for k in [k for k, t in self._tiles.items() if pred(k, t)]:
@@ -475,7 +499,7 @@ class TiledImageView(pg.GraphicsView):
         idxs = self._chunks_of(tile)
         chunks = {}
         for i in idxs:
-            a = self.loader.get((tile.level, i))
+            a = self._cached_part(tile, i)
             if a is None:
                 return False  # an item with other content (previous slice) may stay here meanwhile
             chunks[i] = a
@@ -506,15 +530,16 @@ class TiledImageView(pg.GraphicsView):
         else:
             t.item.setImage(render(data, self.display), autoLevels=False, levels=None, lut=None)
 
-    def _chunk_loaded(self, key: T.ChunkKey) -> None:
+    def _chunk_loaded(self, key: T.ReadKey) -> None:
         """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S``."""
         if self._timer.isActive():
             return
         wait = ARRIVAL_BATCH_S - (time.perf_counter() - self._last_update)
         self._timer.start(max(0, int(wait * 1000)))
 
-    def _chunk_failed(self, key: T.ChunkKey, message: str) -> None:
-        self.tileFailed.emit(f"level {key[0]} chunk {key[1]}: {message}")
+    def _chunk_failed(self, key: T.ReadKey, message: str) -> None:
+        plane = f" plane z={key[2]}" if len(key) == 3 else ""
+        self.tileFailed.emit(f"level {key[0]} chunk {key[1]}{plane}: {message}")
         self.schedule()
 
     # --- inspection helpers (status bar, tests, smoke test) ---------------------------------------------------
@@ -559,20 +584,16 @@ class TiledImageView(pg.GraphicsView):
                 for cc in range(lev.chunk_grid[cax] if hasattr(lev, "chunk_grid") else 1):
                     k = list(ci)
                     k[cax] = cc
-                    a = self.loader.cache.peek((li, tuple(k)))
-                    if a is None:
+                    part = self._peek_values(li, tuple(k), idx)
+                    if part is None:
                         break
-                    local = tuple(slice(None) if i is None else i - cc2 * c
-                                  for i, c, cc2 in zip(idx, lev.chunks, k))
-                    vals.extend(np.asarray(a[local]).ravel().tolist())
+                    vals.extend(np.asarray(part).ravel().tolist())
                 else:
                     return tuple(vals), li
                 continue
-            a = self.loader.cache.peek((li, ci))
-            if a is None:
+            v = self._peek_values(li, ci, idx)
+            if v is None:
                 continue
-            local = tuple(i - c * k for i, c, k in zip(idx, lev.chunks, ci))
-            v = a[local]
             for e in reversed(self.edits):
                 pt = {plane.row: int(row), plane.col: int(col)}
                 if plane.slice_axis:
@@ -585,6 +606,18 @@ class TiledImageView(pg.GraphicsView):
                         break
             return (v.item() if hasattr(v, "item") else v), li
         return None
+
+    def _peek_values(self, li: int, k: tuple[int, ...], idx: list[Any]) -> Any:
+        """Value(s) at level index ``idx`` (None: all channels) from chunk ``k`` of level ``li``, whole or plane."""
+        assert self.doc is not None and self.loader is not None
+        lev = self.doc.levels[li]
+        local: list[Any] = [slice(None) if i is None else i - c * kk for i, c, kk in zip(idx, lev.chunks, k)]
+        a = self.loader.cache.peek((li, k))
+        if a is None and self._by_plane(li):
+            zi = self.doc.axes.index("z")
+            a = self.loader.cache.peek((li, k, idx[zi]))
+            del local[zi]
+        return None if a is None else a[tuple(local)]
 
     def _mouse_moved(self, pos: QPointF) -> None:
         if self.doc is None or self.plane is None:

@@ -85,11 +85,12 @@ def image_copy(image_dir: Path, tmp_path: Path):
 
 
 class ReadLog:
-    """Thread-safe record of every chunk read through ``chunk_loader.read_chunk``."""
+    """Thread-safe record of every read: ``(level, chunk)`` from ``read_chunk``, ``(level, chunk, z)`` from
+    ``read_chunk_plane``."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.reads: list[tuple[int, tuple[int, ...]]] = []
+        self.reads: list[tuple] = []
         self.delay = 0.0
         self.delay_levels: set[int] | None = None
 
@@ -97,14 +98,22 @@ class ReadLog:
         with self.lock:
             self.reads.clear()
 
-    def keys(self) -> list[tuple[int, tuple[int, ...]]]:
+    def keys(self) -> list[tuple]:
         with self.lock:
             return list(self.reads)
+
+    def chunks(self) -> list[tuple[int, tuple[int, ...]]]:
+        """Whole-chunk reads only."""
+        return [k for k in self.keys() if len(k) == 2]
+
+    def planes(self) -> list[tuple[int, tuple[int, ...], int]]:
+        """Plane reads only."""
+        return [k for k in self.keys() if len(k) == 3]
 
 
 @pytest.fixture
 def read_log(monkeypatch: pytest.MonkeyPatch) -> ReadLog:
-    """Instrument the single chunk reader (optionally slowed down per level)."""
+    """Instrument the single whole-chunk reader and the single plane reader (optionally slowed down per level)."""
     log = ReadLog()
     real = chunk_loader.read_chunk
 
@@ -116,7 +125,18 @@ def read_log(monkeypatch: pytest.MonkeyPatch) -> ReadLog:
             log.reads.append((int(level.index), tuple(int(i) for i in chunk_index)))
         return out
 
+    real_plane = chunk_loader.read_chunk_plane
+
+    def instrumented_plane(level: Any, chunk_index: Any, z: int) -> np.ndarray:
+        if log.delay and (log.delay_levels is None or level.index in log.delay_levels):
+            time.sleep(log.delay)
+        out = real_plane(level, chunk_index, z)
+        with log.lock:
+            log.reads.append((int(level.index), tuple(int(i) for i in chunk_index), int(z)))
+        return out
+
     monkeypatch.setattr(chunk_loader, "read_chunk", instrumented)
+    monkeypatch.setattr(chunk_loader, "read_chunk_plane", instrumented_plane)
     return log
 
 

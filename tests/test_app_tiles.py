@@ -137,3 +137,41 @@ def test_assemble_tile_channels_cyx_and_yxc() -> None:
     t = T.visible_tiles(yxc, 0, p2, (33, 33, 40, 40))[0]
     got = T.assemble_tile(yxc, p2, t, {i: yxc[T.chunk_region(yxc, i)] for i in T.tile_chunks(yxc, p2, t)})
     np.testing.assert_array_equal(got, yxc.data[32:, 32:, :])
+
+
+def _plane_of(lev: FakeLevel, axes: str, idx: tuple[int, ...], z: int) -> np.ndarray:
+    """What ``chunk_loader.read_chunk_plane`` returns: the chunk's region with z fixed (axis dropped)."""
+    reg = list(T.chunk_region(lev, idx))
+    reg[axes.index("z")] = z
+    return lev[tuple(reg)]
+
+
+@pytest.mark.parametrize("axes", ["zyx", "czyx", "zyxc"])
+@pytest.mark.parametrize("channels", [None, (1,)])
+def test_assemble_tile_from_planes_and_whole_chunks(axes: str, channels: tuple[int, ...] | None) -> None:
+    rng = np.random.default_rng(3)
+    shape = {"zyx": (20, 30, 40), "czyx": (2, 20, 30, 40), "zyxc": (20, 30, 40, 3)}[axes]
+    chunks = {"zyx": (8, 16, 16), "czyx": (1, 8, 16, 16), "zyxc": (8, 16, 16, 3)}[axes]
+    if axes == "zyx":
+        channels = None
+    lev = FakeLevel(rng.integers(0, 60000, shape, dtype=np.uint16), chunks, (1,) * len(shape))
+    plane = T.default_plane(axes, "z", 13, channels)
+    assert T.reads_by_plane(plane, True) and not T.reads_by_plane(plane, False)
+    assert not T.reads_by_plane(T.default_plane(axes, "y", 13, channels), True)
+    for t in T.visible_tiles(lev, 0, plane, (0, 0, 40, 30)):
+        idx = T.tile_chunks(lev, plane, t)
+        assert [T.read_key(t, i, True) for i in idx] == [(0, i, 13) for i in idx]
+        assert [T.read_key(t, i, False) for i in idx] == [(0, i) for i in idx]
+        x, y, w, h = (int(v) for v in T.tile_rect(lev, plane, t))
+        want = T.assemble_tile(lev, plane, t, {i: lev[T.chunk_region(lev, i)] for i in idx})
+        planes = {i: _plane_of(lev, axes, i, 13) for i in idx}
+        mixed = {i: (planes[i] if n % 2 else lev[T.chunk_region(lev, i)]) for n, i in enumerate(idx)}
+        for parts in (planes, mixed):
+            np.testing.assert_array_equal(T.assemble_tile(lev, plane, t, parts), want)
+        full = np.take(lev.data, 13, axis=axes.index("z"))
+        ref = full[tuple(slice(y, y + h) if a == "y" else slice(x, x + w) if a == "x" else slice(None)
+                         for a in axes.replace("z", ""))]
+        if "c" in axes:
+            ref = np.moveaxis(ref, axes.replace("z", "").index("c"), 2)
+            ref = ref[:, :, channels[0]] if channels else ref
+        np.testing.assert_array_equal(want, ref)

@@ -23,10 +23,11 @@ def expected_level(w) -> int:
 
 
 def assert_only_visible_decoded(w, reads, skip_levels=()) -> None:
-    """Every decoded chunk (outside ``skip_levels``) intersects the visible rectangle."""
+    """Every decoded chunk or plane (outside ``skip_levels``) intersects the visible rectangle and holds the slice."""
     rect = w.view.visible_rect()
     p = w.view.plane
-    for lv, idx in reads:
+    for key in reads:
+        lv, idx = key[0], key[1]
         if lv in skip_levels:
             continue
         lev = w.doc.levels[lv]
@@ -34,7 +35,17 @@ def assert_only_visible_decoded(w, reads, skip_levels=()) -> None:
         assert intersects(cr, rect), f"chunk {idx} of level {lv} ({cr}) is outside the view {rect}"
         if p.slice_axis:
             sa = w.doc.axes.index(p.slice_axis)
-            assert idx[sa] == (p.slice_index // lev.factor[sa]) // lev.chunks[sa]
+            s = min(p.slice_index // lev.factor[sa], lev.shape[sa] - 1)
+            assert idx[sa] == s // lev.chunks[sa]
+            if len(key) == 3:
+                assert p.slice_axis == "z" and key[2] == s, f"plane {key} is not the slice {s} on screen"
+
+
+def expected_reads(w, lv: int) -> set:
+    """The read keys of every target tile of level ``lv``: z-planes for z-slices, whole chunks otherwise."""
+    p, lev = w.view.plane, w.doc.levels[lv]
+    by_plane = p.slice_axis == "z" and w.doc.plane_reads[lv]
+    return {T.read_key(t, c, by_plane) for t in w.view.target if t.level == lv for c in T.tile_chunks(lev, p, t)}
 
 
 def test_open_fit_zoom_in_out_levels_and_chunks(qtbot, window, image_dir, read_log) -> None:
@@ -167,6 +178,15 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
         assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
         lv = w.view.level
         lev = m.levels[lv]
+        assert lv != hist and w.doc.plane_reads[lv]
+        if axis == "z":  # one plane per chunk of the view, never a whole brick
+            assert not [k for k in read_log.chunks() if k[0] != hist], "a whole brick was decoded for a z-slice"
+            if step:  # a new slice: exactly the planes of the tiles on screen, each once
+                assert sorted(read_log.keys()) == sorted(expected_reads(w, lv))
+        else:  # y/x slices: whole bricks (cached across steps), no planes
+            assert not read_log.planes()
+            if step:
+                assert not read_log.keys(), "stepping within the cached bricks must not decode again"
         for key, raw in w.view.shown_tiles().items():
             assert key.level == lv
             x, y, ww, hh = T.tile_rect(lev, p, key)
@@ -196,6 +216,7 @@ def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, imag
     lev = w.doc.levels[0]
     zc = 70 // lev.chunks[0]
     assert {k[1][0] for k in read_log.keys() if k[0] == 0} == {zc}
+    assert {k for k in read_log.keys() if k[0] == 0} == expected_reads(w, 0)  # planes z=70 of the view's chunks
     assert_only_visible_decoded(w, read_log.keys(), skip_levels={w.view._hist_level})
 
 
@@ -283,3 +304,50 @@ def test_cache_stays_within_its_budget_while_browsing(qtbot, window, image_dir) 
             assert w.view.loader.cache.nbytes <= budget
             assert w.view.level == 0
     assert len(w.view.loader.decoded) > 12  # chunks were evicted and read again
+
+
+def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_path, read_log) -> None:
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+
+    path = tmp_path / "vol8.mzarr"
+    Mzarr((volume_3d(80, 340, 430) // 21).astype(np.uint8)).save(path)
+    w = window
+    open_and_wait(qtbot, w, path)
+    m = Mzarr(path)
+    v, hist = w.view, w.view._hist_level
+    assert v.plane.slice_axis == "z" and all(w.doc.plane_reads)
+    lv = v.level
+    # at fit: whole chunks only for the automatic contrast (its small level), planes of the view for the rest
+    assert set(read_log.chunks()) <= set(v._hist_keys)
+    planes = [k for k in read_log.planes() if k[0] == lv]
+    assert len(planes) == len(set(planes)) and set(planes) == expected_reads(w, lv)
+    assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
+    set_identity_grey(w)
+    vw, vh = v.viewport().width(), v.viewport().height()
+    for level, step in ((0, 0), (0, 1), (1, 1)):
+        if step:
+            read_log.clear()
+            qtbot.keyClick(w, Qt.Key.Key_PageDown)
+        f = 2 ** level
+        v.show_rect(0, 0, vw * f, vh * f)
+        wait_idle(qtbot, w)
+        assert v.level == level
+        z = v.plane.slice_index // f
+        if step:
+            assert not read_log.chunks(), "a whole brick was decoded for a z-slice"
+            assert {k for k in read_log.planes() if k[0] == level} == expected_reads(w, level)
+        lev = m.levels[level]
+        for key, raw in v.shown_tiles().items():  # raw tiles: exactly the library's plane
+            x, y, tw, th = T.tile_rect(lev, v.plane, key)
+            np.testing.assert_array_equal(raw, lev[z, int(y) // f:int(y + th) // f, int(x) // f:int(x + tw) // f])
+        r = v.vb.viewRect()  # the view's limits may shift the requested rectangle: find the image on screen
+        assert abs(r.width() - vw * f) < 1e-6 and r.left() <= 0 and r.top() <= 0
+        sx, sy = int(round(-r.left() / f)), int(round(-r.top() / f))
+        want = lev[z, :vh - sy, :vw - sx].astype(int)
+        img = grab_view(w)[sy:sy + want.shape[0], sx:sx + want.shape[1]]
+        got = img[..., 0].astype(int)
+        diff = np.abs(got - want)
+        assert (img[..., 3] == 255).all()
+        assert np.mean(diff == 0) > 0.99 and diff.mean() < 0.5, (level, diff.mean())
