@@ -22,8 +22,11 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
 HISTOGRAM_MAX_ELEMENTS = 1 << 18
-#: chunks arriving within this time are put on screen together (one repaint instead of one per chunk)
-ARRIVAL_BATCH_S = 0.03
+#: chunks arriving within this time are put on screen together (one repaint instead of one per chunk; the last
+#: arrival of a frame is shown at once). Each repaint of a 3D view redraws a few hundred 64x64 tiles.
+ARRIVAL_BATCH_S = 0.1
+#: z-slices read by plane: once a frame is complete, the planes of this many next slices are read ahead
+PREFETCH_SLICES = 1
 
 
 class TileItem(pg.ImageItem):
@@ -199,6 +202,7 @@ class TiledImageView(pg.GraphicsView):
         self._timer.timeout.connect(self._update)
         self._last_update = 0.0
         self._chunk_memo: dict[tuple, list[tuple[int, ...]]] = {}
+        self._step_dir = 1
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
 
@@ -266,6 +270,8 @@ class TiledImageView(pg.GraphicsView):
         if plane == self.plane:
             return
         axes_changed = self.plane is None or (plane.row, plane.col) != (self.plane.row, self.plane.col)
+        if self.plane is not None and plane.slice_index != self.plane.slice_index:
+            self._step_dir = 1 if plane.slice_index > self.plane.slice_index else -1
         self.plane = plane
         if axes_changed:
             self._clear_tiles(lambda k, t: True)
@@ -406,6 +412,9 @@ class TiledImageView(pg.GraphicsView):
             keys += self._hist_keys
         for t in fallback + target:
             keys += self._reads_of(t)
+        ahead = self.complete and target == self.target  # the frame is done: read ahead the next slice's planes
+        if ahead:
+            keys += self._prefetch_reads(target)
         self.requested = self.loader.request(keys)
         if not self._finish_histogram():
             return
@@ -445,6 +454,8 @@ class TiledImageView(pg.GraphicsView):
             self.frameComplete.emit()
         elif not complete:
             self.complete = False
+        if complete and not ahead and target and self._by_plane(target[0].level):
+            self.schedule()  # one more update queues the read-ahead
 
     def _chunks_of(self, tile: T.TileKey) -> list[tuple[int, ...]]:
         """``tiles.tile_chunks`` for the current plane, memoised (it is asked for every tile on every update)."""
@@ -471,6 +482,22 @@ class TiledImageView(pg.GraphicsView):
         for c in self._chunks_of(tile):
             whole = (tile.level, c)
             out.append(whole if not by_plane or (cache is not None and whole in cache) else T.read_key(tile, c, True))
+        return out
+
+    def _prefetch_reads(self, target: list[T.TileKey]) -> list[T.ReadKey]:
+        """Planes of the next z-slice (in the direction of the last step) behind ``target``, when read by plane."""
+        if not target or not self._by_plane(target[0].level) or not PREFETCH_SLICES:
+            return []
+        assert self.doc is not None and self.plane is not None
+        lev = self.doc.levels[target[0].level]
+        nz = lev.shape[self.doc.axes.index("z")]
+        out: list[T.ReadKey] = []
+        for n in range(1, PREFETCH_SLICES + 1):
+            s = int(target[0].slice_at_level) + n * self._step_dir  # type: ignore[arg-type]
+            if not 0 <= s < nz:
+                break
+            for t in target:
+                out += self._reads_of(T.TileKey(t.level, t.row_chunk, t.col_chunk, s, t.channels))
         return out
 
     def _cached_part(self, tile: T.TileKey, chunk_index: tuple[int, ...]) -> np.ndarray | None:
@@ -532,6 +559,9 @@ class TiledImageView(pg.GraphicsView):
 
     def _chunk_loaded(self, key: T.ReadKey) -> None:
         """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S``."""
+        if not self.covered or (self.loader is not None and self.loader.idle()):
+            self._timer.start(0)  # the first stand-in and the last arrival of a frame are shown at once
+            return
         if self._timer.isActive():
             return
         wait = ARRIVAL_BATCH_S - (time.perf_counter() - self._last_update)

@@ -36,16 +36,26 @@ def assert_only_visible_decoded(w, reads, skip_levels=()) -> None:
         if p.slice_axis:
             sa = w.doc.axes.index(p.slice_axis)
             s = min(p.slice_index // lev.factor[sa], lev.shape[sa] - 1)
+            if len(key) == 3:  # a plane of the slice on screen or of the next one (read-ahead)
+                assert p.slice_axis == "z" and key[2] in (s, s + w.view._step_dir), f"plane {key}: slice is {s}"
+                s = key[2]
             assert idx[sa] == s // lev.chunks[sa]
-            if len(key) == 3:
-                assert p.slice_axis == "z" and key[2] == s, f"plane {key} is not the slice {s} on screen"
 
 
-def expected_reads(w, lv: int) -> set:
-    """The read keys of every target tile of level ``lv``: z-planes for z-slices, whole chunks otherwise."""
+def expected_reads(w, lv: int, ahead: tuple[int, ...] = (0,)) -> set:
+    """Read keys of the target tiles of level ``lv``: whole chunks, or for z-slices the planes of the slices
+    ``ahead`` (0: the slice on screen, 1: the next one in the step direction, which is read ahead)."""
     p, lev = w.view.plane, w.doc.levels[lv]
     by_plane = p.slice_axis == "z" and w.doc.plane_reads[lv]
-    return {T.read_key(t, c, by_plane) for t in w.view.target if t.level == lv for c in T.tile_chunks(lev, p, t)}
+    nz = lev.shape[w.doc.axes.index(p.slice_axis)] if p.slice_axis else 1
+    out = set()
+    for t in w.view.target:
+        for n in (ahead if by_plane else (0,)):
+            s = t.slice_at_level + n * w.view._step_dir if by_plane else t.slice_at_level
+            if t.level == lv and (s is None or 0 <= s < nz):
+                t2 = T.TileKey(t.level, t.row_chunk, t.col_chunk, s, t.channels)
+                out |= {T.read_key(t2, c, by_plane) for c in T.tile_chunks(lev, p, t2)}
+    return out
 
 
 def test_open_fit_zoom_in_out_levels_and_chunks(qtbot, window, image_dir, read_log) -> None:
@@ -181,8 +191,8 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
         assert lv != hist and w.doc.plane_reads[lv]
         if axis == "z":  # one plane per chunk of the view, never a whole brick
             assert not [k for k in read_log.chunks() if k[0] != hist], "a whole brick was decoded for a z-slice"
-            if step:  # a new slice: exactly the planes of the tiles on screen, each once
-                assert sorted(read_log.keys()) == sorted(expected_reads(w, lv))
+            if step:  # the new slice was read ahead: now exactly the next slice's planes of the view, each once
+                assert sorted(read_log.keys()) == sorted(expected_reads(w, lv, (1,)))
         else:  # y/x slices: whole bricks (cached across steps), no planes
             assert not read_log.planes()
             if step:
@@ -216,7 +226,7 @@ def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, imag
     lev = w.doc.levels[0]
     zc = 70 // lev.chunks[0]
     assert {k[1][0] for k in read_log.keys() if k[0] == 0} == {zc}
-    assert {k for k in read_log.keys() if k[0] == 0} == expected_reads(w, 0)  # planes z=70 of the view's chunks
+    assert {k for k in read_log.keys() if k[0] == 0} == expected_reads(w, 0, (0, 1))  # planes z=70 and 71 there
     assert_only_visible_decoded(w, read_log.keys(), skip_levels={w.view._hist_level})
 
 
@@ -322,7 +332,7 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
     # at fit: whole chunks only for the automatic contrast (its small level), planes of the view for the rest
     assert set(read_log.chunks()) <= set(v._hist_keys)
     planes = [k for k in read_log.planes() if k[0] == lv]
-    assert len(planes) == len(set(planes)) and set(planes) == expected_reads(w, lv)
+    assert len(planes) == len(set(planes)) and set(planes) == expected_reads(w, lv, (0, 1))
     assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
     set_identity_grey(w)
     vw, vh = v.viewport().width(), v.viewport().height()
@@ -337,7 +347,8 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
         z = v.plane.slice_index // f
         if step:
             assert not read_log.chunks(), "a whole brick was decoded for a z-slice"
-            assert {k for k in read_log.planes() if k[0] == level} == expected_reads(w, level)
+            ahead = (1,) if level == 0 else (0, 1)  # level 0: the new slice was read ahead; level 1: new level
+            assert {k for k in read_log.planes() if k[0] == level} == expected_reads(w, level, ahead)
         lev = m.levels[level]
         for key, raw in v.shown_tiles().items():  # raw tiles: exactly the library's plane
             x, y, tw, th = T.tile_rect(lev, v.plane, key)
@@ -351,3 +362,14 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
         diff = np.abs(got - want)
         assert (img[..., 3] == 255).all()
         assert np.mean(diff == 0) > 0.99 and diff.mean() < 0.5, (level, diff.mean())
+    # stepping back reads ahead backwards: slices 41 and 40 were seen, so going to 40 reads 39's planes only
+    v.show_rect(0, 0, vw, vh)
+    qtbot.keyClick(w, Qt.Key.Key_PageUp)
+    wait_idle(qtbot, w)
+    read_log.clear()
+    qtbot.keyClick(w, Qt.Key.Key_PageUp)
+    wait_idle(qtbot, w)
+    assert v.plane.slice_index == 40
+    assert v._step_dir == -1 and read_log.keys() == read_log.planes()
+    assert sorted(read_log.keys()) == sorted(expected_reads(w, 0, (1,)))
+    assert {k[2] for k in read_log.keys()} == {v.plane.slice_index - 1}
