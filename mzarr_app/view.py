@@ -22,9 +22,10 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
 HISTOGRAM_MAX_ELEMENTS = 1 << 18
-#: chunks arriving within this time are put on screen together (one repaint instead of one per chunk; the last
-#: arrival of a frame is shown at once). Each repaint of a 3D view redraws a few hundred 64x64 tiles.
-ARRIVAL_BATCH_S = 0.1
+#: chunks arriving within this time are put on screen together (one repaint instead of one per chunk); the first
+#: stand-in and the last arrival of a frame are shown at once. A repaint of a 3D view draws a few hundred 64x64
+#: tiles and competes with the readers for the GIL: 0.2 s batches make a 1024^2 z-slice sharp ~30% sooner than 0.03 s.
+ARRIVAL_BATCH_S = 0.2
 #: z-slices read by plane: once a frame is complete, the planes of this many next slices are read ahead
 PREFETCH_SLICES = 1
 
@@ -558,7 +559,7 @@ class TiledImageView(pg.GraphicsView):
             t.item.setImage(render(data, self.display), autoLevels=False, levels=None, lut=None)
 
     def _chunk_loaded(self, key: T.ReadKey) -> None:
-        """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S``."""
+        """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S`` while more are due."""
         if not self.covered or (self.loader is not None and self.loader.idle()):
             self._timer.start(0)  # the first stand-in and the last arrival of a frame are shown at once
             return
