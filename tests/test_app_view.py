@@ -373,3 +373,5 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
     assert v._step_dir == -1 and read_log.keys() == read_log.planes()
     assert sorted(read_log.keys()) == sorted(expected_reads(w, 0, (1,)))
     assert {k[2] for k in read_log.keys()} == {v.plane.slice_index - 1}
+    for row, col in ((0, 0), (100, 200), (339, 429)):  # the status bar's value comes from the cached planes
+        assert v.value_at(row, col) == (int(m.levels[0][40, row, col]), 0)
