@@ -365,15 +365,7 @@ class MainWindow(QMainWindow):
     def select_and_fill(self, rect: tuple[float, float, float, float], value: float) -> bool:
         """Pending edit setting level-0 rectangle (x0, y0, x1, y1) of the current slice to ``value``."""
         assert self.doc is not None and self.view.plane is not None
-        try:
-            e = rect_edit(self.doc, self.view.plane, rect, value, "clear" if value == 0 else "fill")
-        except ValueError as exc:
-            self.show_error("Invalid value", str(exc))
-            return False
-        if e is None:
-            return False
-        self.model.push(e)
-        return True
+        return self._push_edit(lambda: rect_edit(self.doc, self.view.plane, rect, value, "clear" if value == 0 else "fill"))
 
     def _brush_stroke(self, points: list[tuple[float, float]]) -> None:
         self.paint(points, self.editing.radius.value(), self.editing.value.value())
@@ -382,14 +374,18 @@ class MainWindow(QMainWindow):
         """Pending brush edit along ``points`` ((x, y) level-0)."""
         if self.doc is None or self.view.plane is None:
             return False
+        return self._push_edit(lambda: brush_edit(self.doc, self.view.plane, points, radius, value))
+
+    def _push_edit(self, make_edit) -> bool:
+        """Build a pending edit and push it on the undo stack; a value the dtype cannot hold shows a message."""
         try:
-            e = brush_edit(self.doc, self.view.plane, points, radius, value)
+            edit = make_edit()
         except ValueError as exc:
             self.show_error("Invalid value", str(exc))
             return False
-        if e is None:
+        if edit is None:
             return False
-        self.model.push(e)
+        self.model.push(edit)
         return True
 
     def _edits_changed(self) -> None:
