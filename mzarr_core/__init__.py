@@ -7,12 +7,15 @@ import imagecodecs.zarr as _imagecodecs_zarr
 _imagecodecs_zarr.register_codecs(verbose=False)  # so zarr can decode imagecodecs_jpegxl chunks
 
 from .errors import (  # noqa: E402
+    ChunkTooLargeError,
     CorruptChunkError,
     MzarrDtypeError,
     MzarrError,
     MzarrFileNotFoundError,
     MzarrFormatError,
+    MzarrDiskFullError,
     MzarrReadOnlyError,
+    MzarrStorageError,
     MzarrValueError,
     SaveCancelled,
 )
@@ -24,6 +27,7 @@ from .level import Level  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChunkTooLargeError",
     "CorruptChunkError",
     "Level",
     "Mzarr",
@@ -31,7 +35,9 @@ __all__ = [
     "MzarrError",
     "MzarrFileNotFoundError",
     "MzarrFormatError",
+    "MzarrDiskFullError",
     "MzarrReadOnlyError",
+    "MzarrStorageError",
     "MzarrValueError",
     "SaveCancelled",
     "Source",

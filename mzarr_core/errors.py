@@ -33,3 +33,16 @@ class CorruptChunkError(MzarrError, IOError):
 
 class SaveCancelled(MzarrError):
     """Raised from a progress callback to abort a save; the previous file is left untouched."""
+
+
+class MzarrStorageError(MzarrError, OSError):
+    """The disk or the medium failed during a write (full, I/O error, lost lock); the previous state is kept."""
+
+
+class MzarrDiskFullError(MzarrStorageError):
+    """The disk (or the file system's quota / file size limit) is full; nothing of the failed write was kept."""
+
+
+class ChunkTooLargeError(CorruptChunkError):
+    """A stored chunk declares more decoded data than its array's chunk shape allows (a decompression bomb or a
+    damaged header); refused before any large allocation."""
