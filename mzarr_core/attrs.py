@@ -10,11 +10,33 @@ from typing import Any
 from .errors import MzarrReadOnlyError, MzarrValueError
 
 
+#: How deep metadata may nest: deep enough for any real document, shallow enough for every JSON parser.
+MAX_DEPTH = 64
+
+
+def _check_keys(value: Any, what: str, depth: int = 0) -> None:
+    """Every mapping key, at every depth, is a string (json.dumps would silently turn 1 into "1")."""
+    if depth > MAX_DEPTH:
+        raise MzarrValueError(f"metadata {what} nests deeper than {MAX_DEPTH} levels; flatten it")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MzarrValueError(
+                    f"metadata {what} has the key {key!r} ({type(key).__name__}); keys must be strings at every "
+                    f"level (JSON would turn it into {str(key)!r}, perhaps over another key): use str keys"
+                )
+            _check_keys(item, what, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_keys(item, what, depth + 1)
+
+
 def check_json(value: Any, what: str = "value") -> Any:
-    """Return a deep copy of ``value`` if it is plain JSON (no NaN), else raise a clear error."""
+    """Return a deep copy of ``value`` if it is plain JSON (string keys, no NaN), else raise a clear error."""
+    _check_keys(value, what)
     try:
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise MzarrValueError(
             f"metadata {what} must be JSON (dict, list, str, int, float, bool, None; no NaN/inf): {exc}. "
             "Convert it first, e.g. numpy values with .tolist() or str(value)."
@@ -36,9 +58,16 @@ class LiveAttrs(MutableMapping[str, Any]):
         self._read_only = read_only
         self._read_only_reason = read_only_reason
 
-    def _changed(self) -> None:
-        if self._on_change is not None:
+    def _changed(self, before: dict[str, Any]) -> None:
+        """Hand the new state to ``on_change``; if saving fails, go back to ``before`` (all or nothing)."""
+        if self._on_change is None:
+            return
+        try:
             self._on_change(self._data)
+        except BaseException:
+            self._data.clear()
+            self._data.update(before)
+            raise
 
     def _check_writable(self) -> None:
         if self._read_only:
@@ -48,16 +77,13 @@ class LiveAttrs(MutableMapping[str, Any]):
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._check_writable()
-        if not isinstance(key, str):
-            raise MzarrValueError(f"metadata keys must be strings, got {key!r}")
-        self._data[key] = check_json(value, f"value for {key!r}")
-        self._changed()
+        self.update({key: value})
 
     def __delitem__(self, key: str) -> None:
         self._check_writable()
+        before = copy.deepcopy(self._data)
         del self._data[key]
-        self._changed()
+        self._changed(before)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -65,14 +91,17 @@ class LiveAttrs(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # one write for many keys
+    def update(self, *args: Any, **kwargs: Any) -> None:  # one write for many keys, all or nothing
         self._check_writable()
         new = dict(*args, **kwargs)
+        checked = {}
         for key, value in new.items():
             if not isinstance(key, str):
                 raise MzarrValueError(f"metadata keys must be strings, got {key!r}")
-            self._data[key] = check_json(value, f"value for {key!r}")
-        self._changed()
+            checked[key] = check_json(value, f"value for {key!r}")
+        before = copy.deepcopy(self._data)
+        self._data.update(checked)
+        self._changed(before)
 
     def replace(self, data: dict[str, Any]) -> None:
         """Replace every attribute at once (e.g. from an editor)."""
@@ -80,9 +109,10 @@ class LiveAttrs(MutableMapping[str, Any]):
         checked = check_json(data, "attributes")
         if not isinstance(checked, dict):
             raise MzarrValueError("attributes must be a JSON object (dict)")
+        before = copy.deepcopy(self._data)
         self._data.clear()
         self._data.update(checked)
-        self._changed()
+        self._changed(before)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self._data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -12,8 +13,15 @@ from pathlib import Path
 from zarr.abc.store import Store
 from zarr.storage import LocalStore, ZipStore
 
-from .errors import MzarrFileNotFoundError, MzarrFormatError
-from .sqlite_store import SqliteStore, has_mzarr_application_id, is_sqlite_file
+from .errors import (
+    MzarrDiskFullError,
+    MzarrError,
+     MzarrFileNotFoundError,
+    MzarrFormatError,
+    MzarrReadOnlyError,
+    MzarrStorageError,
+)
+from .sqlite_store import SqliteStore, has_mzarr_application_id, is_sqlite_file, wait_for_zarr_io, why_not_writable
 
 ZIP_MAGIC = b"PK\x03\x04"
 DIRECTORY_SUFFIXES = (".zarr",)
@@ -53,8 +61,16 @@ def open_store(path: Path, writable: bool) -> tuple[Store, str]:
     """Open the store of an existing image for reading (or writing, where the container allows it)."""
     kind = container_kind(path)
     if kind == "sqlite":
-        return SqliteStore(path, read_only=not writable), kind
+        store = SqliteStore(path, read_only=not writable)
+        if writable:
+            store.check_writable()
+        return store, kind
     if kind == "directory":
+        if writable and (reason := why_not_writable(path / "zarr.json")) is not None:
+            raise MzarrReadOnlyError(
+                f"{path} cannot be opened for writing: {reason}. Open it read-only (mode 'r'), or copy it to a "
+                "writable place to edit it"
+            )
         return LocalStore(path, read_only=not writable), kind
     if writable:
         raise MzarrFormatError(
@@ -87,6 +103,8 @@ def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
     path = Path(path)
     if not path.parent.exists():
         raise MzarrFileNotFoundError(f"cannot save to {path}: the folder {path.parent} does not exist")
+    if (reason := why_not_writable(path)) is not None:
+        raise MzarrReadOnlyError(f"cannot save to {path}: {reason}")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     directory = is_directory_target(path)
     store: Store = LocalStore(tmp) if directory else SqliteStore(tmp, create=True, fast_build=True)
@@ -109,10 +127,25 @@ def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
             for side in ("-wal", "-shm"):
                 _remove(path.with_name(path.name + side))
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        wait_for_zarr_io()  # chunk writes still in flight would re-create the temporary after its removal
         with contextlib.suppress(Exception):
             store.close()
         _remove(tmp)
         for side in ("-wal", "-shm", "-journal"):
             _remove(tmp.with_name(tmp.name + side))
+        if isinstance(exc, OSError) and not isinstance(exc, MzarrError):
+            raise _save_error(exc, path) from None
         raise
+
+
+def _save_error(exc: OSError, path: Path) -> MzarrError:
+    """A failed file operation during a save, in words; the previous file is untouched."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return MzarrDiskFullError(
+            f"saving {path} failed: the disk is full ({exc.strerror}); the previous file (if any) is untouched: "
+            "free some space and save again"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return MzarrReadOnlyError(f"saving {path} failed: {exc.strerror}; the previous file (if any) is untouched")
+    return MzarrStorageError(f"saving {path} failed: {exc}; the previous file (if any) is untouched")

@@ -344,6 +344,7 @@ class Mzarr:
     def _write_attrs(self, data: dict[str, Any]) -> None:
         """Save the keys this session set or deleted onto the attributes in the file (others' keys survive)."""
         self._check_open()
+        check_json(data, "attributes")  # nested edits made through the live mapping are checked here
         base = json.loads(self._attrs_saved or "{}")
         with self._lock.writing(), self._transaction():
             group = self._open_group()
@@ -418,10 +419,20 @@ class Mzarr:
             with self._lock.writing(), self._transaction():
                 level0.storage[level0.storage_key(index)] = storage_value
                 self._update_pyramid(box)
-        except (MzarrError, MemoryError):
+        except (MzarrError, MemoryError, KeyboardInterrupt):
+            self._close_if_broken()
             raise
         except Exception as exc:  # a damaged chunk that had to be decoded to merge the edit into it
+            self._close_if_broken()
             raise self._corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
+
+    def _close_if_broken(self) -> None:
+        """After a failed edit the file keeps its old state; if even the rollback failed, the store dropped its
+        connection, and this object is closed rather than left half-usable."""
+        if getattr(self._store, "broken", None):
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._store.close()
 
     def _update_pyramid(self, box: list[tuple[int, int]]) -> None:
         """Recompute the region ``box`` (storage order, level 0 coordinates) in every coarser level."""
@@ -540,7 +551,8 @@ class Mzarr:
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise MzarrValueError("this image has been closed; open it again with Mzarr(path)")
+            broken = getattr(self._store, "broken", None)
+            raise MzarrValueError(broken or "this image has been closed; open it again with Mzarr(path)")
 
     def flush(self) -> None:
         """Write pending metadata changes (nested edits inside attrs() values) to the file."""

@@ -6,7 +6,9 @@ old or the new state), and readers in other processes that keep reading between 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -16,13 +18,18 @@ from urllib.request import pathname2url
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
-from .errors import MzarrError
+from .errors import MzarrDiskFullError, MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrStorageError
 
 #: PRAGMA application_id of a .mzarr file: the ASCII bytes "MZAR", stored big-endian at file offset 68.
 APPLICATION_ID = 0x4D5A4152
 #: PRAGMA user_version: version of the container layout.
 CONTAINER_VERSION = 1
 SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_S = 30
+
+# Primary SQLite result codes (the low byte of an extended code) that this module translates.
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 10, 11, 13, 14, 26
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM = 5, 6, 7
 
 
 def is_sqlite_file(path: Path) -> bool:
@@ -39,6 +46,73 @@ def has_mzarr_application_id(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(72)
     return len(head) == 72 and head[68:72] == APPLICATION_ID.to_bytes(4, "big")
+
+
+def why_not_writable(path: Path) -> str | None:
+    """Why the file at ``path`` (or a new file there) cannot be written, in words; None if it can.
+
+    SQLite needs to write the file and to create ``NAME-journal`` beside it, so the folder must be writable too.
+    """
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"the file system holding {folder} is mounted read-only"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"you have no permission to write {path}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"you have no permission to create files in {folder} (SQLite writes its journal beside the file)"
+    return None
+
+
+def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrError:
+    """An :class:`MzarrError` that says what happened to ``path`` while ``doing`` and what to do about it."""
+    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+    detail = f"{type(exc).__name__}: {exc}"
+    if code == _SQLITE_FULL:
+        return MzarrDiskFullError(
+            f"{doing} {path} failed: the disk is full ({detail}). Nothing of this change was kept and the file is "
+            "as it was; free some space and try again"
+        )
+    if code == _SQLITE_READONLY:
+        reason = why_not_writable(path) or "SQLite opened it read-only"
+        return MzarrReadOnlyError(f"{doing} {path} failed: the file cannot be written ({reason}; {detail})")
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return MzarrStorageError(
+            f"{doing} {path} failed: another process has held the file locked for more than {BUSY_TIMEOUT_S} s "
+            f"({detail}); nothing was changed: try again when it has finished"
+        )
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return MzarrFormatError(
+            f"{doing} {path} failed: the SQLite container is damaged ({detail}); restore it from a backup"
+        )
+    if code == _SQLITE_NOMEM:
+        return MzarrStorageError(f"{doing} {path} failed: out of memory ({detail}); nothing of this change was kept")
+    if code == _SQLITE_CANTOPEN:
+        reason = why_not_writable(path)
+        return MzarrStorageError(f"{doing} {path} failed: the file cannot be opened ({reason or detail})")
+    if code == _SQLITE_IOERR and "full" in str(exc).lower():
+        return MzarrDiskFullError(f"{doing} {path} failed: the disk is full ({detail}); the file is as it was")
+    return MzarrStorageError(
+        f"{doing} {path} failed: {detail}. Nothing of this change was kept (the disk or the medium reported an "
+        "error: check it, then try again)"
+    )
+
+
+def wait_for_zarr_io(timeout: float = 60.0) -> None:
+    """Wait until the tasks on zarr's I/O event loop (other than this wait) have finished."""
+    from zarr.core import sync as zarr_sync
+
+    loop = zarr_sync.loop[0]
+    if loop is None or loop.is_closed() or threading.current_thread() is zarr_sync.iothread[0]:
+        return
+
+    async def others_done() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    with contextlib.suppress(Exception):
+        zarr_sync.sync(others_done(), loop=loop)
 
 
 def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
@@ -58,6 +132,9 @@ class SqliteStore(Store):
 
     One connection serves the whole process (guarded by a lock), so writes made inside :meth:`transaction` are
     visible to reads made inside it (the pyramid update reads what it just wrote) and are committed together.
+    A write transaction is all or nothing under every error: once any statement of it failed (a full disk, an
+    I/O error, after which SQLite may already have rolled everything back and fallen back to autocommit), no
+    further statement of it runs and it ends in a rollback.
     """
 
     supports_writes = True
@@ -68,62 +145,122 @@ class SqliteStore(Store):
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = False, fast_build: bool = False):
         super().__init__(read_only=read_only)
         self.path = Path(path)
+        # Through a symlink, SQLite would look for the journal beside the link: always open the real file.
+        self.real_path = Path(os.path.realpath(self.path))
         self._create = create
         self._fast_build = fast_build
         self._lock = threading.RLock()
         self._depth = 0
-        self._failed = False
+        self._writing = False  # the open transaction is a write transaction
+        self._failed: MzarrError | None = None  # why the open write transaction must end in a rollback
         self._closed_for_good = False
+        self._broken: str | None = None  # set when a rollback itself failed: the connection was dropped
         self._conn: sqlite3.Connection | None = None
 
     # -- connection ---------------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        if self._broken:
+            raise MzarrStorageError(self._broken)
         if self._closed_for_good:
             # Late writes of a failed save must not re-create the temporary file that was just removed.
             raise MzarrError(f"{self.path} has been closed; open it again with Mzarr(path)")
         with self._lock:
             if self._conn is not None:
                 return self._conn
-            if self.read_only:
-                self._roll_back_hot_journal()
-                uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"  # quoted: '?'/'#' in names
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
-            else:
-                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            if self._create:
-                conn.execute("PRAGMA page_size=4096")
-                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version={CONTAINER_VERSION}")
-                conn.execute("CREATE TABLE IF NOT EXISTS zarr (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-            if self._fast_build:
-                # A fresh temporary file being built: no journal needed, the final rename is the commit.
-                conn.execute("PRAGMA journal_mode=OFF")
-                conn.execute("PRAGMA synchronous=OFF")
-                conn.execute("BEGIN")
-            elif not self.read_only:
-                # The rollback journal, always: the image stays one file (no -wal/-shm that outlive a session),
-                # files on read-only media stay readable, and a crash mid-write is rolled back on the next open.
-                # Readers in other processes read between commits (a commit waits for them, they wait for it).
-                with contextlib.suppress(sqlite3.OperationalError):
-                    conn.execute("PRAGMA journal_mode=DELETE")
+            try:
+                conn = self._connect()
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, self.path, "opening") from None
             self._conn = conn
             return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            self._roll_back_hot_journal()
+            uri = f"file:{pathname2url(str(self.real_path))}?mode=ro"  # quoted: '?'/'#' in names
+            return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        conn = sqlite3.connect(self.real_path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+        if self._create:
+            conn.execute("PRAGMA page_size=4096")
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={CONTAINER_VERSION}")
+            conn.execute("CREATE TABLE IF NOT EXISTS zarr (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        if self._fast_build:
+            # A fresh temporary file being built: no journal needed, the final rename is the commit.
+            conn.execute("PRAGMA journal_mode=OFF")
+            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("BEGIN")
+        else:
+            # The rollback journal, always: the image stays one file (no -wal/-shm that outlive a session),
+            # files on read-only media stay readable, and a crash mid-write is rolled back on the next open.
+            # Readers in other processes read between commits (a commit waits for them, they wait for it).
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode=DELETE")
+        return conn
+
+    def check_writable(self) -> None:
+        """Raise :class:`MzarrReadOnlyError` naming the reason if this file cannot be written (read-only media,
+        permissions, a folder where the journal cannot be created), by trying: an empty write transaction."""
+        reason = why_not_writable(self.real_path)
+        if reason is None:
+            with self._lock:
+                conn = self._connection()
+                conn.execute("PRAGMA busy_timeout=0")  # a writer at work elsewhere proves nothing either way
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    (version,) = conn.execute("PRAGMA user_version").fetchone()
+                    conn.execute(f"PRAGMA user_version={int(version)}")  # dirties page 1: needs the journal
+                except sqlite3.Error as exc:
+                    code = getattr(exc, "sqlite_errorcode", -1) & 0xFF
+                    if code not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                        reason = f"SQLite cannot write it ({exc})"
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+        if reason is not None:
+            self.close()
+            raise MzarrReadOnlyError(
+                f"{self.path} cannot be opened for writing: {reason}. Open it read-only (mode 'r'), or copy it to "
+                "a writable folder to edit it"
+            )
 
     def _roll_back_hot_journal(self) -> None:
         """After a writer was killed mid-commit its journal is left beside the file; a read-only connection
         cannot roll it back, so open read-write once (where permitted) and let SQLite restore the old state."""
-        journal = self.path.with_name(self.path.name + "-journal")
+        journal = self.real_path.with_name(self.real_path.name + "-journal")
         if journal.exists() and journal.stat().st_size > 0:
             with contextlib.suppress(sqlite3.Error, OSError):
-                conn = sqlite3.connect(self.path, timeout=30)
+                conn = sqlite3.connect(self.real_path, timeout=BUSY_TIMEOUT_S)
                 conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
                 conn.close()
 
     def _execute(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+            conn = self._connection()
+            if self._writing and self._depth > 0:
+                self._check_transaction_alive(conn)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                error = translate_sqlite_error(exc, self.path, "writing" if self._writing else "reading")
+                if self._writing and self._depth > 0 and self._failed is None:
+                    self._failed = error  # the rest of this transaction must not run, and it must roll back
+                raise error from None
+
+    def _check_transaction_alive(self, conn: sqlite3.Connection) -> None:
+        """Inside a write transaction: refuse to run once it failed or SQLite rolled it back by itself (the
+        statement would otherwise be committed alone, in autocommit mode, tearing the edit)."""
+        if self._failed is not None:
+            raise self._failed
+        if not self._fast_build and not conn.in_transaction:
+            self._failed = MzarrStorageError(
+                f"writing {self.path} failed: SQLite ended the transaction after an error; nothing of this change "
+                "was kept"
+            )
+            raise self._failed
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[None]:
@@ -136,9 +273,16 @@ class SqliteStore(Store):
         """
         with self._lock:
             conn = self._connection()
-            if self._depth == 0 and not self._fast_build:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                self._failed = False
+            if self._depth == 0:
+                if not self._fast_build:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    except sqlite3.Error as exc:
+                        raise translate_sqlite_error(exc, self.path, "writing" if write else "reading") from None
+                self._failed = None
+                self._writing = write
+            elif write and not self._writing:
+                raise MzarrError("internal error: a write inside a read snapshot")  # never done by mzarr_core
             self._depth += 1
         ok = False
         try:
@@ -146,19 +290,62 @@ class SqliteStore(Store):
             ok = True
         finally:
             with self._lock:
+                if self._writing and not ok and self._failed is None:
+                    self._failed = MzarrStorageError(f"writing {self.path} was interrupted; nothing was kept")
+                outermost_failure = self._failed is not None and self._depth == 1
+            if outermost_failure:
+                # zarr writes chunks in concurrent tasks and goes on with the others after the first failure:
+                # let them finish (each is refused, the transaction being failed) before rolling back, so that
+                # none of them can run after the rollback, in autocommit mode.
+                wait_for_zarr_io()
+            with self._lock:
                 self._depth -= 1
-                if write and not ok:
-                    self._failed = True
-                if self._depth == 0 and not self._fast_build:
-                    conn.execute("ROLLBACK" if self._failed else "COMMIT")
+                if self._depth == 0:
+                    self._end_transaction(conn, ok)
+
+    def _end_transaction(self, conn: sqlite3.Connection, ok: bool) -> None:
+        """COMMIT (or ROLLBACK after a failure); a failed commit is rolled back and reported."""
+        failed, self._failed, writing, self._writing = self._failed, None, self._writing, False
+        if self._fast_build:
+            if failed is not None and ok:
+                raise failed
+            return
+        if failed is None:
+            try:
+                conn.execute("COMMIT")
+                return
+            except sqlite3.Error as exc:
+                failed = translate_sqlite_error(exc, self.path, "saving changes to" if writing else "reading")
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            # The connection's state is unknown: drop it. SQLite rolls the journal back on the next open.
+            self._broken = (
+                f"{self.path} was closed after a failed write could not be rolled back ({exc}); the file keeps its "
+                "previous state: open it again"
+            )
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._conn = None
+        if ok:  # the block itself succeeded, but its statements or the commit did not: say so
+            raise failed
+
+    @property
+    def broken(self) -> str | None:
+        """Why this store dropped its connection after a failed rollback (None while it is usable)."""
+        return self._broken
 
     def finalize(self) -> None:
         """Commit a freshly built file, give it the rollback journal and close it."""
         with self._lock:
             conn = self._connection()
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-            conn.execute("PRAGMA journal_mode=DELETE")
+            try:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+                conn.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, self.path, "saving") from None
         self.close()
 
     def close(self) -> None:
@@ -167,7 +354,8 @@ class SqliteStore(Store):
                 if not self.read_only:
                     with contextlib.suppress(sqlite3.Error):  # files written by 0.1.0 dev builds used WAL
                         self._conn.execute("PRAGMA journal_mode=DELETE")
-                self._conn.close()
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
                 self._conn = None
             self._closed_for_good = True
         super().close()
@@ -204,8 +392,17 @@ class SqliteStore(Store):
     async def exists(self, key: str) -> bool:
         return bool(self._execute("SELECT 1 FROM zarr WHERE key=?", (key,)))
 
+    def _check_writable(self) -> None:
+        """Writes happen inside a write transaction (or into a file being built), never one by one."""
+        super()._check_writable()
+        if not self._fast_build and not (self._writing and self._depth > 0):
+            raise MzarrStorageError(
+                f"refused to write to {self.path} outside a transaction (a write left over from a failed edit?); "
+                "the file is unchanged"
+            )
+
     def set_bytes_sync(self, key: str, data: bytes) -> None:
-        """Store raw bytes under a key (inside the current transaction, if any)."""
+        """Store raw bytes under a key, inside the current write transaction."""
         self._check_writable()
         self._execute("INSERT OR REPLACE INTO zarr (key, value) VALUES (?, ?)", (key, data))
 
