@@ -97,12 +97,7 @@ class Document:
     def save_attrs(self, attrs: dict[str, Any]) -> None:
         """Replace the file's user attributes with ``attrs``."""
         with Mzarr(self.path, mode="r+") as w:
-            a = w.attrs()
-            for k in list(a.keys()):
-                if k not in attrs:
-                    del a[k]
-            for k, v in attrs.items():
-                a[k] = copy.deepcopy(v)
+            w.attrs().replace(copy.deepcopy(attrs))  # one transaction: all keys are saved, or none
         self.reopen()
 
     # --- editing -------------------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ class Document:
         todo = list(self.edits if edits is None else edits)
         if not todo:
             return 0
-        with Mzarr(self.path, mode="r+") as w:
+        with Mzarr(self.path, mode="r+") as w, w.transaction():  # all edits are saved, or none
             for e in todo:
                 if e.mask is None:
                     w[e.region] = self.check_value(e.value)

@@ -455,6 +455,28 @@ class Mzarr:
         return tuple(level.factor[p] for p in level.perm)
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator["Mzarr"]:
+        """Make every write and metadata change inside the block one atomic edit of the file: all are saved
+        together at the end, or, if anything fails (or the block raises), none is and the file keeps its old state.
+
+        Other threads' reads wait until the block ends; a single ``m[...] = v`` is already one transaction.
+        """
+        self._check_open()
+        if not self.writable:
+            raise MzarrReadOnlyError(self._read_only_reason())
+        attrs_before, saved_before = json.dumps(self._info.attrs), self._attrs_saved
+        try:
+            with self._lock.writing(), self._transaction():
+                yield self
+        except BaseException:
+            if self._kind != "memory":  # metadata saved inside the block was rolled back with it
+                self._info.attrs.clear()
+                self._info.attrs.update(json.loads(attrs_before))
+                self._attrs_saved = saved_before
+                self._close_if_broken()
+            raise
+
+    @contextlib.contextmanager
     def _transaction(self, write: bool = True) -> Iterator[None]:
         """A write transaction (or a read snapshot) on the single-file container; nothing for folders."""
         if isinstance(self._store, SqliteStore):

@@ -392,3 +392,37 @@ def test_rectangle_tool_drag_then_fill_shortcut(qtbot, window, image_copy) -> No
     assert w.view.value_at(120, 150) == (200, 0)
     qtbot.keyClick(w.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert w.model.edits == [] and not w.isWindowModified()
+
+
+def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_copy, monkeypatch) -> None:
+    """Save writes every pending edit in one transaction: a disk that fills up at the second edit leaves the file
+    exactly as it was (not the first edit alone), shows the reason, and keeps both edits pending to save again."""
+    from mzarr_core import Mzarr
+    from mzarr_core.errors import MzarrDiskFullError
+    from mzarr_core.image import Mzarr as CoreMzarr
+
+    path = image_copy("mosaic")
+    before = Mzarr(path).numpy()
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert w.select_and_fill((0, 0, 64, 64), 3)
+    assert w.select_and_fill((600, 600, 700, 700), 9)
+    real = CoreMzarr._update_pyramid
+    calls: list[int] = []
+
+    def disk_full_at_second_edit(self, box):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MzarrDiskFullError(f"writing {path} failed: the disk is full")
+        return real(self, box)
+
+    monkeypatch.setattr(CoreMzarr, "_update_pyramid", disk_full_at_second_edit)
+    assert not w.save()
+    assert "disk is full" in w.last_error
+    np.testing.assert_array_equal(Mzarr(path).numpy(), before)
+    assert len(w.model.edits) == 2 and w.isWindowModified()
+    monkeypatch.setattr(CoreMzarr, "_update_pyramid", real)
+    assert w.save()
+    after = Mzarr(path).numpy()
+    assert (after[0:64, 0:64] == 3).all() and (after[600:700, 600:700] == 9).all()
+    assert not w.isWindowModified()

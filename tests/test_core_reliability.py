@@ -433,3 +433,43 @@ def test_failed_rollback_closes_the_object(tmp_path):
     with contextlib.suppress(Exception):
         real.close()
     assert_consistent(path, a)
+
+
+# -- several edits as one transaction -----------------------------------------------------------------------------
+def test_transaction_groups_edits_and_metadata(tmp_path):
+    """``with m.transaction():`` saves every write and attribute change together, or none of them: a failure at the
+    third write leaves the file, its pyramid, its attributes and the open object as they were."""
+    a = _camera_mosaic(2)
+    path = Mzarr(a, attrs={"keep": 1}).save(tmp_path / "x.mzarr", chunks=(128, 128))
+    with Mzarr(path, "r+") as m:
+        with pytest.raises(MzarrDiskFullError):
+            with m.transaction():
+                m[0:100, 0:100] = 1
+                m.attrs()["stain"] = "H&E"
+                m[200:300, 200:300] = 2
+                real = m._store._conn
+                m._store._conn = FlakyConnection(real, 1, 13, True)
+                try:
+                    m[500:700, 500:700] = 3
+                finally:
+                    m._store._conn = real
+        assert_bit_exact(m[...], a, "open object after the failed transaction")
+        assert m.attrs().to_dict() == {"keep": 1}
+        with pytest.raises(KeyboardInterrupt):
+            with m.transaction():
+                m[0:10, 0:10] = 4
+                raise KeyboardInterrupt
+        assert_consistent(path, a)
+        with m.transaction():
+            m[0:100, 0:100] = 1
+            m.attrs()["stain"] = "H&E"
+            m[200:300, 200:300] = 2
+    expected = a.copy()
+    expected[0:100, 0:100] = 1
+    expected[200:300, 200:300] = 2
+    assert_consistent(path, expected)
+    with Mzarr(path) as m:
+        assert m.attrs().to_dict() == {"keep": 1, "stain": "H&E"}
+        with pytest.raises(MzarrReadOnlyError):
+            with m.transaction():
+                pass
