@@ -8,6 +8,9 @@
 | everything else  | bytes + zstd (float16/32/64, (u)int32/64)             | no            |
 
 Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
+
+Reading goes through :mod:`mzarr_core.guards` (registered below, same codec names on disk): a chunk never decodes to
+more than its chunk shape x dtype, so a decompression bomb is refused with ChunkTooLargeError before allocating.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import zarr
-from imagecodecs.zarr import Jpegxl
-from zarr.codecs import BytesCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BytesCodec, TransposeCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 from zarr.registry import register_codec
 
 from .errors import MzarrDtypeError, MzarrValueError
+from .guards import GuardedJpegxl, GuardedZstd, register_guarded_codecs
 
 
 class ShapedFixedScaleOffset(FixedScaleOffset):
@@ -49,6 +52,7 @@ def _use_shaped_fixedscaleoffset() -> None:
 
 
 _use_shaped_fixedscaleoffset()
+register_guarded_codecs()  # JPEG XL and zstd chunks never decode to more than their chunk shape x dtype
 
 JPEGXL_NATIVE = (np.dtype("uint8"), np.dtype("uint16"))
 JPEGXL_OFFSET = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
@@ -150,7 +154,7 @@ def zarr_codecs(choice: CodecChoice, dtype: np.dtype, transpose: tuple[int, ...]
     if transpose is not None:
         filters.append(TransposeCodec(order=transpose))
     if choice.name == "zstd":
-        return {"filters": filters or None, "serializer": BytesCodec(), "compressors": [ZstdCodec(level=ZSTD_LEVEL)]}
+        return {"filters": filters or None, "serializer": BytesCodec(), "compressors": [GuardedZstd(level=ZSTD_LEVEL)]}
     if dtype in JPEGXL_OFFSET:
         info = np.iinfo(dtype)
         filters.append(
@@ -162,7 +166,9 @@ def zarr_codecs(choice: CodecChoice, dtype: np.dtype, transpose: tuple[int, ...]
     # grey+alpha/RGB/RGBA and lossy coding would treat neighbouring pixels as colours.
     photometric = None if transpose is not None else "GRAY"
     if choice.lossless:
-        serializer = Jpegxl(lossless=True, effort=choice.effort, photometric=photometric)
+        serializer = GuardedJpegxl(lossless=True, effort=choice.effort, photometric=photometric)
     else:
-        serializer = Jpegxl(lossless=False, distance=choice.distance, effort=choice.effort, photometric=photometric)
+        serializer = GuardedJpegxl(
+            lossless=False, distance=choice.distance, effort=choice.effort, photometric=photometric
+        )
     return {"filters": filters or None, "serializer": serializer, "compressors": None}

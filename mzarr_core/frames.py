@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import imagecodecs
+import imagecodecs  # noqa: F401  (decode_jpegxl calls imagecodecs.jpegxl_decode; tests spy on it here)
 import numpy as np
 import zarr
 from imagecodecs.zarr import Jpegxl
@@ -18,7 +18,8 @@ from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from .errors import CorruptChunkError
+from .errors import ChunkTooLargeError, CorruptChunkError
+from .guards import decode_jpegxl
 from .sqlite_store import SqliteStore
 
 
@@ -51,6 +52,16 @@ def _undo_filters(frame: np.ndarray, codecs: tuple, dtype: np.dtype) -> np.ndarr
     return frame
 
 
+def _stored_dtype(codecs: tuple, dtype: np.dtype) -> np.dtype:
+    """The dtype JPEG XL holds: unsigned for offset signed ints, uint8 for bool."""
+    for codec in codecs:
+        if isinstance(codec, FixedScaleOffset):
+            return np.dtype(codec.codec_config.get("astype", dtype))
+        if isinstance(codec, AsType):
+            return np.dtype(codec.codec_config["encode_dtype"])
+    return dtype
+
+
 def _fetch(store: Any, key: str) -> Any:
     """The stored bytes of one chunk; straight from SQLite when possible (no round trip through zarr's loop)."""
     if isinstance(store, SqliteStore):
@@ -69,6 +80,10 @@ def read_z_plane(array: Any, z: int, rows: tuple[int, int], cols: tuple[int, int
     n_channels = array.shape[0] if names[0] == "c" else None
     out_shape = ((n_channels,) if n_channels else ()) + (rows[1] - rows[0], cols[1] - cols[0])
     out = np.full(out_shape, array.metadata.fill_value, dtype)
+    # One frame decodes to (y, x) or, for colour, (y, x, c): never more (decompression bombs are refused).
+    frame_shape = (chunks["y"], chunks["x"]) + ((chunks["c"],) if colour else ())
+    stored = _stored_dtype(codecs, dtype)
+    what = f"one frame of this array's chunks is {frame_shape} {stored}"
     store = array.store_path.store
     prefix = f"{array.path}/" if array.path else ""
     cz, frame_index = divmod(z, chunks["z"])
@@ -82,9 +97,10 @@ def read_z_plane(array: Any, z: int, rows: tuple[int, int], cols: tuple[int, int
         if data is None:
             continue  # never written: fill value
         try:
-            frame = imagecodecs.jpegxl_decode(data, index=frame_index)
+            frame = decode_jpegxl(data, frame_shape, stored, index=frame_index, what=what)
         except Exception as exc:
-            raise CorruptChunkError(
+            error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
+            raise error(
                 f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
                 "restore it from a backup; 'mzarr verify' lists every damaged chunk"
             ) from None

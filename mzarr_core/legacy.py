@@ -12,6 +12,7 @@ import zarr
 
 from .axes import infer_axes, storage_permutation
 from .errors import MzarrFormatError
+from .guards import guard_v2_array
 from .level import StorageView
 from .ngff import ImageInfo
 
@@ -38,8 +39,9 @@ def read_legacy(store: Any, path: Path) -> tuple[ImageInfo, list[Any]]:
             family[match.group(1)].append((int(match.group(2)), name))
     # Plain subsampling is what the new format's "nearest" gives; Gaussian pyramids are used when that is all there is.
     chosen = sorted(family["subsampled"] or family["gaussian"])
-    base = group["base"]
-    arrays = [base] + [group[name] for _, name in chosen]
+    # Each level decodes through a JPEG XL codec bound to its chunk shape and dtype (decompression bombs).
+    base = guard_v2_array(group["base"])
+    arrays = [base] + [guard_v2_array(group[name]) for _, name in chosen]
     arrays.sort(key=lambda a: -int(a.size))
     attrs = dict(group.attrs)
     axes = infer_axes(tuple(base.shape), base.dtype, attrs.get("axes") if isinstance(attrs.get("axes"), str) else None)
