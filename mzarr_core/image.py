@@ -154,19 +154,14 @@ class Mzarr:
         writable = mode in ("r+", "a", "w", "w-")
         store, kind = open_store(path, writable)
         try:
+            from .metadata_check import open_image, open_legacy
+
             if kind == "legacy-zip":
-                info, arrays = legacy.read_legacy(store, path)
+                info, arrays = open_legacy(store, path)
             else:
-                try:
-                    group = zarr.open_group(store, mode="r+" if writable else "r")
-                except Exception as exc:  # zarr raises many types for a broken hierarchy
-                    raise MzarrFormatError(f"{path} could not be opened as a Zarr group ({exc})") from None
-                info = parse_group_attributes(dict(group.attrs), str(path))
-                try:
-                    arrays = [group[p] for p in info.level_paths]
-                except KeyError as exc:
-                    raise MzarrFormatError(f"{path} names pyramid level {exc} in its metadata but does not hold it") from None
-                self._group = group
+                # The metadata documents are read once, size-bounded and checked; zarr's nodes are built from them,
+                # so a damaged or hostile document is an MzarrFormatError naming the file and the document.
+                info, arrays, self._group = open_image(store, kind, path)
         except BaseException:
             store.close()
             raise
