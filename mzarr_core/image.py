@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -11,21 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
-from . import legacy
 from .attrs import LiveAttrs, check_json
 from .axes import infer_axes, is_colour, storage_axes, storage_permutation
+from .backends import Backend, MemoryBackend, open_backend
 from .chunking import auto_chunks
 from .codecs import check_dtype, choose_codec
-from .containers import atomic_target, open_store
-from .errors import CorruptChunkError, MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValueError
-from .indexing import AxisIndex, broadcast_value, normalize, result_shape
+from .containers import atomic_target
+from .errors import MzarrFormatError, MzarrReadOnlyError, MzarrValueError
+from .indexing import broadcast_value, normalize, result_shape
 from .level import Level, StorageArray, StorageView
 from .locks import ReadWriteLock
-from .ngff import ImageInfo, parse_group_attributes
-from .pyramid import DOWNSAMPLE_METHODS, downsample, plan_levels
-from .sqlite_store import SqliteStore
+from .ngff import ImageInfo
+from .pyramid import DOWNSAMPLE_METHODS
 from .values import coerce
 from .writer import Progress, write_image
 
@@ -75,13 +72,9 @@ class Mzarr:
     ):
         if mode not in MODES:
             raise MzarrValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        self._store: Any = None
-        self._group: Any = None
-        self._path: Path | None = None
+        self._backend: Backend
         self._mode = mode
         self._closed = False
-        self._mem_levels: list[Level] | None = None
-        self._source: Any = None
         self._lock = ReadWriteLock()  # reads from many threads at once; a write excludes them until committed
         self._attrs_saved = ""  # JSON of the attrs as last read/written: close() rewrites them only if changed
         if isinstance(source, (str, os.PathLike)):
@@ -112,8 +105,7 @@ class Mzarr:
         user_axes = infer_axes(shape, dtype, axes, channel_axis)
         n_spatial = len(user_axes.replace("c", ""))
         spacing = _check_spacing(spacing, n_spatial)
-        self._source = source
-        self._info = ImageInfo(
+        info = ImageInfo(
             axes=user_axes,
             spacing=spacing,
             unit=unit or ("micrometer" if spacing else None),
@@ -121,19 +113,7 @@ class Mzarr:
             downsample="mode" if is_label else "mean",
             attrs=check_json(dict(attrs or {}), "attributes"),
         )
-        self._kind = "memory"
-        self._setup_memory_level0()
-
-    def _setup_memory_level0(self) -> None:
-        perm = storage_permutation(self._info.axes)
-        view = StorageView(self._source, perm)
-        chunks = auto_chunks(view.shape, self._info.storage_axes, self._colour(view.shape, view.dtype))
-        self._levels_cache = [Level(0, view, perm, self._info.axes, chunks, (1,) * len(perm))]
-        self._mem_levels = None
-
-    def _colour(self, storage_shape: tuple[int, ...], dtype: np.dtype) -> bool:
-        st = self._info.storage_axes
-        return is_colour(self._info.axes, storage_shape[0] if "c" in st else None, dtype)
+        self._backend = MemoryBackend(source, info, storage_permutation(user_axes))
 
     def _create_file(self, path, mode, shape, dtype, axes, channel_axis, spacing, unit, is_label, attrs, options):
         if mode == "w-" and path.exists():
@@ -152,78 +132,27 @@ class Mzarr:
 
     def _open_file(self, path: Path, mode: str) -> None:
         writable = mode in ("r+", "a", "w", "w-")
-        store, kind = open_store(path, writable)
-        try:
-            from .metadata_check import open_image, open_legacy
-
-            if kind == "legacy-zip":
-                info, arrays = open_legacy(store, path)
-            else:
-                # The metadata documents are read once, size-bounded and checked; zarr's nodes are built from them,
-                # so a damaged or hostile document is an MzarrFormatError naming the file and the document.
-                info, arrays, self._group = open_image(store, kind, path)
-        except BaseException:
-            store.close()
-            raise
-        self._store, self._kind, self._path, self._info = store, kind, path, info
-        self._attrs_saved = json.dumps(info.attrs, sort_keys=True)
+        self._backend = open_backend(path, writable, self._lock)
+        self._attrs_saved = json.dumps(self._info.attrs, sort_keys=True)
         self._mode = "r+" if writable else "r"
-        perm = storage_permutation(info.axes)
-        factors = info.level_factors or [
-            tuple(max(1, round(s0 / s)) for s0, s in zip(arrays[0].shape, a.shape)) for a in arrays
-        ]
-        self._levels_cache = [
-            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), reader=self._reader(i), guard=self._read_guard, name=str(path))
-            for i, (arr, f) in enumerate(zip(arrays, factors))
-        ]
 
-    # -- errors on read ------------------------------------------------------------------------------------------
-    def _reader(self, level_index: int):
-        def read(arr: Any, key: tuple) -> np.ndarray:
-            try:
-                with self._read_guard():
-                    return np.asarray(arr[key])
-            except (MzarrError, IndexError, MemoryError):
-                raise
-            except Exception as exc:  # a codec error: find and name the damaged chunk
-                raise self._corrupt_chunk_error(level_index, arr, key, exc) from None
+    @property
+    def _info(self) -> ImageInfo:
+        return self._backend.info
 
-        return read
-
-    @contextlib.contextmanager
-    def _read_guard(self) -> Iterator[None]:
-        """What every read of a file holds: the read lock (no half-done write) and one read snapshot."""
-        with self._lock.reading(), self._transaction(write=False):
-            yield
-
-    def _corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
-        level = self._levels_cache[level_index]
-        storage_region = tuple(
-            slice(k, k + 1) if isinstance(k, (int, np.integer)) else slice(k.start, k.stop) for k in key
-        )
-        storage_chunks = tuple(arr.chunks)
-        ranges = [range(s.start // c, max(s.start // c + 1, -(-s.stop // c))) for s, c in zip(storage_region, storage_chunks)]
-        for coords in itertools.product(*ranges):
-            region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, storage_chunks, arr.shape))
-            try:
-                arr[region]
-            except Exception as chunk_exc:
-                name = f"{self._info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
-                return CorruptChunkError(
-                    f"chunk {name} (level {level_index}, chunk {coords}) of {self._path} cannot be decoded "
-                    f"({type(chunk_exc).__name__}: {chunk_exc}). The file is damaged: restore it from a backup; "
-                    f"'mzarr verify {self._path}' lists every damaged chunk"
-                )
-        return CorruptChunkError(f"level {level.index} of {self._path} could not be read: {type(exc).__name__}: {exc}")
+    @property
+    def _store(self) -> Any:
+        """The Zarr store of a file (None in memory)."""
+        return self._backend.store
 
     # -- properties ----------------------------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._levels_cache[0].shape
+        return self._backend.level0.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self._levels_cache[0].dtype
+        return self._backend.level0.dtype
 
     @property
     def ndim(self) -> int:
@@ -263,11 +192,11 @@ class Mzarr:
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        return self._levels_cache[0].chunks
+        return self._backend.level0.chunks
 
     @property
     def path(self) -> Path | None:
-        return self._path
+        return self._backend.path
 
     @property
     def mode(self) -> str:
@@ -275,18 +204,12 @@ class Mzarr:
 
     @property
     def writable(self) -> bool:
-        if self._kind == "memory":
-            return isinstance(self._source, np.ndarray) and self._source.flags.writeable
-        return self._mode == "r+"
+        return self._backend.writable
 
     @property
     def levels(self) -> list[Level]:
         """Every pyramid level, full resolution first (computed in memory on first use for in-memory images)."""
-        if self._kind != "memory":
-            return list(self._levels_cache)
-        if self._mem_levels is None:
-            self._mem_levels = self._memory_pyramid()
-        return list(self._mem_levels)
+        return self._backend.levels
 
     def level(self, index: int) -> Level:
         """Pyramid level ``index`` (0 = full resolution; negative counts from the coarsest)."""
@@ -295,46 +218,25 @@ class Mzarr:
             raise IndexError(f"level {index} does not exist: this image has {len(levels)} levels (0..{len(levels) - 1})")
         return levels[index]
 
-    def _memory_pyramid(self) -> list[Level]:
-        base = self._levels_cache[0]
-        st = self._info.storage_axes
-        storage_chunks = tuple(base.chunks[p] for p in base.perm)
-        plan = plan_levels(base.storage.shape, st, storage_chunks)
-        out = [base]
-        data = np.asarray(base.storage[tuple(slice(None) for _ in st)])
-        for i in range(1, len(plan)):
-            halve = tuple(a != b for a, b in zip(plan[i].factor, plan[i - 1].factor))
-            data = downsample(data, halve, self._info.downsample)
-            chunks = tuple(min(c, n) for c, n in zip(storage_chunks, data.shape))
-            out.append(Level(i, data, base.perm, self.axes, chunks, plan[i].factor))
-        return out
-
     def attrs(self) -> LiveAttrs:
         """The user metadata as a live mapping: changes are saved at once in mode 'r+' (JSON values only).
 
         For a file, each call re-reads the attributes other sessions may have saved meanwhile.
         """
-        if self._group is not None and not self._closed and self._attrs_unchanged():
-            fresh = self._file_attrs(self._open_group())
+        persistent = self._backend.persistent
+        if persistent and not self._closed and self._attrs_unchanged():
+            fresh = self._backend.load_attrs()
             self._info.attrs.clear()
             self._info.attrs.update(fresh)
             self._attrs_saved = json.dumps(fresh, sort_keys=True)
-        read_only = self._kind != "memory" and self._mode != "r+"
+        read_only = persistent and self._mode != "r+"
         return LiveAttrs(
-            self._info.attrs, None if self._kind == "memory" else self._write_attrs, read_only, self._read_only_reason()
+            self._info.attrs, self._write_attrs if persistent else None, read_only, self._read_only_reason()
         )
 
     def _attrs_unchanged(self) -> bool:
         """True if this session holds no attribute change that is not in the file yet (e.g. a nested edit)."""
         return json.dumps(self._info.attrs, sort_keys=True) == self._attrs_saved
-
-    def _open_group(self) -> Any:
-        """The root group with its metadata read afresh from the store."""
-        return zarr.open_group(self._store, mode="r+" if self._mode == "r+" else "r")
-
-    @staticmethod
-    def _file_attrs(group: Any) -> dict[str, Any]:
-        return dict((group.attrs.get("mzarr") or {}).get("attrs", {}))
 
     def _write_attrs(self, data: dict[str, Any]) -> None:
         """Save the keys this session set or deleted onto the attributes in the file (others' keys survive)."""
@@ -342,23 +244,21 @@ class Mzarr:
         check_json(data, "attributes")  # nested edits made through the live mapping are checked here
         base = json.loads(self._attrs_saved or "{}")
         with self._lock.writing(), self._transaction():
-            group = self._open_group()
-            merged = self._file_attrs(group)
+            merged = self._backend.load_attrs()
             for key in set(base) | set(data):
                 if key not in data:
                     merged.pop(key, None)
                 elif key not in base or base[key] != data[key]:
                     merged[key] = data[key]
-            block = dict(group.attrs.get("mzarr") or {})
-            block["attrs"] = merged
-            group.attrs.update({"mzarr": block})
+            self._backend.store_attrs(merged)
         data.clear()
         data.update(merged)
         self._attrs_saved = json.dumps(merged, sort_keys=True)
 
     def __repr__(self) -> str:
-        where = str(self._path) if self._path else "in memory"
-        return f"<Mzarr {where} shape={self.shape} dtype={self.dtype} axes={self.axes!r} levels={len(self._levels_cache) if self._kind != 'memory' else '?'}>"
+        where = str(self.path) if self.path else "in memory"
+        count = self._backend.stored_level_count
+        return f"<Mzarr {where} shape={self.shape} dtype={self.dtype} axes={self.axes!r} levels={'?' if count is None else count}>"
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -367,7 +267,7 @@ class Mzarr:
     def __getitem__(self, key: Any) -> np.ndarray:
         with self._lock.reading():  # taken before picking the level: a save over this file swaps the levels
             self._check_open()
-            return self._levels_cache[0][key]
+            return self._backend.level0[key]
 
     def numpy(self) -> np.ndarray:
         """The whole full-resolution image as a NumPy array."""
@@ -383,71 +283,23 @@ class Mzarr:
             raise MzarrReadOnlyError(self._read_only_reason())
         index = normalize(key, self.shape)
         value = broadcast_value(coerce(value, self.dtype), result_shape(index))
-        if self._kind == "memory":
-            self._source[key] = value
-            self._mem_levels = None
-            return
-        self._write_region(index, value)
+        with self._lock.writing(), self._transaction():
+            try:
+                self._backend.write_region(key, index, value)
+            except BaseException:
+                self._close_if_broken()
+                raise
 
     def _read_only_reason(self) -> str:
-        if self._kind == "legacy-zip":
-            return (
-                f"{self._path} is an original Mzarr 0.0.x file, which can only be read; migrate it with "
-                f"m.save('new.mzarr') or 'mzarr convert {self._path} new.mzarr' and edit the new file"
-            )
-        if self._kind == "memory":
-            return "the source array of this in-memory image is read-only; pass a writable NumPy array"
-        return "this image is open read-only; open the file with Mzarr(path, 'r+') to edit it"
-
-    def _write_region(self, index: tuple[AxisIndex, ...], value: np.ndarray) -> None:
-        """Write level 0 and recompute the touched part of every coarser level, as one transaction."""
-        level0 = self._levels_cache[0]
-        kept_user = [p for p in range(self.ndim) if not index[p].drop]
-        flips = tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)
-        value = value[flips]
-        kept_storage = [p for p in level0.perm if not index[p].drop]
-        storage_value = np.transpose(value, [kept_user.index(p) for p in kept_storage])
-        box = [index[p].bounds for p in level0.perm]
-        if any(lo >= hi for lo, hi in box):
-            return
-        try:
-            with self._lock.writing(), self._transaction():
-                level0.storage[level0.storage_key(index)] = storage_value
-                self._update_pyramid(box)
-        except (MzarrError, MemoryError, KeyboardInterrupt):
-            self._close_if_broken()
-            raise
-        except Exception as exc:  # a damaged chunk that had to be decoded to merge the edit into it
-            self._close_if_broken()
-            raise self._corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
+        return self._backend.read_only_reason()
 
     def _close_if_broken(self) -> None:
         """After a failed edit the file keeps its old state; if even the rollback failed, the store dropped its
         connection, and this object is closed rather than left half-usable."""
-        if getattr(self._store, "broken", None):
+        if self._backend.broken:
             self._closed = True
             with contextlib.suppress(Exception):
-                self._store.close()
-
-    def _update_pyramid(self, box: list[tuple[int, int]]) -> None:
-        """Recompute the region ``box`` (storage order, level 0 coordinates) in every coarser level."""
-        for i in range(1, len(self._levels_cache)):
-            prev, cur = self._levels_cache[i - 1].storage, self._levels_cache[i].storage
-            halve = tuple(
-                cur_f != prev_f
-                for cur_f, prev_f in zip(self._storage_factor(i), self._storage_factor(i - 1))
-            )
-            src = []
-            for (lo, hi), h, n in zip(box, halve, prev.shape):
-                src.append((lo // 2 * 2, min(-(-hi // 2) * 2, n)) if h else (lo, hi))
-            block = np.asarray(prev[tuple(slice(lo, hi) for lo, hi in src)])
-            down = downsample(block, halve, self._info.downsample)
-            box = [((lo // 2) if h else lo, (lo // 2 if h else lo) + n) for (lo, _), h, n in zip(src, halve, down.shape)]
-            cur[tuple(slice(lo, hi) for lo, hi in box)] = down
-
-    def _storage_factor(self, level_index: int) -> tuple[int, ...]:
-        level = self._levels_cache[level_index]
-        return tuple(level.factor[p] for p in level.perm)
+                self._backend.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Mzarr"]:
@@ -464,21 +316,16 @@ class Mzarr:
             with self._lock.writing(), self._transaction():
                 yield self
         except BaseException:
-            if self._kind != "memory":  # metadata saved inside the block was rolled back with it
+            if self._backend.persistent:  # metadata saved inside the block was rolled back with it
                 self._info.attrs.clear()
                 self._info.attrs.update(json.loads(attrs_before))
                 self._attrs_saved = saved_before
                 self._close_if_broken()
             raise
 
-    @contextlib.contextmanager
-    def _transaction(self, write: bool = True) -> Iterator[None]:
-        """A write transaction (or a read snapshot) on the single-file container; nothing for folders."""
-        if isinstance(self._store, SqliteStore):
-            with self._store.transaction(write):
-                yield
-        else:
-            yield
+    def _transaction(self, write: bool = True) -> contextlib.AbstractContextManager[None]:
+        """A write transaction (or a read snapshot) where the storage has them (the single-file container)."""
+        return self._backend.transaction(write)
 
     # -- saving --------------------------------------------------------------------------------------------------
     def save(
@@ -536,7 +383,7 @@ class Mzarr:
             attrs=check_json(dict(attrs if attrs is not None else self._info.attrs), "attributes"),
         )
         codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort, is_label=label)
-        level0 = self._levels_cache[0]
+        level0 = self._backend.level0
         if user_axes == self.axes:
             source: StorageArray = level0.storage
         else:
@@ -554,7 +401,7 @@ class Mzarr:
                 storage_chunks = (source.shape[0],) + storage_chunks[1:]
             elif "c" in st:
                 storage_chunks = (1,) + storage_chunks[1:]  # one channel per chunk: only RGB(A) shares chunks
-        same_file = self._path is not None and path.exists() and path.resolve() == self._path.resolve()
+        same_file = self.path is not None and path.exists() and path.resolve() == self.path.resolve()
         with atomic_target(path) as (store, _tmp):
             write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty)
         if same_file:  # swap to the new file while no other thread is reading
@@ -568,12 +415,11 @@ class Mzarr:
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            broken = getattr(self._store, "broken", None)
-            raise MzarrValueError(broken or "this image has been closed; open it again with Mzarr(path)")
+            raise MzarrValueError(self._backend.broken or "this image has been closed; open it again with Mzarr(path)")
 
     def flush(self) -> None:
         """Write pending metadata changes (nested edits inside attrs() values) to the file."""
-        if self._kind != "memory" and self._mode == "r+" and not self._closed:
+        if self._backend.persistent and self._mode == "r+" and not self._closed:
             if not self._attrs_unchanged():  # e.g. a nested edit inside an attribute's value
                 self._write_attrs(self._info.attrs)
 
@@ -585,8 +431,7 @@ class Mzarr:
             try:
                 self.flush()
             finally:
-                if self._store is not None:
-                    self._store.close()
+                self._backend.close()
                 self._closed = True
 
     def __enter__(self) -> "Mzarr":

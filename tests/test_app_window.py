@@ -399,7 +399,7 @@ def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_c
     exactly as it was (not the first edit alone), shows the reason, and keeps both edits pending to save again."""
     from mzarr_core import Mzarr
     from mzarr_core.errors import MzarrDiskFullError
-    from mzarr_core.image import Mzarr as CoreMzarr
+    from mzarr_core.backends import StoredBackend
 
     path = image_copy("mosaic")
     before = Mzarr(path).numpy()
@@ -407,7 +407,7 @@ def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_c
     open_and_wait(qtbot, w, path)
     assert w.select_and_fill((0, 0, 64, 64), 3)
     assert w.select_and_fill((600, 600, 700, 700), 9)
-    real = CoreMzarr._update_pyramid
+    real = StoredBackend.update_pyramid
     calls: list[int] = []
 
     def disk_full_at_second_edit(self, box):
@@ -416,12 +416,12 @@ def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_c
             raise MzarrDiskFullError(f"writing {path} failed: the disk is full")
         return real(self, box)
 
-    monkeypatch.setattr(CoreMzarr, "_update_pyramid", disk_full_at_second_edit)
+    monkeypatch.setattr(StoredBackend, "update_pyramid", disk_full_at_second_edit)
     assert not w.save()
     assert "disk is full" in w.last_error
     np.testing.assert_array_equal(Mzarr(path).numpy(), before)
     assert len(w.model.edits) == 2 and w.isWindowModified()
-    monkeypatch.setattr(CoreMzarr, "_update_pyramid", real)
+    monkeypatch.setattr(StoredBackend, "update_pyramid", real)
     assert w.save()
     after = Mzarr(path).numpy()
     assert (after[0:64, 0:64] == 3).all() and (after[600:700, 600:700] == 9).all()

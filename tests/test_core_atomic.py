@@ -431,7 +431,7 @@ def test_reader_threads_on_the_writing_object(old_file):
 
 MID_TRANSACTION_CHILD = """
 import sys, time
-import mzarr_core.image as image
+import mzarr_core.backends.stored as image
 from mzarr import Mzarr
 real = image.downsample
 def slow_downsample(*args, **kwargs):          # runs inside the write transaction, after level 0 was written

@@ -237,11 +237,6 @@ def test_verify_lists_the_bomb(tmp_path):
     assert result["peak_mb"] < PEAK_MB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs mzarr_core/image.py: _reader re-raises every MzarrError unnamed; a ChunkTooLargeError from the "
-    "codec must go through _corrupt_chunk_error (which must keep the ChunkTooLargeError class)",
-)
 def test_refusal_names_the_chunk(tmp_path):
     path, _ = grey_file(tmp_path)
     deep = imagecodecs.jpegxl_encode(np.zeros((512, 512), np.uint16), lossless=True, effort=1, photometric="GRAY")

@@ -1,0 +1,187 @@
+"""Images stored as a Zarr hierarchy: the single-file .mzarr (SQLite, transactional) and the OME-Zarr folder."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import zarr
+
+from ..axes import storage_permutation
+from ..errors import ChunkTooLargeError, CorruptChunkError, MzarrError
+from ..indexing import AxisIndex
+from ..level import Level
+from ..locks import ReadWriteLock
+from ..ngff import ImageInfo
+from ..pyramid import downsample
+from .base import Backend
+
+
+class StoredBackend(Backend):
+    """Levels read through zarr arrays, each read under the image's read lock and one read snapshot; damaged
+    chunks named in the error. Writes (where the subclass allows them) update every pyramid level."""
+
+    persistent: ClassVar[bool] = True
+
+    def __init__(
+        self, store: Any, path: Path, info: ImageInfo, arrays: list[Any], group: Any, writable: bool, lock: ReadWriteLock
+    ):
+        super().__init__(info, path)
+        self.store = store
+        self.group = group
+        self._writable = writable
+        self._lock = lock
+        perm = storage_permutation(info.axes)
+        factors = info.level_factors or [
+            tuple(max(1, round(s0 / s)) for s0, s in zip(arrays[0].shape, a.shape)) for a in arrays
+        ]
+        self._levels = [
+            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), reader=self._reader(i), guard=self.read_guard, name=str(path))
+            for i, (arr, f) in enumerate(zip(arrays, factors))
+        ]
+
+    @classmethod
+    def open(cls, store: Any, path: Path, writable: bool, lock: ReadWriteLock) -> "StoredBackend":
+        """Read and check the metadata of the image in ``store`` and build its levels."""
+        from ..metadata_check import open_image
+
+        # The metadata documents are read once, size-bounded and checked; zarr's nodes are built from them, so a
+        # damaged or hostile document is an MzarrFormatError naming the file and the document.
+        info, arrays, group = open_image(store, cls.kind, path)
+        return cls(store, path, info, arrays, group, writable, lock)
+
+    # -- levels and reading -------------------------------------------------------------------------------------
+    @property
+    def level0(self) -> Level:
+        return self._levels[0]
+
+    @property
+    def levels(self) -> list[Level]:
+        return list(self._levels)
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @contextlib.contextmanager
+    def read_guard(self) -> Iterator[None]:
+        """What every read holds: the read lock (no half-done write) and one read snapshot."""
+        with self._lock.reading(), self.transaction(write=False):
+            yield
+
+    def _reader(self, level_index: int) -> Callable[[Any, tuple], np.ndarray]:
+        def read(arr: Any, key: tuple) -> np.ndarray:
+            try:
+                with self.read_guard():
+                    return np.asarray(arr[key])
+            except ChunkTooLargeError as exc:  # refused by a codec guard, which does not know the chunk's key
+                raise self.corrupt_chunk_error(level_index, arr, key, exc) from None
+            except (MzarrError, IndexError, MemoryError):
+                raise
+            except Exception as exc:  # a codec error: find and name the damaged chunk
+                raise self.corrupt_chunk_error(level_index, arr, key, exc) from None
+
+        return read
+
+    def corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
+        """The error naming the first chunk of ``arr[key]`` that cannot be decoded."""
+        storage_region = tuple(
+            slice(k, k + 1) if isinstance(k, (int, np.integer)) else slice(k.start, k.stop) for k in key
+        )
+        storage_chunks = tuple(arr.chunks)
+        ranges = [range(s.start // c, max(s.start // c + 1, -(-s.stop // c))) for s, c in zip(storage_region, storage_chunks)]
+        for coords in itertools.product(*ranges):
+            region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, storage_chunks, arr.shape))
+            try:
+                arr[region]
+            except Exception as chunk_exc:
+                name = f"{self.info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
+                error_class = type(chunk_exc) if isinstance(chunk_exc, CorruptChunkError) else CorruptChunkError
+                return error_class(
+                    f"chunk {name} (level {level_index}, chunk {coords}) of {self.path} cannot be decoded "
+                    f"({type(chunk_exc).__name__}: {chunk_exc}). The file is damaged: restore it from a backup; "
+                    f"'mzarr verify {self.path}' lists every damaged chunk"
+                )
+        return CorruptChunkError(f"level {level_index} of {self.path} could not be read: {type(exc).__name__}: {exc}")
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def write_region(self, key: Any, index: tuple[AxisIndex, ...], value: np.ndarray) -> None:
+        """Write level 0 and recompute the touched part of every coarser level (the caller holds the write lock
+        and the transaction)."""
+        level0 = self._levels[0]
+        kept_user = [p for p in range(len(index)) if not index[p].drop]
+        flips = tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)
+        value = value[flips]
+        kept_storage = [p for p in level0.perm if not index[p].drop]
+        storage_value = np.transpose(value, [kept_user.index(p) for p in kept_storage])
+        box = [index[p].bounds for p in level0.perm]
+        if any(lo >= hi for lo, hi in box):
+            return
+        try:
+            level0.storage[level0.storage_key(index)] = storage_value
+            self.update_pyramid(box)
+        except ChunkTooLargeError as exc:
+            raise self.corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
+        except (MzarrError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a damaged chunk that had to be decoded to merge the edit into it
+            raise self.corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
+
+    def update_pyramid(self, box: list[tuple[int, int]]) -> None:
+        """Recompute the region ``box`` (storage order, level 0 coordinates) in every coarser level."""
+        for i in range(1, len(self._levels)):
+            prev, cur = self._levels[i - 1].storage, self._levels[i].storage
+            halve = tuple(c != p for c, p in zip(self._storage_factor(i), self._storage_factor(i - 1)))
+            src = []
+            for (lo, hi), h, n in zip(box, halve, prev.shape):
+                src.append((lo // 2 * 2, min(-(-hi // 2) * 2, n)) if h else (lo, hi))
+            block = np.asarray(prev[tuple(slice(lo, hi) for lo, hi in src)])
+            down = downsample(block, halve, self.info.downsample)
+            box = [((lo // 2) if h else lo, (lo // 2 if h else lo) + n) for (lo, _), h, n in zip(src, halve, down.shape)]
+            cur[tuple(slice(lo, hi) for lo, hi in box)] = down
+
+    def _storage_factor(self, level_index: int) -> tuple[int, ...]:
+        level = self._levels[level_index]
+        return tuple(level.factor[p] for p in level.perm)
+
+    # -- attributes ---------------------------------------------------------------------------------------------
+    def _open_group(self) -> Any:
+        """The root group with its metadata read afresh from the store."""
+        return zarr.open_group(self.store, mode="r+" if self._writable else "r")
+
+    def load_attrs(self) -> dict[str, Any]:
+        return dict((self._open_group().attrs.get("mzarr") or {}).get("attrs", {}))
+
+    def store_attrs(self, attrs: dict[str, Any]) -> None:
+        group = self._open_group()
+        block = dict(group.attrs.get("mzarr") or {})
+        block["attrs"] = attrs
+        group.attrs.update({"mzarr": block})
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class SqliteBackend(StoredBackend):
+    """The single-file .mzarr: every edit and metadata change is one SQLite transaction."""
+
+    kind: ClassVar[str] = "sqlite"
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[None]:
+        with self.store.transaction(write):
+            yield
+
+    @property
+    def broken(self) -> str | None:
+        return self.store.broken
+
+
+class FolderBackend(StoredBackend):
+    """A plain OME-Zarr folder: editable, but not atomically (one file per chunk; documented in FORMAT.md)."""
+
+    kind: ClassVar[str] = "directory"
