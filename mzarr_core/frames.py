@@ -7,6 +7,7 @@ JPEG XL stores a 3-D brick as one frame per z, and libjxl can decode a single fr
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import imagecodecs  # noqa: F401  (decode_jpegxl calls imagecodecs.jpegxl_decode; tests spy on it here)
@@ -104,6 +105,11 @@ def read_z_plane(array: Any, z: int, rows: tuple[int, int], cols: tuple[int, int
                 f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
                 "restore it from a backup; 'mzarr verify' lists every damaged chunk"
             ) from None
+        if frame.size != math.prod(frame_shape):  # e.g. another level's smaller chunk stored under this key
+            raise CorruptChunkError(
+                f"chunk {key} of {where} decodes to frames of {frame.shape}, but {what}. The file is damaged: "
+                "restore it from a backup; 'mzarr verify' lists every damaged chunk"
+            )
         frame = _undo_filters(frame, codecs, dtype)
         if colour:
             frame = np.moveaxis(frame.reshape(chunks["y"], chunks["x"], -1), -1, 0)  # (y, x, c) -> (c, y, x)
