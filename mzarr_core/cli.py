@@ -1,4 +1,4 @@
-"""The ``mzarr`` command: convert, info, export, verify."""
+"""The ``mzarr`` command: convert, info, export, verify, repair."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import numpy as np
 from . import __version__
 from .errors import MzarrError
 from .image import Mzarr
+
+LISTED = 10  # pyramid disagreements printed by `mzarr verify` (all are counted)
 
 
 @contextmanager
@@ -81,7 +83,7 @@ def _export(image: Mzarr, out: Path, level: int, region: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mzarr", description="Mzarr multi-resolution images: convert, inspect, export, verify.")
+    parser = argparse.ArgumentParser(prog="mzarr", description="Mzarr multi-resolution images: convert, inspect, export, verify, repair.")
     parser.add_argument("--version", action="version", version=f"mzarr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -110,9 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--level", type=int, default=0)
     exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512")
 
-    ver = sub.add_parser("verify", help="decode every chunk of every level")
+    ver = sub.add_parser(
+        "verify", help="decode every chunk of every level and check each level against the level below downsampled"
+    )
     ver.add_argument("file", type=Path)
-    for p in (conv, ver):
+
+    rep = sub.add_parser("repair", help="rebuild every pyramid level from level 0 (writes only the chunks that change)")
+    rep.add_argument("file", type=Path)
+    for p in (conv, ver, rep):
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -151,16 +158,53 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "verify":
         with Mzarr(args.file) as image, progress_bar(f"verifying {args.file.name}", not args.quiet) as bar:
-            checked, problems = verify(image, bar)
-        for problem in problems:
+            report = verify(image, bar)
+        for problem in report.damaged:
             print(f"DAMAGED: {problem}")
-        print(f"{checked} chunks checked, {len(problems)} damaged")
-        return 1 if problems else 0
+        for problem in report.structure_problems:
+            print(f"PYRAMID: {problem}")
+        for disagreement in report.disagreements[:LISTED]:
+            print(f"PYRAMID: {disagreement}")
+        if report.disagreement_count > LISTED:
+            print(f"PYRAMID: ... and {report.disagreement_count - LISTED} more chunks disagree")
+        print(f"{report.chunks_checked} chunks checked, {len(report.damaged)} damaged")
+        print(report.pyramid_note)
+        if report.pyramid_checked:
+            print(f"{report.chunks_compared} pyramid chunks compared, {report.disagreement_count} disagree")
+        if report.disagreement_count or report.structure_problems:
+            print(f"the pyramid does not match level 0: 'mzarr repair {args.file}' rebuilds it from level 0")
+        return 0 if report.ok else 1
+    if args.command == "repair":
+        return _repair(args)
     raise AssertionError(args.command)
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from .repair import repair_pyramid
+
+    args.interrupt_note = (
+        "the pyramid may be partly rebuilt (a folder cannot be repaired in one transaction; level 0 is never "
+        f"changed): run 'mzarr repair {args.file}' again"
+        if args.file.is_dir()
+        else "the repair was rolled back; no file was changed"
+    )
+    # A file that cannot be written (read-only media, permissions) is refused by the open with 'r+'.
+    with Mzarr(args.file, "r+") as image, progress_bar(f"repairing {args.file.name}", not args.quiet) as bar:
+        report = repair_pyramid(image, bar)
+    for line in report.lines():
+        print(line)
+    if not report.atomic and report.rewritten:
+        print("note: a folder is repaired chunk by chunk, not in one transaction")
+    return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mzarr`` console script; clear one-line errors and exit code 2 on bad input."""
+    """Entry point of the ``mzarr`` console script: never a traceback. Bad input and damaged files give one clear
+    line and exit code 2; an unexpected exception (a bug) gives one line naming its type and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)
@@ -168,11 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (MzarrError, OSError, IndexError, ValueError) as exc:
-        print(f"mzarr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mzarr {args.command}: error: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mzarr: interrupted; no file was changed", file=sys.stderr)
+        print(f"mzarr: interrupted; {getattr(args, 'interrupt_note', 'no file was changed')}", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- includes MemoryError and RecursionError: one line, no traceback
+        detail = _one_line(str(exc))[:500]
+        what = "ran out of memory" if isinstance(exc, MemoryError) else "failed unexpectedly"
+        print(
+            f"mzarr {args.command}: error: {what}: {type(exc).__name__}{': ' + detail if detail else ''} "
+            "-- this is a bug in mzarr, please report it",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

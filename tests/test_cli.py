@@ -59,7 +59,7 @@ def test_convert_nifti_volume_with_spacing(tmp_path, capsys):
     if not src.exists():
         pytest.skip("nibabel's bundled anatomical.nii test volume is not installed")
     img = nib.load(src)
-    code, out, err = run(capsys, "convert", src, tmp_path / "brain.mzarr", "--quiet")
+    code, _out, err = run(capsys, "convert", src, tmp_path / "brain.mzarr", "--quiet")
     assert code == 0, err
     m = Mzarr(tmp_path / "brain.mzarr")
     expected = np.asarray(img.dataobj).transpose(2, 1, 0)
@@ -135,7 +135,7 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, argv, messa
     np.save(tmp_path / "vol4d.npy", np.zeros((2, 3, 4, 5), np.uint8))
     np.save(tmp_path / "complex.npy", np.zeros((4, 4), np.complex64))
     Mzarr(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.mzarr")
-    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    code, _out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2
     assert message in err
     assert "Traceback" not in err
@@ -145,6 +145,127 @@ def test_bad_input_gives_one_clear_line_and_exit_2(tmp_path, capsys, argv, messa
 def test_console_script_is_installed(tmp_path):
     Mzarr(data.moon()).save(tmp_path / "moon.mzarr")
     exe = Path(sys.executable).parent / "mzarr"
-    result = subprocess.run([str(exe), "info", str(tmp_path / "moon.mzarr")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(exe), "info", str(tmp_path / "moon.mzarr")], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "shape:       (512, 512)" in result.stdout
+
+
+# -- verify checks the pyramid; repair rebuilds it -------------------------------------------------------------------
+def _tear(path: Path, rows: slice, cols: slice, change) -> None:
+    """Change level 0 directly, bypassing the pyramid update (a torn edit)."""
+    with Mzarr(path, "r+") as m:
+        lv = m.levels[0]
+        with m._transaction():
+            lv.storage[rows, cols] = change(lv[rows, cols])
+
+
+def test_verify_names_a_torn_pyramid_chunk_and_repair_fixes_it(tmp_path, capsys):
+    path = tmp_path / "cam.mzarr"
+    Mzarr(data.camera()).save(path, chunks=(128, 128), levels=3)
+    _tear(path, slice(100, 164), slice(300, 364), lambda a: np.clip(a.astype(int) + 40, 0, 255).astype(np.uint8))
+    code, out, _ = run(capsys, "verify", path, "--quiet")
+    assert code == 1
+    assert "PYRAMID: level 1 chunk 1/c/0/1 disagrees with level 0: " in out and "pixels differ (max |diff| " in out
+    assert "21 chunks checked, 0 damaged" in out and "5 pyramid chunks compared, 1 disagree" in out
+    assert f"mzarr repair {path}" in out
+    code, out, err = run(capsys, "repair", path)
+    assert code == 0, err
+    assert "level 1: 1 of 4 chunks rewritten" in out and "level 2: 1 of 1 chunks rewritten" in out
+    assert "2 chunk(s) rewritten from level 0 by the 'mean' rule in one transaction" in out
+    assert "repairing cam.mzarr" in err and "100%" in err
+    code, out, _ = run(capsys, "verify", path, "--quiet")
+    assert code == 0 and "5 pyramid chunks compared, 0 disagree" in out and "bit-exact" in out
+    code, out, _ = run(capsys, "repair", path, "--quiet")
+    assert code == 0 and "nothing to repair" in out
+
+
+def test_verify_lists_the_first_ten_disagreements_and_counts_the_rest(tmp_path, capsys):
+    path = tmp_path / "s.mzarr"
+    Mzarr(data.moon()).save(path, chunks=(32, 32), levels=2)
+    _tear(path, slice(0, 512), slice(0, 512), lambda a: 255 - a)
+    code, out, _ = run(capsys, "verify", path, "--quiet")
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.startswith("PYRAMID: level 1 chunk")]
+    assert len(lines) == 10 and lines[0].startswith("PYRAMID: level 1 chunk 1/c/0/0 ")
+    assert "PYRAMID: ... and 54 more chunks disagree" in out and "64 disagree" in out
+
+
+def test_verify_of_a_folder_by_another_tool_says_pyramid_not_checked(tmp_path, capsys):
+    import zarr
+
+    a = data.coins()
+    root = zarr.open_group(tmp_path / "other.zarr", mode="w", zarr_format=3)
+    for i, level in enumerate([a, a[::2, ::2]]):
+        root.create_array(f"s{i}", shape=level.shape, dtype=level.dtype, chunks=(64, 64))[...] = level
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": n, "type": "space"} for n in "yx"],
+        "datasets": [{"path": f"s{i}", "coordinateTransformations": [{"type": "scale", "scale": [2.0**i] * 2}]} for i in range(2)],
+    }]}
+    code, out, _ = run(capsys, "verify", tmp_path / "other.zarr", "--quiet")
+    assert code == 0
+    assert "pyramid not checked: it was written by another tool" in out
+    code, out, err = run(capsys, "repair", tmp_path / "other.zarr", "--quiet")
+    assert code == 2 and "mzarr repair: error: cannot repair the pyramid" in err and "another tool" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_repair_of_a_folder_says_it_is_not_atomic(tmp_path, capsys):
+    path = tmp_path / "cam.ome.zarr"
+    Mzarr(data.camera()).save(path, chunks=(128, 128), levels=2)
+    _tear(path, slice(0, 64), slice(0, 64), lambda a: 255 - a)
+    code, out, err = run(capsys, "repair", path, "--quiet")
+    assert code == 0, err
+    assert "level 1: 1 of 4 chunks rewritten" in out and "not in one transaction" in out
+    assert run(capsys, "verify", path, "--quiet")[0] == 0
+
+
+def test_repair_refuses_a_damaged_level_0(tmp_path, capsys):
+    path = tmp_path / "cam.mzarr"
+    Mzarr(data.camera()).save(path, chunks=(256, 256), levels=2)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE zarr SET value=? WHERE key='0/c/1/0'", (b"\x00garbage" * 10,))
+    before = path.read_bytes()
+    code, out, err = run(capsys, "repair", path, "--quiet")
+    assert code == 2 and out == ""
+    assert err.startswith("mzarr repair: error: 1 chunk(s) of level 0") and "restore the file from a backup" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+# -- no traceback, ever ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("exc", [RuntimeError("boom\nsecond line"), RecursionError("maximum recursion depth exceeded"), MemoryError()])
+def test_unexpected_error_is_one_line_without_traceback(tmp_path, capsys, monkeypatch, exc):
+    import mzarr_core.report
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(mzarr_core.report, "verify", fail)
+    Mzarr(data.camera()).save(tmp_path / "cam.mzarr")
+    code, out, err = run(capsys, "verify", tmp_path / "cam.mzarr", "--quiet")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mzarr verify: error: ")
+    assert type(exc).__name__ in lines[0] and "this is a bug in mzarr, please report it" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unexpected_error_in_a_real_process_prints_no_traceback(tmp_path):
+    """The installed entry point, with convert failing inside: one line on stderr, exit code 2."""
+    np.save(tmp_path / "a.npy", data.camera())
+    code = (
+        "import sys, mzarr_core\n"
+        "def boom(*a, **k): raise RuntimeError('injected failure')\n"
+        "sys.modules['mzarr_core.convert'].convert = boom\n"
+        "from mzarr_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "convert", str(tmp_path / "a.npy"), str(tmp_path / "a.mzarr"), "--quiet"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "mzarr convert: error: failed unexpectedly: RuntimeError: injected failure -- this is a bug in mzarr, please report it"
+    )
