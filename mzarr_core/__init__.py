@@ -23,6 +23,8 @@ from .convert import convert  # noqa: E402
 from .image import Mzarr  # noqa: E402
 from .importers import Source, read_image  # noqa: E402
 from .level import Level  # noqa: E402
+from .repair import RepairReport, repair_pyramid  # noqa: E402
+from .report import VerifyReport, verify  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -39,9 +41,13 @@ __all__ = [
     "MzarrReadOnlyError",
     "MzarrStorageError",
     "MzarrValueError",
+    "RepairReport",
     "SaveCancelled",
     "Source",
+    "VerifyReport",
     "__version__",
     "convert",
     "read_image",
+    "repair_pyramid",
+    "verify",
 ]

@@ -323,6 +323,13 @@ class Mzarr:
                 self._close_if_broken()
             raise
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Mzarr"]:
+        """Every read inside the block sees one committed state of the file (a long check over many reads)."""
+        self._check_open()
+        with self._lock.reading(), self._transaction(write=False):
+            yield self
+
     def _transaction(self, write: bool = True) -> contextlib.AbstractContextManager[None]:
         """A write transaction (or a read snapshot) where the storage has them (the single-file container)."""
         return self._backend.transaction(write)

@@ -553,7 +553,7 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
             f"cannot repair the pyramid of {image.path} in place: {walk.structure[0]}. Convert it "
             f"('mzarr convert {image.path} NEW.mzarr'), which writes a new pyramid"
         )
-    with image._lock.writing(), image._transaction():
+    with image.transaction():
         walk.run()
     return RepairReport(
         path=str(image.path),

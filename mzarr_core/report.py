@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,12 +116,7 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
     if why_not is None and len(levels) < 2:
         why_not = "the image has a single level"
 
-    @contextmanager
-    def snapshot() -> Iterator[None]:
-        with image._lock.reading(), image._transaction(write=False):
-            yield
-
-    walk = PyramidWalk(image, progress, check=why_not is None, snapshot=snapshot)
+    walk = PyramidWalk(image, progress, check=why_not is None, snapshot=image.snapshot)
     walk.run()
     if why_not is not None:
         note = f"pyramid not checked: {why_not}"
