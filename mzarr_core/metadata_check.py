@@ -352,6 +352,20 @@ def open_image(store: Any, kind: str, path: Path) -> tuple[ImageInfo, list[Any],
     raise metadata_error(where, "zarr.json", "the root group's metadata is missing")
 
 
+def read_group_info(store: Any, kind: str, path: Path) -> ImageInfo:
+    """The group's metadata (user attrs included) re-read with the open's bounds and checks, without the levels:
+    for re-reading attrs() that other sessions may have changed since the open (zarr.open_group reads unbounded)."""
+    docs = Documents(store, kind, path)
+    root = docs.load("zarr.json")
+    if root is not None:
+        if root.get("zarr_format") != 3 or root.get("node_type") != "group":
+            raise metadata_error(docs.where, "zarr.json", "not the root group's metadata any more")
+        return parse_group_attributes(root.get("attributes", {}), docs.where, "zarr.json", "attributes")
+    if kind == "directory" and docs.raw(".zgroup") is not None:
+        return parse_group_attributes(docs.load(".zattrs") or {}, docs.where, ".zattrs", "")
+    raise metadata_error(docs.where, "zarr.json", "the root group's metadata is missing")
+
+
 def _build(where: str, key: str, build: Any) -> Any:
     """Run a zarr constructor on checked metadata; what zarr still refuses names the document."""
     try:
@@ -386,8 +400,9 @@ def _open_v3(store: Any, docs: Documents, root: dict[str, Any]) -> tuple[ImageIn
         shapes.append(shape)
         dtypes.append(dtype)
     _check_level_shapes(info, shapes, dtypes, keys, where, strict)
-    group_doc = {k: v for k, v in root.items() if k != "consolidated_metadata"}  # levels are read from their own zarr.json
-    group = _build(where, "zarr.json", lambda: zarr.Group(AsyncGroup(GroupMetadata.from_dict(group_doc), StorePath(store))))
+    # The levels come from their own zarr.json; consolidated metadata (other tools write it) is only checked here,
+    # because zarr parses it again whenever attrs() re-reads the group.
+    group = _build(where, "zarr.json", lambda: zarr.Group(AsyncGroup(GroupMetadata.from_dict(root), StorePath(store))))
     arrays = [
         _build(where, key, lambda d=doc, p=p: zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(d), StorePath(store, p))))
         for doc, key, p in zip(level_docs, keys, info.level_paths)

@@ -43,7 +43,7 @@ import pytest
 BASE_SEED = int(os.environ.get("MZARR_FUZZ_SEED", "20251130"))
 SQLITE_CASES = int(os.environ.get("MZARR_FUZZ_CASES", "240"))
 FOLDER_CASES = max(20, SQLITE_CASES * 3 // 8)
-CASE_TIMEOUT_S = 20  # a case normally takes ~20-100 ms; more than this is a hang
+CASE_TIMEOUT_S = float(os.environ.get("MZARR_FUZZ_CASE_TIMEOUT", "20"))  # a case takes ~20-100 ms: more is a hang
 MEMORY_HEADROOM = 500 * 2**20  # RLIMIT_AS above the worker's baseline
 MAX_LEVEL_BYTES = 32 * 2**20  # a (legitimately) larger level is not read whole: that is a MemoryError, not a bug
 MAX_VERIFY_CHUNKS = 20_000  # likewise, metadata declaring a huge chunk grid is not verified chunk by chunk
@@ -163,6 +163,12 @@ def _replacement(rng: random.Random, old: Any) -> tuple[Any, str]:
     return None, "null"
 
 
+def _get(doc: Any, path: tuple) -> Any:
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
 def mutate_json_text(text: str, rng: random.Random) -> tuple[bytes, str]:
     """One edit of a JSON document: a value replaced or deleted, or the whole document replaced."""
     if rng.random() < 0.12:
@@ -191,7 +197,15 @@ def mutate_json_text(text: str, rng: random.Random) -> tuple[bytes, str]:
         parent = parent[k]
     key = path[-1]
     where = "/".join(str(k) for k in path)
-    if rng.random() < 0.2:
+    containers = [p for p in nodes if isinstance(_get(doc, p), dict)] + [()]
+    if rng.random() < 0.1:  # a key added (extra fields zarr or Mzarr might interpret)
+        target = rng.choice(containers)
+        name = rng.choice(["consolidated_metadata", "must_understand", "extra", "ome", "mzarr", "storage_transformers",
+                           "dimension_names", "attributes", "configuration", "scale", "multiscales"])
+        new, how = _replacement(rng, None)
+        _get(doc, target)[name] = new
+        what = f"added {'/'.join(str(k) for k in target + (name,))} := {how}"
+    elif rng.random() < 0.2:
         if isinstance(parent, dict):
             del parent[key]
         else:
@@ -331,7 +345,8 @@ def prepare_case(case: str, bases: dict[str, Path], work: Path) -> tuple[Path, s
     return target, f"{name}: {what}"
 
 
-def _step(results: list, failures: list, step: str, fn: Any) -> Any:
+def _step(results: list, failures: list, step: str, fn: Any, label: Any = None) -> Any:
+    """Run one check: record "ok" (or ``label(value)``), the MzarrError's class, or a failure with its traceback."""
     from mzarr_core.errors import MzarrError
 
     try:
@@ -345,7 +360,7 @@ def _step(results: list, failures: list, step: str, fn: Any) -> Any:
         results.append((step, f"FAIL {type(exc).__name__}"))
         failures.append({"step": step, "type": type(exc).__name__, "message": str(exc)[:500], "traceback": traceback.format_exc()[-4000:]})
         return None
-    results.append((step, "ok"))
+    results.append((step, label(value) if label else "ok"))
     return value if value is not None else True
 
 
@@ -361,6 +376,12 @@ def _cli(argv: list[str]) -> int:
     if code not in (0, 1, 2):
         raise AssertionError(f"mzarr {argv[0]} exited {code}")
     return code
+
+
+def _damaged(report: Any) -> str:
+    """What report.verify found: a (checked, problems) tuple or a report object with ``damaged``."""
+    problems = report.damaged if hasattr(report, "damaged") else report[1]
+    return f"ok, {len(problems)} damaged" if problems else "ok, clean"
 
 
 def exercise(path: Path) -> tuple[list, list]:
@@ -386,15 +407,15 @@ def exercise(path: Path) -> tuple[list, list]:
             if isinstance(levels, list):
                 chunk_count = sum(math.prod(lv.chunk_grid) for lv in levels)
                 if chunk_count <= MAX_VERIFY_CHUNKS:
-                    _step(results, failures, "verify", lambda: verify(image))
+                    _step(results, failures, "verify", lambda: verify(image), _damaged)
                 else:
                     results.append(("verify", f"skipped: {chunk_count} chunks"))
             _step(results, failures, "attrs", lambda: image.attrs().to_dict())
         finally:
             _step(results, failures, "close", image.close)
-    _step(results, failures, "cli info", lambda: _cli(["info", str(path)]))
+    _step(results, failures, "cli info", lambda: _cli(["info", str(path)]), lambda code: f"exit {code}")
     if chunk_count is None or chunk_count <= MAX_VERIFY_CHUNKS:
-        _step(results, failures, "cli verify", lambda: _cli(["verify", str(path), "--quiet"]))
+        _step(results, failures, "cli verify", lambda: _cli(["verify", str(path), "--quiet"]), lambda code: f"exit {code}")
     return results, failures
 
 
@@ -405,6 +426,19 @@ def _vm_size() -> int:
             if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _selftest(kind: str) -> None:
+    import ctypes
+
+    import numpy as np
+
+    if kind == "crash":
+        ctypes.string_at(0)  # a segmentation fault
+    elif kind == "hang":
+        time.sleep(3600)
+    elif kind == "memory":
+        np.ones(2**31, np.uint8)  # 2 GiB: beyond the address-space limit
 
 
 def worker(cases: list[str], out_file: Path, work: Path) -> None:
@@ -427,10 +461,17 @@ def worker(cases: list[str], out_file: Path, work: Path) -> None:
             out.flush()
             faulthandler.dump_traceback_later(CASE_TIMEOUT_S, exit=True)
             t0 = time.perf_counter()
-            try:
-                target, what = prepare_case(case, bases, work)
-            except MemoryError:
-                raise
+            if case.startswith("selftest:"):  # the harness's own test: a crash, a hang, a memory blow-up
+                out.write(json.dumps({"case": case, "event": "mutated", "mutation": case}) + "\n")
+                out.flush()
+                results: list = []
+                failures: list = []
+                _step(results, failures, "open", lambda: _selftest(case.split(":")[1]))
+                faulthandler.cancel_dump_traceback_later()
+                out.write(json.dumps({"case": case, "event": "done", "mutation": case, "results": results, "failures": failures}) + "\n")
+                out.flush()
+                continue
+            target, what = prepare_case(case, bases, work)
             out.write(json.dumps({"case": case, "event": "mutated", "mutation": what}) + "\n")
             out.flush()
             results, failures = exercise(target)
@@ -534,14 +575,7 @@ def _report(records: dict[str, dict], seconds: float) -> str:
 
 # Failures whose fix belongs to a module this test's author does not own: kept out of the main assertion (so the
 # suite stays green) and asserted by an xfail(strict=False) test naming the missing fix. Each: (reason, predicate).
-KNOWN_ISSUES = [
-    (
-        "missing fix in mzarr_core/frames.py read_z_plane: a JPEG XL chunk whose frame decodes to fewer pixels than "
-        "the chunk's (y, x) (e.g. a chunk file replaced by another level's chunk) raises a bare ValueError from "
-        "frame.reshape() instead of CorruptChunkError",
-        lambda f: f["step"].startswith("z_plane") and f["type"] == "ValueError" and "reshape" in f["message"],
-    ),
-]
+KNOWN_ISSUES: list = []  # none left: the z_plane reshape ValueError is now a CorruptChunkError (frames.py)
 
 
 def known_issue(failure: dict) -> str | None:
@@ -581,15 +615,20 @@ def test_fuzz_only_mzarr_errors(fuzz_records, family):
     assert not unknown, _report(mine, seconds)
 
 
-@pytest.mark.parametrize(
-    "reason", [pytest.param(r, marks=pytest.mark.xfail(strict=False, reason=r)) for r, _ in KNOWN_ISSUES]
-)
-def test_fuzz_known_issues_of_other_modules(fuzz_records, reason):
-    """The failures the fuzz found in modules owned elsewhere; passes (XPASS) once they are fixed."""
-    records, seconds = fuzz_records
-    _, _, failures = summarize(records)
-    hits = [f"{f['case']} [{f['mutation']}] {f['type']}: {f['message'][:200]}" for f in failures if known_issue(f) == reason]
-    assert not hits, "\n".join(hits)
+def test_fuzz_harness_catches_crash_hang_and_memory(tmp_path, monkeypatch):
+    """The harness itself: a segfault and a hang are recorded against their case (with the native/faulthandler
+    traceback), the worker restarts after them, and a 2 GiB allocation fails under the address-space limit."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the fuzz workers use /proc and RLIMIT_AS (Linux)")
+    monkeypatch.setenv("MZARR_FUZZ_CASE_TIMEOUT", "3")
+    cases = ["selftest:crash", "sqlite:0", "selftest:hang", "selftest:memory", "folder:0"]
+    records = run_cases(cases, tmp_path, workers=1)
+    assert set(records) == set(cases)
+    failures = {f["case"]: f for f in summarize(records)[2]}
+    assert failures["selftest:crash"]["type"] == "crash" and "Segmentation fault" in failures["selftest:crash"]["traceback"]
+    assert failures["selftest:hang"]["type"] == "hang" and "_selftest" in failures["selftest:hang"]["traceback"]
+    assert failures["selftest:memory"]["type"] == "MemoryError"
+    assert set(failures) == {"selftest:crash", "selftest:hang", "selftest:memory"}, failures.keys()
 
 
 def _first_case(family: str, bases: dict[str, Path], work: Path, wanted: str) -> Path:

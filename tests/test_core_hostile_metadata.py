@@ -407,6 +407,21 @@ def test_folder_documents(tmp_path):
     opening_fails(path, "f.ome.zarr: zarr.json: 16777226 bytes, more than the 16 MiB")
 
 
+@pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part")
+def test_consolidated_metadata(tmp_path):
+    """Consolidated metadata (written by other tools) is not used for the levels but must be readable: attrs()
+    re-reads the group through zarr, which parses it; a broken block is refused at open, naming zarr.json."""
+    import zarr
+
+    path = Mzarr(smooth_array((40, 30), "uint8"), attrs={"a": 1}).save(tmp_path / "c.ome.zarr", chunks=(16, 16))
+    zarr.consolidate_metadata(str(path))
+    assert "consolidated_metadata" in json.loads((path / "zarr.json").read_text())
+    with Mzarr(path) as m:
+        assert m.attrs().to_dict() == {"a": 1} and m.shape == (40, 30)
+    edit(path, "zarr.json", lambda d: d.update(consolidated_metadata={"kind": "inline", "must_understand": False, "metadata": {"0": {"x": 1}}}))
+    opening_fails(path, "c.ome.zarr: zarr.json: zarr cannot read it (KeyError")
+
+
 def test_ome_zarr_v2_folder_still_opens_and_is_checked(tmp_path):
     """An NGFF 0.4 (Zarr v2) folder written by zarr opens; a broken .zarray in it names that document."""
     import zarr
@@ -448,6 +463,20 @@ def test_legacy_zip_documents_are_bounded(tmp_path):
     ok = _legacy_zip(tmp_path / "ok.mzarr", b'{"note": "fine"}')
     with Mzarr(ok) as m:
         assert m.shape == (4, 4) and m.attrs().to_dict() == {"note": "fine"}
+
+
+def test_read_group_info_rereads_attrs_with_the_same_bounds(small):
+    """For attrs() re-reads: the group metadata read again, bounded and checked like the open."""
+    from mzarr_core.metadata_check import read_group_info
+
+    store = SqliteStore(small, read_only=True)
+    try:
+        assert read_group_info(store, "sqlite", small).attrs == {"k": [1, 2]}
+        set_blob(small, "zarr.json", b"[" * 100_000)
+        with pytest.raises(MzarrFormatError, match=r"x\.mzarr: zarr\.json: JSON nested more than 100"):
+            read_group_info(store, "sqlite", small)
+    finally:
+        store.close()
 
 
 # -- opening stays fast ------------------------------------------------------------------------------------------
