@@ -35,12 +35,27 @@ def check_json(value: Any, what: str = "value") -> Any:
     """Return a deep copy of ``value`` if it is plain JSON (string keys, no NaN), else raise a clear error."""
     _check_keys(value, what)
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise MzarrValueError(
             f"metadata {what} must be JSON (dict, list, str, int, float, bool, None; no NaN/inf): {exc}. "
             "Convert it first, e.g. numpy values with .tolist() or str(value)."
         ) from None
+    _check_size(text.encode(), what)
+    return json.loads(text)
+
+
+def _check_size(raw: bytes, what: str) -> None:
+    """Metadata a reader would refuse (see metadata_check: size and value-count bounds) is refused on writing."""
+    from .metadata_check import MAX_DOCUMENT_BYTES, json_limits_problem
+
+    budget = MAX_DOCUMENT_BYTES - 2**20  # the rest of the document (NGFF metadata) needs room too
+    problem = json_limits_problem(raw) or (f"{len(raw)} bytes" if len(raw) > budget else None)
+    if problem:
+        raise MzarrValueError(
+            f"metadata {what} is too large ({problem}; at most {budget // 2**20} MiB of JSON): store bulk data as "
+            "pixels (an image or labels) or in a separate file and keep a reference in the metadata"
+        )
 
 
 class LiveAttrs(MutableMapping[str, Any]):

@@ -81,7 +81,8 @@ def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrE
             f"{doing} {path} failed: another process has held the file locked for more than {BUSY_TIMEOUT_S} s "
             f"({detail}); nothing was changed: try again when it has finished"
         )
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+    damaged = ("malformed", "unsupported file format", "not a database", "file is not a database")
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or any(text in str(exc).lower() for text in damaged):
         return MzarrFormatError(
             f"{doing} {path} failed: the SQLite container is damaged ({detail}); restore it from a backup"
         )
@@ -244,6 +245,11 @@ class SqliteStore(Store):
                 self._check_transaction_alive(conn)
             try:
                 return conn.execute(sql, params).fetchall()
+            except UnicodeDecodeError:  # sqlite3 failed to decode SQLite's own message: a damaged schema
+                raise MzarrFormatError(
+                    f"reading {self.path} failed: the SQLite container is damaged (its schema cannot be read); "
+                    "restore it from a backup"
+                ) from None
             except sqlite3.Error as exc:
                 error = translate_sqlite_error(exc, self.path, "writing" if self._writing else "reading")
                 if self._writing and self._depth > 0 and self._failed is None:

@@ -473,3 +473,18 @@ def test_transaction_groups_edits_and_metadata(tmp_path):
         with pytest.raises(MzarrReadOnlyError):
             with m.transaction():
                 pass
+
+
+def test_attrs_too_large_to_read_back_are_refused(tmp_path):
+    """Metadata a reader would refuse (over the per-document size or value bounds) cannot be written either."""
+    path = Mzarr(_camera_mosaic(1), attrs={"keep": 1}).save(tmp_path / "x.mzarr")
+    with Mzarr(path, "r+") as m:
+        with pytest.raises(MzarrValueError, match=r"too large .*MiB of JSON"):
+            m.attrs()["big"] = "x" * (16 * 2**20)
+        with pytest.raises(MzarrValueError, match=r"too large .*JSON values"):
+            m.attrs()["many"] = list(range(1_200_000))
+        m.attrs()["fine"] = list(range(100_000))
+    with Mzarr(path) as m:
+        assert len(m.attrs()["fine"]) == 100_000 and "big" not in m.attrs()
+    with pytest.raises(MzarrValueError, match=r"too large"):
+        Mzarr(_camera_mosaic(1), attrs={"big": "x" * (16 * 2**20)})

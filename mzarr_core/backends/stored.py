@@ -154,7 +154,9 @@ class StoredBackend(Backend):
         return zarr.open_group(self.store, mode="r+" if self._writable else "r")
 
     def load_attrs(self) -> dict[str, Any]:
-        return dict((self._open_group().attrs.get("mzarr") or {}).get("attrs", {}))
+        from ..metadata_check import read_group_info
+
+        return dict(read_group_info(self.store, self.kind, self.path).attrs)  # bounded and checked, like the open
 
     def store_attrs(self, attrs: dict[str, Any]) -> None:
         group = self._open_group()
