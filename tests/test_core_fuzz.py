@@ -43,7 +43,7 @@ import pytest
 BASE_SEED = int(os.environ.get("MZARR_FUZZ_SEED", "20251130"))
 SQLITE_CASES = int(os.environ.get("MZARR_FUZZ_CASES", "240"))
 FOLDER_CASES = max(20, SQLITE_CASES * 3 // 8)
-CASE_TIMEOUT_S = float(os.environ.get("MZARR_FUZZ_CASE_TIMEOUT", "20"))  # a case takes ~20-100 ms: more is a hang
+CASE_TIMEOUT_S = float(os.environ.get("MZARR_FUZZ_CASE_TIMEOUT", "10"))  # a case takes ~20-100 ms: more is a hang
 MEMORY_HEADROOM = 500 * 2**20  # RLIMIT_AS above the worker's baseline
 MAX_LEVEL_BYTES = 32 * 2**20  # a (legitimately) larger level is not read whole: that is a MemoryError, not a bug
 MAX_VERIFY_CHUNKS = 20_000  # likewise, metadata declaring a huge chunk grid is not verified chunk by chunk
