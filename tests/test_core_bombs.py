@@ -93,7 +93,10 @@ _CHILD = textwrap.dedent(
                 result["problems"] = problems
     except BaseException as exc:
         result = {"error": type(exc).__name__, "mro": [c.__name__ for c in type(exc).__mro__], "message": str(exc)}
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak (ru_maxrss keeps the parent's peak across fork + exec, e.g. a big pytest)
+    with open("/proc/self/status") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    result["peak_mb"] = hwm / 1024
     print(json.dumps(result))
     """
 )
