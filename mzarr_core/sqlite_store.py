@@ -337,6 +337,16 @@ class SqliteStore(Store):
         if ok:  # the block itself succeeded, but its statements or the commit did not: say so
             raise failed
 
+    def vacuum(self) -> None:
+        """Rebuild the file without its free pages (SQLite VACUUM: atomic, needs free space of the file's size)."""
+        with self._lock:
+            if self._depth:
+                raise MzarrError("internal error: VACUUM inside a transaction")
+            try:
+                self._connection().execute("VACUUM")
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc, self.path, "compacting") from None
+
     @property
     def broken(self) -> str | None:
         """Why this store dropped its connection after a failed rollback (None while it is usable)."""
