@@ -21,7 +21,6 @@ import collections
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from _common import markdown_table, mosaic  # noqa: E402
 from mzarr import Mzarr  # noqa: E402
 from mzarr_core.errors import MzarrError  # noqa: E402
 from mzarr_core.pyramid import downsample  # noqa: E402
+from mzarr_core.testing import failing_sqlite  # noqa: E402
 
 SHAPE = (1536, 1536)
 CHUNKS = (256, 256)
@@ -93,51 +93,22 @@ def judge(out: Outcome, path: Path, candidates: list[np.ndarray]) -> None:
         out.verify_failed += 1
 
 
-class FlakyConnection:
-    """Fails the ``fail_at``-th modifying statement like SQLite does on SQLITE_FULL/IOERR (see the unit tests)."""
-
-    def __init__(self, conn: sqlite3.Connection, fail_at: int, code: int, auto_rollback: bool):
-        self._conn, self._fail_at, self._code, self._auto_rollback, self.count = conn, fail_at, code, auto_rollback, 0
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    def execute(self, sql: str, params: tuple = ()):
-        if sql.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE", "COMMIT")):
-            self.count += 1
-            if self.count == self._fail_at:
-                if self._auto_rollback and self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                exc = sqlite3.OperationalError("database or disk is full" if self._code == 13 else "disk I/O error")
-                exc.sqlite_errorcode = self._code
-                raise exc
-        return self._conn.execute(sql, params)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 def injections(base: np.ndarray, folder: Path, runs: int, rng: np.random.Generator) -> Outcome:
     out = Outcome("SQLITE_FULL / SQLITE_IOERR injected in an edit")
     path = Mzarr(base).save(folder / "inject.mzarr", chunks=CHUNKS)
     state = base.copy()
     for _ in range(runs):
         with Mzarr(path, "r+") as m:
-            m[0, 0] = state[0, 0]
-            real = m._store._conn
-            m._store._conn = FlakyConnection(real, int(rng.integers(1, 40)), int(rng.choice([10, 13])), bool(rng.integers(2)))
             y, x = (int(v) for v in rng.integers(0, SHAPE[0] - 512, 2))
             block = rng.integers(0, 256, (512, 512), dtype=np.uint8)
             new = state.copy()
             new[y : y + 512, x : x + 512] = block
-            try:
-                m[y : y + 512, x : x + 512] = block
-                state = new
-            except MzarrError as exc:
-                out.errors[type(exc).__name__] += 1
-            finally:
-                m._store._conn = real
+            with failing_sqlite(m, int(rng.integers(1, 40)), int(rng.choice([10, 13])), bool(rng.integers(2))):
+                try:
+                    m[y : y + 512, x : x + 512] = block
+                    state = new
+                except MzarrError as exc:
+                    out.errors[type(exc).__name__] += 1
             if not np.array_equal(m[...], state):  # the open object shows the file's state
                 out.lost += 1
         judge(out, path, [state])

@@ -52,21 +52,15 @@ HERE = Path(__file__).resolve()
 
 # -- base images ----------------------------------------------------------------------------------------------------
 def _smooth(shape: tuple[int, ...], dtype: str, seed: int) -> Any:
-    import numpy as np
+    """conftest's smooth field, with NaN, inf and -0.0 planted in float images."""
+    from conftest import (
+        smooth_array,  # the worker runs this file as a script: tests/ is on sys.path
+    )
 
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.linspace(0, 3 + i, n) for i, n in enumerate(shape)], indexing="ij")
-    field = sum(np.sin(g + rng.uniform(0, 6)) for g in grids) / len(shape)
-    d = np.dtype(dtype)
-    if d.kind == "b":
-        return field > 0
-    if d.kind == "f":
-        out = (field * 100).astype(d)
-        out.flat[:3] = [np.nan, np.inf, -0.0]
-        return out
-    info = np.iinfo(d)
-    lo, hi = max(info.min, -30000), min(info.max, 60000)
-    return np.round((field + 1) / 2 * (hi - lo) + lo).astype(d)
+    out = smooth_array(shape, dtype, seed)
+    if out.dtype.kind == "f":
+        out.flat[:3] = [float("nan"), float("inf"), -0.0]
+    return out
 
 
 BASES = {  # name: (shape, dtype, save options, constructor options)

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from mzarr_core.errors import (
     MzarrStorageError,
     MzarrValueError,
 )
+from mzarr_core.testing import FlakyConnection, failing_sqlite
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,34 +146,6 @@ def test_edit_hitting_the_file_size_limit(tmp_path):
 
 
 # -- injected SQLite errors at random points of an edit ---------------------------------------------------------
-class FlakyConnection:
-    """An sqlite3 connection whose ``fail_at``-th modifying statement fails like a full disk or an I/O error; with
-    ``auto_rollback`` SQLite's own behaviour on SQLITE_FULL/IOERR is imitated: the whole transaction is rolled back
-    and the connection is left in autocommit mode."""
-
-    def __init__(self, conn: sqlite3.Connection, fail_at: int, code: int, auto_rollback: bool):
-        self._conn, self._fail_at, self._code, self._auto_rollback = conn, fail_at, code, auto_rollback
-        self.count = 0
-
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
-    def execute(self, sql: str, params: tuple = ()):
-        if sql.lstrip().upper().startswith(("INSERT", "DELETE", "UPDATE", "COMMIT")):
-            self.count += 1
-            if self.count == self._fail_at:
-                if self._auto_rollback and self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                exc = sqlite3.OperationalError("database or disk is full" if self._code == 13 else "disk I/O error")
-                exc.sqlite_errorcode = self._code
-                raise exc
-        return self._conn.execute(sql, params)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 @pytest.mark.parametrize("seed", range(20))
 def test_injected_errors_at_random_points_of_an_edit(tmp_path, seed):
     """20 random injection points (a chunk write of level 0, of a coarser level, or the commit), SQLITE_FULL or
@@ -183,20 +155,16 @@ def test_injected_errors_at_random_points_of_an_edit(tmp_path, seed):
     a = _camera_mosaic(2)
     path = Mzarr(a).save(tmp_path / "x.mzarr", chunks=(128, 128))
     with Mzarr(path, "r+") as m:
-        m[0, 0] = a[0, 0]  # opens the connection
-        store = m._store
         y, x = rng.integers(0, 600, 2)
         size = int(rng.integers(100, 400))
         block = _noise((size, size), seed)
-        flaky = FlakyConnection(store._conn, int(rng.integers(1, 30)), int(rng.choice([13, 10])), bool(seed % 2))
-        store._conn = flaky
-        try:
-            m[y : y + size, x : x + size] = block
-            failed = False
-        except MzarrStorageError as exc:
-            failed = True
-            assert "nothing of this change was kept" in str(exc).lower() or "as it was" in str(exc), exc
-        store._conn = flaky._conn
+        with failing_sqlite(m, int(rng.integers(1, 30)), int(rng.choice([13, 10])), bool(seed % 2)):
+            try:
+                m[y : y + size, x : x + size] = block
+                failed = False
+            except MzarrStorageError as exc:
+                failed = True
+                assert "nothing of this change was kept" in str(exc).lower() or "as it was" in str(exc), exc
         expected = a.copy()
         if not failed:
             expected[y : y + size, x : x + size] = block
@@ -212,14 +180,10 @@ def test_late_writes_after_a_failed_edit_are_refused(tmp_path):
     land in the file after the rollback (in autocommit mode)."""
     a = _camera_mosaic(2)
     path = Mzarr(a).save(tmp_path / "x.mzarr", chunks=(64, 64))
-    with Mzarr(path, "r+") as m:
-        m[0, 0] = a[0, 0]
-        flaky = FlakyConnection(m._store._conn, 2, 13, True)
-        m._store._conn = flaky
+    with Mzarr(path, "r+") as m, failing_sqlite(m, 2) as flaky:
         with pytest.raises(MzarrDiskFullError):
             m[:, :] = _noise((1024, 1024), 1)
         attempts = flaky.count
-        m._store._conn = flaky._conn
     assert attempts >= 2
     assert_consistent(path, a)
 
@@ -392,15 +356,10 @@ def test_attrs_change_that_fails_to_save_is_undone(tmp_path):
     path = Mzarr(_camera_mosaic(1), attrs={"keep": 1}).save(tmp_path / "x.mzarr")
     with Mzarr(path, "r+") as m:
         m.attrs()["warm"] = 0
-        real = m._store._conn
 
         def change_on_a_full_disk(change) -> None:
-            m._store._conn = FlakyConnection(real, 1, 13, True)
-            try:
-                with pytest.raises(MzarrDiskFullError):
-                    change(m.attrs())
-            finally:
-                m._store._conn = real
+            with failing_sqlite(m, 1), pytest.raises(MzarrDiskFullError):
+                change(m.attrs())
 
         change_on_a_full_disk(lambda attrs: attrs.__setitem__("stain", "H&E"))
         change_on_a_full_disk(lambda attrs: attrs.update(a=1, b=2))
@@ -425,7 +384,7 @@ def test_failed_rollback_closes_the_object(tmp_path):
     m = Mzarr(path, "r+")
     m[0, 0] = a[0, 0]
     real = m._store._conn
-    m._store._conn = NoRollback(real, 3, 10, False)
+    m._store._conn = NoRollback(real, 3, 10, False)  # the store drops it: no need to put the real one back
     with pytest.raises(MzarrStorageError):
         m[:, :] = 1
     with pytest.raises(MzarrError, match=r"could not be rolled back.*previous state: open it again"):
@@ -447,12 +406,8 @@ def test_transaction_groups_edits_and_metadata(tmp_path):
                 m[0:100, 0:100] = 1
                 m.attrs()["stain"] = "H&E"
                 m[200:300, 200:300] = 2
-                real = m._store._conn
-                m._store._conn = FlakyConnection(real, 1, 13, True)
-                try:
+                with failing_sqlite(m, 1):
                     m[500:700, 500:700] = 3
-                finally:
-                    m._store._conn = real
         assert_bit_exact(m[...], a, "open object after the failed transaction")
         assert m.attrs().to_dict() == {"keep": 1}
         with pytest.raises(KeyboardInterrupt):
