@@ -53,9 +53,8 @@ HERE = Path(__file__).resolve()
 # -- base images ----------------------------------------------------------------------------------------------------
 def _smooth(shape: tuple[int, ...], dtype: str, seed: int) -> Any:
     """conftest's smooth field, with NaN, inf and -0.0 planted in float images."""
-    from conftest import (
-        smooth_array,  # the worker runs this file as a script: tests/ is on sys.path
-    )
+    # the worker runs this file as a script: tests/ is on sys.path
+    from conftest import smooth_array
 
     out = smooth_array(shape, dtype, seed)
     if out.dtype.kind == "f":
