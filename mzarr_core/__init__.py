@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     MzarrValueError,
     SaveCancelled,
 )
+from .chunk_cache import DEFAULT_CACHE_BYTES, get_cache_bytes, set_cache_bytes  # noqa: E402
 from .convert import convert  # noqa: E402
 from .image import Mzarr  # noqa: E402
 from .importers import Source, read_image  # noqa: E402
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ChunkTooLargeError",
     "CorruptChunkError",
+    "DEFAULT_CACHE_BYTES",
     "Level",
     "Mzarr",
     "MzarrDtypeError",
@@ -49,8 +51,10 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "convert",
+    "get_cache_bytes",
     "optimize",
     "read_image",
     "repair_pyramid",
+    "set_cache_bytes",
     "verify",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from .attrs import LiveAttrs, check_json
 from .axes import infer_axes, is_colour, storage_axes, storage_permutation
 from .backends import Backend, MemoryBackend, open_backend
+from .chunk_cache import _check_bytes, get_cache_bytes, note_write
 from .chunking import auto_chunks
 from .codecs import check_dtype, choose_codec
 from .containers import atomic_target
@@ -53,6 +54,9 @@ class Mzarr:
 
     ``Mzarr(array)`` keeps pixels in memory (or reads an array-like lazily) until :meth:`save`;
     ``Mzarr(path, mode)`` opens a .mzarr file, an OME-Zarr folder or a legacy Mzarr ZIP lazily.
+
+    ``cache_bytes`` bounds this file's cache of decoded chunks (None: the global bound of
+    :func:`mzarr_core.set_cache_bytes`, 256 MiB by default; 0: no cache); see :attr:`cache_bytes`.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Mzarr:
         attrs: dict[str, Any] | None = None,
         shape: tuple[int, ...] | None = None,
         dtype: Any = None,
+        cache_bytes: int | None = None,
         **save_options: Any,
     ):
         if mode not in MODES:
@@ -77,6 +82,7 @@ class Mzarr:
         self._closed = False
         self._lock = ReadWriteLock()  # reads from many threads at once; a write excludes them until committed
         self._attrs_saved = ""  # JSON of the attrs as last read/written: close() rewrites them only if changed
+        self._cache_bytes = None if cache_bytes is None else _check_bytes(cache_bytes)
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if mode in ("w", "w-") or (mode == "a" and not path.exists() and shape is not None):
@@ -133,6 +139,9 @@ class Mzarr:
     def _open_file(self, path: Path, mode: str) -> None:
         writable = mode in ("r+", "a", "w", "w-")
         self._backend = open_backend(path, writable, self._lock)
+        cache = getattr(self._backend, "cache", None)
+        if cache is not None:
+            cache.max_bytes = self._cache_bytes
         self._attrs_saved = json.dumps(self._info.attrs, sort_keys=True)
         self._mode = "r+" if writable else "r"
 
@@ -210,6 +219,27 @@ class Mzarr:
     def levels(self) -> list[Level]:
         """Every pyramid level, full resolution first (computed in memory on first use for in-memory images)."""
         return self._backend.levels
+
+    @property
+    def cache_bytes(self) -> int:
+        """The bound in bytes of this file's cache of decoded chunks, shared by all its levels (0: no caching).
+
+        Region reads, :meth:`Level.read_chunk` and z-planes keep the chunks they decode there, least recently used
+        dropped first; writes (and, for a .mzarr file, other processes' commits) empty it. Set it to change this
+        file's bound (0 also empties the cache), or to None to follow :func:`mzarr_core.set_cache_bytes` again.
+        In-memory images have no cache.
+        """
+        cache = getattr(self._backend, "cache", None)
+        if cache is not None:
+            return cache.max_bytes
+        return get_cache_bytes() if self._cache_bytes is None else self._cache_bytes
+
+    @cache_bytes.setter
+    def cache_bytes(self, n: int | None) -> None:
+        self._cache_bytes = None if n is None else _check_bytes(n)
+        cache = getattr(self._backend, "cache", None)
+        if cache is not None:
+            cache.max_bytes = self._cache_bytes
 
     def level(self, index: int) -> Level:
         """Pyramid level ``index`` (0 = full resolution; negative counts from the coarsest)."""
@@ -411,6 +441,7 @@ class Mzarr:
         same_file = self.path is not None and path.exists() and path.resolve() == self.path.resolve()
         with atomic_target(path) as (store, _tmp):
             write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty)
+        note_write(os.path.realpath(path))  # other open images of this path drop their cached chunks
         if same_file:  # swap to the new file while no other thread is reading
             with self._lock.writing():
                 mode = self._mode

@@ -10,7 +10,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .frames import frame_decodable, read_z_plane
 from .indexing import AxisIndex, normalize
 
 
@@ -55,11 +54,27 @@ class StorageView:
         self.source[user_key] = np.transpose(value, order)
 
 
+class ChunkSource(Protocol):
+    """How a stored level reads (:class:`mzarr_core.chunk_reader.ChunkReader`): storage order, cached, parallel."""
+
+    fast: bool
+    frames: Any
+
+    def read(self, key: tuple, out: np.ndarray | None = None) -> np.ndarray: ...
+
+    def read_chunk(self, coords: tuple[int, ...], cached_only: bool = False) -> np.ndarray | None: ...
+
+    def read_chunk_plane(self, coords: tuple[int, ...], frame: int, cached_only: bool = False) -> np.ndarray | None: ...
+
+    def read_z_plane(self, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray: ...
+
+
 class Level:
     """One pyramid level: ``shape``/``chunks``/``factor`` in user order, NumPy basic indexing via ``[]``.
 
-    ``reader`` (storage key -> array) is the single place pixels are read, so that errors can be translated and
-    reads instrumented.
+    A stored level reads through its ``source`` (a :class:`~mzarr_core.chunk_reader.ChunkReader`: the file's
+    decoded-chunk cache, chunks decoded in parallel); an in-memory one through ``reader`` (storage key -> array).
+    Whole chunks and z-planes of chunks: :meth:`read_chunk`, :meth:`read_chunk_plane`, :attr:`plane_reads_are_fast`.
     """
 
     def __init__(
@@ -73,6 +88,7 @@ class Level:
         reader: Callable[[StorageArray, tuple], np.ndarray] | None = None,
         guard: Callable[[], Any] | None = None,
         name: str = "the image",
+        source: ChunkSource | None = None,
     ):
         self.index = index
         self.storage = storage
@@ -85,6 +101,7 @@ class Level:
         self.factor = tuple(int(storage_factor[i]) for i in self.inverse)
         self._reader = reader or (lambda arr, key: np.asarray(arr[key]))
         self._guard = guard or contextlib.nullcontext  # read lock + snapshot of the owning image
+        self._source = source
         self.name = name
 
     @property
@@ -122,12 +139,22 @@ class Level:
         return tuple(index[p].slice for p in self.perm)
 
     def _read(self, index: tuple[AxisIndex, ...]) -> np.ndarray:
-        block = self._reader(self.storage, self.storage_key(index))
         kept_storage = [p for p in self.perm if not index[p].drop]
         kept_user = sorted(kept_storage)
-        block = np.transpose(block, [kept_storage.index(p) for p in kept_user])
+        to_user = [kept_storage.index(p) for p in kept_user]
+        flips = tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)
+        if self._source is not None:
+            # Decode straight into the C-ordered result: its storage-order (and flipped) view is what the source fills.
+            out = np.empty(tuple(index[p].size for p in kept_user), self.dtype)
+            view = np.transpose(out[flips] if flips else out[...], [kept_user.index(p) for p in kept_storage])
+            block = self._source.read(self.storage_key(index), out=view)
+            if block is view:
+                return out
+        else:
+            block = self._reader(self.storage, self.storage_key(index))
+        block = np.transpose(block, to_user)
         if any(index[p].reverse for p in kept_user):
-            block = block[tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)]
+            block = block[flips]
         block = np.asarray(block)
         return block if block.flags.c_contiguous else block.copy(order="C")
 
@@ -146,7 +173,8 @@ class Level:
         """``level[z, rows, cols]`` of a volume (channels kept, in this level's axis order), fast.
 
         Where the chunks are JPEG XL bricks, only frame ``z`` of each brick is decoded (15-35x less work than
-        whole 64^3 bricks); anything else reads through ``level[...]``.
+        whole 64^3 bricks; frames and bricks already in the file's cache are reused); anything else reads through
+        ``level[...]``.
         """
         if "z" not in self.axes:
             raise IndexError(f"z_plane needs a volume; this level's axes are {self.axes!r}")
@@ -154,10 +182,68 @@ class Level:
         key[self.axes.index("z")], key[self.axes.index("y")], key[self.axes.index("x")] = z, rows, cols
         index = normalize(tuple(key), self.shape)
         y, x = index[self.axes.index("y")], index[self.axes.index("x")]
-        if y.step != 1 or x.step != 1 or y.reverse or x.reverse or not frame_decodable(self.storage):
+        if y.step != 1 or x.step != 1 or y.reverse or x.reverse or not self.plane_reads_are_fast:
             return self._read(index)
-        with self._guard():
-            plane = read_z_plane(self.storage, index[self.axes.index("z")].start, (y.start, y.stop), (x.start, x.stop), self.name)
+        plane = self._source.read_z_plane(index[self.axes.index("z")].start, (y.start, y.stop), (x.start, x.stop))
         if self.axes.endswith("c"):
             plane = np.moveaxis(plane, 0, -1)
         return np.ascontiguousarray(plane)
+
+    # -- whole chunks and their planes ------------------------------------------------------------------------------
+    @property
+    def plane_reads_are_fast(self) -> bool:
+        """True if this is a volume whose chunks decode one z-plane at a time (JPEG XL bricks, one frame per z):
+        :meth:`read_chunk_plane` and :meth:`z_plane` then decode only the frames they need."""
+        return self._source is not None and getattr(self._source, "frames", None) is not None
+
+    def _storage_coords(self, chunk_index: Any) -> tuple[int, ...]:
+        try:
+            idx = tuple(int(i) for i in chunk_index)
+        except TypeError:
+            raise IndexError(f"a chunk index is one integer per axis ({self.axes!r}), got {chunk_index!r}") from None
+        grid = self.chunk_grid
+        if len(idx) != len(grid) or not all(0 <= i < g for i, g in zip(idx, grid)):
+            raise IndexError(f"chunk {idx} does not exist: level {self.index} has {grid} chunks (axes {self.axes!r})")
+        return tuple(idx[p] for p in self.perm)
+
+    def read_chunk(self, chunk_index: Any, *, cached_only: bool = False) -> np.ndarray | None:
+        """Chunk ``chunk_index`` (user axis order; the region :meth:`chunk_region` gives) as a **read-only** array,
+        shared with the file's decoded-chunk cache (copy it to change it): decoded once, then served from the cache
+        while it stays there. With ``cached_only=True``, returns None instead of reading if it is not cached.
+        """
+        coords = self._storage_coords(chunk_index)
+        if self._source is None:
+            if cached_only:
+                return None
+            block = self[self.chunk_region(tuple(coords[i] for i in self.inverse))]
+            block.flags.writeable = False
+            return block
+        block = self._source.read_chunk(coords, cached_only)
+        return None if block is None else np.transpose(block, self.inverse)
+
+    def read_chunk_plane(self, chunk_index: Any, z: int, *, cached_only: bool = False) -> np.ndarray | None:
+        """Plane ``z`` (this level's z coordinate) of chunk ``chunk_index`` of a volume: ``level[region]`` of the chunk
+        with its z axis replaced by ``z`` (dropped; the chunk's channels kept, user axis order), **read-only**.
+
+        Where :attr:`plane_reads_are_fast`, only that frame of the brick is decoded (and cached on its own);
+        otherwise the whole chunk is read (and cached) and the plane is a view of it. With ``cached_only=True``,
+        returns None instead of reading if neither the plane nor its chunk is cached.
+        """
+        if "z" not in self.axes:
+            raise IndexError(f"read_chunk_plane needs a volume; this level's axes are {self.axes!r}")
+        coords = self._storage_coords(chunk_index)
+        zi = self.axes.index("z")
+        region = self.chunk_region(tuple(coords[i] for i in self.inverse))
+        z = int(z)
+        if not region[zi].start <= z < region[zi].stop:
+            raise IndexError(
+                f"plane z={z} is outside chunk {tuple(chunk_index)} (z {region[zi].start}..{region[zi].stop - 1})"
+            )
+        if not self.plane_reads_are_fast:
+            chunk = self.read_chunk(chunk_index, cached_only=cached_only)
+            return None if chunk is None else chunk[(slice(None),) * zi + (z - region[zi].start,)]
+        plane = self._source.read_chunk_plane(coords, z - region[zi].start, cached_only)
+        if plane is None:
+            return None
+        kept_storage = [p for p in self.perm if p != zi]
+        return np.transpose(plane, [kept_storage.index(p) for p in sorted(kept_storage)])

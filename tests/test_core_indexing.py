@@ -263,17 +263,25 @@ def test_assign_wrong_shape_is_clear(tmp_path):
 # -- lazy reads and chunk geometry ----------------------------------------------------------------------------------
 @pytest.fixture
 def record_reads(monkeypatch) -> list[str]:
-    """Every key read through SqliteStore.get_bytes_sync (the single place the container reads bytes)."""
+    """Every key read through SqliteStore.get_bytes_sync (metadata, zarr's reads) or chunk_reader.fetch_chunks (the
+    chunks of region reads): the places the container reads bytes."""
+    from mzarr_core import chunk_reader
     from mzarr_core.sqlite_store import SqliteStore
 
     keys: list[str] = []
     original = SqliteStore.get_bytes_sync
+    original_fetch = chunk_reader.fetch_chunks
 
     def spy(self, key):
         keys.append(key)
         return original(self, key)
 
+    def spy_fetch(store, wanted):
+        keys.extend(wanted)
+        return original_fetch(store, wanted)
+
     monkeypatch.setattr(SqliteStore, "get_bytes_sync", spy)
+    monkeypatch.setattr(chunk_reader, "fetch_chunks", spy_fetch)
     return keys
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,6 +14,8 @@ import numpy as np
 import zarr
 
 from ..axes import storage_permutation
+from ..chunk_cache import ChunkCache, note_write, write_count
+from ..chunk_reader import CacheSession, ChunkReader
 from ..errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from ..indexing import AxisIndex
 from ..level import Level
@@ -39,8 +43,16 @@ class StoredBackend(Backend):
         factors = info.level_factors or [
             tuple(max(1, round(s0 / s)) for s0, s in zip(arrays[0].shape, a.shape)) for a in arrays
         ]
+        #: decoded chunks of every level (see mzarr_core.chunk_cache): emptied by this image's write transactions, by
+        #: other Mzarr objects' writes to the same path and (single file) by other processes' commits
+        self.cache = ChunkCache()
+        self._path_key = os.path.realpath(path)
+        self._seen: tuple[int, int | None] | None = None  # (writes to this path in this process, data_version)
+        self._seen_lock = threading.Lock()
+        self._write_depth = 0
         self._levels = [
-            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), reader=self._reader(i), guard=self.read_guard, name=str(path))
+            Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), guard=self.read_guard, name=str(path),
+                  source=ChunkReader(arr, self, i, str(path)))
             for i, (arr, f) in enumerate(zip(arrays, factors))
         ]
 
@@ -68,24 +80,59 @@ class StoredBackend(Backend):
         return self._writable
 
     @contextlib.contextmanager
-    def read_guard(self) -> Iterator[None]:
-        """What every read holds: the read lock (no half-done write) and one read snapshot."""
+    def read_guard(self) -> Iterator[CacheSession | None]:
+        """What every read holds: the read lock (no half-done write) and one read snapshot. Yields what the read may
+        do with the cache (None while a write transaction runs or with caching off)."""
         with self._lock.reading(), self.transaction(write=False):
-            yield
+            yield self._cache_session()
 
-    def _reader(self, level_index: int) -> Callable[[Any, tuple], np.ndarray]:
-        def read(arr: Any, key: tuple) -> np.ndarray:
-            try:
-                with self.read_guard():
-                    return np.asarray(arr[key])
-            except ChunkTooLargeError as exc:  # refused by a codec guard, which does not know the chunk's key
-                raise self.corrupt_chunk_error(level_index, arr, key, exc) from None
-            except (MzarrError, IndexError, MemoryError):
-                raise
-            except Exception as exc:  # a codec error: find and name the damaged chunk
-                raise self.corrupt_chunk_error(level_index, arr, key, exc) from None
+    def _cache_session(self) -> CacheSession | None:
+        if self._write_depth or self.cache.max_bytes == 0:
+            return None  # a write's own reads see uncommitted pixels: never cached
+        seen = (write_count(self._path_key), self._data_version())
+        with self._seen_lock:
+            if seen != self._seen:
+                if self._seen is not None:
+                    self.cache.clear()  # the file changed since the cached chunks were decoded
+                self._seen = seen
+            return CacheSession(self.cache)
 
-        return read
+    def _data_version(self) -> int | None:
+        """A number that changes when another connection commits to the storage (None: not known)."""
+        return None
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[None]:
+        """A write transaction (or a read snapshot) of the storage. A write empties the cache when it begins and
+        when it ends, committed or rolled back, and nothing is cached while it runs."""
+        if not write:
+            with self._storage_transaction(False):
+                yield
+            return
+        self._write_depth += 1
+        if self._write_depth == 1:
+            self.cache.clear()
+        try:
+            with self._storage_transaction(True):
+                yield
+        finally:
+            self._write_depth -= 1
+            if self._write_depth == 0:
+                self.cache.clear()
+                note_write(self._path_key)
+
+    def _storage_transaction(self, write: bool) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def chunk_error(self, level_index: int, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
+        """The error naming chunk ``coords`` (storage order) of level ``level_index``, which failed with ``exc``."""
+        name = f"{self.info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
+        error_class = type(exc) if isinstance(exc, CorruptChunkError) else CorruptChunkError
+        return error_class(
+            f"chunk {name} (level {level_index}, chunk {coords}) of {self.path} cannot be decoded "
+            f"({type(exc).__name__}: {exc}). The file is damaged: restore it from a backup; "
+            f"'mzarr verify {self.path}' lists every damaged chunk"
+        )
 
     def corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
         """The error naming the first chunk of ``arr[key]`` that cannot be decoded."""
@@ -99,13 +146,7 @@ class StoredBackend(Backend):
             try:
                 arr[region]
             except Exception as chunk_exc:
-                name = f"{self.info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
-                error_class = type(chunk_exc) if isinstance(chunk_exc, CorruptChunkError) else CorruptChunkError
-                return error_class(
-                    f"chunk {name} (level {level_index}, chunk {coords}) of {self.path} cannot be decoded "
-                    f"({type(chunk_exc).__name__}: {chunk_exc}). The file is damaged: restore it from a backup; "
-                    f"'mzarr verify {self.path}' lists every damaged chunk"
-                )
+                return self.chunk_error(level_index, coords, chunk_exc)
         return CorruptChunkError(f"level {level_index} of {self.path} could not be read: {type(exc).__name__}: {exc}")
 
     # -- writing ------------------------------------------------------------------------------------------------
@@ -165,6 +206,7 @@ class StoredBackend(Backend):
         group.attrs.update({"mzarr": block})
 
     def close(self) -> None:
+        self.cache.clear()
         self.store.close()
 
 
@@ -173,10 +215,13 @@ class SqliteBackend(StoredBackend):
 
     kind: ClassVar[str] = "sqlite"
 
-    @contextlib.contextmanager
-    def transaction(self, write: bool = True) -> Iterator[None]:
-        with self.store.transaction(write):
-            yield
+    def _storage_transaction(self, write: bool) -> contextlib.AbstractContextManager[None]:
+        return self.store.transaction(write)
+
+    def _data_version(self) -> int | None:
+        # Inside the read snapshot: the value of the state this read sees (SQLite's counter of other connections'
+        # commits; this connection's own commits are the write transactions above)
+        return int(self.store._execute("PRAGMA data_version")[0][0])
 
     @property
     def broken(self) -> str | None:

@@ -1,0 +1,555 @@
+"""Region reads at the codec's limit: the chunks a read touches are looked up in the file's decoded-chunk cache,
+the others fetched (one SQLite query per batch, inside the read's snapshot) and decoded in parallel on every core,
+each straight into its place in the output.
+
+Where a level's codec pipeline is one Mzarr writes (:class:`ChunkCodec`: JPEG XL, possibly after a transpose of
+colour chunks and the offset of signed integers or the uint8 of booleans; or bytes + zstd), the chunks are decoded
+here with the bounded decoders of :mod:`mzarr_core.guards`. Anything else (a foreign OME-Zarr with blosc, sharding,
+Zarr v2 legacy files) is read through zarr as before. A chunk this strict decoder refuses is handed to zarr, so
+results never differ from zarr's, and a chunk zarr cannot decode either is named in the
+:class:`~mzarr_core.errors.CorruptChunkError` (or :class:`~mzarr_core.errors.ChunkTooLargeError`).
+
+imagecodecs releases the GIL while it decodes, so the shared pool (:func:`decode_pool`, one thread per core)
+decodes as many chunks at once as there are cores; a read touching a single chunk decodes it in the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import zarr
+from imagecodecs.zarr import Jpegxl
+from zarr.codecs import BytesCodec, TransposeCodec, ZstdCodec
+from zarr.codecs.numcodecs import AsType, FixedScaleOffset
+from zarr.core.array_spec import ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata.v3 import RegularChunkGridMetadata
+from zarr.core.sync import sync
+
+from .chunk_cache import ChunkCache
+from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
+from .frames import FrameDecoder, frame_decodable
+from .guards import _chunk_text, decode_jpegxl, decode_zstd
+from .sqlite_store import SqliteStore
+
+__all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "decode_pool", "decode_workers", "fetch_chunks"]
+
+# -- the shared decoding pool ----------------------------------------------------------------------------------------
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_in_pool = threading.local()
+
+
+def decode_workers() -> int:
+    """Threads of the decoding pool: one per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _mark_worker() -> None:
+    _in_pool.active = True
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """The process-wide pool that decodes chunks (created on first use)."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(decode_workers(), thread_name_prefix="mzarr-decode", initializer=_mark_worker)
+    return _pool
+
+
+def _parallel() -> bool:
+    """Whether to hand decodes to the pool (not from inside it: a pool thread waiting on the pool could starve it)."""
+    return decode_workers() > 1 and not getattr(_in_pool, "active", False)
+
+
+# -- fetching bytes --------------------------------------------------------------------------------------------------
+_SQL_BATCH = 500  # keys per statement: far below SQLite's variable limit
+
+
+def fetch_chunks(store: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The stored bytes of ``keys`` (absent keys are missing from the result): one ``SELECT ... WHERE key IN``
+    for a .mzarr file (inside the caller's read snapshot), concurrent gets through zarr for other stores."""
+    if not keys:
+        return {}
+    if isinstance(store, SqliteStore):
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), _SQL_BATCH):
+            part = tuple(keys[i : i + _SQL_BATCH])
+            marks = ",".join("?" * len(part))
+            # SqliteStore._execute: its connection lock, error translation and transaction checks
+            found.update(store._execute(f"SELECT key, value FROM zarr WHERE key IN ({marks})", part))
+        return found
+    prototype = default_buffer_prototype()
+
+    async def get_all() -> list[Any]:
+        return await asyncio.gather(*(store.get(k, prototype) for k in keys))
+
+    return {k: b.as_numpy_array() for k, b in zip(keys, sync(get_all())) if b is not None}
+
+
+def _batches(jobs: list[Any]) -> Iterator[list[Any]]:
+    """Small reads in one query; large ones in growing batches, so decoding starts while the rest is fetched."""
+    if len(jobs) <= 8:
+        yield jobs
+        return
+    i, size = 0, 2 * decode_workers()
+    while i < len(jobs):
+        yield jobs[i : i + size]
+        i += size
+        size = min(64, size * 2)
+
+
+# -- known codec pipelines -------------------------------------------------------------------------------------------
+def _spec(shape: tuple[int, ...], array: Any) -> ArraySpec:
+    meta = array.metadata
+    return ArraySpec(shape=shape, dtype=meta.data_type, fill_value=meta.fill_value,
+                     config=array._async_array.config, prototype=default_buffer_prototype())
+
+
+def _native(spec: ArraySpec) -> np.dtype:
+    return np.dtype(spec.dtype.to_native_dtype())
+
+
+class ChunkCodec:
+    """Decodes whole chunks of one array whose codec pipeline is one Mzarr writes, to the chunk in storage order
+    and the array's dtype (a full chunk, edge chunks included, as zarr stores them).
+
+    Steps are undone in reverse order of the filters: ``("offset", xor)`` flips the sign bit (numcodecs'
+    FixedScaleOffset with scale 1 and the dtype's minimum as offset, as Mzarr writes signed integers),
+    ``("bool", None)`` is AsType uint8 -> bool, ``("transpose", inverse)`` undoes a TransposeCodec.
+    """
+
+    def __init__(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
+                 enc_dtype: np.dtype, steps: list[tuple[str, Any]], serializer: Any):
+        self.kind = kind  # "jpegxl", "zstd" or "bytes"
+        self.shape, self.dtype = shape, dtype
+        self.enc_shape, self.enc_dtype = enc_shape, enc_dtype
+        self.steps = steps
+        self.serializer = serializer
+        self.nbytes = math.prod(enc_shape) * enc_dtype.itemsize
+        self.what = _chunk_text(enc_shape, enc_dtype)
+
+    @classmethod
+    def for_array(cls, array: Any) -> "ChunkCodec | None":
+        """The decoder of ``array``'s chunks, or None where zarr must decode them (another pipeline or grid)."""
+        if not isinstance(array, zarr.Array) or array.metadata.zarr_format != 3:
+            return None
+        meta = array.metadata
+        if not isinstance(meta.chunk_grid, RegularChunkGridMetadata) or getattr(meta, "storage_transformers", ()):
+            return None
+        try:
+            dtype = np.dtype(array.dtype)
+        except TypeError:
+            return None
+        if dtype.hasobject or dtype.itemsize == 0:
+            return None
+        codecs = list(meta.codecs)
+        spec = _spec(tuple(array.chunks), array)
+        steps: list[tuple[str, Any]] = []
+        while codecs and isinstance(codecs[0], (TransposeCodec, FixedScaleOffset, AsType)):
+            codec = codecs.pop(0)
+            before = _native(spec)
+            if isinstance(codec, TransposeCodec):
+                steps.append(("transpose", tuple(int(i) for i in np.argsort(codec.order))))
+            elif isinstance(codec, FixedScaleOffset):
+                config = codec.codec_config
+                if before.kind != "i" or config.get("scale", 1) != 1:
+                    return None
+                stored = np.dtype(config.get("astype", before))
+                if stored.kind != "u" or stored.itemsize != before.itemsize or np.dtype(config.get("dtype", before)) != before:
+                    return None
+                if config.get("offset") != int(np.iinfo(before).min):
+                    return None
+                steps.append(("offset", before))
+            else:  # AsType
+                config = codec.codec_config
+                if before != np.dtype(bool) or np.dtype(config.get("encode_dtype")) != np.dtype("u1"):
+                    return None
+                steps.append(("bool", None))
+            spec = codec.resolve_metadata(spec)
+        enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
+        if len(codecs) == 1 and isinstance(codecs[0], Jpegxl):
+            serializer = codecs[0]
+            if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
+                return None
+            kind = "jpegxl"
+        elif codecs and isinstance(codecs[0], BytesCodec) and len(codecs) <= 2:
+            serializer = codecs[0]
+            endian = getattr(serializer.endian, "value", serializer.endian)
+            if enc_dtype.itemsize > 1 and (endian != "little" or sys.byteorder != "little"):
+                return None
+            if len(codecs) == 2 and not isinstance(codecs[1], ZstdCodec):
+                return None
+            kind = "zstd" if len(codecs) == 2 else "bytes"
+        else:
+            return None
+        return cls(kind, tuple(array.chunks), dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer)
+
+    def decode(self, data: Any) -> np.ndarray:
+        """The chunk stored as ``data``; raises (ChunkTooLargeError for a declared bomb, ValueError...) where the
+        bytes do not decode to exactly one chunk."""
+        if self.kind == "jpegxl":
+            s = self.serializer
+            out = decode_jpegxl(data, self.enc_shape, self.enc_dtype, keeporientation=s.keeporientation,
+                                numthreads=s.numthreads, what=self.what)
+            if out.dtype != self.enc_dtype or out.size != math.prod(self.enc_shape):
+                raise ValueError(f"JPEG XL chunk decodes to {out.shape} {out.dtype}, not {self.enc_shape} {self.enc_dtype}")
+            chunk = out.reshape(self.enc_shape)
+        else:
+            if self.kind == "zstd":
+                # GuardedZstd's bound: the chunk's size plus room for a compressing serializer's overhead
+                raw: Any = decode_zstd(data, self.nbytes + self.nbytes // 16 + 4096, self.what)
+            else:
+                raw = data
+            if len(memoryview(raw).cast("B")) != self.nbytes:
+                raise ValueError(f"chunk holds {len(memoryview(raw).cast('B'))} bytes, not {self.nbytes}")
+            chunk = np.frombuffer(raw, self.enc_dtype).reshape(self.enc_shape)
+        for step, arg in self.steps:
+            if step == "offset":
+                if not chunk.flags.writeable:
+                    chunk = chunk.copy()
+                np.bitwise_xor(chunk, np.array(1 << (8 * arg.itemsize - 1), chunk.dtype), out=chunk)
+                chunk = chunk.view(arg)
+            elif step == "bool":
+                chunk = chunk.astype(bool)
+            else:
+                chunk = chunk.transpose(arg)
+        return chunk
+
+
+# -- reading ---------------------------------------------------------------------------------------------------------
+class CacheSession:
+    """What one read may do with its file's cache: look up, and keep what it decodes unless the cache was emptied
+    since the read's snapshot began."""
+
+    __slots__ = ("cache", "generation")
+
+    def __init__(self, cache: ChunkCache):
+        self.cache = cache
+        self.generation = cache.generation
+
+    def get(self, key: Any) -> np.ndarray | None:
+        return self.cache.get(key)
+
+    def put(self, key: Any, value: np.ndarray) -> np.ndarray:
+        return self.cache.put(key, value, self.generation)
+
+
+class ReadOwner(Protocol):
+    """What a :class:`ChunkReader` needs from the image it belongs to (a stored backend)."""
+
+    def read_guard(self) -> AbstractContextManager[CacheSession | None]:
+        """The read lock and one read snapshot; yields the cache session (None: no caching now)."""
+
+    def chunk_error(self, level_index: int, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
+        """The error naming chunk ``coords`` of level ``level_index``, which cannot be decoded."""
+
+    def corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
+        """The error naming the first chunk of ``arr[key]`` that cannot be decoded."""
+
+
+@dataclass
+class _Job:
+    coords: tuple[int, ...]
+    key: str
+    src: tuple
+    dst: tuple
+
+
+def _axis_pieces(item: Any, n: int, c: int) -> list[tuple[int, Any, Any]]:
+    """(chunk index, index into the chunk, index into the output) for each chunk one axis of a key touches;
+    ``item`` is an int (axis dropped) or a slice with step > 0."""
+    if isinstance(item, (int, np.integer)):
+        i = int(item)
+        return [(i // c, i % c, None)]
+    start, stop, step = item.indices(n)
+    if stop <= start:
+        return []
+    last = start + (len(range(start, stop, step)) - 1) * step
+    pieces = []
+    for ci in range(start // c, last // c + 1):
+        lo, hi = ci * c, min((ci + 1) * c, n)
+        first = start if start >= lo else start + -(-(lo - start) // step) * step
+        if first >= hi or first > last:
+            continue
+        end = min(hi - 1, last)
+        count = (end - first) // step + 1
+        k0 = (first - start) // step
+        pieces.append((ci, slice(first - lo, first - lo + (count - 1) * step + 1, step), slice(k0, k0 + count)))
+    return pieces
+
+
+def _capture(work: Callable[[_Job, Any], None], job: _Job, data: Any) -> BaseException | None:
+    try:
+        work(job, data)
+    except BaseException as exc:  # handed to the reading thread, which raises the first in chunk order
+        return exc
+    return None
+
+
+class ChunkReader:
+    """Reads one stored level (a zarr array in storage order): regions, whole chunks and z-planes of bricks,
+    through its file's cache, with parallel decoding where :class:`ChunkCodec` knows the pipeline."""
+
+    def __init__(self, array: Any, owner: ReadOwner, level_index: int, where: str):
+        self.array = array
+        self.owner = owner
+        self.level_index = level_index
+        self.shape = tuple(int(n) for n in array.shape)
+        self.chunks = tuple(int(c) for c in array.chunks)
+        self.dtype = np.dtype(array.dtype)
+        self.codec = ChunkCodec.for_array(array)
+        self.frames = FrameDecoder(array, where) if frame_decodable(array) else None
+        if self.codec is not None or self.frames is not None:
+            self.store = array.store_path.store
+            self.fill_value = array.metadata.fill_value
+            self._prefix = f"{array.path}/" if array.path else ""
+            self._encode = array.metadata.encode_chunk_key
+
+    @property
+    def fast(self) -> bool:
+        """True if this level's chunks are decoded here (in parallel), not through zarr."""
+        return self.codec is not None
+
+    def chunk_key(self, coords: tuple[int, ...]) -> str:
+        return self._prefix + self._encode(coords)
+
+    def _cache_key(self, coords: tuple[int, ...], frame: int | None = None) -> tuple:
+        return ("c", self.level_index, coords) if frame is None else ("p", self.level_index, coords, frame)
+
+    def _clip(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
+        """A chunk's extent inside the array, relative to the chunk's origin."""
+        return tuple(slice(0, min(c, n - i * c)) for i, c, n in zip(coords, self.chunks, self.shape))
+
+    def _check_coords(self, coords: tuple[int, ...]) -> None:
+        grid = tuple(-(-n // c) for n, c in zip(self.shape, self.chunks))
+        if len(coords) != len(grid) or not all(0 <= i < g for i, g in zip(coords, grid)):
+            raise IndexError(f"chunk {coords} does not exist: this level has {grid} chunks")
+
+    # -- decoding one chunk ----------------------------------------------------------------------------------------
+    def _zarr_chunk(self, coords: tuple[int, ...]) -> np.ndarray:
+        """Chunk ``coords`` (clipped to the array) decoded by zarr; a failure names the chunk."""
+        region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, self.chunks, self.shape))
+        try:
+            return np.asarray(self.array[region])
+        except ChunkTooLargeError as exc:
+            raise self.owner.chunk_error(self.level_index, coords, exc) from None
+        except (MzarrError, IndexError, MemoryError):
+            raise
+        except Exception as exc:
+            raise self.owner.chunk_error(self.level_index, coords, exc) from None
+
+    def _decode(self, coords: tuple[int, ...], data: Any) -> np.ndarray | None:
+        """The chunk stored as ``data`` (None: never written), by the codec here, else by zarr."""
+        if data is None:
+            return None
+        if self.codec is not None:
+            try:
+                return self.codec.decode(data)
+            except MemoryError:
+                raise
+            except Exception:  # refused by the strict decoder: zarr decides (and a failure there names the chunk)
+                pass
+        return self._zarr_chunk(coords)
+
+    def _run(self, jobs: list[_Job], work: Callable[[_Job, Any], None], meanwhile: Callable[[], None]) -> None:
+        """Fetch the bytes of ``jobs`` and run ``work(job, bytes)`` for each (on the pool when there are several),
+        ``meanwhile()`` in this thread; raise the first failure in the jobs' order."""
+        if len(jobs) <= 1 or not _parallel():
+            found = fetch_chunks(self.store, [j.key for j in jobs])
+            meanwhile()
+            for job in jobs:
+                work(job, found.get(job.key))
+            return
+        pool = decode_pool()
+        futures: list[Future] = []
+        try:
+            for batch in _batches(jobs):
+                found = fetch_chunks(self.store, [j.key for j in batch])
+                futures += [pool.submit(_capture, work, j, found.get(j.key)) for j in batch]
+            meanwhile()
+        finally:
+            outcomes = [f.result() for f in futures]  # every decode has finished before this read returns
+        for exc in outcomes:
+            if exc is not None:
+                raise exc
+
+    # -- regions ---------------------------------------------------------------------------------------------------
+    def read(self, key: tuple, out: np.ndarray | None = None) -> np.ndarray:
+        """``array[key]`` (ints and slices with step > 0, storage order), into ``out`` where given and the chunks
+        are decoded here (the returned array is then ``out``)."""
+        if self.codec is None:
+            with self.owner.read_guard():
+                return self._zarr_read(key)
+        pieces = [_axis_pieces(k, n, c) for k, n, c in zip(key, self.shape, self.chunks)]
+        out_shape = tuple(len(range(*k.indices(n))) for k, n in zip(key, self.shape) if not isinstance(k, (int, np.integer)))
+        if out is None:
+            out = np.empty(out_shape, self.dtype)
+        with self.owner.read_guard() as session:
+            if out.size == 0:
+                return out
+            hits: list[tuple[np.ndarray, _Job]] = []
+            misses: list[_Job] = []
+            for combo in itertools.product(*pieces):
+                coords = tuple(p[0] for p in combo)
+                src = tuple(p[1] for p in combo)
+                dst = tuple(p[2] for p in combo if p[2] is not None)
+                cached = session.get(self._cache_key(coords)) if session is not None else None
+                job = _Job(coords, self.chunk_key(coords), src, dst)
+                if cached is not None:
+                    hits.append((cached, job))
+                else:
+                    misses.append(job)
+
+            def work(job: _Job, data: Any) -> None:
+                chunk = self._decode(job.coords, data)
+                if chunk is None:
+                    out[job.dst] = self.fill_value
+                    return
+                if session is not None:
+                    chunk = session.put(self._cache_key(job.coords), chunk)
+                out[job.dst] = chunk[job.src]
+
+            def copy_hits() -> None:
+                for chunk, job in hits:
+                    out[job.dst] = chunk[job.src]
+
+            self._run(misses, work, copy_hits)
+        return out
+
+    def _zarr_read(self, key: tuple) -> np.ndarray:
+        arr = self.array
+        try:
+            return np.asarray(arr[key])
+        except ChunkTooLargeError as exc:  # refused by a codec guard, which does not know the chunk's key
+            raise self.owner.corrupt_chunk_error(self.level_index, arr, key, exc) from None
+        except (MzarrError, IndexError, MemoryError):
+            raise
+        except Exception as exc:  # a codec error: find and name the damaged chunk
+            raise self.owner.corrupt_chunk_error(self.level_index, arr, key, exc) from None
+
+    # -- whole chunks ----------------------------------------------------------------------------------------------
+    def read_chunk(self, coords: tuple[int, ...], cached_only: bool = False) -> np.ndarray | None:
+        """Chunk ``coords`` (storage order, clipped to the array), read-only and shared with the cache; with
+        ``cached_only``, None unless it is cached."""
+        coords = tuple(int(i) for i in coords)
+        self._check_coords(coords)
+        clip = self._clip(coords)
+        with self.owner.read_guard() as session:
+            cache_key = self._cache_key(coords)
+            chunk = session.get(cache_key) if session is not None else None
+            if chunk is not None:
+                return chunk[clip]
+            if cached_only:
+                return None
+            if self.codec is None:
+                chunk = self._zarr_chunk(coords)
+            else:
+                key = self.chunk_key(coords)
+                chunk = self._decode(coords, fetch_chunks(self.store, [key]).get(key))
+                if chunk is None:
+                    chunk = np.full(tuple(s.stop for s in clip), self.fill_value, self.dtype)
+            if session is not None:
+                chunk = session.put(cache_key, chunk)
+            else:
+                chunk.flags.writeable = False
+            return chunk[clip]
+
+    # -- z-planes of bricks ----------------------------------------------------------------------------------------
+    def _cached_frame(self, session: CacheSession | None, coords: tuple[int, ...], frame: int) -> np.ndarray | None:
+        """Frame ``frame`` of brick ``coords`` from the cache: the whole brick's, or the frame's own entry."""
+        if session is None:
+            return None
+        whole = session.get(self._cache_key(coords))
+        if whole is not None:
+            return whole[:, frame] if self.frames.has_channels else whole[frame]
+        return session.get(self._cache_key(coords, frame))
+
+    def _decode_frame(self, session: CacheSession | None, coords: tuple[int, ...], frame: int, key: str, data: Any) -> np.ndarray | None:
+        if data is None:
+            return None
+        plane = self.frames.decode(data, frame, key)
+        if session is not None:
+            return session.put(self._cache_key(coords, frame), plane)
+        return plane
+
+    def read_z_plane(self, z: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        """``array[..., z, r0:r1, c0:c1]`` (storage order, channel axis first if any), one frame per brick."""
+        fr = self.frames
+        chunks = fr.chunks
+        n_channels = self.shape[0] if fr.has_channels else None
+        out_shape = ((n_channels,) if n_channels else ()) + (rows[1] - rows[0], cols[1] - cols[0])
+        out = np.empty(out_shape, self.dtype)
+        cz, frame = divmod(z, chunks["z"])
+        channel_chunks = range(0, n_channels, chunks["c"]) if n_channels else [None]
+        y_chunks = range(rows[0] // chunks["y"], -(-rows[1] // chunks["y"]))
+        x_chunks = range(cols[0] // chunks["x"], -(-cols[1] // chunks["x"]))
+        jobs = []
+        for c0, cy, cx in itertools.product(channel_chunks, y_chunks, x_chunks):
+            coords = ((c0 // chunks["c"],) if c0 is not None else ()) + (cz, cy, cx)
+            y0, x0 = cy * chunks["y"], cx * chunks["x"]
+            src = (slice(max(rows[0], y0) - y0, min(rows[1], y0 + chunks["y"]) - y0),
+                   slice(max(cols[0], x0) - x0, min(cols[1], x0 + chunks["x"]) - x0))
+            dst = (slice(max(rows[0], y0) - rows[0], min(rows[1], y0 + chunks["y"]) - rows[0]),
+                   slice(max(cols[0], x0) - cols[0], min(cols[1], x0 + chunks["x"]) - cols[0]))
+            if c0 is not None:
+                c_stop = min(n_channels, c0 + chunks["c"])
+                src, dst = (slice(0, c_stop - c0),) + src, (slice(c0, c_stop),) + dst
+            jobs.append(_Job(coords, self.chunk_key(coords), src, dst))
+        with self.owner.read_guard() as session:
+            if out.size == 0:
+                return out
+            hits, misses = [], []
+            for job in jobs:
+                plane = self._cached_frame(session, job.coords, frame)
+                if plane is not None:
+                    hits.append((plane, job))
+                else:
+                    misses.append(job)
+
+            def work(job: _Job, data: Any) -> None:
+                plane = self._decode_frame(session, job.coords, frame, job.key, data)
+                out[job.dst] = self.fill_value if plane is None else plane[job.src]
+
+            def copy_hits() -> None:
+                for plane, job in hits:
+                    out[job.dst] = plane[job.src]
+
+            self._run(misses, work, copy_hits)
+        return out
+
+    def read_chunk_plane(self, coords: tuple[int, ...], frame: int, cached_only: bool = False) -> np.ndarray | None:
+        """Frame ``frame`` of brick ``coords`` as ``(c, y, x)`` or ``(y, x)`` (storage order, the brick's channels,
+        clipped to the array), read-only; with ``cached_only``, None unless cached."""
+        coords = tuple(int(i) for i in coords)
+        self._check_coords(coords)
+        clip = self._clip(coords)
+        names = tuple(self.array.metadata.dimension_names)
+        zi = names.index("z")
+        if not 0 <= frame < clip[zi].stop:
+            raise IndexError(f"frame {frame} is outside brick {coords} ({clip[zi].stop} frames)")
+        plane_clip = clip[:zi] + clip[zi + 1 :]
+        with self.owner.read_guard() as session:
+            plane = self._cached_frame(session, coords, frame)
+            if plane is None:
+                if cached_only:
+                    return None
+                key = self.chunk_key(coords)
+                plane = self._decode_frame(session, coords, frame, key, fetch_chunks(self.store, [key]).get(key))
+                if plane is None:
+                    plane = np.full(tuple(s.stop for s in plane_clip), self.fill_value, self.dtype)
+                plane.flags.writeable = False
+            return plane[plane_clip]
