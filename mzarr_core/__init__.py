@@ -24,7 +24,7 @@ from .convert import convert  # noqa: E402
 from .image import Mzarr  # noqa: E402
 from .importers import Source, read_image  # noqa: E402
 from .level import Level  # noqa: E402
-from .optimize import OptimizeReport, optimize  # noqa: E402
+from .optimizer import OptimizeReport, optimize  # noqa: E402
 from .repair import RepairReport, repair_pyramid  # noqa: E402
 from .report import VerifyReport, verify  # noqa: E402
 

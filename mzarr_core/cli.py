@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "repair":
         return _repair(args)
     if args.command == "optimize":
-        from .optimize import optimize
+        from .optimizer import optimize
 
         args.interrupt_note = "the chunks re-encoded so far are kept; the file is whole: run optimize again to finish"
         with progress_bar(f"optimizing {args.file.name}", not args.quiet) as bar:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import assert_pyramid, chunk_blobs, smooth_array
 
-import mzarr_core.optimize as optimize_module
+import mzarr_core.optimizer as optimize_module
 from mzarr import Mzarr
 from mzarr_core.errors import MzarrFormatError, MzarrValueError
-from mzarr_core.optimize import optimize
+from mzarr_core.optimizer import optimize
 from mzarr_core.report import verify
 
 
