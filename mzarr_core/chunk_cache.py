@@ -36,6 +36,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "ChunkCache",
+    "freeze",
     "get_cache_bytes",
     "set_cache_bytes",
 ]
@@ -74,6 +75,17 @@ def _check_bytes(n: Any) -> int:
         from .errors import MzarrValueError
 
         raise MzarrValueError(f"a cache size is a whole number of bytes >= 0 (0 disables caching), got {n!r}")
+    return value
+
+
+def freeze(value: np.ndarray) -> np.ndarray:
+    """Make ``value`` read-only, and every array it is a view of: NumPy lets a view be made writeable again while
+    the array owning the memory is writeable."""
+    a: Any = value
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            a.flags.writeable = False
+        a = a.base
     return value
 
 
@@ -186,8 +198,7 @@ class ChunkCache:
         """Keep ``value`` (made read-only) under ``key``, unless the cache was cleared since ``generation`` or the
         value alone exceeds the bound. ``nbytes`` is the memory it holds (default ``value.nbytes``; more for a
         view of a larger decoded buffer). Returns the read-only array."""
-        if value.flags.writeable:
-            value.flags.writeable = False
+        freeze(value)
         cost = int(value.nbytes if nbytes is None else nbytes)
         limit = self.max_bytes
         if cost > limit:

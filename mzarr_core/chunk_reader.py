@@ -37,7 +37,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata.v3 import RegularChunkGridMetadata
 from zarr.core.sync import sync
 
-from .chunk_cache import ChunkCache
+from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from .frames import FrameDecoder, frame_decodable
 from .guards import _chunk_text, decode_jpegxl, decode_zstd
@@ -465,7 +465,7 @@ class ChunkReader:
             if session is not None:
                 chunk = session.put(cache_key, chunk)
             else:
-                chunk.flags.writeable = False
+                freeze(chunk)
             return chunk[clip]
 
     # -- z-planes of bricks ----------------------------------------------------------------------------------------
@@ -551,5 +551,5 @@ class ChunkReader:
                 plane = self._decode_frame(session, coords, frame, key, fetch_chunks(self.store, [key]).get(key))
                 if plane is None:
                     plane = np.full(tuple(s.stop for s in plane_clip), self.fill_value, self.dtype)
-                plane.flags.writeable = False
+                freeze(plane)
             return plane[plane_clip]

@@ -216,7 +216,7 @@ class Level:
             if cached_only:
                 return None
             block = self[self.chunk_region(tuple(coords[i] for i in self.inverse))]
-            block.flags.writeable = False
+            block.flags.writeable = False  # a fresh array (in memory: nothing is cached), read-only like a cached one
             return block
         block = self._source.read_chunk(coords, cached_only)
         return None if block is None else np.transpose(block, self.inverse)
