@@ -1,4 +1,10 @@
-"""Background chunk loading: a thread pool, a bounded LRU cache in MB and cancellation of stale requests."""
+"""Background chunk loading: a thread pool, a bounded cache in MB and cancellation of stale requests.
+
+For an opened image the cache is the library's own decoded-chunk cache (:class:`LibraryCache` over
+``mzarr_core``'s per-file cache, sized by the app's budget), so the decoded pixels exist once; :class:`LRUCache`
+remains for loaders fed by any other ``fetch`` function. What the viewer keeps besides is different: the rendered
+RGBA tiles on screen.
+"""
 
 from __future__ import annotations
 
@@ -12,40 +18,23 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 
 def read_chunk(level: Any, chunk_index: Sequence[int]) -> np.ndarray:
-    """Read and decode one whole chunk of ``level``: every whole-chunk read in the app goes through here."""
-    region = tuple(level.chunk_region(tuple(chunk_index)))
-    return np.asarray(level[region])
+    """One whole chunk of ``level`` (read-only, from the file's cache or decoded into it): every whole-chunk read
+    in the app goes through here (``Level.read_chunk``)."""
+    return level.read_chunk(tuple(chunk_index))
 
 
 def read_chunk_plane(level: Any, chunk_index: Sequence[int], z: int) -> np.ndarray:
-    """Read plane ``z`` (level coordinates) of one chunk of a volume: every plane read in the app goes through here.
+    """Plane ``z`` (level coordinates) of one chunk of a volume: every plane read in the app goes through here.
 
     Returns ``level[region]`` of the chunk with its z axis replaced by ``z`` (dropped; channels of the chunk kept,
-    user axis order), decoding one JPEG XL frame per brick through ``Level.z_plane``.
+    user axis order), read-only, decoding one JPEG XL frame per brick (``Level.read_chunk_plane``).
     """
-    region = tuple(level.chunk_region(tuple(chunk_index)))
-    axes: str = level.axes
-    zr = region[axes.index("z")]
-    if not zr.start <= z < zr.stop:
-        raise IndexError(f"plane z={z} is outside chunk {tuple(chunk_index)} (z {zr.start}..{zr.stop - 1})")
-    plane = np.asarray(level.z_plane(int(z), region[axes.index("y")], region[axes.index("x")]))
-    if "c" in axes:  # z_plane returns every channel: keep this chunk's
-        kept = axes.replace("z", "")
-        cr = region[axes.index("c")]
-        if (cr.start, cr.stop) != (0, level.shape[axes.index("c")]):
-            plane = np.ascontiguousarray(np.take(plane, range(cr.start, cr.stop), axis=kept.index("c")))
-    return plane
+    return level.read_chunk_plane(tuple(chunk_index), int(z))
 
 
 def plane_decodable(level: Any) -> bool:
     """True if ``level`` is a volume whose chunks decode one z-plane at a time (JPEG XL frames)."""
-    if "z" not in getattr(level, "axes", "") or not hasattr(level, "z_plane"):
-        return False
-    try:
-        from mzarr_core.frames import frame_decodable
-    except ImportError:  # a core without frame decoding: z_plane would read whole chunks anyway
-        return False
-    return bool(frame_decodable(getattr(level, "storage", None)))
+    return "z" in getattr(level, "axes", "") and bool(getattr(level, "plane_reads_are_fast", False))
 
 
 class LRUCache:
@@ -122,6 +111,78 @@ class LRUCache:
             return list(self._data)
 
 
+class LibraryCache:
+    """The loader cache of a :class:`~mzarr_app.document.Document`: a view of the library's decoded-chunk cache of
+    the open file (what ``Document.read_chunk`` decoded is already there), with LRUCache's interface.
+
+    ``owner`` answers ``cached(key)`` (the array, or None without reading), ``cache_bytes`` / ``set_cache_bytes(n)``
+    and ``cache_nbytes()``. An array the library did not keep (larger than the whole budget, or decoded while
+    another process committed) is held in a one-entry spill, so a loaded chunk can always be shown once.
+    """
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+        self._spill = LRUCache(0)  # keeps the last such array only
+        self._known: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.owner.cache_bytes)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of decoded data held for this image (the library's cache, plus the spill)."""
+        return int(self.owner.cache_nbytes()) + self._spill.nbytes
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, key: Hashable) -> bool:
+        return self.peek(key) is not None
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        value = self.owner.cached(key)
+        return value if value is not None else self._spill.get(key)
+
+    def peek(self, key: Hashable) -> np.ndarray | None:
+        value = self.owner.cached(key)
+        return value if value is not None else self._spill.peek(key)
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        """Called after ``fetch(key)`` returned ``value``: the library keeps it already (else: the spill)."""
+        with self._lock:
+            self._known.add(key)
+        if self.owner.cached(key) is None:
+            self._spill.put(key, value)
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        self.owner.set_cache_bytes(int(max_bytes))
+
+    def discard(self, pred: Callable[[Hashable], bool]) -> int:
+        """Forget the keys matching ``pred`` (the library's cache of the image is emptied if any was cached)."""
+        with self._lock:
+            gone = [k for k in self._known if pred(k)]
+            self._known.difference_update(gone)
+        hit = [k for k in gone if self.owner.cached(k) is not None]
+        if hit:
+            self.owner.clear_cache()
+        self._spill.discard(pred)
+        return len(hit)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+        self.owner.clear_cache()
+        self._spill.clear()
+
+    def keys(self) -> list[Hashable]:
+        """Keys loaded through this cache that are still cached."""
+        with self._lock:
+            known = list(self._known)
+        return [k for k in known if self.peek(k) is not None]
+
+
 class _Worker(QRunnable):
     """Pulls keys from the loader's queue until it is empty."""
 
@@ -135,16 +196,25 @@ class _Worker(QRunnable):
 
 
 class ChunkLoader(QObject):
-    """Loads chunks with ``fetch(key)`` on a thread pool into an LRU cache, newest request set wins."""
+    """Loads chunks with ``fetch(key)`` on a thread pool into a cache, newest request set wins.
+
+    The cache is ``cache`` if given; else, when ``fetch`` is a method of an object offering
+    ``shared_chunk_cache(max_bytes)`` (a Document), the library's cache of its image, sized to ``cache_mb``;
+    else an :class:`LRUCache` of ``cache_mb``.
+    """
 
     chunkLoaded = Signal(object)
     chunkFailed = Signal(object, str)
 
     def __init__(self, fetch: Callable[[Hashable], np.ndarray], cache_mb: float = 512,
-                 threads: int | None = None, parent: QObject | None = None) -> None:
+                 threads: int | None = None, parent: QObject | None = None, cache: Any = None) -> None:
         super().__init__(parent)
         self.fetch = fetch
-        self.cache = LRUCache(int(cache_mb * 1024 * 1024))
+        max_bytes = int(cache_mb * 1024 * 1024)
+        shared = getattr(getattr(fetch, "__self__", None), "shared_chunk_cache", None)
+        if cache is None:
+            cache = shared(max_bytes) if callable(shared) else LRUCache(max_bytes)
+        self.cache = cache
         self.pool = QThreadPool()
         # reads wait on zarr's IO loop as well as decode, so a few more threads than cores keep the CPUs busy
         self.pool.setMaxThreadCount(threads or max(4, min(8, QThreadPool.globalInstance().maxThreadCount() * 2)))

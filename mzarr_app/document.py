@@ -42,9 +42,12 @@ def _json_copy(obj: Any) -> Any:
 class Document:
     """One image opened read-only for display; edits stay in memory until :meth:`save`."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], cache_bytes: int | None = None) -> None:
         self.path = os.fspath(path)
-        self.m = Mzarr(self.path, mode="r")
+        #: the bound of the library's decoded-chunk cache of this image (None: the library's default until a
+        #: ChunkLoader sizes it from the app's budget)
+        self.cache_bytes = cache_bytes
+        self.m = Mzarr(self.path, mode="r", cache_bytes=cache_bytes)
         self.edits: list[Edit] = []
         self._load_props()
 
@@ -66,11 +69,41 @@ class Document:
 
     # --- reading -------------------------------------------------------------------------------------------
     def read_chunk(self, key: tuple) -> np.ndarray:
-        """Decode ``(level, chunk_index)`` (whole chunk) or ``(level, chunk_index, z)`` (one z-plane of it)."""
+        """``(level, chunk_index)`` (whole chunk) or ``(level, chunk_index, z)`` (one z-plane of it), read-only:
+        from the library's decoded-chunk cache of this image, or decoded into it."""
         if len(key) == 3:
             return chunk_loader.read_chunk_plane(self.levels[key[0]], key[1], key[2])
         level_index, chunk_index = key
         return chunk_loader.read_chunk(self.levels[level_index], chunk_index)
+
+    def cached(self, key: tuple) -> np.ndarray | None:
+        """What :meth:`read_chunk` would return for ``key`` if the library has it cached, else None (no read)."""
+        try:
+            if len(key) == 3:
+                return self.levels[key[0]].read_chunk_plane(tuple(key[1]), int(key[2]), cached_only=True)
+            return self.levels[key[0]].read_chunk(tuple(key[1]), cached_only=True)
+        except Exception:  # a closed file (being reopened), a key of another image: not cached
+            return None
+
+    def shared_chunk_cache(self, max_bytes: int) -> chunk_loader.LibraryCache:
+        """The library's cache of this image sized to ``max_bytes`` (the app's budget), emptied, as the cache of a
+        new ChunkLoader (a new loader starts empty: the view's reload() means "read everything again")."""
+        self.set_cache_bytes(max_bytes)
+        self.clear_cache()
+        return chunk_loader.LibraryCache(self)
+
+    def set_cache_bytes(self, n: int) -> None:
+        """Bound the library's decoded-chunk cache of this image (kept across :meth:`reopen`)."""
+        self.cache_bytes = int(n)
+        self.m.cache_bytes = self.cache_bytes
+
+    def cache_nbytes(self) -> int:
+        """Bytes of decoded chunks the library holds for this image."""
+        return self.m.cache_info().nbytes
+
+    def clear_cache(self) -> None:
+        """Drop the library's decoded chunks of this image."""
+        self.m.clear_cache()
 
     def spatial_index(self, axis: str) -> int:
         """Position of spatial ``axis`` in ``axes``."""
@@ -86,7 +119,7 @@ class Document:
     def reopen(self) -> None:
         """Close and reopen the file (after it was written)."""
         self.close()
-        self.m = Mzarr(self.path, mode="r")
+        self.m = Mzarr(self.path, mode="r", cache_bytes=self.cache_bytes)
         self._load_props()
 
     # --- metadata ------------------------------------------------------------------------------------------

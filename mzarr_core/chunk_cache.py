@@ -29,12 +29,14 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "CacheInfo",
     "ChunkCache",
     "freeze",
     "get_cache_bytes",
@@ -119,6 +121,17 @@ def note_write(path_key: str) -> None:
 
 def write_count(path_key: str) -> int:
     return _write_counts.get(path_key, 0)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """The state of one image's decoded-chunk cache (:meth:`mzarr_core.Mzarr.cache_info`)."""
+
+    max_bytes: int  #: the bound in force
+    nbytes: int  #: bytes of decoded data held
+    entries: int  #: chunks (and z-planes of bricks) held
+    hits: int  #: lookups served from the cache since the image was opened
+    misses: int  #: lookups that had to decode
 
 
 class ChunkCache:
@@ -237,6 +250,10 @@ class ChunkCache:
         """The keys, least recently used first."""
         with self._lock:
             return list(self._data)
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self.max_bytes, self._bytes, len(self._data), self.hits, self.misses)
 
     def __repr__(self) -> str:
         return f"<ChunkCache {len(self._data)} arrays, {self._bytes / MiB:.1f} of {self.max_bytes / MiB:.0f} MiB>"

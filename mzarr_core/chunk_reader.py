@@ -254,6 +254,9 @@ class ReadOwner(Protocol):
     def read_guard(self) -> AbstractContextManager[CacheSession | None]:
         """The read lock and one read snapshot; yields the cache session (None: no caching now)."""
 
+    def peek_session(self) -> CacheSession | None:
+        """The cache for a lookup that reads nothing (no lock, no snapshot); None: nothing to look up now."""
+
     def chunk_error(self, level_index: int, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
         """The error naming chunk ``coords`` of level ``level_index``, which cannot be decoded."""
 
@@ -448,13 +451,15 @@ class ChunkReader:
         coords = tuple(int(i) for i in coords)
         self._check_coords(coords)
         clip = self._clip(coords)
+        cache_key = self._cache_key(coords)
+        if cached_only:
+            session = self.owner.peek_session()
+            chunk = session.get(cache_key) if session is not None else None
+            return None if chunk is None else chunk[clip]
         with self.owner.read_guard() as session:
-            cache_key = self._cache_key(coords)
             chunk = session.get(cache_key) if session is not None else None
             if chunk is not None:
                 return chunk[clip]
-            if cached_only:
-                return None
             if self.codec is None:
                 chunk = self._zarr_chunk(coords)
             else:
@@ -542,11 +547,12 @@ class ChunkReader:
         if not 0 <= frame < clip[zi].stop:
             raise IndexError(f"frame {frame} is outside brick {coords} ({clip[zi].stop} frames)")
         plane_clip = clip[:zi] + clip[zi + 1 :]
+        if cached_only:
+            plane = self._cached_frame(self.owner.peek_session(), coords, frame)
+            return None if plane is None else plane[plane_clip]
         with self.owner.read_guard() as session:
             plane = self._cached_frame(session, coords, frame)
             if plane is None:
-                if cached_only:
-                    return None
                 key = self.chunk_key(coords)
                 plane = self._decode_frame(session, coords, frame, key, fetch_chunks(self.store, [key]).get(key))
                 if plane is None:

@@ -14,7 +14,7 @@ import numpy as np
 from .attrs import LiveAttrs, check_json
 from .axes import infer_axes, is_colour, storage_axes, storage_permutation
 from .backends import Backend, MemoryBackend, open_backend
-from .chunk_cache import _check_bytes, get_cache_bytes, note_write
+from .chunk_cache import CacheInfo, _check_bytes, get_cache_bytes, note_write
 from .chunking import auto_chunks
 from .codecs import check_dtype, choose_codec
 from .containers import atomic_target
@@ -240,6 +240,17 @@ class Mzarr:
         cache = getattr(self._backend, "cache", None)
         if cache is not None:
             cache.max_bytes = self._cache_bytes
+
+    def cache_info(self) -> CacheInfo:
+        """How much of this file's decoded-chunk cache is in use (bytes, entries, hits and misses)."""
+        cache = getattr(self._backend, "cache", None)
+        return cache.info() if cache is not None else CacheInfo(self.cache_bytes, 0, 0, 0, 0)
+
+    def clear_cache(self) -> None:
+        """Drop every decoded chunk this file keeps (the next reads decode again)."""
+        cache = getattr(self._backend, "cache", None)
+        if cache is not None:
+            cache.clear()
 
     def level(self, index: int) -> Level:
         """Pyramid level ``index`` (0 = full resolution; negative counts from the coarsest)."""

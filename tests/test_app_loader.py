@@ -108,3 +108,39 @@ def test_read_chunk_plane_is_the_chunk_at_z(tmp_path, axes: str) -> None:
         assert not plane_decodable(m.levels[0])  # not JPEG XL: whole bricks, cached across slices
     with Mzarr(Mzarr(vol[0]).save(tmp_path / "2d.mzarr")) as m:
         assert not plane_decodable(m.levels[0])
+
+
+def test_loader_of_a_document_uses_the_library_cache(qtbot, tmp_path) -> None:
+    """One copy of the decoded pixels: a Document's loader caches in the library's cache of the file, sized by the
+    app's budget; what the loader hands out is the library's (read-only) array."""
+    from mzarr_core import Mzarr
+
+    from mzarr_app.chunk_loader import LibraryCache
+    from mzarr_app.document import Document
+
+    img = (np.arange(300 * 260) % 251).astype(np.uint8).reshape(300, 260)
+    path = Mzarr(img).save(tmp_path / "x.mzarr", chunks=(128, 128))
+    doc = Document(path)
+    loader = ChunkLoader(doc.read_chunk, cache_mb=3, threads=2)
+    try:
+        assert isinstance(loader.cache, LibraryCache)
+        assert doc.m.cache_bytes == 3 * 1024 * 1024 == loader.cache.max_bytes
+        keys = [(0, (r, c)) for r in range(3) for c in range(3)]
+        loader.request(keys)
+        qtbot.waitUntil(loader.idle, timeout=10000)
+        for key in keys:
+            got = loader.get(key)
+            lib = doc.levels[0].read_chunk(key[1], cached_only=True)
+            assert got is not None and lib is not None and np.shares_memory(got, lib)
+            assert not got.flags.writeable
+            np.testing.assert_array_equal(got, img[doc.levels[0].chunk_region(key[1])])
+        assert loader.cache.nbytes == doc.m.cache_info().nbytes == 9 * 128 * 128
+        loader.request(keys)
+        assert loader.idle() and len(loader.decoded) == 9  # all cached: nothing read again
+        loader.cache.set_max_bytes(2 * 128 * 128)  # the app's budget setting sizes the library cache
+        assert doc.m.cache_bytes == 2 * 128 * 128 and loader.cache.nbytes <= 2 * 128 * 128
+        doc.reopen()
+        assert doc.m.cache_bytes == 2 * 128 * 128, "the budget survives reopening after a save"
+    finally:
+        loader.close()
+        doc.close()

@@ -97,6 +97,17 @@ class StoredBackend(Backend):
                 self._seen = seen
             return CacheSession(self.cache)
 
+    def peek_session(self) -> CacheSession | None:
+        """The cache for lookups that read nothing (Level.read_chunk(..., cached_only=True)): no lock, no snapshot,
+        so other processes' commits are noticed by the next read, not here; None while a write runs, with caching
+        off, or after another object's write in this process (until a read empties the cache)."""
+        if self._write_depth or self.cache.max_bytes == 0:
+            return None
+        seen = self._seen
+        if seen is not None and seen[0] != write_count(self._path_key):
+            return None
+        return CacheSession(self.cache)
+
     def _data_version(self) -> int | None:
         """A number that changes when another connection commits to the storage (None: not known)."""
         return None
