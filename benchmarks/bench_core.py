@@ -4,6 +4,7 @@
     python benchmarks/bench_core.py --quick      # small sizes, 1-2 minutes
     python benchmarks/bench_core.py --big-3d     # also: peak memory of a pyramid build from a >2 GB np.memmap
     python benchmarks/bench_core.py --parts 2d,effort --grey-size 4096
+    python benchmarks/bench_core.py --parts reads  # reads vs the decode floor, the cache, sliding windows
 
 Prints Markdown tables and writes them to benchmarks/out/bench_core.md. Every image is made at run time from the
 real images bundled with scikit-image (nothing is downloaded). See docs/BENCHMARKS.md for the measured numbers.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,7 @@ from _common import (
 REGION = 512
 CHUNK_2D = 512
 CHUNK_3D = 64
-PARTS = ("2d", "small", "effort", "3d")
+PARTS = ("2d", "small", "effort", "3d", "reads")
 MB = 1e6
 
 
@@ -123,7 +126,8 @@ class MzarrFormat(Format):
     def open(self) -> None:
         from mzarr import Mzarr
 
-        self.m = Mzarr(self.path, "r")
+        # The comparison tables read cold: no decoded-chunk cache (the peers have none); the "reads" part measures it.
+        self.m = Mzarr(self.path, "r", cache_bytes=0)
 
     def close(self) -> None:
         if self.m is not None:
@@ -542,6 +546,213 @@ def part_effort(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions
     return markdown_table(header, rows)
 
 
+# -- reads at the codec's limit: the decode floor, the cache, sliding windows --------------------------------------
+def level0_blobs(path: Path) -> dict[str, bytes]:
+    """key -> stored bytes of every level-0 chunk of a .mzarr file."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return dict(con.execute("SELECT key, value FROM zarr WHERE key LIKE '0/c/%'"))
+    finally:
+        con.close()
+
+
+def chunk_keys(level: Any, key: tuple[slice, ...]) -> list[str]:
+    """Storage keys of the level-0 chunks a user-order region touches."""
+    return ["0/c/" + "/".join(str(c[p]) for p in level.perm) for c in level.chunks_in(key)]
+
+
+def floor_decoder() -> Any:
+    """The decode floor: imagecodecs' JPEG XL decoder on a ThreadPoolExecutor of os.cpu_count() threads, on chunk
+    bytes already in memory (no storage, no assembly, no bounds checks)."""
+    import imagecodecs
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(os.cpu_count())
+
+    def decode(blobs: list[bytes]) -> None:
+        list(pool.map(imagecodecs.jpegxl_decode, blobs))
+
+    return decode
+
+
+class DecodeCounter:
+    """Counts imagecodecs' JPEG XL decodes while installed (mzarr's bounded decoder calls it by module attribute)."""
+
+    def __init__(self) -> None:
+        import imagecodecs
+
+        self.module, self.real, self.count = imagecodecs, imagecodecs.jpegxl_decode, 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "DecodeCounter":
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self.count += 1
+            return self.real(*args, **kwargs)
+
+        self.module.jpegxl_decode = counting
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.jpegxl_decode = self.real
+
+
+def windows(shape: tuple[int, ...], axes: str, edge: int, stride: int) -> list[tuple[slice, ...]]:
+    """A sliding window pass: ``edge``-sized windows every ``stride`` along each spatial axis, last axis fastest."""
+    ranges = []
+    for a, n in zip(axes, shape):
+        ranges.append([None] if a == "c" else list(range(0, max(1, n - edge + 1), stride)))
+    out = []
+    for starts in itertools.product(*ranges):
+        out.append(tuple(slice(None) if s is None else slice(s, min(s + edge, n)) for s, n in zip(starts, shape)))
+    return out
+
+
+def part_reads(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions: int, rounds: int,
+               cache_sizes: list[int]) -> str:
+    """mzarr's whole read path against the decode floor and the old zarr path; cold and repeated region reads;
+    sliding-window passes against Zarr + Blosc; the cache size against the decodes a pass needs."""
+    from mzarr import Mzarr
+
+    decode = floor_decoder()
+    floor_rows, pass_rows, size_rows = [], [], []
+    for tag, (img, axes) in images.items():
+        three_d = "z" in axes
+        edge = 128 if three_d else REGION
+        stride = 64 if three_d else 256
+        short = tag.split(" ")[0]
+        mz_path, blosc = work / f"reads-{short}.mzarr", ZarrBloscFormat(work / f"reads-{short}.zarr", "shuffle")
+        remove(mz_path)
+        remove(blosc.path)
+        log(f"reads: {tag}: writing")
+        Mzarr(img, axes=axes).save(mz_path)
+        blosc.write(img, axes, level_count(img.shape, axes, CHUNK_3D if three_d else CHUNK_2D))
+        blobs = level0_blobs(mz_path)
+        blosc.open()
+        m = Mzarr(mz_path, "r")
+        try:
+            level = m.levels[0]
+            storage_key = tuple(slice(None) for _ in level.shape)
+            # full level 0: floor, mzarr cold (cache emptied), the old path (zarr through mzarr's codecs)
+            best = {"floor": float("inf"), "mzarr": float("inf"), "zarr": float("inf")}
+            all_blobs = list(blobs.values())
+            log(f"reads: {tag}: full read")
+            for _ in range(rounds + 2):
+                t0 = time.perf_counter()
+                decode(all_blobs)
+                best["floor"] = min(best["floor"], time.perf_counter() - t0)
+                m.clear_cache()
+                t0 = time.perf_counter()
+                back = m.numpy()
+                best["mzarr"] = min(best["mzarr"], time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                level.storage[storage_key]
+                best["zarr"] = min(best["zarr"], time.perf_counter() - t0)
+            if not np.array_equal(back, img):
+                raise AssertionError(f"{tag}: mzarr full read differs from the original")
+            del back
+            # random regions: each read by every method in turn, best of `rounds + 1`, summed over the regions
+            log(f"reads: {tag}: {n_regions} regions")
+            keys = random_keys(level.shape, axes, n_regions, 45, edge)
+            total = {"floor": 0.0, "cold": 0.0, "warm": 0.0, "zarr": 0.0, "blosc": 0.0}
+            per_region: dict[str, list[float]] = {k: [] for k in total}
+            for key in keys:
+                region_blobs = [blobs[k] for k in chunk_keys(level, key) if k in blobs]
+                skey = tuple(key[p] for p in level.perm)
+                b = {k: float("inf") for k in total}
+                for _ in range(rounds + 1):
+                    for name, fn in (
+                        ("floor", lambda: decode(region_blobs)),
+                        ("cold", lambda: level[key]),  # after emptying the cache
+                        ("warm", lambda: level[key]),  # the same region again
+                        ("zarr", lambda: level.storage[skey]),
+                        ("blosc", lambda: blosc.region(0, key)),
+                    ):
+                        if name == "cold":
+                            m.clear_cache()
+                        t0 = time.perf_counter()
+                        fn()
+                        b[name] = min(b[name], time.perf_counter() - t0)
+                for k in total:
+                    total[k] += b[k]
+                    per_region[k].append(b[k])
+            med = {k: statistics.median(v) for k, v in per_region.items()}
+            floor_rows.append([
+                tag, f"{len(all_blobs)} chunks, {img.nbytes / MB:.0f} MB",
+                f"{ms(best['floor'])}", f"{ms(best['mzarr'])} (**{best['mzarr'] / best['floor']:.2f}**)",
+                f"{ms(best['zarr'])} ({best['zarr'] / best['floor']:.2f})",
+                f"{ms(med['floor'])}", f"{ms(med['cold'])} (**{total['cold'] / total['floor']:.2f}**)",
+                f"{ms(med['zarr'])} ({total['zarr'] / total['floor']:.2f})",
+                f"{ms(med['warm'])} ({total['warm'] / total['floor']:.3f})",
+                f"{ms(med['blosc'])} (mzarr cold / blosc {total['cold'] / total['blosc']:.1f}, warm {total['warm'] / total['blosc']:.2f})",
+            ])
+            # sliding window pass
+            wins = windows(level.shape, axes, edge, stride)
+            log(f"reads: {tag}: sliding window {edge} stride {stride}, {len(wins)} windows")
+            res = {}
+            for label, cache in (("mzarr (default cache)", None), ("mzarr, cache off", 0)):
+                m.cache_bytes = cache
+                m.clear_cache()
+                with DecodeCounter() as counter:
+                    t0 = time.perf_counter()
+                    for w in wins:
+                        level[w]
+                    res[label] = (time.perf_counter() - t0, counter.count)
+            m.cache_bytes = None
+            t0 = time.perf_counter()
+            for w in wins:
+                blosc.region(0, w)
+            t_blosc = time.perf_counter() - t0
+            n_chunks = len(all_blobs)
+            for label, (secs, misses) in res.items():
+                pass_rows.append([
+                    tag, f"{edge}{'³' if three_d else '²'} stride {stride} ({len(wins)} windows)", label, f"{secs:.2f}",
+                    f"{misses} / {n_chunks}", f"{secs / t_blosc:.2f}",
+                ])
+            pass_rows.append([tag, f"{edge}{'³' if three_d else '²'} stride {stride} ({len(wins)} windows)",
+                              "zarr+blosc-zstd5 (shuffle)", f"{t_blosc:.2f}", "-", "1.00"])
+            # cache size vs decodes of the pass
+            log(f"reads: {tag}: cache sizes")
+            for size in cache_sizes:
+                m.cache_bytes = size * 2**20
+                m.clear_cache()
+                with DecodeCounter() as counter:
+                    t0 = time.perf_counter()
+                    for w in wins:
+                        level[w]
+                    secs = time.perf_counter() - t0
+                size_rows.append([tag, f"{size}", f"{counter.count}", f"{n_chunks}", f"{secs:.2f}"])
+            m.cache_bytes = None
+        finally:
+            m.close()
+            blosc.close()
+            remove(mz_path)
+            remove(blosc.path)
+    floor_table = markdown_table(
+        ["image", "level 0", "full read: decode floor ms", "mzarr ms (/ floor)", "before: zarr path ms (/ floor)",
+         "region: floor ms", "mzarr cold ms (/ floor)", "before: zarr path ms (/ floor)", "mzarr repeated ms (/ floor)",
+         "zarr+blosc ms"],
+        floor_rows)
+    pass_table = markdown_table(["image", "window", "reader", "seconds", "chunks decoded / level-0 chunks", "time / blosc"],
+                                pass_rows)
+    size_table = markdown_table(["image", "cache MiB", "chunk decodes in the pass", "level-0 chunks", "seconds"], size_rows)
+    return "\n".join([
+        ("Decode floor = the same level-0 chunk bytes, already in memory, decoded by `imagecodecs.jpegxl_decode` on a "
+         f"ThreadPoolExecutor of os.cpu_count() = {os.cpu_count()} threads. mzarr = the whole read path (cache emptied "
+         "first: SQLite fetch in the read snapshot, bounded decode on the pool, assembly into the result). Before = "
+         "the same read through zarr (`level.storage[...]`, mzarr's guarded codecs: the path of the previous release). "
+         "Repeated = the same region read again (decoded chunks cached). Full read: best of "
+         f"{rounds + 2} interleaved; region: {n_regions} random regions ({REGION}² in 2D, 128³ in 3D), each read by "
+         f"every method in turn, best of {rounds + 1}; median ms shown, ratios of the sums over all regions."),
+        "", floor_table, "",
+        "### Sliding-window passes (windows in order, last axis fastest; mzarr's default cache vs none vs Zarr + Blosc)",
+        "", pass_table, "",
+        "### Cache size against the decodes of the same pass", "", size_table,
+    ])
+
+
 # -- peak memory of a big 3D pyramid build, each in a fresh child process ----------------------------------------
 def child_peak(spec: dict[str, Any]) -> None:
     """Runs in a child process: build the pyramid of the memmapped volume, print JSON with time and memory."""
@@ -654,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regions", type=int, help="random regions per level (default 50; quick 20)")
     p.add_argument("--rounds", type=int, help="interleaved write/read rounds, best kept (default 2; quick 1)")
     p.add_argument("--efforts", default="1,2,3", help="JPEG XL efforts for the effort part (default 1,2,3)")
+    p.add_argument("--cache-sizes", default="0,8,32,128,256", help="cache MiB for the reads part's size study")
+    p.add_argument("--reads-vol-shape", help="z,y,x of the reads part's volume (default 256,512,512; quick 128,256,256)")
     p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -688,11 +901,12 @@ def main(argv: list[str] | None = None) -> int:
         f"level-0 bytes. Write MB/s = raw level-0 MB / time to write everything (pyramid included), full read MB/s = "
         f"raw MB / time to read level 0 whole; both best of {rounds} interleaved rounds. Region = median of "
         f"{n_regions} random {REGION}x{REGION} reads (file open, OS cache warm), the formats taking turns region by "
-        f"region; the coarsest level is at most {REGION} px, so its region is the whole level. Every read-back is "
+        f"region; the coarsest level is at most {REGION} px, so its region is the whole level; mzarr reads "
+        "with its decoded-chunk cache off (cache_bytes=0), like the peers. Every read-back is "
         "checked equal to the original. Ratios are mzarr / peer (size and latency: < 1 is better for mzarr)."),
     ]
     images2d: dict[str, tuple[np.ndarray, str]] = {}
-    if "2d" in parts or "effort" in parts:
+    if "2d" in parts or "effort" in parts or "reads" in parts:
         log("making test images")
         images2d[f"grey {grey}² u8"] = (mosaic(grey, grey, GREY_SOURCES, seed=0), "yx")
         images2d[f"rgb {rgb}² u8"] = (mosaic(rgb, rgb, RGB_SOURCES, seed=3), "yxc")
@@ -727,6 +941,13 @@ def main(argv: list[str] | None = None) -> int:
                      ("OME-TIFF and PNG are left out: their pyramids (if any) are 2D only. Region = a random 128³ box "
                      "(the coarsest level is at most 64³: the whole level); yx plane = a 512x512 region of one random "
                      "z plane at level 0 (touches 8x8 to 9x9 bricks)."), "", comparison_table(res, planes=True)]
+        print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
+    if "reads" in parts:
+        reads_images = dict(images2d)
+        rv = tuple(int(v) for v in (args.reads_vol_shape or ("128,256,256" if args.quick else "256,512,512")).split(","))
+        reads_images[f"volume {rv[0]}x{rv[1]}x{rv[2]} u16"] = (make_volume(rv), "zyx")
+        table = part_reads(reads_images, work, n_regions, rounds, [int(c) for c in args.cache_sizes.split(",")])
+        sections += ["", "## Reads at the codec's limit: decode floor, cache, sliding windows", "", table]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
     if args.big_3d:
         big = tuple(int(v) for v in args.big_shape.split(","))
