@@ -192,15 +192,15 @@ class ChunkCache:
             self._bytes -= self._cost.pop(key)
 
     # -- use --------------------------------------------------------------------------------------------------------
-    def get(self, key: Hashable) -> np.ndarray | None:
-        """The array cached under ``key`` (now the most recently used), or None."""
+    def get(self, key: Hashable, count: bool = True) -> np.ndarray | None:
+        """The array cached under ``key`` (now the most recently used), or None. ``count``: in hits / misses."""
         with self._lock:
             value = self._data.get(key)
             if value is None:
-                self.misses += 1
+                self.misses += count
                 return None
             self._data.move_to_end(key)
-            self.hits += 1
+            self.hits += count
             return value
 
     def __contains__(self, key: Hashable) -> bool:

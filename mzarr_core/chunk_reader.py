@@ -70,6 +70,16 @@ def decode_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool there on first use."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _parallel() -> bool:
     """Whether to hand decodes to the pool (not from inside it: a pool thread waiting on the pool could starve it)."""
     return decode_workers() > 1 and not getattr(_in_pool, "active", False)
@@ -241,8 +251,8 @@ class CacheSession:
         self.cache = cache
         self.generation = cache.generation
 
-    def get(self, key: Any) -> np.ndarray | None:
-        return self.cache.get(key)
+    def get(self, key: Any, count: bool = True) -> np.ndarray | None:
+        return self.cache.get(key, count)
 
     def put(self, key: Any, value: np.ndarray) -> np.ndarray:
         return self.cache.put(key, value, self.generation)
@@ -478,7 +488,7 @@ class ChunkReader:
         """Frame ``frame`` of brick ``coords`` from the cache: the whole brick's, or the frame's own entry."""
         if session is None:
             return None
-        whole = session.get(self._cache_key(coords))
+        whole = session.get(self._cache_key(coords), count=False)  # a plane lookup: counted below
         if whole is not None:
             return whole[:, frame] if self.frames.has_channels else whole[frame]
         return session.get(self._cache_key(coords, frame))
