@@ -115,8 +115,8 @@ class LibraryCache:
     """The loader cache of a :class:`~mzarr_app.document.Document`: a view of the library's decoded-chunk cache of
     the open file (what ``Document.read_chunk`` decoded is already there), with LRUCache's interface.
 
-    ``owner`` answers ``cached(key)`` (the array, or None without reading), ``cache_bytes`` / ``set_cache_bytes(n)``
-    and ``cache_nbytes()``. An array the library did not keep (larger than the whole budget, or decoded while
+    ``owner`` answers ``cached(key)`` (the array, or None without reading), ``cache_bytes`` / ``set_cache_bytes(n)``,
+    ``cache_nbytes()``, ``cache_entries()`` and ``clear_cache()``. An array the library did not keep (larger than the whole budget, or decoded while
     another process committed) is held in a one-entry spill, so a loaded chunk can always be shown once.
     """
 
@@ -153,6 +153,12 @@ class LibraryCache:
         """Called after ``fetch(key)`` returned ``value``: the library keeps it already (else: the spill)."""
         with self._lock:
             self._known.add(key)
+            prune = len(self._known) > max(4096, 4 * int(self.owner.cache_entries()))
+            known = list(self._known) if prune else []
+        if prune:  # forget keys the library has dropped since (a long session must not grow this set forever)
+            gone = {k for k in known if self.owner.cached(k) is None and k != key}
+            with self._lock:
+                self._known.difference_update(gone)
         if self.owner.cached(key) is None:
             self._spill.put(key, value)
 

@@ -101,6 +101,10 @@ class Document:
         """Bytes of decoded chunks the library holds for this image."""
         return self.m.cache_info().nbytes
 
+    def cache_entries(self) -> int:
+        """Chunks and planes the library holds for this image."""
+        return self.m.cache_info().entries
+
     def clear_cache(self) -> None:
         """Drop the library's decoded chunks of this image."""
         self.m.clear_cache()
