@@ -1,13 +1,13 @@
 """A cache of decoded chunks, one per open image file, bounded in bytes and shared by all its levels.
 
-Decoding is the whole cost of reading a .mzarr (a 512 x 512 JPEG XL chunk takes ~3 ms, fetching its bytes ~20 us),
+Decoding is the whole cost of reading a .mzarr (a 512 x 512 JPEG XL chunk takes ~3-5 ms, fetching its bytes ~0.1 ms),
 so every region read, :meth:`Level.read_chunk` and :meth:`Level.z_plane` keep what they decoded here: reading an
 overlapping region again, a sliding window, or a viewer panning back costs a copy instead of a decode.
 
 * **Bound.** Least recently used chunks are dropped beyond ``max_bytes``; a chunk larger than the bound is not
   kept. The default (:data:`DEFAULT_CACHE_BYTES`) is 256 MiB, or 1/8 of the machine's memory if that is less:
   256 MiB holds two full z-slabs of 64^3 uint16 bricks of a 1024 x 1024 wide volume (the working set of a
-  128^3 sliding window with stride 64) and ~1000 RGB 512^2 chunks (several screens of a viewer at every zoom);
+  128^3 sliding window with stride 64) and ~1000 grey or ~340 RGB 512^2 chunks (several screens of a viewer);
   docs/BENCHMARKS.md has the measurements. ``0`` disables caching.
 * **Setting it.** Per file: ``Mzarr(path, cache_bytes=n)`` or ``m.cache_bytes = n``. For every file that has no
   setting of its own (now and opened later): :func:`set_cache_bytes`. ``None`` returns a file to the global value.
@@ -19,7 +19,11 @@ overlapping region again, a sliding window, or a viewer panning back costs a cop
   write through a per-path counter checked at the start of every read. Other processes' commits to a .mzarr file
   are seen through SQLite's ``PRAGMA data_version``, checked at the start of every read snapshot. An OME-Zarr
   *folder* changed by another process is not noticed (a folder has no change counter): reopen it, or use
-  ``cache_bytes=0``.
+  ``cache_bytes=0``. Lookups that read nothing (``Level.read_chunk(..., cached_only=True)``) answer from memory
+  without a snapshot: another process's commit is noticed by the next read.
+* **Scope.** Chunks Mzarr decodes itself (its own codec pipelines) and whole chunks read through zarr
+  (``Level.read_chunk`` of a foreign OME-Zarr, e.g. blosc) are cached; region reads of foreign pipelines go through
+  zarr uncached, as before. In-memory images have no cache.
 """
 
 from __future__ import annotations
