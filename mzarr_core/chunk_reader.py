@@ -29,9 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import zarr
-from imagecodecs.zarr import Jpegxl
 from zarr.codecs import BytesCodec, TransposeCodec, ZstdCodec
-from zarr.codecs.numcodecs import AsType, FixedScaleOffset
+from zarr.codecs.numcodecs import FixedScaleOffset
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata.v3 import RegularChunkGridMetadata
@@ -39,8 +38,8 @@ from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
-from .frames import FrameDecoder, frame_decodable
-from .guards import _chunk_text, decode_jpegxl, decode_zstd
+from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
+from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_zstd
 from .sqlite_store import SqliteStore
 
 __all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "decode_pool", "decode_workers", "fetch_chunks"]
@@ -169,7 +168,7 @@ class ChunkCodec:
         codecs = list(meta.codecs)
         spec = _spec(tuple(array.chunks), array)
         steps: list[tuple[str, Any]] = []
-        while codecs and isinstance(codecs[0], (TransposeCodec, FixedScaleOffset, AsType)):
+        while codecs and type(codecs[0]) in FILTER_TYPES:  # exact classes: a subclass may decode otherwise
             codec = codecs.pop(0)
             before = _native(spec)
             if isinstance(codec, TransposeCodec):
@@ -191,17 +190,17 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
-        if len(codecs) == 1 and isinstance(codecs[0], Jpegxl):
+        if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES:
             serializer = codecs[0]
             if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
                 return None
             kind = "jpegxl"
-        elif codecs and isinstance(codecs[0], BytesCodec) and len(codecs) <= 2:
+        elif codecs and type(codecs[0]) is BytesCodec and len(codecs) <= 2:
             serializer = codecs[0]
             endian = getattr(serializer.endian, "value", serializer.endian)
             if enc_dtype.itemsize > 1 and (endian != "little" or sys.byteorder != "little"):
                 return None
-            if len(codecs) == 2 and not isinstance(codecs[1], ZstdCodec):
+            if len(codecs) == 2 and type(codecs[1]) not in (ZstdCodec, GuardedZstd):
                 return None
             kind = "zstd" if len(codecs) == 2 else "bytes"
         else:

@@ -22,9 +22,15 @@ from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from .codecs import ShapedFixedScaleOffset
 from .errors import ChunkTooLargeError, CorruptChunkError
-from .guards import decode_jpegxl
+from .guards import GuardedJpegxl, decode_jpegxl
 from .sqlite_store import SqliteStore
+
+#: The codec classes whose chunk layout is known here, exactly (a subclass may lay frames out otherwise: a new
+#: brick encoding is then read through zarr, correct if slower, until it is taught here).
+JPEGXL_TYPES = (Jpegxl, GuardedJpegxl)
+FILTER_TYPES = (TransposeCodec, FixedScaleOffset, ShapedFixedScaleOffset, AsType)
 
 
 def frame_decodable(array: Any) -> bool:
@@ -35,14 +41,14 @@ def frame_decodable(array: Any) -> bool:
     if "z" not in names or names[-2:] != ("y", "x"):
         return False
     codecs = array.metadata.codecs
-    serializer = [c for c in codecs if isinstance(c, Jpegxl)]
+    serializer = [c for c in codecs if type(c) in JPEGXL_TYPES]
     if len(serializer) != 1 or codecs[-1] is not serializer[0]:
         return False  # a bytes->bytes compressor after JPEG XL, or no JPEG XL at all
     chunks = dict(zip(names, array.chunks))
     # Chunks squeezed below (frames, y, x) by the serializer cannot be addressed by frame.
     scales = [c.codec_config.get("scale", 1) for c in codecs if isinstance(c, FixedScaleOffset)]
     return chunks["y"] > 1 and chunks["x"] > 1 and all(s == 1 for s in scales) and all(
-        isinstance(c, (TransposeCodec, FixedScaleOffset, AsType, Jpegxl)) for c in codecs
+        type(c) in FILTER_TYPES + JPEGXL_TYPES for c in codecs
     )
 
 
