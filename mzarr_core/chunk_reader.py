@@ -40,7 +40,6 @@ from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
 from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_zstd
-from .sqlite_store import SqliteStore
 
 __all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "decode_pool", "decode_workers", "fetch_chunks"]
 
@@ -93,13 +92,11 @@ def fetch_chunks(store: Any, keys: Sequence[str]) -> dict[str, Any]:
     for a .mzarr file (inside the caller's read snapshot), concurrent gets through zarr for other stores."""
     if not keys:
         return {}
-    if isinstance(store, SqliteStore):
+    get_many = getattr(store, "get_many_bytes_sync", None)  # the single-file store's capability
+    if get_many is not None:
         found: dict[str, Any] = {}
         for i in range(0, len(keys), _SQL_BATCH):
-            part = tuple(keys[i : i + _SQL_BATCH])
-            marks = ",".join("?" * len(part))
-            # SqliteStore._execute: its connection lock, error translation and transaction checks
-            found.update(store._execute(f"SELECT key, value FROM zarr WHERE key IN ({marks})", part))
+            found.update(get_many(list(keys[i : i + _SQL_BATCH])))
         return found
     prototype = default_buffer_prototype()
 

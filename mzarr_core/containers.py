@@ -110,7 +110,7 @@ def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
     store: Store = LocalStore(tmp) if directory else SqliteStore(tmp, create=True, fast_build=True)
     try:
         yield store, tmp
-        if isinstance(store, SqliteStore):
+        if hasattr(store, "finalize"):  # the single-file store: commit, journal on, close
             store.finalize()
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

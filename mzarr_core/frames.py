@@ -25,7 +25,6 @@ from zarr.core.sync import sync
 from .codecs import ShapedFixedScaleOffset
 from .errors import ChunkTooLargeError, CorruptChunkError
 from .guards import GuardedJpegxl, decode_jpegxl
-from .sqlite_store import SqliteStore
 
 #: The codec classes whose chunk layout is known here, exactly (a subclass may lay frames out otherwise: a new
 #: brick encoding is then read through zarr, correct if slower, until it is taught here).
@@ -74,8 +73,9 @@ def _stored_dtype(codecs: tuple, dtype: np.dtype) -> np.dtype:
 
 def _fetch(store: Any, key: str) -> Any:
     """The stored bytes of one chunk; straight from SQLite when possible (no round trip through zarr's loop)."""
-    if isinstance(store, SqliteStore):
-        return store.get_bytes_sync(key)
+    get_bytes = getattr(store, "get_bytes_sync", None)  # the single-file store's capability
+    if get_bytes is not None:
+        return get_bytes(key)
     buffer = sync(store.get(key, default_buffer_prototype()))
     return None if buffer is None else buffer.as_numpy_array()
 

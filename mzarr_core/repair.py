@@ -45,7 +45,6 @@ from .errors import (
 )
 from .level import Level
 from .pyramid import DOWNSAMPLE_METHODS, downsample
-from .sqlite_store import SqliteStore
 from .writer import Progress
 
 #: Bytes of level ``s`` one superblock may hold (its coarser levels, the downsampled copies and the decode buffers
@@ -558,7 +557,7 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
     return RepairReport(
         path=str(image.path),
         levels=walk.repairs,
-        atomic=isinstance(store, SqliteStore),
+        atomic=hasattr(store, "transaction"),  # the single-file store's capability
         method=image.downsample_method,
         tolerance=walk.tolerance,
     )

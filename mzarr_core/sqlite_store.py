@@ -417,6 +417,15 @@ class SqliteStore(Store):
                 "the file is unchanged"
             )
 
+    def get_many_bytes_sync(self, keys: list[str]) -> dict[str, bytes]:
+        """The stored bytes of several keys in one query (missing keys are absent from the result)."""
+        marks = ",".join("?" * len(keys))
+        return dict(self._execute(f"SELECT key, value FROM zarr WHERE key IN ({marks})", tuple(keys))) if keys else {}
+
+    def data_version(self) -> int:
+        """SQLite's PRAGMA data_version: changes when another connection (process) commits to the file."""
+        return int(self._execute("PRAGMA data_version")[0][0])
+
     def set_bytes_sync(self, key: str, data: bytes) -> None:
         """Store raw bytes under a key, inside the current write transaction."""
         self._check_writable()

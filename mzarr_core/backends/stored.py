@@ -232,7 +232,7 @@ class SqliteBackend(StoredBackend):
     def _data_version(self) -> int | None:
         # Inside the read snapshot: the value of the state this read sees (SQLite's counter of other connections'
         # commits; this connection's own commits are the write transactions above)
-        return int(self.store._execute("PRAGMA data_version")[0][0])
+        return self.store.data_version()
 
     @property
     def broken(self) -> str | None:
