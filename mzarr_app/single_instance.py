@@ -43,22 +43,35 @@ class SingleInstanceServer(QObject):
         self.name = name or server_name()
         self.server = QLocalServer(self)
         self.server.newConnection.connect(self._connection)
+        self._clients: list[QLocalSocket] = []  # kept until they are deleted by Qt (never by Python's GC)
 
     def listen(self) -> bool:
         """Start listening; a stale socket left by a crash is removed, a live instance's one is left alone."""
         if self.server.listen(self.name):
             return True
-        probe = QLocalSocket()
+        probe = QLocalSocket(self)  # owned by Qt and deleted by its event loop, not mid-event by Python's GC
         probe.connectToServer(self.name)
-        if probe.waitForConnected(300):  # another viewer is running: it keeps the name
-            probe.disconnectFromServer()
+        alive = probe.waitForConnected(300)
+        probe.abort()
+        probe.deleteLater()
+        if alive:  # another viewer is running: it keeps the name
             return False
         QLocalServer.removeServer(self.name)
         return self.server.listen(self.name)
 
     def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and drop the connections still open."""
         self.server.close()
+        for sock in self._clients:
+            sock.blockSignals(True)
+            sock.abort()
+            sock.deleteLater()
+        self._clients.clear()
+
+    def _forget(self, sock: QLocalSocket) -> None:
+        if sock in self._clients:
+            self._clients.remove(sock)
+        sock.deleteLater()
 
     def _connection(self) -> None:
         while self.server.hasPendingConnections():
@@ -80,7 +93,8 @@ class SingleInstanceServer(QObject):
                 sock.flush()
                 sock.disconnectFromServer()
 
+            self._clients.append(sock)
             sock.readyRead.connect(read)
-            sock.disconnected.connect(sock.deleteLater)
+            sock.disconnected.connect(lambda sock=sock: self._forget(sock))
             if sock.bytesAvailable():
                 read()

@@ -81,6 +81,10 @@ def test_second_launch_hands_files_to_running_instance(qtbot, image_dir) -> None
     server.close()
     assert other.listen(), "once the first instance is gone the name is free again"
     other.close()
+    # let Qt finish the sockets' pending events while the servers' Python objects are still alive
+    server.deleteLater()
+    other.deleteLater()
+    qtbot.wait(200)
 
 
 def test_nothing_listening_means_not_handed_off(qapp) -> None:
