@@ -46,3 +46,7 @@ class MzarrDiskFullError(MzarrStorageError):
 class ChunkTooLargeError(CorruptChunkError):
     """A stored chunk declares more decoded data than its array's chunk shape allows (a decompression bomb or a
     damaged header); refused before any large allocation."""
+
+
+class MzarrWarning(UserWarning):
+    """Something the user should know about an input that was still read (uneven slice gaps, a tilted gantry...)."""
