@@ -1,4 +1,5 @@
-"""Import of TIFF/PNG/JPEG/NPY files into .mzarr through ``mzarr_core.convert`` with a cancellable progress dialog."""
+"""Import of any image Mzarr reads (the formats registry, :mod:`mzarr_core.formats`) into .mzarr through
+``mzarr_core.convert`` with a cancellable progress dialog."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Callable
 from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
-IMPORT_FILTER = "Images (*.tif *.tiff *.ome.tif *.ome.tiff *.png *.jpg *.jpeg *.npy);;All files (*)"
+from mzarr_core import formats
+
+IMPORT_FILTER = formats.qt_filter()  # every importable format, then one entry per format, then all files
 
 
 class _Bridge(QObject):
@@ -20,13 +23,20 @@ class _Bridge(QObject):
 
 
 def default_destination(src: str) -> str:
-    """``photo.tif`` -> ``photo.mzarr`` next to the source."""
-    base = os.path.basename(src)
-    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpeg", ".jpg", ".npy"):
-        if base.lower().endswith(ext):
-            base = base[: -len(ext)]
-            break
+    """``photo.tif`` -> ``photo.mzarr``, ``scan.nii.gz`` -> ``scan.mzarr``, a DICOM folder ``CT/`` -> ``CT.mzarr``,
+    next to the source."""
+    src = src.rstrip("/\\") or src
+    name = os.path.basename(src)
+    base = formats.strip_suffix(name)
+    if base == name and not os.path.isdir(src):
+        base = os.path.splitext(name)[0] or name  # a file of a format found by its content (e.g. IM0001.ima)
     return os.path.join(os.path.dirname(os.path.abspath(src)), base + ".mzarr")
+
+
+def drop_action(path: str) -> str | None:
+    """What a dropped path becomes: "open" (.mzarr, OME-Zarr), "import" (any other format Mzarr reads, a DICOM
+    folder or zip included) or None (not an image Mzarr knows)."""
+    return formats.import_action(path)
 
 
 def run_import(parent: QWidget | None, src: str, dst: str,

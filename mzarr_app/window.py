@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QLabel, QM
 from . import APP_NAME, __version__, settings
 from .contrast import DisplaySettings
 from .document import Document
-from .importer import IMPORT_FILTER, default_destination, run_import
+from .importer import IMPORT_FILTER, default_destination, drop_action, run_import
 from .panels.contrast import ContrastPanel
 from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
 from .panels.metadata import MetadataPanel
@@ -98,7 +98,7 @@ class MainWindow(QMainWindow):
         f = mb.addMenu("&File")
         self.act_open = self._action(f, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "actOpen")
         self._action(f, "Open OME-Zarr &folder…", self.open_folder_dialog, "Ctrl+Shift+O", "actOpenFolder")
-        self._action(f, "&Import TIFF/PNG…", self.import_dialog, "Ctrl+I", "actImport")
+        self._action(f, "&Import image…", self.import_dialog, "Ctrl+I", "actImport")
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addSeparator()
@@ -237,7 +237,7 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     def import_dialog(self) -> None:
-        """File > Import: pick a TIFF/PNG, a destination, convert with progress, open the result."""
+        """File > Import: pick an image of any format Mzarr reads, a destination, convert with progress, open it."""
         src, _ = QFileDialog.getOpenFileName(self, "Import image", self._last_dir(), IMPORT_FILTER)
         if not src:
             return
@@ -259,19 +259,21 @@ class MainWindow(QMainWindow):
         return True
 
     def dragEnterEvent(self, ev: QDragEnterEvent) -> None:  # noqa: N802 - Qt naming
-        """Accept dropped local files/folders."""
-        if ev.mimeData().hasUrls() and any(u.isLocalFile() for u in ev.mimeData().urls()):
+        """Accept dropped local files/folders that Mzarr opens or imports (the formats registry decides)."""
+        if ev.mimeData().hasUrls() and any(
+            u.isLocalFile() and drop_action(u.toLocalFile()) for u in ev.mimeData().urls()
+        ):
             ev.acceptProposedAction()
 
     def dropEvent(self, ev: QDropEvent) -> None:  # noqa: N802 - Qt naming
-        """Open dropped files (import TIFF/PNG ones)."""
+        """Open dropped .mzarr / OME-Zarr images; import every other format Mzarr reads (a DICOM folder too)."""
         for u in ev.mimeData().urls():
             if u.isLocalFile():
                 p = u.toLocalFile()
-                if p.lower().endswith((".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")):
+                if drop_action(p) == "import":
                     self.import_file(p, default_destination(p))
                 else:
-                    self._open_here_or_new(p)
+                    self._open_here_or_new(p)  # .mzarr / OME-Zarr, or the error saying why not
         ev.acceptProposedAction()
 
     # --- view state ----------------------------------------------------------------------------------------

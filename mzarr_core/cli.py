@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .errors import MzarrError
 from .image import Mzarr
@@ -42,44 +40,17 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator:
 
 def parse_region(text: str, ndim: int) -> tuple:
     """``"100:612,2000:2512"`` -> a tuple of slices/ints (NumPy syntax per axis, user axis order)."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) > ndim:
-        raise MzarrError(f"--region has {len(parts)} parts but the image has {ndim} axes")
-    out = []
-    for part in parts:
-        try:
-            if ":" in part:
-                fields = [int(f) if f.strip() else None for f in part.split(":")]
-                out.append(slice(*fields))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise MzarrError(f"--region part {part!r} is not start:stop[:step] or an integer") from None
-    return tuple(out)
+    from .formats.selection import parse_region as parse
+
+    return parse(text, ndim)
 
 
-def _export(image: Mzarr, out: Path, level: int, region: str | None) -> None:
-    lv = image.level(level)
-    data = lv[parse_region(region, lv.ndim)] if region else lv[...]
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        np.save(out, data)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
+def _export(image: Mzarr, out: Path, level: int, region: str | None, quiet: bool = True) -> None:
+    """Write a level / region of ``image`` to ``out`` in the format its suffix names (the formats registry)."""
+    from .formats import export
 
-        photometric = "rgb" if image.axes.endswith("c") and data.ndim >= 3 and data.shape[-1] in (3, 4) else "minisblack"
-        tifffile.imwrite(out, data, photometric=photometric, compression="zlib", metadata=None)
-    elif suffix == ".png":
-        import imagecodecs
-
-        if not (data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4))) or data.dtype not in (np.uint8, np.uint16):
-            raise MzarrError(
-                f"PNG holds a 2D grey or RGB(A) uint8/uint16 picture; this region is {data.shape} {data.dtype}: "
-                "export a 2D region (--region) or use .tif / .npy"
-            )
-        out.write_bytes(imagecodecs.png_encode(data))
-    else:
-        raise MzarrError(f"cannot export to {out.name}: use a .tif, .npy or .png file name")
+    with progress_bar(f"exporting {out.name}", not quiet) as bar:
+        export(image, out, level=level, region=region, progress=bar)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,8 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mzarr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    conv = sub.add_parser("convert", help="TIFF/OME-TIFF/PNG/JPEG/.npy/NIfTI/.mzarr/OME-Zarr -> .mzarr (or *.zarr folder)")
-    conv.add_argument("input", type=Path)
+    from . import formats
+
+    readable = formats.describe_readable()
+    conv = sub.add_parser(
+        "convert", help="any image Mzarr reads -> .mzarr (or *.zarr folder)",
+        description=f"Convert an image to .mzarr (or an OME-Zarr *.zarr folder). Reads {readable}.",
+    )
+    conv.add_argument("input", type=Path, help="image file or folder (OME-Zarr, DICOM series)")
     conv.add_argument("output", type=Path)
     conv.add_argument("--lossy", action="store_true", help="lossy JPEG XL (uint8/uint16/int8/int16 only)")
     conv.add_argument("--distance", type=float, help="lossy: Butteraugli distance (1.0 = visually lossless)")
@@ -101,16 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--channel-axis", type=int, help="position of the channel axis (0 or -1)")
     conv.add_argument("--spacing", help="voxel size per spatial axis, e.g. 0.5,0.25,0.25")
     conv.add_argument("--unit", help="unit of --spacing (default micrometer)")
+    conv.add_argument("--series", help="DICOM: the series to import (SeriesInstanceUID or number; default: the largest)")
+    conv.add_argument("--keep-phi", action="store_true", help="DICOM: keep patient identifiers in the attributes")
 
     info = sub.add_parser("info", help="shape, dtype, levels, chunks, codec, size and attributes")
     info.add_argument("file", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON")
 
-    exp = sub.add_parser("export", help="write a level or a region to .tif, .npy or .png")
+    writes = ", ".join(formats.export_suffixes())
+    exp = sub.add_parser(
+        "export", help=f"write a level or a region to {writes}",
+        description=f"Write a level or a region of a .mzarr, streamed, in the format OUTPUT's suffix names: {writes}. "
+        ".ome.tif: pyramidal OME-TIFF (every coarser level as SubIFDs); .nii/.nii.gz, .nrrd, .mha: with spacing, "
+        "origin and direction.",
+    )
     exp.add_argument("file", type=Path)
     exp.add_argument("output", type=Path)
     exp.add_argument("--level", type=int, default=0)
-    exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512")
+    exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512 (an integer drops its axis)")
+    exp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ver = sub.add_parser(
         "verify", help="decode every chunk of every level and check each level against the level below downsampled"
@@ -151,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
                 options[name] = getattr(args, name)
         if args.labels:
             options["is_label"] = True
+        read_options = {"series": args.series, "keep_phi": args.keep_phi}
         with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
-            out = convert(args.input, args.output, progress=bar, **options)
+            out = convert(args.input, args.output, progress=bar, read_options=read_options, **options)
         with Mzarr(out) as image:
             print(format_description(describe(image)))
         return 0
@@ -163,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         with Mzarr(args.file) as image:
-            _export(image, args.output, args.level, args.region)
+            _export(image, args.output, args.level, args.region, args.quiet)
         print(f"wrote {args.output}")
         return 0
     if args.command == "verify":

@@ -1,22 +1,32 @@
-"""Convert any readable image file into a .mzarr file or an OME-Zarr folder (and back)."""
+"""Convert any readable image file into a .mzarr file or an OME-Zarr folder (and back); export a .mzarr to other
+formats. Which formats: :mod:`mzarr_core.formats`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from .formats import export, read
 from .image import Mzarr
-from .importers import read_image
 from .writer import Progress
 
+__all__ = ["convert", "export"]
 
-def convert(src: str | Path, dst: str | Path, progress: Progress | None = None, **save_options: Any) -> Path:
+
+def convert(
+    src: str | Path,
+    dst: str | Path,
+    progress: Progress | None = None,
+    *,
+    read_options: dict[str, Any] | None = None,
+    **save_options: Any,
+) -> Path:
     """Read ``src`` (lazily where possible) and save it to ``dst`` with a pyramid.
 
-    ``save_options`` are those of :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs`` default to what
-    the source file says.
+    ``read_options`` go to the source's reader (DICOM: ``series``, ``keep_phi``); ``save_options`` are those of
+    :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs`` default to what the source file says.
     """
-    source = read_image(src)
+    source = read(src, **(read_options or {}))
     try:
         axes = save_options.pop("axes", None) or (None if save_options.get("channel_axis") is not None else source.axes)
         image = Mzarr(

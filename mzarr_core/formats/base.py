@@ -1,0 +1,79 @@
+"""What every reader returns (:class:`Source`) and the helpers the format modules share."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MzarrFormatError
+
+
+@dataclass
+class Source:
+    """A readable image (lazy where the file format allows) and what its file says about it."""
+
+    array: Any
+    axes: str | None = None
+    spacing: tuple[float, ...] | None = None
+    unit: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    owner: Any = None  # object to keep open while the array is used (e.g. a TiffFile); closed by convert
+
+
+def require(package: str, what: str, extra: str) -> Any:
+    """Import an optional package, or say which extra installs it (one clear MzarrFormatError)."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise MzarrFormatError(
+            f"{what} needs the optional package {package}, which is not installed: "
+            f'pip install "mzarr[{extra}]" (or pip install "mzarr[formats]" for every format)'
+        ) from None
+
+
+def head(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a file (b"" if it cannot be read): for the cheap sniffs."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+class NativeView:
+    """A lazy array read as native (little-endian) byte order: blocks are byte-swapped as they are read, so a
+    big-endian memmap stays on disk."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.shape = tuple(int(n) for n in source.shape)
+        self.dtype = np.dtype(source.dtype).newbyteorder("=")
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.source[key]).astype(self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+
+def native(array: np.ndarray) -> Any:
+    """``array`` itself when its byte order is native, else a lazy byte-swapping view of it."""
+    if array.dtype.isnative:
+        return array
+    return NativeView(array)
+
+
+UNITS = {
+    "mm": "millimeter", "millimeter": "millimeter", "millimeters": "millimeter", "millimetre": "millimeter",
+    "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "micron": "micrometer", "microns": "micrometer",
+    "micrometer": "micrometer", "micrometre": "micrometer",
+    "nm": "nanometer", "nanometer": "nanometer", "cm": "centimeter", "centimeter": "centimeter",
+    "m": "meter", "meter": "meter",
+}
+SHORT_UNITS = {"millimeter": "mm", "micrometer": "um", "nanometer": "nm", "centimeter": "cm", "meter": "m"}

@@ -1,0 +1,119 @@
+"""NIfTI-1/2 (.nii, .nii.gz) through nibabel (the ``nifti`` extra): read lazily where the file is uncompressed and
+unscaled, written slab by slab with the affine from the image's spacing and geometry."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MzarrFormatError
+from .base import Source, head, native, require
+from .selection import Counter, Progress, Selection, writable_dtype
+
+EXTRA = "nifti"
+UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter"}
+NIFTI_UNITS = {"millimeter": "mm", "micrometer": "micron", "meter": "meter"}
+DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+
+
+def sniff(path: Path) -> bool:
+    start = head(path, 348)
+    if len(start) >= 348 and start[344:348] in (b"n+1\0", b"ni1\0"):
+        return True
+    return start[4:8] in (b"n+2\0", b"ni2\0")
+
+
+def read(path: Path) -> Source:
+    nibabel = require("nibabel", f"reading NIfTI ({path.name})", EXTRA)
+    try:
+        img = nibabel.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for damaged headers
+        raise MzarrFormatError(f"{path} could not be read as NIfTI: {exc}") from None
+    shape = tuple(int(n) for n in img.shape)
+    channels = None
+    if len(shape) == 5 and shape[3] == 1:  # (x, y, z, 1, c): a vector / colour image (what our exporter writes)
+        channels = shape[4]
+    elif len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    elif len(shape) > 3:
+        raise MzarrFormatError(
+            f"{path} is a {len(shape)}D NIfTI image of shape {shape}; Mzarr imports 2D and 3D images "
+            "(split the time points or volumes first, e.g. with nibabel.four_to_three)"
+        )
+    # uncompressed, unscaled files give a memory map (read lazily); scaled ones are floats in memory
+    array: Any = np.asanyarray(img.dataobj)
+    if array.ndim >= 4:
+        array = array[:, :, :, 0]  # the single time point
+    if array.dtype.fields:  # RGB24 / RGBA32: one structured value per voxel
+        names = list(array.dtype.names)
+        array = np.stack([np.asarray(array[n]) for n in names], axis=-1)
+        channels = len(names)
+    # NIfTI stores x fastest: the (x, y, z) array transposed is C-ordered (z, y, x), a view of the memmap
+    array = np.moveaxis(array, -1, 0).T if channels is not None else array.T
+    # array is now (z, y, x[, c]) (or (y, x) for 2D files)
+    spatial = 3 if array.ndim - (channels is not None) == 3 else 2
+    zooms = [float(z) for z in img.header.get_zooms()[:spatial]]
+    if spatial == 3 and array.shape[0] == 1:  # a single slice: a 2D picture
+        array = array[0]
+        spatial, zooms = 2, zooms[:2]
+    units = img.header.get_xyzt_units()[0]
+    axes = ("zyx" if spatial == 3 else "yx") + ("c" if channels is not None else "")
+    return Source(
+        native(array),
+        axes,
+        tuple(zooms[::-1]),
+        UNITS.get(units, "millimeter"),
+        {"source": path.name, "nifti_affine": np.asarray(img.affine, float).tolist()},
+    )
+
+
+def write(sel: Selection, path: Path, progress: Progress | None = None) -> None:
+    """The selection as NIfTI-1: (x, y, z) fastest first, channels as a 5th (vector) dimension; the affine (sform
+    and qform, RAS) from the image's direction/origin or NIfTI affine, else from the spacing; gzip for .nii.gz."""
+    nibabel = require("nibabel", f"writing NIfTI ({path.name})", EXTRA)
+    dtype = writable_dtype(sel.dtype, DTYPES, "NIfTI")
+    sizes = list(sel.sizes_full_xyz)  # x first; an axis the region dropped is kept with size 1
+    spacing = list(sel.spacing_full_xyz)
+    geometry = sel.geometry_full.padded(3)
+    if geometry.space is not None:
+        geometry = geometry.in_space("RAS")
+    if len(sizes) < 3 and sel.channels is not None:
+        sizes.append(1)
+    spacing += [1.0] * (3 - len(spacing))
+    affine = np.eye(4)
+    affine[:3, :3] = geometry.direction[:3, :3] * np.asarray(spacing, float)
+    affine[:3, 3] = geometry.origin[:3]
+    shape = tuple(sizes) + ((1, sel.channels) if sel.channels is not None else ())
+    hdr = nibabel.Nifti1Header()
+    hdr.set_data_dtype(dtype)
+    hdr.set_data_shape(shape)
+    hdr.set_zooms(tuple(spacing[: len(sizes)]) + ((1.0, 1.0) if sel.channels is not None else ()))
+    code = 1 if sel.source_geometry is not None else 2  # scanner coordinates, else aligned to the voxel grid
+    hdr.set_sform(affine, code=code)
+    hdr.set_qform(affine, code=code)
+    hdr.set_xyzt_units(NIFTI_UNITS.get(sel.unit or "", "unknown") if sel.has_spacing else "unknown")
+    if sel.channels is not None:
+        hdr.set_intent("vector")
+    hdr.set_data_offset(352)
+    first = sel.spatial[0]
+    slabs = list(sel.slabs(first))
+    channels = range(sel.channels) if sel.channels is not None else [None]
+    counter = Counter(progress, len(slabs) * len(channels))
+    opener = (lambda p: gzip.open(p, "wb", compresslevel=4)) if path.name.lower().endswith(".gz") else (
+        lambda p: open(p, "wb")
+    )
+    with opener(path) as fh:
+        fh.write(hdr.binaryblock)
+        fh.write(b"\0" * (352 - len(hdr.binaryblock)))  # no extensions
+        for c in channels:
+            for block in slabs:
+                if c is not None:
+                    block = tuple(slice(c, c + 1) if a == "c" else b for a, b in zip(sel.axes, block))
+                data = sel.read(block)
+                if c is not None:
+                    data = data[..., 0] if sel.axes.endswith("c") else data[0]
+                fh.write(np.ascontiguousarray(data, dtype=dtype.newbyteorder("=")).tobytes())
+                counter.step()
