@@ -57,6 +57,7 @@ class Format:
     extra: str | None = None  # the pip extra that installs it: pip install "mzarr[<extra>]"
     options: tuple[str, ...] = ()  # reader keyword options (DICOM: series, keep_phi)
     native: bool = False  # Mzarr's own storage: opened directly by the viewer, not imported
+    sniff_first: bool = False  # its sniff is asked before the others (DICOM: "DICM" at byte 128 beats a TIFF preamble)
     note: str = ""  # one line for the documentation / help
 
     @property
@@ -68,16 +69,29 @@ class Format:
         try:
             module = importlib.import_module(f"{__name__}.{module_name}")
         except ImportError as exc:
-            missing = exc.name or ""
-            if self.package and missing.split(".")[0] == self.package:
-                raise MzarrFormatError(
-                    f"{action} {self.title} files needs the optional package {self.package}, which is not "
-                    f'installed: pip install "mzarr[{self.extra}]" (or "mzarr[formats]" for every format)'
-                ) from None
-            if missing == f"{__name__}.{module_name}":
+            if exc.name == f"{__name__}.{module_name}":
                 raise MzarrFormatError(f"{action} {self.title} files is not available in this version of Mzarr") from None
-            raise
+            raise self.missing_package(exc, action) from None
         return getattr(module, function)
+
+    def missing_package(self, exc: ImportError, action: str) -> Exception:
+        """The error for an ImportError met while reading/writing: this format's optional package missing names
+        its extra; anything else is re-raised as it is."""
+        if self.package and (exc.name or "").split(".")[0] == self.package:
+            return MzarrFormatError(
+                f"{action} {self.title} files needs the optional package {self.package}, which is not "
+                f'installed: pip install "mzarr[{self.extra}]" (or "mzarr[formats]" for every format)'
+            )
+        return exc
+
+    def call(self, which: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the reader or writer, turning a missing optional package into the error naming the extra."""
+        action = "reading" if which == "reader" else "writing"
+        function = self.reader_function() if which == "reader" else self.writer_function()
+        try:
+            return function(*args, **kwargs)
+        except ImportError as exc:
+            raise self.missing_package(exc, action) from None
 
     def reader_function(self) -> Callable[..., Source]:
         if not self.reader:
@@ -128,7 +142,7 @@ FORMATS: tuple[Format, ...] = (
            write_suffixes=(".mha",), sniff="metaimage:sniff",
            note="spacing, origin and direction; raw data read lazily"),
     Format("dicom", "DICOM", (".dcm", ".dicom", ".zip"), reader="dicom:open_dicom", folder=True,
-           sniff="dicom:is_dicom_path", package="pydicom", extra="dicom", options=("series", "keep_phi"),
+           sniff="dicom:is_dicom_path", package="pydicom", extra="dicom", options=("series", "keep_phi"), sniff_first=True,
            note="a series: a folder or .zip of slices, or one (multi-frame) file"),
 )
 
@@ -213,7 +227,7 @@ def find_format(path: str | os.PathLike) -> Format:
         if fmt.name == "dicom" and path.suffix.lower() == ".zip" and not fmt.sniffs(path):
             raise MzarrFormatError(f"{path.name}: this .zip holds no DICOM files; Mzarr imports .zip files of DICOM slices")
         return fmt
-    for fmt in FORMATS:
+    for fmt in sorted(FORMATS, key=lambda f: not f.sniff_first):
         if fmt.reader and fmt.sniffs(path):
             return fmt
     suffix = _suffix_of(path)
@@ -235,7 +249,7 @@ def read(path: str | os.PathLike, **options: Any) -> Source:
         raise MzarrValueError(
             f"{names} applies to {' and '.join(takers) or 'no'} sources only; {path.name} is read as {fmt.title}"
         )
-    return fmt.reader_function()(path, **{k: v for k, v in options.items() if k in fmt.options})
+    return fmt.call("reader", path, **{k: v for k, v in options.items() if k in fmt.options})
 
 
 def writer_for(path: str | os.PathLike) -> Format:
@@ -266,13 +280,13 @@ def export(
 
     path = Path(path)
     fmt = writer_for(path)
-    writer = fmt.writer_function()
+    fmt.writer_function()  # a missing module or package is said before anything is opened
     own = not isinstance(image, Mzarr)
     opened = Mzarr(image) if own else image
     try:
         sel = Selection(opened, level, region)
         with atomic_output(path) as tmp:
-            writer(sel, tmp, progress, **options)
+            fmt.call("writer", sel, tmp, progress, **options)
     finally:
         if own:
             opened.close()

@@ -177,9 +177,11 @@ def _data(h: _Header, path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> An
         except zlib.error as exc:
             raise MzarrFormatError(f"{path}: the compressed data of {f.name} cannot be decompressed: {exc}") from None
     if not binary:
+        tokens = raw.split()
         try:
-            values = np.array(raw.split(), dtype=np.float64 if dtype.kind == "f" else np.int64)
-        except ValueError:
+            values = (np.array(tokens, dtype=np.float64) if dtype.kind == "f"
+                      else np.array([int(t) for t in tokens], dtype=dtype.newbyteorder("=")))
+        except (ValueError, OverflowError):
             raise MzarrFormatError(f"{path}: the ASCII data hold something that is not a number") from None
         if values.size != count:
             raise MzarrFormatError(f"{path}: {values.size} ASCII values for {count} voxels")

@@ -303,10 +303,11 @@ def _data(h: _Header, path: Path, dtype: np.dtype, sizes: list[int], encoding: s
         else:
             parts.append(raw[byte_skip:])
     if encoding == "text":
+        tokens = b" ".join(parts).replace(b",", b" ").split()
         try:
-            values = np.array(b" ".join(parts).replace(b",", b" ").split(), dtype=np.float64 if dtype.kind == "f"
-                              else np.int64)
-        except ValueError:
+            values = (np.array(tokens, dtype=np.float64) if dtype.kind == "f"
+                      else np.array([int(t) for t in tokens], dtype=dtype.newbyteorder("=")))
+        except (ValueError, OverflowError):
             raise MzarrFormatError(f"{path}: the ascii data hold something that is not a number") from None
         if values.size != count:
             raise MzarrFormatError(f"{path}: {values.size} ascii values for {count} voxels")
