@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import imagecodecs.zarr as _imagecodecs_zarr
+from .codecs import register_codecs
 
-_imagecodecs_zarr.register_codecs(verbose=False)  # so zarr can decode imagecodecs_jpegxl chunks
+register_codecs()  # the one registration: zarr's codec classes for Mzarr's chunks and the storage codecs
 
 from .errors import (  # noqa: E402
     ChunkTooLargeError,

@@ -38,6 +38,7 @@ from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
+from .codecs import StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
 from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_zstd
 
@@ -187,7 +188,7 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
-        if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES:
+        if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl,):
             serializer = codecs[0]
             if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
                 return None
@@ -313,7 +314,8 @@ class ChunkReader:
     """Reads one stored level (a zarr array in storage order): regions, whole chunks and z-planes of bricks,
     through its file's cache, with parallel decoding where :class:`ChunkCodec` knows the pipeline."""
 
-    def __init__(self, array: Any, owner: ReadOwner, level_index: int, where: str):
+    def __init__(self, array: Any, owner: ReadOwner, level_index: int, where: str,
+                 storage_codec: StorageCodec | None = None):
         self.array = array
         self.owner = owner
         self.level_index = level_index
@@ -321,7 +323,10 @@ class ChunkReader:
         self.chunks = tuple(int(c) for c in array.chunks)
         self.dtype = np.dtype(array.dtype)
         self.codec = ChunkCodec.for_array(array)
-        self.frames = FrameDecoder(array, where) if frame_decodable(array) else None
+        if storage_codec is not None:  # a file Mzarr wrote: its codec knows how planes are read
+            self.frames = storage_codec.plane_reader(array, where)
+        else:  # another tool's Zarr: one frame per z if its pipeline is stock JPEG XL
+            self.frames = FrameDecoder(array, where) if frame_decodable(array) else None
         if self.codec is not None or self.frames is not None:
             self.store = array.store_path.store
             self.fill_value = array.metadata.fill_value

@@ -1,33 +1,67 @@
-"""Which Zarr codec pipeline stores which dtype: JPEG XL wherever it is bit-exact, zstd where it cannot be.
+"""How Mzarr stores chunks: one :class:`StorageCodec` class per choice, owning its configuration (the ``codec``
+block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane reader.
 
-| dtype            | pipeline                                              | lossy allowed |
-| ---------------- | ----------------------------------------------------- | ------------- |
-| uint8, uint16    | imagecodecs_jpegxl                                    | yes           |
-| int8, int16      | fixedscaleoffset (shift to unsigned) + jpegxl         | yes           |
-| bool             | astype uint8 + jpegxl                                 | no            |
-| everything else  | bytes + zstd (float16/32/64, (u)int32/64)             | no            |
+| class           | block                                     | dtypes                                   | lossy | z-plane reads   |
+| --------------- | ----------------------------------------- | ---------------------------------------- | ----- | --------------- |
+| JpegxlFrames    | ``{"name": "jpegxl"}``                    | uint8/16; int8/16 offset; bool as uint8  | yes   | one frame       |
+| JpegxlStrip     | ``{"name": "jpegxl", "bricks": "strip"}`` | the same, volumes, lossless (format 2)   | no    | whole bricks    |
+| Zstd            | ``{"name": "zstd"}``                      | float16/32/64, (u)int32/64               | no    | whole chunks    |
 
-Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
+* **JpegxlFrames**: a chunk is one JPEG XL image; a 3-D brick one frame per z (libjxl decodes one frame alone,
+  so a z-plane costs one frame per brick). Every 2-D image, lossy volumes and volumes of format 1.
+* **JpegxlStrip** (format 2, the default for lossless volumes): a brick is ONE frame of its z-slices stacked
+  vertically, ``chunk.reshape(z * y, x)``: libjxl's fast single-frame path (effort 1) makes bricks decode 2.5-3x
+  and encode 6-11x faster than 64 frames, for ~5 % more bytes (docs/BENCHMARKS.md, "3D brick layout"). The zarr
+  codec entry is unchanged (``imagecodecs_jpegxl``): stock readers decode the frame and reshape it to the chunk.
+* Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
 
-Reading goes through :mod:`mzarr_core.guards` (registered below, same codec names on disk): a chunk never decodes to
-more than its chunk shape x dtype, so a decompression bomb is refused with ChunkTooLargeError before allocating.
+Reading goes through :mod:`mzarr_core.guards` (same codec names on disk): a chunk never decodes to more than its
+chunk shape x dtype. :func:`register_codecs` (called once by ``mzarr_core/__init__.py``) registers the zarr codec
+classes and the storage codecs; a new storage codec is one subclass plus one :func:`register_storage_codec` call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import imagecodecs
 import numpy as np
-import zarr
 from zarr.codecs import BytesCodec, TransposeCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
-from zarr.registry import register_codec
 
 from .errors import MzarrDtypeError, MzarrValueError
-from .guards import GuardedJpegxl, GuardedZstd, register_guarded_codecs
+from .guards import GuardedJpegxl, GuardedZstd, register_zarr_codec, register_guarded_codecs
+
+__all__ = [
+    "DEFAULT_EFFORT",
+    "JpegxlFrames",
+    "JpegxlStrip",
+    "ShapedFixedScaleOffset",
+    "StorageCodec",
+    "StripJpegxl",
+    "Zstd",
+    "check_dtype",
+    "choose_codec",
+    "codec_from_json",
+    "register_codecs",
+    "register_storage_codec",
+]
+
+JPEGXL_NATIVE = (np.dtype("uint8"), np.dtype("uint16"))
+JPEGXL_OFFSET = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
+ZSTD_DTYPES = tuple(
+    np.dtype(d) for d in ("float16", "float32", "float64", "int32", "uint32", "int64", "uint64")
+)
+SUPPORTED_DTYPES = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dtype(bool), *ZSTD_DTYPES)
+DEFAULT_EFFORT = 2  # 2-D tiles and frames: decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
+STRIP_EFFORT = 1  # strip bricks: libjxl's single-frame fast path (effort 2 is ~9 % smaller but 2x slower)
+ZSTD_LEVEL = 5
 
 
+# -- zarr codec classes ----------------------------------------------------------------------------------------------
 class ShapedFixedScaleOffset(FixedScaleOffset):
     """numcodecs' FixedScaleOffset that keeps the chunk's shape when encoding.
 
@@ -42,28 +76,253 @@ class ShapedFixedScaleOffset(FixedScaleOffset):
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(array.reshape(chunk_spec.shape))
 
 
-def _use_shaped_fixedscaleoffset() -> None:
-    """Make zarr build ShapedFixedScaleOffset for 'numcodecs.fixedscaleoffset' (also when reopening files)."""
-    name = "numcodecs.fixedscaleoffset"
-    register_codec(name, ShapedFixedScaleOffset)
-    codecs = dict(zarr.config.get("codecs", {}))
-    codecs[name] = f"{ShapedFixedScaleOffset.__module__}.{ShapedFixedScaleOffset.__qualname__}"
-    zarr.config.set({"codecs": codecs})
+class StripJpegxl(GuardedJpegxl):
+    """Encodes a chunk as ONE JPEG XL frame: ``(..., y, x)`` as ``(rows, x)``, colour ``(..., y, x, c)`` as
+    ``(rows, x, c)``. Same name and configuration on disk as imagecodecs' codec, whose decoder reshapes the frame
+    to the chunk: a strip chunk reads back through any Zarr reader. Decoding is GuardedJpegxl's."""
+
+    frames_per_z: ClassVar[bool] = False
+
+    def _encode_sync(self, chunk_array: Any, chunk_spec: Any) -> Any:
+        data = np.ascontiguousarray(chunk_array.as_numpy_array())
+        colour = self.photometric is None and data.ndim >= 3
+        if colour:
+            data = data.reshape(-1, data.shape[-2], data.shape[-1])
+        else:
+            data = data.reshape(-1, data.shape[-1])
+        encoded = imagecodecs.jpegxl_encode(
+            data,
+            level=self.level,
+            effort=self.effort,
+            distance=self.distance,
+            lossless=self.lossless,
+            decodingspeed=self.decodingspeed,
+            bitspersample=self.bitspersample,
+            photometric=self.photometric,
+            planar=self.planar,
+            primaries=self.primaries,
+            transfer=self.transfer,
+            perceptualheuristics=self.perceptualheuristics,
+            usecontainer=self.usecontainer,
+            numthreads=self.numthreads,
+        )
+        return chunk_spec.prototype.buffer.from_bytes(encoded)
 
 
-_use_shaped_fixedscaleoffset()
-register_guarded_codecs()  # JPEG XL and zstd chunks never decode to more than their chunk shape x dtype
+# -- storage codecs --------------------------------------------------------------------------------------------------
+def _adopt_serializer(array: Any, serializer_class: type) -> Any:
+    """``array`` reopened with its JPEG XL serializer built as ``serializer_class`` (same configuration on disk):
+    what decides how this process encodes the chunks it writes. Unchanged if it has no such serializer."""
+    meta = array.metadata
+    codecs = list(getattr(meta, "codecs", ()))
+    swapped = [
+        serializer_class.from_dict(c.to_dict()) if isinstance(c, GuardedJpegxl) and type(c) is not serializer_class else c
+        for c in codecs
+    ]
+    if all(a is b for a, b in zip(swapped, codecs)):
+        return array
+    async_array = array._async_array
+    adopted = type(async_array)(
+        metadata=dataclasses.replace(meta, codecs=tuple(swapped)),
+        store_path=async_array.store_path,
+        config=async_array.config,
+    )
+    return type(array)(adopted)
 
-JPEGXL_NATIVE = (np.dtype("uint8"), np.dtype("uint16"))
-JPEGXL_OFFSET = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
-ZSTD_DTYPES = tuple(
-    np.dtype(d) for d in ("float16", "float32", "float64", "int32", "uint32", "int64", "uint64")
-)
-SUPPORTED_DTYPES = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dtype(bool), *ZSTD_DTYPES)
-DEFAULT_EFFORT = 2  # libjxl effort: 2 decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
-ZSTD_LEVEL = 5
+
+@dataclass(frozen=True)
+class StorageCodec(ABC):
+    """One way of storing an image's chunks, recorded as the ``codec`` block of its ``mzarr`` metadata."""
+
+    lossless: bool = True
+
+    #: the block's "name"
+    name: ClassVar[str]
+    #: the lowest Mzarr format version that reads files stored this way
+    format_version: ClassVar[int] = 1
+
+    @classmethod
+    @abstractmethod
+    def from_json(cls, block: dict[str, Any]) -> "StorageCodec":
+        """The codec a file's block describes (the block was matched to this class by :func:`codec_from_json`)."""
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """The block recorded in the file."""
+
+    @abstractmethod
+    def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
+        """Keyword arguments (filters, serializer, compressors) for ``zarr.create_array``. ``transpose`` reorders a
+        chunk before encoding (colour: channel-first storage, channel-last pixels)."""
+
+    def adopt(self, array: Any) -> Any:
+        """``array`` as opened from its zarr.json, made to encode what it writes this codec's way."""
+        return array
+
+    def plane_reader(self, array: Any, where: str) -> Any:
+        """A :class:`~mzarr_core.frames.FrameDecoder` for z-planes without decoding whole bricks, or None (planes
+        are cut from whole decoded chunks)."""
+        return None
+
+    @classmethod
+    def matches(cls, block: dict[str, Any]) -> bool:
+        """Whether ``block`` describes this class (its name; subclasses add their own keys)."""
+        return block.get("name") == cls.name
 
 
+@dataclass(frozen=True)
+class JpegxlFrames(StorageCodec):
+    """JPEG XL, one frame per z of a brick (a 2-D chunk is one frame); lossless or lossy at ``distance``."""
+
+    distance: float | None = None
+    effort: int = DEFAULT_EFFORT
+
+    name: ClassVar[str] = "jpegxl"
+    serializer_class: ClassVar[type] = GuardedJpegxl
+
+    @classmethod
+    def matches(cls, block: dict[str, Any]) -> bool:
+        return block.get("name") == cls.name and block.get("bricks", "frames") == "frames" and not block.get("legacy")
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "JpegxlFrames":
+        lossless = block.get("lossless", True) is not False
+        distance = None if lossless else float(block.get("distance") or 1.0)
+        effort = block.get("effort", DEFAULT_EFFORT)
+        return cls(lossless=lossless, distance=distance, effort=int(effort) if isinstance(effort, int) else DEFAULT_EFFORT)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "lossless": self.lossless, "effort": self.effort}
+        if not self.lossless:
+            out["distance"] = self.distance
+        return out
+
+    def with_effort(self, effort: int) -> "JpegxlFrames":
+        return dataclasses.replace(self, effort=int(effort))
+
+    def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
+        dtype = np.dtype(dtype)
+        filters: list[Any] = [TransposeCodec(order=transpose)] if transpose is not None else []
+        if dtype in JPEGXL_OFFSET:
+            info = np.iinfo(dtype)
+            filters.append(
+                ShapedFixedScaleOffset(offset=int(info.min), scale=1, dtype=dtype.str, astype=JPEGXL_OFFSET[dtype].str)
+            )
+        elif dtype == np.dtype(bool):
+            filters.append(AsType(encode_dtype="|u1", decode_dtype="|b1"))
+        # Non-colour chunks are grey frames: without this, a chunk only 2-4 pixels wide would be taken for
+        # grey+alpha/RGB/RGBA and lossy coding would treat neighbouring pixels as colours.
+        photometric = None if transpose is not None else "GRAY"
+        if self.lossless:
+            serializer = self.serializer_class(lossless=True, effort=self.effort, photometric=photometric)
+        else:
+            serializer = self.serializer_class(
+                lossless=False, distance=self.distance, effort=self.effort, photometric=photometric
+            )
+        return {"filters": filters or None, "serializer": serializer, "compressors": None}
+
+    def plane_reader(self, array: Any, where: str) -> Any:
+        from .frames import FrameDecoder, frame_decodable
+
+        return FrameDecoder(array, where) if frame_decodable(array) else None
+
+
+@dataclass(frozen=True)
+class JpegxlStrip(JpegxlFrames):
+    """JPEG XL, a whole brick as one frame of its z-slices stacked vertically (lossless volumes, format 2)."""
+
+    effort: int = STRIP_EFFORT
+
+    format_version: ClassVar[int] = 2
+    serializer_class: ClassVar[type] = StripJpegxl
+
+    @classmethod
+    def matches(cls, block: dict[str, Any]) -> bool:
+        return block.get("name") == cls.name and block.get("bricks") == "strip" and not block.get("legacy")
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "JpegxlStrip":
+        effort = block.get("effort", STRIP_EFFORT)
+        return cls(lossless=True, effort=int(effort) if isinstance(effort, int) else STRIP_EFFORT)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "lossless": True, "effort": self.effort, "bricks": "strip"}
+
+    def adopt(self, array: Any) -> Any:
+        return _adopt_serializer(array, StripJpegxl)
+
+    def plane_reader(self, array: Any, where: str) -> Any:
+        return None  # libjxl cannot decode part of a frame: planes come from whole bricks (cached)
+
+
+@dataclass(frozen=True)
+class Zstd(StorageCodec):
+    """Raw little-endian bytes + zstd: every dtype JPEG XL cannot hold exactly."""
+
+    level: int = ZSTD_LEVEL
+
+    name: ClassVar[str] = "zstd"
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "Zstd":
+        level = block.get("level", ZSTD_LEVEL)
+        return cls(level=int(level) if isinstance(level, int) else ZSTD_LEVEL)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "lossless": True, "level": self.level}
+
+    def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
+        filters = [TransposeCodec(order=transpose)] if transpose is not None else None
+        return {"filters": filters, "serializer": BytesCodec(), "compressors": [GuardedZstd(level=self.level)]}
+
+
+# -- registry --------------------------------------------------------------------------------------------------------
+_STORAGE_CODECS: list[type[StorageCodec]] = []
+_registered = False
+
+
+def register_storage_codec(cls: type[StorageCodec]) -> type[StorageCodec]:
+    """Make files whose codec block ``cls.matches`` open with ``cls`` (later registrations are tried first)."""
+    if cls not in _STORAGE_CODECS:
+        _STORAGE_CODECS.insert(0, cls)
+    return cls
+
+
+def register_codecs() -> None:
+    """Register Mzarr's codecs, once: zarr builds the guarded JPEG XL / zstd classes and the shape-keeping offset
+    filter whenever it opens an array, imagecodecs' other zarr codecs are known (OME-Zarr/TIFF sources), and the
+    storage codecs are known to :func:`codec_from_json`. Idempotent; ``mzarr_core/__init__.py`` calls it."""
+    global _registered
+    if _registered:
+        return
+    import imagecodecs.zarr
+
+    imagecodecs.zarr.register_codecs(verbose=False)
+    register_zarr_codec("numcodecs.fixedscaleoffset", ShapedFixedScaleOffset)
+    register_guarded_codecs()  # JPEG XL and zstd chunks never decode to more than their chunk shape x dtype
+    for cls in (Zstd, JpegxlFrames, JpegxlStrip):
+        register_storage_codec(cls)
+    _registered = True
+
+
+def codec_from_json(block: Any) -> StorageCodec | None:
+    """The storage codec a file's ``codec`` block names; None for files of other tools, legacy files and blocks
+    no registered class matches (they are read through their zarr pipeline)."""
+    if not isinstance(block, dict):
+        return None
+    for cls in _STORAGE_CODECS:
+        if cls.matches(block):
+            return cls.from_json(block)
+    return None
+
+
+def format_version_of(block: Any) -> int:
+    """The lowest format version that reads a file whose codec block is ``block``."""
+    codec = codec_from_json(block)
+    return codec.format_version if codec is not None else 1
+
+
+# -- choosing ----------------------------------------------------------------------------------------------------------
 def quality_to_distance(quality: float) -> float:
     """libjxl's mapping from a JPEG-like quality (0-100) to a Butteraugli distance."""
     if not 0 <= quality <= 100:
@@ -71,27 +330,6 @@ def quality_to_distance(quality: float) -> float:
     if quality >= 30:
         return 0.1 + (100 - quality) * 0.09
     return 53.0 / 3000.0 * quality * quality - 23.0 / 20.0 * quality + 25.0
-
-
-@dataclass(frozen=True)
-class CodecChoice:
-    """The codec decision for one image: recorded in the file's ``mzarr`` metadata block."""
-
-    name: str  # "jpegxl" or "zstd"
-    lossless: bool = True
-    distance: float | None = None
-    effort: int = DEFAULT_EFFORT
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "lossless": self.lossless}
-        if self.name == "jpegxl":
-            out["effort"] = self.effort
-            if not self.lossless:
-                out["distance"] = self.distance
-        else:
-            out["level"] = ZSTD_LEVEL
-        return out
 
 
 def check_dtype(dtype: np.dtype) -> np.dtype:
@@ -116,12 +354,19 @@ def choose_codec(
     quality: float | None = None,
     effort: int | None = None,
     is_label: bool = False,
-) -> CodecChoice:
-    """Pick the codec for a dtype and the user's lossy/lossless request, refusing impossible combinations."""
+    volume: bool = False,
+    bricks: str | None = None,
+) -> StorageCodec:
+    """Pick the storage codec for a dtype, the user's lossy/lossless request and whether the image is a volume
+    (lossless JPEG XL volumes are stored as strip bricks unless ``bricks="frames"``), refusing impossible
+    combinations."""
     dtype = check_dtype(dtype)
-    effort = DEFAULT_EFFORT if effort is None else int(effort)
-    if not 1 <= effort <= 10:
-        raise MzarrValueError(f"effort must be between 1 and 10, got {effort}")
+    if bricks not in (None, "strip", "frames"):
+        raise MzarrValueError(f"bricks must be 'strip' or 'frames', got {bricks!r}")
+    if effort is not None:
+        effort = int(effort)
+        if not 1 <= effort <= 10:
+            raise MzarrValueError(f"effort must be between 1 and 10, got {effort}")
     if distance is not None or quality is not None:
         lossless = False
     if not lossless:
@@ -137,38 +382,12 @@ def choose_codec(
         distance = 1.0 if distance is None else float(distance)
         if not 0.0 < distance <= 25.0:
             raise MzarrValueError(f"distance must be in (0, 25], got {distance}")
-        return CodecChoice("jpegxl", lossless=False, distance=distance, effort=effort)
+        # lossy volumes keep one frame per z: a lossy strip would let JPEG XL's smoothing filters mix slices
+        if bricks == "strip":
+            raise MzarrValueError("strip bricks are lossless only: save lossy volumes with bricks='frames' (default)")
+        return JpegxlFrames(lossless=False, distance=distance, effort=DEFAULT_EFFORT if effort is None else effort)
     if dtype in JPEGXL_NATIVE or dtype in JPEGXL_OFFSET or dtype == np.dtype(bool):
-        return CodecChoice("jpegxl", lossless=True, effort=effort)
-    return CodecChoice("zstd", lossless=True)
-
-
-def zarr_codecs(choice: CodecChoice, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
-    """Keyword arguments (filters, serializer, compressors) for ``zarr.create_array``.
-
-    ``transpose`` reorders a chunk before encoding: colour images are stored channel-first (NGFF order) but
-    JPEG XL wants interleaved (y, x, c) pixels, which its colour transform compresses far better.
-    """
-    dtype = np.dtype(dtype)
-    filters: list[Any] = []
-    if transpose is not None:
-        filters.append(TransposeCodec(order=transpose))
-    if choice.name == "zstd":
-        return {"filters": filters or None, "serializer": BytesCodec(), "compressors": [GuardedZstd(level=ZSTD_LEVEL)]}
-    if dtype in JPEGXL_OFFSET:
-        info = np.iinfo(dtype)
-        filters.append(
-            ShapedFixedScaleOffset(offset=int(info.min), scale=1, dtype=dtype.str, astype=JPEGXL_OFFSET[dtype].str)
-        )
-    elif dtype == np.dtype(bool):
-        filters.append(AsType(encode_dtype="|u1", decode_dtype="|b1"))
-    # Non-colour chunks are grey frames: without this, a chunk only 2-4 pixels wide would be taken for
-    # grey+alpha/RGB/RGBA and lossy coding would treat neighbouring pixels as colours.
-    photometric = None if transpose is not None else "GRAY"
-    if choice.lossless:
-        serializer = GuardedJpegxl(lossless=True, effort=choice.effort, photometric=photometric)
-    else:
-        serializer = GuardedJpegxl(
-            lossless=False, distance=choice.distance, effort=choice.effort, photometric=photometric
-        )
-    return {"filters": filters or None, "serializer": serializer, "compressors": None}
+        if volume and bricks != "frames":
+            return JpegxlStrip(effort=STRIP_EFFORT if effort is None else effort)
+        return JpegxlFrames(effort=DEFAULT_EFFORT if effort is None else effort)
+    return Zstd()

@@ -24,10 +24,10 @@ from zarr.core.sync import sync
 
 from .codecs import ShapedFixedScaleOffset
 from .errors import ChunkTooLargeError, CorruptChunkError
-from .guards import GuardedJpegxl, decode_jpegxl
+from .guards import GuardedJpegxl, decode_jpegxl, read_jpegxl_header
 
-#: The codec classes whose chunk layout is known here, exactly (a subclass may lay frames out otherwise: a new
-#: brick encoding is then read through zarr, correct if slower, until it is taught here).
+#: The codec classes that store one frame per z of a brick, exactly (a subclass may lay frames out otherwise, e.g.
+#: :class:`~mzarr_core.codecs.StripJpegxl`: its planes are cut from whole decoded bricks).
 JPEGXL_TYPES = (Jpegxl, GuardedJpegxl)
 FILTER_TYPES = (TransposeCodec, FixedScaleOffset, ShapedFixedScaleOffset, AsType)
 
@@ -95,12 +95,21 @@ class FrameDecoder:
         self.frame_shape = (self.chunks["y"], self.chunks["x"]) + ((self.chunks["c"],) if self.colour else ())
         self.stored = _stored_dtype(self.codecs, self.dtype)
         self.what = f"one frame of this array's chunks is {self.frame_shape} {self.stored}"
+        self.brick_shape = (self.chunks["z"],) + self.frame_shape
+        self.brick_values = math.prod(self.brick_shape)
+        self.brick_what = f"this array's bricks are {self.brick_shape} {self.stored}"
         self.where = where
 
     def decode(self, data: Any, frame_index: int, key: str) -> np.ndarray:
         """Frame ``frame_index`` of the brick stored as ``data`` under ``key`` (named in errors)."""
         try:
-            frame = decode_jpegxl(data, self.frame_shape, self.stored, index=frame_index, what=self.what)
+            header = read_jpegxl_header(data)
+            if header is not None and header.values_per_frame == self.brick_values != math.prod(self.frame_shape):
+                # one frame holds the whole brick (a strip chunk among frame chunks): decode it, keep one plane
+                brick = decode_jpegxl(data, self.brick_shape, self.stored, what=self.brick_what)
+                frame = brick.reshape(self.brick_shape)[frame_index]
+            else:
+                frame = decode_jpegxl(data, self.frame_shape, self.stored, index=frame_index, what=self.what)
         except Exception as exc:
             error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
             raise error(

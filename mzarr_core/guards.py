@@ -45,6 +45,7 @@ __all__ = [
     "guard_v2_array",
     "read_jpegxl_header",
     "register_guarded_codecs",
+    "register_zarr_codec",
     "zstd_declared_size",
 ]
 
@@ -307,6 +308,9 @@ def decode_jpegxl(
         check_jpegxl_header(header, shape, dtype, what)
     limit = math.prod(shape) * dtype.itemsize
     out_shape = _decoded_shape(shape)
+    if header is not None and index is None and len(out_shape) > 2 and header.values_per_frame == math.prod(shape):
+        # one frame holds the whole chunk (a strip brick): decode it as that frame, no retry
+        out_shape = (header.height, header.width) + ((header.samples,) if header.samples > 1 else ())
     out_dtype = header.dtype if header is not None and header.dtype is not None else dtype
     for _ in range(3):
         out = np.empty(out_shape, out_dtype)
@@ -426,7 +430,8 @@ class GuardedZstd(ZstdCodec):
         return chunk_spec.prototype.buffer.from_bytes(decoded)
 
 
-def _register(name: str, cls: type) -> None:
+def register_zarr_codec(name: str, cls: type) -> None:
+    """Make zarr build ``cls`` for the codec ``name`` (also when it reopens arrays from their metadata)."""
     register_codec(name, cls)
     codecs = dict(zarr.config.get("codecs", {}))
     codecs[name] = f"{cls.__module__}.{cls.__qualname__}"
@@ -436,8 +441,8 @@ def _register(name: str, cls: type) -> None:
 def register_guarded_codecs() -> None:
     """Make zarr build GuardedJpegxl for 'imagecodecs_jpegxl' and GuardedZstd for 'zstd' (also when reopening
     files). Idempotent."""
-    _register("imagecodecs_jpegxl", GuardedJpegxl)
-    _register("zstd", GuardedZstd)
+    register_zarr_codec("imagecodecs_jpegxl", GuardedJpegxl)
+    register_zarr_codec("zstd", GuardedZstd)
 
 
 # -- Zarr v2 (original Mzarr 0.0.x files) ----------------------------------------------------------------------

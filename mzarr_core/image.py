@@ -393,23 +393,26 @@ class Mzarr:
         unit: str | None = None,
         is_label: bool | None = None,
         attrs: dict[str, Any] | None = None,
+        bricks: str | None = None,
         progress: Progress | None = None,
     ) -> Path:
         """Write full resolution + pyramid + metadata to ``path`` (``.mzarr`` file, or ``*.zarr`` OME-Zarr folder).
 
         The write goes to a temporary name and replaces ``path`` only when complete, so a failure, a kill or a
         cancellation (raise :class:`SaveCancelled` from ``progress(done, total)``) leaves any previous file intact.
+        ``bricks`` ("strip" or "frames") overrides how lossless JPEG XL volumes store a brick: "strip" (default,
+        format 2) reads bricks ~3x faster, "frames" (format 1) decodes one z-plane alone and opens in Mzarr 0.1.
         """
         return self._save(
             Path(path), lossless=lossless, distance=distance, quality=quality, effort=effort, chunks=chunks,
             levels=levels, downsample=downsample, channel_axis=channel_axis, axes=axes, spacing=spacing, unit=unit,
-            is_label=is_label, attrs=attrs, progress=progress,
+            is_label=is_label, attrs=attrs, bricks=bricks, progress=progress,
         )
 
     def _save(
         self, path: Path, *, empty: bool = False, lossless: bool = True, distance=None, quality=None, effort=None,
         chunks=None, levels=None, downsample=None, channel_axis=None, axes=None, spacing=None, unit=None,
-        is_label=None, attrs=None, progress=None,
+        is_label=None, attrs=None, bricks=None, progress=None,
     ) -> Path:
         self._check_open()
         path = Path(path)
@@ -430,7 +433,8 @@ class Mzarr:
             downsample=method,
             attrs=check_json(dict(attrs if attrs is not None else self._info.attrs), "attributes"),
         )
-        codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort, is_label=label)
+        codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort, is_label=label,
+                             volume="z" in user_axes, bricks=bricks)
         level0 = self._backend.level0
         if user_axes == self.axes:
             source: StorageArray = level0.storage

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .axes import USER_AXES, storage_axes
+from .codecs import format_version_of
 from .errors import MzarrFormatError
 from .pyramid import DOWNSAMPLE_METHODS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this version reads (see docs/FORMAT.md, format versions)
 NGFF_VERSION = "0.5"
 AXIS_TYPES = {"c": "channel", "z": "space", "y": "space", "x": "space"}
 
@@ -66,7 +67,7 @@ def group_attributes(info: ImageInfo) -> dict[str, Any]:
     }
     ome: dict[str, Any] = {"version": NGFF_VERSION, "multiscales": [multiscale]}
     mzarr = {
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version_of(info.codec),  # the lowest that reads it: 2D files stay readable by 1
         "axes": info.axes,
         "is_label": info.is_label,
         "downsample": info.downsample,

@@ -19,6 +19,7 @@ from typing import Any
 
 import zarr
 
+from .codecs import codec_from_json
 from .errors import MzarrError, MzarrFormatError, MzarrValueError
 from .image import Mzarr
 from .writer import Progress
@@ -91,6 +92,7 @@ def optimize(path: str | os.PathLike, effort: int = DEFAULT_EFFORT, progress: Pr
                 f"{'' if codec.get('lossless', True) else ' (lossy)'}: optimize re-encodes lossless JPEG XL chunks "
                 "only (re-encoding lossy chunks would lose quality again)"
             )
+        storage_codec = codec_from_json(codec)
         report = OptimizeReport(str(path), effort, payload_before=store.total_bytes(), file_before=path.stat().st_size)
         levels = image.levels
         total = sum(math.prod(lv.chunk_grid) for lv in levels)
@@ -110,6 +112,8 @@ def optimize(path: str | os.PathLike, effort: int = DEFAULT_EFFORT, progress: Pr
             with image.transaction():  # every effort decodes the same: the metadata may name the new one first
                 store.set_bytes_sync(meta_key, json.dumps(doc, indent=2).encode())
             reencode = zarr.open_array(store, path=array.path, mode="r+")
+            if storage_codec is not None:  # encode as the file's codec says (strip bricks stay strips)
+                reencode = storage_codec.adopt(reencode)
             chunk_bytes = math.prod(array.chunks) * array.dtype.itemsize
             per_batch = max(1, BATCH_BYTES // chunk_bytes)
             coords = itertools.product(*(range(-(-n // c)) for n, c in zip(array.shape, array.chunks)))

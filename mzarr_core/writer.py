@@ -19,7 +19,7 @@ import zarr
 from zarr.abc.store import Store
 
 from .axes import is_colour
-from .codecs import CodecChoice, zarr_codecs
+from .codecs import StorageCodec
 from .level import StorageArray
 from .ngff import ImageInfo, group_attributes
 from .pyramid import LevelGeometry, downsample, plan_levels
@@ -36,7 +36,7 @@ def colour_transpose(storage_axes: str, colour: bool) -> tuple[int, ...] | None:
 
 
 def create_arrays(
-    store: Store, info: ImageInfo, plan: list[LevelGeometry], dtype: np.dtype, chunks: tuple[int, ...], codec: CodecChoice
+    store: Store, info: ImageInfo, plan: list[LevelGeometry], dtype: np.dtype, chunks: tuple[int, ...], codec: StorageCodec
 ) -> list[zarr.Array]:
     """Create the group (with its metadata) and one empty array per level."""
     st = info.storage_axes
@@ -57,7 +57,7 @@ def create_arrays(
                 dtype=dtype,
                 fill_value=False if dtype == np.dtype(bool) else 0,
                 dimension_names=list(st),
-                **zarr_codecs(codec, dtype, transpose),
+                **codec.pipeline(dtype, transpose),
             )
         )
     return arrays
@@ -149,7 +149,7 @@ def write_image(
     store: Store,
     source: StorageArray,
     info: ImageInfo,
-    codec: CodecChoice,
+    codec: StorageCodec,
     chunks: tuple[int, ...],
     levels: int | None = None,
     progress: Progress | None = None,

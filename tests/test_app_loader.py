@@ -92,18 +92,19 @@ def test_read_chunk_plane_is_the_chunk_at_z(tmp_path, axes: str) -> None:
 
     vol = (volume_3d(70, 150, 170) // 21).astype(np.uint8)
     data = {"zyx": vol, "czyx": np.stack([vol, 255 - vol]), "zyxc": np.stack([vol, vol // 2, 255 - vol], -1)}[axes]
-    with Mzarr(Mzarr(data, axes=axes).save(tmp_path / "v.mzarr")) as m:
-        for lev in m.levels[:2]:
-            assert plane_decodable(lev)
-            zi = lev.axes.index("z")
-            for idx in lev.chunks_in(tuple(slice(None) for _ in lev.shape))[:6]:
-                reg = lev.chunk_region(idx)
-                brick = read_chunk(lev, idx)
-                for z in (reg[zi].start, reg[zi].stop - 1):
-                    got = read_chunk_plane(lev, idx, z)
-                    np.testing.assert_array_equal(got, np.take(brick, z - reg[zi].start, axis=zi))
-                with pytest.raises(IndexError):
-                    read_chunk_plane(lev, idx, reg[zi].stop)
+    for bricks in ("frames", "strip"):  # strip bricks: the plane is cut from the whole (cached) brick
+        with Mzarr(Mzarr(data, axes=axes).save(tmp_path / f"v_{bricks}.mzarr", bricks=bricks)) as m:
+            for lev in m.levels[:2]:
+                assert plane_decodable(lev) == (bricks == "frames")
+                zi = lev.axes.index("z")
+                for idx in lev.chunks_in(tuple(slice(None) for _ in lev.shape))[:6]:
+                    reg = lev.chunk_region(idx)
+                    brick = read_chunk(lev, idx)
+                    for z in (reg[zi].start, reg[zi].stop - 1):
+                        got = read_chunk_plane(lev, idx, z)
+                        np.testing.assert_array_equal(got, np.take(brick, z - reg[zi].start, axis=zi))
+                    with pytest.raises(IndexError):
+                        read_chunk_plane(lev, idx, reg[zi].stop)
     with Mzarr(Mzarr(vol.astype(np.float32)).save(tmp_path / "f.mzarr")) as m:
         assert not plane_decodable(m.levels[0])  # not JPEG XL: whole bricks, cached across slices
     with Mzarr(Mzarr(vol[0]).save(tmp_path / "2d.mzarr")) as m:

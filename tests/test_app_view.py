@@ -166,13 +166,17 @@ def test_coarse_level_fills_in_while_fine_level_loads(qtbot, window, image_dir, 
     assert {k.level for k in w.view._tiles} == {0}
 
 
+@pytest.mark.parametrize("bricks", ["strip", "frames"])
 @pytest.mark.parametrize("axis", ["z", "y", "x"])
-def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_dir, read_log, axis) -> None:
+def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_dir, read_log, axis, bricks) -> None:
+    """z-slices of frame bricks decode one frame per brick of the view; strip bricks (and y/x slices of either)
+    decode whole bricks, once: stepping through the slices of a cached brick layer decodes nothing."""
     from mzarr_core import Mzarr
 
     w = window
-    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
-    m = Mzarr(image_dir / "volume.mzarr")
+    name = "volume.mzarr" if bricks == "strip" else "volume_frames.mzarr"
+    open_and_wait(qtbot, w, image_dir / name)
+    m = Mzarr(image_dir / name)
     hist = w.view._hist_level
     w.slicing.set_axis(axis)
     wait_idle(qtbot, w)
@@ -188,12 +192,12 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
         assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
         lv = w.view.level
         lev = m.levels[lv]
-        assert lv != hist and w.doc.plane_reads[lv]
-        if axis == "z":  # one plane per chunk of the view, never a whole brick
+        assert lv != hist and w.doc.plane_reads[lv] == (bricks == "frames")
+        if axis == "z" and bricks == "frames":  # one plane per chunk of the view, never a whole brick
             assert not [k for k in read_log.chunks() if k[0] != hist], "a whole brick was decoded for a z-slice"
             if step:  # the new slice was read ahead: now exactly the next slice's planes of the view, each once
                 assert sorted(read_log.keys()) == sorted(expected_reads(w, lv, (1,)))
-        else:  # y/x slices: whole bricks (cached across steps), no planes
+        else:  # y/x slices, strip bricks: whole bricks (cached across steps), no planes
             assert not read_log.planes()
             if step:
                 assert not read_log.keys(), "stepping within the cached bricks must not decode again"
@@ -322,7 +326,7 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
     from app_fixtures import volume_3d
 
     path = tmp_path / "vol8.mzarr"
-    Mzarr((volume_3d(80, 340, 430) // 21).astype(np.uint8)).save(path)
+    Mzarr((volume_3d(80, 340, 430) // 21).astype(np.uint8)).save(path, bricks="frames")
     w = window
     open_and_wait(qtbot, w, path)
     m = Mzarr(path)

@@ -156,14 +156,16 @@ def test_volume_brick_with_too_many_frames_is_refused(tmp_path):
     assert_refused(read_capped(path), "400000 frames", "(64, 64, 64) uint8")
 
 
-def test_z_plane_refuses_a_huge_frame(tmp_path, huge_jxl):
-    """Level.z_plane decodes one frame per brick: a 40000 x 40000 frame is refused there too, naming the brick."""
+@pytest.mark.parametrize("bricks", ["frames", "strip"])
+def test_z_plane_refuses_a_huge_frame(tmp_path, huge_jxl, bricks):
+    """Level.z_plane decodes one frame per brick (frames) or whole bricks (strip): a 40000 x 40000 frame is refused
+    there too, naming the brick."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks=bricks)
     set_blob(path, "0/c/0/1/0", huge_jxl)
     result = read_capped(path, "z_plane:0")
-    frame = "one frame of this array's chunks is (64, 64) uint8"
-    assert_refused(result, "chunk 0/c/0/1/0 of ", "40000 x 40000 pixels", frame)
+    frame = "one frame of this array's chunks is (64, 64) uint8" if bricks == "frames" else "(64, 64, 64) uint8"
+    assert_refused(result, "chunk 0/c/0/1/0 ", "40000 x 40000 pixels", frame)
 
 
 def test_colour_stream_in_grey_array(tmp_path):

@@ -255,7 +255,7 @@ def test_cached_arrays_cannot_be_changed_through_what_reads_return(tmp_path):
 
 def test_z_planes_are_cached_separately_from_bricks(tmp_path, monkeypatch):
     vol = smooth_array((70, 150, 130), "uint16", seed=7)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="frames")
     frames: list = []
     real = imagecodecs.jpegxl_decode
 

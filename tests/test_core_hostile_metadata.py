@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mzarr_core.ngff import FORMAT_VERSION
 from conftest import chunk_blobs, set_blob, smooth_array
 
 from mzarr import Mzarr
@@ -264,8 +266,8 @@ def test_wrong_types_in_ngff_and_mzarr_metadata(small, where, value, expected):
 def test_unsupported_axes_and_newer_format_keep_their_messages(small):
     edit(small, "zarr.json", lambda d: ngff(d)["axes"].append({"name": "t", "type": "time"}))
     opening_fails(small, "x.mzarr has axes 'yxt'; Mzarr reads 2D/3D images")
-    edit(small, "zarr.json", lambda d: d["attributes"]["mzarr"].update(format_version=2))
-    with pytest.raises(MzarrFormatError, match=r"newer Mzarr \(format 2\).*upgrade"):
+    edit(small, "zarr.json", lambda d: d["attributes"]["mzarr"].update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(MzarrFormatError, match=rf"newer Mzarr \(format {FORMAT_VERSION + 1}\).*upgrade"):
         Mzarr(small)
 
 

@@ -1,4 +1,5 @@
-"""Level.z_plane: one frame per JPEG XL brick gives exactly what ``level[z, rows, cols]`` gives."""
+"""Level.z_plane gives exactly what ``level[z, rows, cols]`` gives: one frame per brick for frame bricks (format 1),
+whole bricks, decoded once and cached, for strip bricks (format 2)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ def moon_volume(depth: int, dtype: str) -> np.ndarray:
     return (vol * (1 if dtype == "uint8" else 250)).astype(dtype)
 
 
+@pytest.mark.parametrize("bricks", ["frames", "strip"])
 @pytest.mark.parametrize(
     ("dtype", "axes", "lossless"),
     [("uint8", "zyx", True), ("uint8", "zyx", False), ("uint16", "zyx", True), ("int16", "zyx", True),
      ("int8", "zyx", True), ("bool", "zyx", True), ("uint8", "zyxc", True), ("uint16", "czyx", True)],
 )
-def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless):
+def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless, bricks):
+    if bricks == "strip" and not lossless:
+        pytest.skip("strip bricks are lossless only (lossy volumes are stored as frames)")
     base = moon_volume(70, dtype)
     if axes == "zyxc":
         image = np.stack([base, base // 2, 255 - base], axis=-1)
@@ -34,9 +38,10 @@ def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless)
         image = np.stack([base, base[:, ::-1]])
     else:
         image = base
-    path = Mzarr(image, axes=axes).save(tmp_path / "v.mzarr", lossless=lossless)
+    path = Mzarr(image, axes=axes).save(tmp_path / "v.mzarr", lossless=lossless, bricks=bricks)
     with Mzarr(path) as m:
-        assert frames.frame_decodable(m.levels[0].storage)
+        assert m.codec.get("bricks", "frames") == bricks
+        assert all(level.plane_reads_are_fast == (bricks == "frames") for level in m.levels)
         for level in m.levels:
             nz = level.shape[level.axes.index("z")]
             for z in (0, nz // 2, nz - 1, -1):
@@ -51,7 +56,7 @@ def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless)
 
 def test_z_plane_decodes_one_frame_per_brick(tmp_path, monkeypatch):
     vol = moon_volume(130, "uint8")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="frames")
     calls = []
     real = frames.imagecodecs.jpegxl_decode
 
@@ -65,6 +70,29 @@ def test_z_plane_decodes_one_frame_per_brick(tmp_path, monkeypatch):
     assert np.array_equal(plane, vol[100])
     assert calls and set(calls) == {100 % 64}  # frame 36 of each brick in z-row 1, nothing else decoded
     assert len(calls) == 3 * 3  # 150 x 130 in 64 x 64 bricks
+
+
+def test_z_plane_of_strip_bricks_decodes_each_brick_once(tmp_path, monkeypatch):
+    """A strip brick is one frame: a z-plane decodes the bricks of its layer whole (each once, into the file's
+    cache), and every other plane of that layer is then cut from the cache without decoding."""
+    vol = moon_volume(130, "uint8")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    calls = []
+    real = frames.imagecodecs.jpegxl_decode
+
+    def spy(data, index=None, **kw):
+        calls.append(index)
+        return real(data, index=index, **kw)
+
+    monkeypatch.setattr(frames.imagecodecs, "jpegxl_decode", spy)
+    with Mzarr(path) as m:
+        assert np.array_equal(m.levels[0].z_plane(100), vol[100])
+        assert calls == [None] * 9  # 3 x 3 bricks of z-layer 1, whole
+        for z in (64, 101, 127):
+            assert np.array_equal(m.levels[0].z_plane(z, slice(5, 140), slice(0, 99)), vol[z, 5:140, 0:99])
+        assert len(calls) == 9, "planes of a decoded brick layer come from the cache"
+        assert np.array_equal(m.levels[0].z_plane(3), vol[3])
+        assert len(calls) == 18
 
 
 def test_z_plane_falls_back_for_zstd_and_steps(tmp_path):

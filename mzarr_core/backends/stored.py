@@ -16,6 +16,7 @@ import zarr
 from ..axes import storage_permutation
 from ..chunk_cache import ChunkCache, note_write, write_count
 from ..chunk_reader import CacheSession, ChunkReader
+from ..codecs import codec_from_json
 from ..errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from ..indexing import AxisIndex
 from ..level import Level
@@ -50,9 +51,12 @@ class StoredBackend(Backend):
         self._seen: tuple[int, int | None] | None = None  # (writes to this path in this process, data_version)
         self._seen_lock = threading.Lock()
         self._write_depth = 0
+        storage_codec = codec_from_json(info.codec) if info.codec else None
+        if storage_codec is not None:  # writes encode as the file's codec says (e.g. strip bricks)
+            arrays = [storage_codec.adopt(arr) for arr in arrays]
         self._levels = [
             Level(i, arr, perm, info.axes, tuple(arr.chunks), tuple(f), guard=self.read_guard, name=str(path),
-                  source=ChunkReader(arr, self, i, str(path)))
+                  source=ChunkReader(arr, self, i, str(path), storage_codec))
             for i, (arr, f) in enumerate(zip(arrays, factors))
         ]
 
