@@ -167,9 +167,10 @@ class Selection:
         keep = [i for i, a in enumerate(self.axes) if a in "yx"]
         return np.ascontiguousarray(data.reshape([data.shape[i] for i in keep]))
 
-    def slabs(self, axis: str, max_bytes: int = BLOCK_BYTES) -> Iterator[tuple[slice, ...]]:
+    def slabs(self, axis: str, max_bytes: int | None = None) -> Iterator[tuple[slice, ...]]:
         """Blocks of whole hyper-planes along output ``axis`` (the slowest axis a writer streams), each at most about
         ``max_bytes`` (at least one plane), aligned to the level's chunks where they can be."""
+        max_bytes = BLOCK_BYTES if max_bytes is None else max_bytes
         pos = self.axes.index(axis)
         n = self.shape[pos]
         plane = max(1, self.nbytes // max(n, 1))
@@ -184,10 +185,6 @@ class Selection:
             yield tuple(block)
 
 
-def slab_count(sel: Selection, axis: str, max_bytes: int = BLOCK_BYTES) -> int:
-    return sum(1 for _ in sel.slabs(axis, max_bytes))
-
-
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary file next to ``path`` that becomes ``path`` only when the block succeeds (a failure or a
@@ -196,7 +193,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise MzarrError(f"cannot write {path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    # ".<random>.<name>": hidden, and ending like the real name (writers may choose by suffix, e.g. .nii.gz)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=f".{path.name}", dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

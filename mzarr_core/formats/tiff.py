@@ -197,7 +197,7 @@ def _tiff_options(sel: Selection, rgb: bool, compression: str) -> dict[str, Any]
         compression=compression,
         dtype=np.dtype("uint8") if sel.dtype == np.bool_ else sel.dtype,  # masks as 0/1 bytes
     )
-    if compression in ("zlib", "deflate", "zstd", "lzw") and sel.dtype.kind in "ui" and sel.dtype != np.bool_:
+    if compression in ("zlib", "deflate", "zstd", "lzw") and sel.dtype.kind in "ui" and sel.dtype.itemsize <= 4:
         options["predictor"] = True  # horizontal differencing: every reader of deflate TIFFs knows it
     if rgb and sel.channels == 4:
         options["extrasamples"] = ("unassalpha",)
