@@ -35,7 +35,7 @@ def convert(
             channel_axis=save_options.pop("channel_axis", None),
             spacing=save_options.pop("spacing", None) or source.spacing,
             unit=save_options.pop("unit", None) or source.unit,
-            is_label=bool(save_options.get("is_label") or False),
+            is_label=bool(save_options.get("is_label") or source.is_label),
             attrs={**source.attrs, **(save_options.pop("attrs", None) or {})},
         )
         return image.save(dst, progress=progress, **save_options)

@@ -564,3 +564,63 @@ def test_metaimage_and_nrrd_cross_checked_with_simpleitk(tmp_path):
         assert np.allclose(g["direction"], direction, atol=1e-15), name
         if not compress:
             assert isinstance(getattr(src.array, "source", src.array), np.memmap), name
+
+
+# -- the viewer: drops and File > Import use the registry ----------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Function.*QDragEnterEvent.*deprecated:DeprecationWarning")
+def test_viewer_drop_imports_nrrd_and_nifti_and_opens_them(qtbot, tmp_path, monkeypatch):
+    """Dropping an NRRD and a NIfTI on the window converts each next to it (progress dialog) and opens the result;
+    a drag of a text file is not accepted."""
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+    import mzarr_app.settings as app_settings
+    from mzarr_app.window import MainWindow
+
+    monkeypatch.setattr(app_settings, "SETTINGS_FILE", str(tmp_path / "viewer.ini"))
+    a, affine = anatomical()
+    _nrrd(tmp_path / "anat.nrrd", a, "gzip", fields=GEOMETRY)
+    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(a.T), affine), tmp_path / "anat2.nii.gz")
+    (tmp_path / "notes.txt").write_text("hello")
+    w = MainWindow(cache_mb=64, threads=2)
+    qtbot.addWidget(w)
+    w.show()
+
+    def mime(*paths: Path) -> QMimeData:
+        data = QMimeData()
+        data.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        return data
+
+    def drag(data: QMimeData) -> bool:
+        ev = QDragEnterEvent(QPointF(5, 5).toPoint(), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                             Qt.KeyboardModifier.NoModifier)
+        ev.ignore()
+        w.dragEnterEvent(ev)
+        return ev.isAccepted()
+
+    datas = [mime(tmp_path / n) for n in ("anat.nrrd", "anat2.nii.gz", "notes.txt")]  # events do not own them
+    assert drag(datas[0]) and drag(datas[1]) and not drag(datas[2])
+    for data, stem in zip(datas, ("anat", "anat2")):
+        w.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                               Qt.KeyboardModifier.NoModifier))
+        out = tmp_path / f"{stem}.mzarr"
+        assert w.doc is not None and w.doc.path == str(out), stem
+        with Mzarr(out) as m:
+            assert np.array_equal(m.numpy(), a) and m.axes == "zyx", stem
+    w.close()
+
+
+def test_nifti_is_read_lazily_and_labels_stay_labels(tmp_path):
+    src = read(NIB_DATA / "anatomical.nii")  # uncompressed, big-endian: a byte-swapping view of a memory map
+    assert isinstance(getattr(src.array, "source", None), np.memmap) and src.array.dtype == np.int16
+    a, _ = anatomical()
+    assert np.array_equal(np.asarray(src.array[2:4]), a[2:4])
+    labels = (smooth_array((40, 50), "uint16", seed=1) // 5000).astype(np.uint16)
+    Mzarr(labels, is_label=True).save(tmp_path / "l.mzarr")
+    assert read(tmp_path / "l.mzarr").is_label
+    import mzarr_core
+
+    mzarr_core.convert(tmp_path / "l.mzarr", tmp_path / "l.ome.zarr")
+    with Mzarr(tmp_path / "l.ome.zarr") as m:
+        assert m.is_label and m.downsample_method == "mode" and np.array_equal(m.numpy(), labels)

@@ -22,6 +22,7 @@ class Source:
     unit: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     owner: Any = None  # object to keep open while the array is used (e.g. a TiffFile); closed by convert
+    is_label: bool = False  # a segmentation (a .mzarr / OME-Zarr labels image): converted as labels
 
 
 def require(package: str, what: str, extra: str) -> Any:

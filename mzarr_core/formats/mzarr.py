@@ -18,4 +18,4 @@ def read(path: Path) -> Source:
     from ..image import Mzarr
 
     m = Mzarr(path)
-    return Source(m.levels[0], m.axes, m.spacing, m.unit, m.attrs().to_dict(), owner=m)
+    return Source(m.levels[0], m.axes, m.spacing, m.unit, m.attrs().to_dict(), owner=m, is_label=m.is_label)
