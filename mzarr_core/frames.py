@@ -1,7 +1,9 @@
-"""Reading one z-plane of a volume without decoding whole bricks.
+"""Reading one z-plane of a volume without decoding whole bricks, where bricks are frames.
 
-JPEG XL stores a 3-D brick as one frame per z, and libjxl can decode a single frame: a 64 x 64 plane costs
-~0.2 ms instead of ~5 ms for the whole 64^3 brick. A viewer browsing z-slices decodes 15-35x fewer pixels.
+Frame bricks (format 1, lossy volumes: :class:`~mzarr_core.codecs.JpegxlFrames`) store one JPEG XL frame per z, and
+libjxl can decode a single frame: a viewer browsing z-slices decodes far fewer pixels. Strip bricks (format 2) are
+one frame: their planes are cut from whole decoded bricks (a strip brick met among frame bricks is decoded whole
+here too).
 
 :class:`FrameDecoder` decodes one frame of one brick (bounded, damaged bricks named); the cached, parallel reads of
 planes are :meth:`mzarr_core.chunk_reader.ChunkReader.read_z_plane` and ``read_chunk_plane``.
