@@ -624,3 +624,30 @@ def test_nifti_is_read_lazily_and_labels_stay_labels(tmp_path):
     mzarr_core.convert(tmp_path / "l.mzarr", tmp_path / "l.ome.zarr")
     with Mzarr(tmp_path / "l.ome.zarr") as m:
         assert m.is_label and m.downsample_method == "mode" and np.array_equal(m.numpy(), labels)
+
+
+def test_every_picture_format_reads_real_pixels(tmp_path):
+    """PNG, BMP, lossless WebP and JPEG XL of a real photograph give its pixels; JPEG its decoded pixels; scikit-image's
+    animated GIF becomes a z-stack of colour frames."""
+    import imagecodecs
+    import skimage.data
+
+    rgb = skimage.data.astronaut()[:128, :160]
+    files = {"p.png": imagecodecs.png_encode(rgb), "p.bmp": imagecodecs.bmp_encode(rgb),
+             "p.webp": imagecodecs.webp_encode(rgb, lossless=True), "p.jxl": imagecodecs.jpegxl_encode(rgb, lossless=True)}
+    names = {"p.png": "png", "p.bmp": "bmp", "p.webp": "webp", "p.jxl": "jpegxl"}
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+        src = read(tmp_path / name)
+        assert src.axes == "yxc" and np.array_equal(values(src), rgb), name
+        renamed = (tmp_path / name).rename(tmp_path / f"{name}.data")
+        assert formats.find_format(renamed).name == names[name], name  # found by its content too
+    jpeg = Path(skimage.data.__file__).parent / "retina.jpg"
+    assert np.array_equal(values(read(jpeg)), imagecodecs.imread(str(jpeg)))
+    gif = read(Path(skimage.data.__file__).parent / "no_time_for_that_tiny.gif")
+    assert gif.axes == "zyxc" and values(gif).shape == (24, 25, 14, 3)
+    import mzarr_core
+
+    mzarr_core.convert(Path(skimage.data.__file__).parent / "no_time_for_that_tiny.gif", tmp_path / "gif.mzarr")
+    with Mzarr(tmp_path / "gif.mzarr") as m:
+        assert m.axes == "zyxc" and np.array_equal(m.numpy(), values(gif))

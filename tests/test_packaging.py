@@ -473,6 +473,109 @@ def test_bundle_cli_converts_compressed_tiff(bundle, tmp_path, compression):
     np.testing.assert_array_equal(back, tifffile.imread(src))
 
 
+def _format_sources(folder: Path) -> dict[str, np.ndarray | None]:
+    """One file per format the registry advertises, written by the source tree's libraries; the pixels each must
+    give (None: a lossy format, only the shape is compared)."""
+    import imagecodecs
+    import nibabel
+    import tifffile
+    from skimage import data as skdata
+
+    from mzarr_core import Mzarr, formats
+
+    y, x = np.mgrid[0:40, 0:50]
+    vol = np.stack([((x * 7 + y * 3 + z * 11) % 3000 - 1000) for z in range(6)]).astype(np.int16)
+    grey = skdata.camera()[:96, :120]
+    rgb = skdata.astronaut()[:96, :120]
+    out: dict[str, np.ndarray | None] = {}
+    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(vol.T), np.diag([0.5, 0.5, 2.0, 1.0])), folder / "v.nii.gz")
+    out["v.nii.gz"] = vol
+    Mzarr(vol, spacing=(2.0, 0.5, 0.5), unit="millimeter").save(folder / "v.mzarr")
+    out["v.mzarr"] = vol
+    for name in ("v.nrrd", "v.mha", "v.nii"):
+        formats.export(folder / "v.mzarr", folder / name)
+        out[name] = vol
+    (folder / "v.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 50 40 6\nencoding: raw\n"
+                                   "endian: little\nspacings: 0.5 0.5 2\ndata file: v.raw\n")
+    (folder / "v.raw").write_bytes(vol.astype("<i2").tobytes())
+    out["v.nhdr"] = vol
+    (folder / "v.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 50 40 6\nElementType = MET_SHORT\n"
+                                  "CompressedData = True\nElementDataFile = v.zraw\n")
+    (folder / "v.zraw").write_bytes(imagecodecs.zlib_encode(vol.astype("<i2").tobytes()))
+    out["v.mhd"] = vol
+    Mzarr(vol).save(folder / "v.ome.zarr")
+    out["v.ome.zarr"] = vol
+    np.save(folder / "p.npy", grey)
+    out["p.npy"] = grey
+    tifffile.imwrite(folder / "p.tif", grey, compression="zlib")
+    out["p.tif"] = grey
+    tifffile.imwrite(folder / "p.ome.tif", rgb, photometric="rgb", tile=(64, 64), compression="jpeg")
+    out["p.ome.tif"] = None
+    (folder / "p.png").write_bytes(imagecodecs.png_encode(rgb))
+    out["p.png"] = rgb
+    (folder / "p.bmp").write_bytes(imagecodecs.bmp_encode(rgb))
+    out["p.bmp"] = rgb
+    (folder / "p.webp").write_bytes(imagecodecs.webp_encode(rgb, lossless=True))
+    out["p.webp"] = rgb
+    (folder / "p.jxl").write_bytes(imagecodecs.jpegxl_encode(rgb, lossless=True))
+    out["p.jxl"] = rgb
+    (folder / "p.jpg").write_bytes(imagecodecs.jpeg8_encode(rgb, level=90))
+    out["p.jpg"] = None
+    import shutil as _shutil
+
+    gif = Path(skdata.__file__).parent / "no_time_for_that_tiny.gif"
+    _shutil.copy(gif, folder / "p.gif")
+    out["p.gif"] = None
+    if (ROOT / "mzarr_core" / "formats" / "dicom.py").is_file():
+        pydicom = pytest.importorskip("pydicom")
+        from pydicom.data import get_testdata_file
+
+        pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(folder / "ct.dcm")
+        out["ct.dcm"] = None
+    return out
+
+
+@pytest.mark.slow
+def test_bundle_converts_and_exports_every_advertised_format(bundle, tmp_path):
+    """Every format the bundled `mzarr convert --help` advertises converts in the bundle (its optional packages
+    are inside: a bundled NIfTI import once answered "pip install nibabel"), and every export suffix writes."""
+    from mzarr_core import Mzarr, formats
+
+    env = bundle_env(tmp_path)
+    cli = exe(bundle, "mzarr")
+    r = run([cli, "convert", "--help"], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    help_text = " ".join(r.stdout.split())
+    src = tmp_path / "src"
+    src.mkdir()
+    sources = _format_sources(src)
+    advertised = {s for fmt in formats.FORMATS for s in fmt.suffixes}
+    tried = set()
+    for name, expected in sources.items():
+        suffix = next(s for s in sorted(advertised, key=len, reverse=True) if name.endswith(s))
+        assert suffix in help_text, suffix
+        tried.add(formats.find_format(src / name).name)
+        out = tmp_path / f"{name}.mzarr"
+        r = run([cli, "convert", "--quiet", src / name, out], env=env, cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, (name, r.stdout + r.stderr)
+        with Mzarr(out) as m:
+            got = m.numpy()
+        if expected is not None:
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+        else:
+            assert got.size > 0, name
+    missing = {f.name for f in formats.FORMATS if f.reader} - tried - {"dicom"}
+    assert not missing, missing
+    for suffix in formats.export_suffixes():
+        source = "p.npy.mzarr" if suffix == ".png" else "v.mzarr.mzarr"
+        out = tmp_path / f"out{suffix}"
+        r = run([cli, "export", "--quiet", tmp_path / source, out], env=env, cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, (suffix, r.stdout + r.stderr)
+        back = formats.read(out)
+        np.testing.assert_array_equal(np.asarray(back.array[...]), sources["p.npy" if suffix == ".png" else "v.mzarr"],
+                                      err_msg=suffix)
+
+
 @pytest.mark.slow
 def test_bundle_versions(bundle, tmp_path):
     r = run([exe(bundle, "mzarr-viewer"), "--version"], env=bundle_env(tmp_path), timeout=120)
@@ -547,8 +650,11 @@ def test_bundle_contents_are_lean_and_complete(bundle):
         assert any(plat in n for n in plugins), (plat, plugins)
     # what it must not carry
     top = {n.split("/")[0] for n in names}
+    # the optional format packages the registry advertises are in (issue 9)
+    assert any(n.startswith("nibabel-") and n.endswith(".dist-info/METADATA") for n in names)
+    assert any(n.startswith("pydicom-") and n.endswith(".dist-info/METADATA") for n in names)
     for pkg in ("matplotlib", "scipy", "skimage", "tkinter", "_tkinter", "IPython", "pytest", "_pytest",
-                "PyQt5", "PyQt6", "hypothesis", "nibabel", "pydicom", "PyInstaller", "setuptools"):
+                "PyQt5", "PyQt6", "hypothesis", "PyInstaller", "setuptools", "SimpleITK", "nrrd"):
         assert not any(t == pkg or t.startswith(pkg + ".") or t.startswith(pkg + "-") for t in top), pkg
     forbidden = ("Qt6Quick", "Qt6Qml", "Qt6WebEngine", "Qt63D", "Qt6Multimedia", "Qt6Charts", "Qt6Pdf",
                  "QtQuick.", "QtQml.", "imagecodecs/_avif", "imagecodecs/_heif", "imagecodecs/_exr",

@@ -45,7 +45,13 @@ def read(path: Path) -> Source:
     except Exception as exc:  # noqa: BLE001 - every codec has its own error type
         kind = path.suffix[1:].upper() or "a picture"
         raise MzarrFormatError(f"{path} could not be decoded as {kind}: {exc}") from None
-    return Source(array, "yxc" if array.ndim == 3 else None, attrs={"source": path.name})
+    if array.ndim == 4:  # an animation (GIF, WebP, APNG): its frames as z-slices of colour pictures
+        axes = "zyxc"
+    elif array.ndim == 3:
+        axes = "yxc" if array.shape[-1] in (3, 4) else "zyx"
+    else:
+        axes = None
+    return Source(array, axes, attrs={"source": path.name})
 
 
 def write_png(sel: Selection, path: Path, progress: Progress | None = None) -> None:
