@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--channel-axis", type=int, help="position of the channel axis (0 or -1)")
     conv.add_argument("--spacing", help="voxel size per spatial axis, e.g. 0.5,0.25,0.25")
     conv.add_argument("--unit", help="unit of --spacing (default micrometer)")
-    conv.add_argument("--series", help="DICOM: the series to import (SeriesInstanceUID or number; default: the largest)")
+    conv.add_argument(
+        "--series",
+        help="DICOM: the series to import (a SeriesInstanceUID, a SeriesNumber or #N, the N-th listed; "
+        "default: the one with most slices)",
+    )
     conv.add_argument("--keep-phi", action="store_true", help="DICOM: keep patient identifiers in the attributes")
 
     info = sub.add_parser("info", help="shape, dtype, levels, chunks, codec, size and attributes")

@@ -265,7 +265,8 @@ def test_dicom_reader_module_missing_or_without_pydicom(tmp_path, monkeypatch):
 
 # -- NRRD ----------------------------------------------------------------------------------------------------------
 def _nrrd(path: Path, a: np.ndarray, encoding: str = "raw", *, endian: str = "little", fields: str = "",
-          detached: str | None = None, kinds: str | None = None, skip: bytes = b"", type_name: str | None = None) -> None:
+          detached: str | None = None, kinds: str | None = None, skip: bytes = b"",
+          type_name: str | None = None) -> None:
     """A hand-written NRRD of ``a`` (C order: the NRRD axes reversed)."""
     dtype = a.dtype.newbyteorder("<" if endian == "little" else ">")
     raw = np.ascontiguousarray(a, dtype=dtype).tobytes()
@@ -634,7 +635,8 @@ def test_every_picture_format_reads_real_pixels(tmp_path):
 
     rgb = skimage.data.astronaut()[:128, :160]
     files = {"p.png": imagecodecs.png_encode(rgb), "p.bmp": imagecodecs.bmp_encode(rgb),
-             "p.webp": imagecodecs.webp_encode(rgb, lossless=True), "p.jxl": imagecodecs.jpegxl_encode(rgb, lossless=True)}
+             "p.webp": imagecodecs.webp_encode(rgb, lossless=True),
+             "p.jxl": imagecodecs.jpegxl_encode(rgb, lossless=True)}
     names = {"p.png": "png", "p.bmp": "bmp", "p.webp": "webp", "p.jxl": "jpegxl"}
     for name, blob in files.items():
         (tmp_path / name).write_bytes(blob)

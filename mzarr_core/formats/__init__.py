@@ -70,7 +70,9 @@ class Format:
             module = importlib.import_module(f"{__name__}.{module_name}")
         except ImportError as exc:
             if exc.name == f"{__name__}.{module_name}":
-                raise MzarrFormatError(f"{action} {self.title} files is not available in this version of Mzarr") from None
+                raise MzarrFormatError(
+                    f"{action} {self.title} files is not available in this version of Mzarr"
+                ) from None
             raise self.missing_package(exc, action) from None
         return getattr(module, function)
 
@@ -142,7 +144,8 @@ FORMATS: tuple[Format, ...] = (
            write_suffixes=(".mha",), sniff="metaimage:sniff",
            note="spacing, origin and direction; raw data read lazily"),
     Format("dicom", "DICOM", (".dcm", ".dicom", ".zip"), reader="dicom:open_dicom", folder=True,
-           sniff="dicom:is_dicom_path", package="pydicom", extra="dicom", options=("series", "keep_phi"), sniff_first=True,
+           sniff="dicom:is_dicom_path", package="pydicom", extra="dicom", options=("series", "keep_phi"),
+           sniff_first=True,
            note="a series: a folder or .zip of slices, or one (multi-frame) file"),
 )
 
@@ -225,7 +228,9 @@ def find_format(path: str | os.PathLike) -> Format:
     fmt = _suffix_match(path.name, FORMATS)
     if fmt is not None:
         if fmt.name == "dicom" and path.suffix.lower() == ".zip" and not fmt.sniffs(path):
-            raise MzarrFormatError(f"{path.name}: this .zip holds no DICOM files; Mzarr imports .zip files of DICOM slices")
+            raise MzarrFormatError(
+                f"{path.name}: this .zip holds no DICOM files; Mzarr imports .zip files of DICOM slices"
+            )
         return fmt
     for fmt in sorted(FORMATS, key=lambda f: not f.sniff_first):
         if fmt.reader and fmt.sniffs(path):

@@ -91,7 +91,8 @@ def _matrix(value: Any, rows: int | None = None, cols: int | None = None) -> np.
 
 
 def image_geometry(attrs: dict[str, Any], n_spatial: int) -> Geometry | None:
-    """The geometry an image's attributes give (``geometry``, else a NIfTI ``nifti_affine``), or None."""
+    """The geometry an image's attributes give: ``geometry`` (NRRD, MetaImage), else the DICOM reader's
+    ``dicom.geometry.affine_lps``, else a NIfTI ``nifti_affine``; or None."""
     g = attrs.get("geometry")
     if isinstance(g, dict):
         direction = _matrix(g.get("direction"), cols=n_spatial)
@@ -102,6 +103,12 @@ def image_geometry(attrs: dict[str, Any], n_spatial: int) -> Geometry | None:
         if direction is not None and origin is not None and origin.shape == (direction.shape[0],):
             space = g.get("space") if isinstance(g.get("space"), str) else None
             return Geometry(origin, direction, space)
+    dicom = attrs.get("dicom")
+    dicom_geometry = dicom.get("geometry") if isinstance(dicom, dict) else None
+    affine = _matrix(dicom_geometry.get("affine_lps"), 4, 4) if isinstance(dicom_geometry, dict) else None
+    if affine is not None and n_spatial == 3:  # the DICOM reader's (x, y, z) -> patient LPS affine
+        geometry, _ = Geometry.from_vectors(affine[:3, 3], affine[:3, :3], "LPS")
+        return geometry
     affine = _matrix(attrs.get("nifti_affine"), 4, 4)
     if affine is not None and n_spatial == 3:
         geometry, _ = Geometry.from_vectors(affine[:3, 3], affine[:3, :3], "RAS")

@@ -280,7 +280,8 @@ def _data(h: _Header, path: Path, dtype: np.dtype, sizes: list[int], encoding: s
         if offset < 0 or offset + nbytes > size:
             raise MzarrFormatError(
                 f"{path}: the data are {nbytes} bytes ({' x '.join(map(str, sizes))} {dtype.name}) but "
-                f"{f.name} holds {max(0, size - max(offset, 0))} after the header: the file is truncated or the header is wrong"
+                f"{f.name} holds {max(0, size - max(offset, 0))} after the header: the file is truncated or the "
+                "header is wrong"
             )
         return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
 

@@ -94,7 +94,9 @@ class Selection:
         # the same over every spatial axis of the image, a dropped one as a size-1 axis (NIfTI, MetaImage)
         full = [maps[a] if maps[a].scale is not None else AxisMap(maps[a].offset, float(lv.factor[lv.axes.index(a)]))
                 for a in xyz]
-        self.geometry_full, self.spacing_full_xyz = selection_geometry(self.source_geometry, tuple(spacing0[::-1]), full)
+        self.geometry_full, self.spacing_full_xyz = selection_geometry(
+            self.source_geometry, tuple(spacing0[::-1]), full
+        )
         self.sizes_full_xyz = tuple(
             self.shape[self.axes.index(a)] if a in self.axes else 1 for a in xyz
         )
@@ -152,10 +154,12 @@ class Selection:
                 block.append(slice(index[a], index[a] + 1))
         key, flips = self._level_key(tuple(block))
         lv = self.level
-        simple = not flips and all(not isinstance(k, slice) or k.step == 1 for k in key)
-        if "z" in lv.axes and simple and lv.plane_reads_are_fast and isinstance(key[lv.axes.index("z")], slice):
+        if "z" in lv.axes and not flips and lv.plane_reads_are_fast and all(
+            key[lv.axes.index(a)].step == 1 for a in "yx"
+        ):
             zi = lv.axes.index("z")
-            plane = lv.z_plane(key[zi].start, key[lv.axes.index("y")], key[lv.axes.index("x")])
+            z = key[zi] if isinstance(key[zi], int) else key[zi].start  # one plane: a step does not matter
+            plane = lv.z_plane(z, key[lv.axes.index("y")], key[lv.axes.index("x")])
             if "c" in lv.axes:
                 ci = lv.axes.index("c")
                 c_key = key[ci]
