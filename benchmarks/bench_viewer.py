@@ -87,7 +87,7 @@ class Volume:
         return out
 
 
-def build(path: Path, source: object) -> float:
+def build(path: Path, source: object, **save_options: object) -> float:
     """Save ``source`` to ``path`` with mzarr_core (skipped when cached); returns seconds spent."""
     if path.exists():
         return 0.0
@@ -103,7 +103,7 @@ def build(path: Path, source: object) -> float:
             last[0] = now
             print(f"  building {path.name}: {done}/{total} chunks, {now - t0:.0f} s", flush=True)
 
-    Mzarr(source).save(tmp, progress=progress)
+    Mzarr(source).save(tmp, progress=progress, **save_options)
     os.replace(tmp, path)
     return time.perf_counter() - t0
 
@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=120, help="frames in the scripted pan/zoom path")
     p.add_argument("--skip-2d", action="store_true")
     p.add_argument("--skip-3d", action="store_true")
+    p.add_argument("--bricks", default="strip", help="3D brick layouts to measure, comma list of strip (format 2, "
+                   "default) and frames (format 1)")
     p.add_argument("--skip-baseline", action="store_true", help="do not measure plain zarr + pyqtgraph")
     p.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark files")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -374,11 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         jobs.append(("2d", f"2D mosaic {a.size2d}x{a.size2d} uint8", a.out / f"mosaic_{a.size2d}.mzarr",
                      lambda: Mosaic(a.size2d, a.size2d)))
     if not a.skip_3d:
-        jobs.append(("3d", f"3D volume {a.size3d}^3 uint8", a.out / f"volume_{a.size3d}.mzarr",
-                     lambda: Volume(a.size3d)))
+        for bricks in [b.strip() for b in a.bricks.split(",") if b.strip()]:
+            jobs.append(("3d", f"3D volume {a.size3d}^3 uint8, {bricks} bricks",
+                         a.out / f"volume_{a.size3d}_{bricks}.mzarr", lambda: Volume(a.size3d), {"bricks": bricks}))
     rows, results = [], {}
-    for kind, name, path, make in jobs:
-        dt = build(path, make())
+    for kind, name, path, make, *options in jobs:
+        dt = build(path, make(), **(options[0] if options else {}))
         if dt:
             print(f"built {path} in {dt:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
         if a.build_only:
