@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--lossy", action="store_true", help="lossy JPEG XL (uint8/uint16/int8/int16 only)")
     conv.add_argument("--distance", type=float, help="lossy: Butteraugli distance (1.0 = visually lossless)")
     conv.add_argument("--quality", type=float, help="lossy: quality 0-100 instead of --distance")
-    conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2)")
+    conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2; 1 for strip bricks)")
+    conv.add_argument(
+        "--bricks", choices=("strip", "frames"),
+        help="lossless volumes: strip = each brick one JPEG XL frame (default, format 2: ~3x faster reads); "
+        "frames = one frame per z-slice (format 1: a z-plane decodes alone; opens in Mzarr 0.1)",
+    )
     conv.add_argument("--chunks", help="chunk shape per axis, e.g. 512,512 (default: automatic)")
     conv.add_argument("--levels", type=int, help="number of pyramid levels (default: until one tile)")
     conv.add_argument("--labels", action="store_true", help="segmentation labels: pyramid by mode, lossless")
@@ -136,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             options["chunks"] = tuple(int(c) for c in args.chunks.split(","))
         if args.spacing:
             options["spacing"] = tuple(float(s) for s in args.spacing.split(","))
-        for name in ("effort", "levels", "downsample", "channel_axis", "unit"):
+        for name in ("effort", "levels", "downsample", "channel_axis", "unit", "bricks"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
         if args.labels:
