@@ -213,6 +213,8 @@ def test_channels_and_a_plane_of_a_volume(tmp_path):
         formats.export(tmp_path / "c.mzarr", tmp_path / name)
         src = formats.read(tmp_path / name)
         assert src.axes == "zyxc" and np.array_equal(np.asarray(src.array[...]), np.moveaxis(c, 0, -1)), name
+    formats.export(tmp_path / "c.mzarr", tmp_path / "c.npy")
+    assert np.array_equal(np.load(tmp_path / "c.npy"), c)  # .npy keeps the image's own axis order
     assert "kinds: vector domain domain domain" in (tmp_path / "c.nrrd").read_bytes().split(b"\n\n")[0].decode()
     assert nibabel.load(tmp_path / "c.nii.gz").header.get_intent()[0] == "vector"
     a = np.ascontiguousarray(np.asarray(nibabel.load(NIB_DATA / "anatomical.nii").dataobj).T.astype("<i2"))

@@ -28,8 +28,7 @@ def read(path: Path) -> Source:
 def write(sel: Selection, path: Path, progress: Progress | None = None) -> None:
     out = np.lib.format.open_memmap(path, mode="w+", dtype=sel.dtype, shape=sel.shape)
     try:
-        axis = sel.axes[0]
-        blocks = list(sel.slabs(axis))
+        blocks = list(sel.slabs(sel.spatial[0]))  # slabs of the slowest spatial axis, every channel in each
         counter = Counter(progress, len(blocks))
         for block in blocks:
             out[block] = sel.read(block)
