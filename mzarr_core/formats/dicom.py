@@ -324,7 +324,9 @@ def _pixel_element(fh: IO[bytes], little: bool, implicit: bool) -> tuple[str, in
 
 
 def _read_header(store: _Store, name: str, pyd: Any) -> tuple[str, Any, _File | None]:
-    """('dicom', dataset, file) for an image, ('nonimage', dataset, None), or ('other', None, None)."""
+    """('dicom', dataset, file) for an image, ('nonimage', dataset, None), ('broken', reason, None) for a file
+    marked DICOM that cannot be parsed, or ('other', None, None)."""
+    magic = False
     try:
         with store.open(name) as fh:
             head = fh.read(132)
@@ -346,10 +348,12 @@ def _read_header(store: _Store, name: str, pyd: Any) -> tuple[str, Any, _File | 
                         else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
                     )
                 element = None if ts in _DEFLATED else _pixel_element(fh, little, implicit)
-    except Exception:
-        return "other", None, None
+    except Exception as exc:
+        return ("broken", f"{type(exc).__name__}: {exc}", None) if magic else ("other", None, None)
     rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
     if not rows or not cols or (element is None and ts not in _DEFLATED):
+        if "Image Storage" in _sop_name(ds):  # an image object without its pixels: cut short
+            return "broken", "an image object without pixel data (truncated?)", None
         return "nonimage", ds, None
     kind, offset, length, vr = element if element is not None else ("int", 0, 0, b"")
     bits = _int(ds.get("BitsAllocated")) or (32 if kind == "f4" else 64 if kind == "f8" else 16)
@@ -530,6 +534,7 @@ class _Scan:
     series: list[DicomSeries]
     counts: Counter
     preferred: str | None = None  # a picked file's name
+    broken: list[str] = field(default_factory=list)  # files marked DICOM whose header could not be read
 
 
 def _orientation_match(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> bool:
@@ -605,6 +610,8 @@ def _scan(path: Path, pyd: Any) -> _Scan:
     else:
         store = _Store(path)
         kind, ds, file = _read_header(store, str(path), pyd)
+        if kind == "broken":
+            raise MzarrFormatError(f"{path.name} is a damaged or incomplete DICOM file: {ds}")
         if kind == "other":
             raise MzarrFormatError(
                 f"{path.name} is not a DICOM file (no 'DICM' marker at byte 128 and no readable DICOM header); "
@@ -625,10 +632,15 @@ def _scan(path: Path, pyd: Any) -> _Scan:
             what = f"file {path.name}"
     frames: list[_Frame] = []
     counts: Counter = Counter()
+    broken: list[str] = []
     for name in names:
         kind, ds, file = _read_header(store, name, pyd)
         if kind == "other":
             counts["not DICOM"] += 1
+            continue
+        if kind == "broken":
+            counts["unreadable DICOM"] += 1
+            broken.append(store.label(name))
             continue
         if kind == "nonimage":
             counts[_sop_name(ds)] += 1
@@ -673,7 +685,7 @@ def _scan(path: Path, pyd: Any) -> _Scan:
                     _frames=tuple(p),
                 )
             )
-    return _Scan(store, series, counts, preferred)
+    return _Scan(store, series, counts, preferred, broken)
 
 
 def _sop_name(ds: Any) -> str:
@@ -1436,6 +1448,11 @@ def open_dicom(
             )
         geo = _arrange(frames)
         notes = list(geo.warnings)
+        if scan.broken:
+            notes.append(
+                f"{len(scan.broken)} damaged or incomplete DICOM file(s) skipped: {', '.join(scan.broken[:5])}"
+                + (", ..." if len(scan.broken) > 5 else "")
+            )
         kept, dropped, dup_notes = _deduplicate(scan.store, geo, label)
         notes += dup_notes
         first = kept[0]
