@@ -669,6 +669,28 @@ def test_only_requested_slices_are_read(tmp_path, monkeypatch):
     assert len(reads) == 6 and src.array.frames_read == 6
 
 
+def test_compressed_slices_decoded_once_for_tiled_block_reads(tmp_path):
+    """A writer reads each z-block once per y/x tile: compressed slices are decoded once (bounded LRU), not per tile."""
+    ref = pixels(bundled("MR_small.dcm"))
+    uid = generate_uid()
+    for k in range(6):
+        ds = read("MR_small_jp2klossless.dcm")
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = uid, generate_uid()
+        ds.ImagePositionPatient = [0, 0, k]
+        ds.save_as(_mkdir(tmp_path / "j2k") / f"{k}.dcm")
+    volume = opened(tmp_path / "j2k").array
+
+    def tiles():
+        return np.block([[volume[:, :32, :32], volume[:, :32, 32:]], [volume[:, 32:, :32], volume[:, 32:, 32:]]])
+
+    np.testing.assert_array_equal(tiles(), np.stack([ref] * 6))
+    assert volume.frames_read == 6
+    volume.close()
+    volume.cache_bytes = 0
+    np.testing.assert_array_equal(tiles(), np.stack([ref] * 6))
+    assert volume.frames_read == 6 + 4 * 6
+
+
 # -- patient information -------------------------------------------------------------------------------------------
 def test_phi_left_out_by_default_and_kept_on_request(tmp_path):
     make_series(tmp_path / "s", n=3, edit=_with(WindowCenter=["40", "-600"], WindowWidth=["400", "1500"]))
@@ -683,8 +705,10 @@ def test_phi_left_out_by_default_and_kept_on_request(tmp_path):
     assert block["Modality"] == "CT" and block["SeriesNumber"] == 7 and block["SeriesDescription"] == "AX 2.5mm"
     assert block["WindowCenter"] == [40, -600] and block["WindowWidth"] == [400, 1500]
     assert block["KVP"] and block["Manufacturer"] and block["ConvolutionKernel"]
-    assert block["import"]["phi"].startswith("removed")
-    kept = opened(tmp_path / "s", keep_phi=True).attrs["dicom"]
+    assert block["import"]["phi"].startswith("removed") and src.attrs["source"] == "DICOM series"
+    kept_src = opened(tmp_path / "s", keep_phi=True)
+    assert kept_src.attrs["source"] == "s"
+    kept = kept_src.attrs["dicom"]
     assert kept["PatientName"] == str(ds.PatientName) and kept["PatientID"] == ds.PatientID
     assert kept["StudyDate"] == ds.StudyDate and kept["InstitutionName"] == ds.InstitutionName
     assert set(kept) - set(block) <= set(PHI_KEYWORDS) and kept["import"]["phi"] == "kept"

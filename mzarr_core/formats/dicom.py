@@ -45,7 +45,8 @@ station, device serial number, comments, all dates and times (treated as PHI by 
 link the file to a patient. ``keep_phi=True`` adds the fields of :data:`PHI_KEYWORDS`. Private tags are never copied.
 Descriptions (StudyDescription, SeriesDescription, ProtocolName) are free text typed at the scanner: they are kept,
 as in the DICOM basic profile's "retain descriptors" option. A ``BurnedInAnnotation`` of YES is warned: the pixels
-themselves may then show patient data.
+themselves may then show patient data. The input's file or folder name (often the patient's name in PACS exports)
+is kept in ``attrs["source"]`` only with ``keep_phi``.
 
 pydicom is an optional dependency (``pip install "mzarr[dicom]"``), imported when a function is called.
 """
@@ -58,8 +59,8 @@ import struct
 import threading
 import warnings
 import zipfile
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,8 +125,8 @@ _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima", ".dc3", "")
 _SNIFF_FILES = 16  # is_dicom_path looks at no more files than this
 _POSITION_TOL = 1e-4  # mm: two slices closer than this along the normal share a position
 _ORIENTATION_TOL = 1e-3  # direction cosines differing less than this are the same orientation
+_DECODED_CACHE_BYTES = 256 << 20  # decoded compressed slices kept for overlapping block reads
 _SHEAR_DEGREES = 0.05  # positions this far off the normal are a tilted / sheared stack
-_SCAN_BLOCK = 64  # slices per block in the rescale min/max pass
 
 # transfer syntaxes
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
@@ -925,6 +926,8 @@ class DicomVolume:
     """The lazy array of a DICOM series: ``shape``/``dtype``/``[]`` decode only the slices asked for.
 
     ``frames_read`` counts decoded frames (for diagnostics and tests); :meth:`close` releases a zip archive.
+    Compressed slices stay decoded in a small LRU (``cache_bytes``, 256 MiB): a writer reading one z-block per y/x
+    tile then decodes each slice once, not once per tile. Native (uncompressed) slices are read from the file again.
     """
 
     def __init__(
@@ -956,6 +959,10 @@ class DicomVolume:
         self._slopes: list[float] = []
         self._cache_lock = threading.Lock()
         self._cache: tuple[str, np.ndarray] | None = None  # the last whole file decoded through pydicom
+        # Compressed slices decoded lately (a writer reads a z-block once per y/x tile): bounded by cache_bytes.
+        self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._decoded_bytes = 0
+        self.cache_bytes = _DECODED_CACHE_BYTES
         self.frames_read = 0
 
     @property
@@ -1015,10 +1022,22 @@ class DicomVolume:
         """Stored (not rescaled) pixels of slice ``index`` in z order."""
         return self._read_raw([index])[0]
 
-    def _read_raw(self, indices: Sequence[int]) -> list[np.ndarray]:
+    def _read_raw(self, indices: Sequence[int], each: Callable[[int, int, np.ndarray], None] | None = None) -> list:
+        """Decode slices ``indices`` (z order), each file opened once; ``each(k, z, raw)`` consumes every slice as it is
+        decoded (so that only one full slice is in memory at a time), else they are returned."""
         out: list[np.ndarray | None] = [None] * len(indices)
         by_file: dict[str, list[tuple[int, int]]] = {}
         for k, z in enumerate(indices):
+            with self._cache_lock:
+                hit = self._decoded.get(z)
+                if hit is not None:
+                    self._decoded.move_to_end(z)
+            if hit is not None:
+                if each is None:
+                    out[k] = hit
+                else:
+                    each(k, z, hit)
+                continue
             fr = self._frames[z]
             by_file.setdefault(fr.file.name, []).append((fr.index, k))
         for name, wanted in by_file.items():
@@ -1026,8 +1045,14 @@ class DicomVolume:
             try:
                 with self._store.open(name) as fh:
                     for frame_index, k in sorted(wanted):
-                        out[k] = self._decode(fh, file, frame_index)
+                        raw = self._decode(fh, file, frame_index)
                         self.frames_read += 1
+                        if file.mode != "native":  # decoded slices are kept a while: block reads overlap in z
+                            self._remember(indices[k], raw)
+                        if each is None:
+                            out[k] = raw
+                        else:
+                            each(k, indices[k], raw)
             except MzarrFormatError:
                 raise
             except OSError as exc:
@@ -1038,6 +1063,17 @@ class DicomVolume:
                     f"{type(exc).__name__}: {exc}"
                 ) from None
         return out  # type: ignore[return-value]
+
+    def _remember(self, z: int, raw: np.ndarray) -> None:
+        if raw.nbytes > self.cache_bytes:
+            return
+        raw.flags.writeable = False
+        with self._cache_lock:
+            self._decoded[z] = raw
+            self._decoded_bytes += raw.nbytes
+            while self._decoded_bytes > self.cache_bytes:
+                _, old = self._decoded.popitem(last=False)
+                self._decoded_bytes -= old.nbytes
 
     def _values(self, raw: np.ndarray, z: int) -> np.ndarray:
         if self._mode == "int16":
@@ -1081,28 +1117,25 @@ class DicomVolume:
                 idx = np.flatnonzero(idx)
             indices = [int(i) + (n if i < 0 else 0) for i in idx.ravel()]
         plane = self.shape if self._flat else self.shape[1:]
-        parts: list[np.ndarray] = []
-        for start in range(0, len(indices), _SCAN_BLOCK * 4):
-            chunk = indices[start : start + _SCAN_BLOCK * 4]
-            raws = self._read_raw(chunk)
-            for z, raw in zip(chunk, raws):
-                parts.append(self._values(raw, z)[rest])
-        if not parts:
-            shape = np.empty(plane, np.uint8)[rest].shape
-            result = np.empty((0,) + shape, self.dtype)
-        else:
-            result = np.stack(parts)
-        if squeeze:
-            result = result[0]
-        return result
+        cropped = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), plane, (0,) * len(plane))[rest].shape
+        result = np.empty((len(indices),) + cropped, self.dtype)
+
+        def put(k: int, z: int, raw: np.ndarray) -> None:
+            result[k] = self._values(raw, z)[rest]
+
+        self._read_raw(indices, put)
+        return result[0] if squeeze else result
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self[...]
         return arr if dtype is None else arr.astype(dtype)
 
     def close(self) -> None:
-        """Release the zip archive (if any) and the decoded-file cache."""
-        self._cache = None
+        """Release the zip archive (if any) and the decoded-slice caches."""
+        with self._cache_lock:
+            self._cache = None
+            self._decoded.clear()
+            self._decoded_bytes = 0
         self._store.close()
 
 
@@ -1117,11 +1150,12 @@ def _stored_range(file: _File, stored: np.dtype) -> tuple[int, int] | None:
 
 
 def _scan_minmax(volume: DicomVolume) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    n = len(volume._frames)
-    for start in range(0, n, _SCAN_BLOCK):
-        for raw in volume._read_raw(list(range(start, min(n, start + _SCAN_BLOCK)))):
-            out.append((int(raw.min()), int(raw.max())) if raw.size else (0, 0))
+    out = [(0, 0)] * len(volume._frames)
+
+    def note(k: int, z: int, raw: np.ndarray) -> None:
+        out[z] = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
+
+    volume._read_raw(range(len(volume._frames)), note)
     return out
 
 
@@ -1287,7 +1321,8 @@ def _attrs(
     }
     if chosen.subset:
         block["import"]["subset"] = chosen.subset
-    return {"source": source_name, "dicom": block}
+    # exported folder and file names are often the patient's name or ID: kept only with keep_phi
+    return {"source": source_name if keep_phi else "DICOM series", "dicom": block}
 
 
 # -- public API -------------------------------------------------------------------------------------------------------
