@@ -9,6 +9,7 @@ uncompressed original for codecs pydicom cannot decode here).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import random
@@ -261,6 +262,7 @@ def test_two_series_largest_by_default_and_chosen_by_uid_number_index(tmp_path):
     assert [(s.index, s.number, s.slices, s.uid) for s in found] == [(0, 3, 5, uid_big), (1, 8, 3, uid_small)]
     assert found[0].rows == found[0].cols == 128 and found[1].dtype == "int16" and len(found[1].files) == 3
     assert found[0].spacing == pytest.approx((2.5, 0.661468, 0.661468))
+    assert json.loads(json.dumps(dataclasses.asdict(found[1])))["description"] == "small"  # plain data for the app
     lines = format_dicom_series(found, chosen=found[1])
     assert len(lines) == 2 and lines[1].startswith("* #1") and lines[0].startswith("  #0")
     assert 'series 8  MR "small"  3 x 64 x 64 int16  spacing 2.5 x 0.3125 x 0.3125 mm  (3 files)' in lines[1]
@@ -341,6 +343,10 @@ def test_bad_inputs_say_what_was_found(tmp_path):
         assert "DICOMDIR is only an index" in str(exc.value)
     with pytest.raises(MzarrFormatError, match="without pixel data"):
         open_dicom(noimg / "sr.dcm")
+    if dicomdir:  # a DICOMDIR given as the path means its folder
+        stored, _ = make_series(noimg / "IMAGES", n=3, base="MR_small.dcm")
+        np.testing.assert_array_equal(opened(noimg / "DICOMDIR").array[...], stored)
+        assert is_dicom_path(noimg / "DICOMDIR")
     zip_path = tmp_path / "nothing.zip"
     with zipfile.ZipFile(zip_path, "w") as zf:
         zf.writestr("a.txt", "x")

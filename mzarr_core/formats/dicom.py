@@ -510,7 +510,7 @@ class DicomSeries:
     files: tuple[str, ...]
     subset: str = ""  # what sets this part apart when a SeriesInstanceUID was split
     samples: int = 1
-    _frames: tuple = field(default=(), repr=False, compare=False)
+    # (the scan's per-frame records ride along as the attribute ``_frames``, outside the dataclass fields)
 
     @property
     def label(self) -> str:
@@ -600,6 +600,8 @@ def _scan(path: Path, pyd: Any) -> _Scan:
     if not path.exists():
         raise MzarrFileNotFoundError(f"no such file or folder: {path}")
     preferred = None
+    if path.is_file() and path.name.upper() == "DICOMDIR":  # the index of a CD / export: read its folder
+        path = path.parent
     if path.is_dir():
         store, names, what = _Store(path), _walk(path), f"folder {path}"
     elif not _has_magic(path) and zipfile.is_zipfile(path):
@@ -668,24 +670,23 @@ def _scan(path: Path, pyd: Any) -> _Scan:
             first = p[0]
             geo = _arrange(p)
             names_in = tuple(dict.fromkeys(fr.file.name for fr in p))
-            series.append(
-                DicomSeries(
-                    index=len(series),
-                    uid=first.uid,
-                    number=first.number,
-                    description=first.description,
-                    modality=first.modality,
-                    slices=len(p),
-                    rows=first.file.rows,
-                    cols=first.file.cols,
-                    spacing=geo.spacing,
-                    dtype=str(_stored_dtype(first.file)),
-                    files=names_in,
-                    subset=lab,
-                    samples=first.file.samples,
-                    _frames=tuple(p),
-                )
+            found = DicomSeries(
+                index=len(series),
+                uid=first.uid,
+                number=first.number,
+                description=first.description,
+                modality=first.modality,
+                slices=len(p),
+                rows=first.file.rows,
+                cols=first.file.cols,
+                spacing=geo.spacing,
+                dtype=str(_stored_dtype(first.file)),
+                files=names_in,
+                subset=lab,
+                samples=first.file.samples,
             )
+            object.__setattr__(found, "_frames", tuple(p))
+            series.append(found)
     return _Scan(store, series, counts, preferred, broken)
 
 
