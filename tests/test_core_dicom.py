@@ -249,6 +249,8 @@ def test_multi_echo_series_split_into_parts(tmp_path):
     np.testing.assert_array_equal(src.array[...], e1)
     src = opened(tmp_path / "s", series="#1")
     np.testing.assert_array_equal(src.array[...], e2)
+    with pytest.warns(MzarrWarning, match=rf"series='{uid}' matches 2; reading #0 series 7 \"AX 2.5mm\" \(echo 1\)"):
+        open_dicom(tmp_path / "s", series=uid)
     assert src.attrs["dicom"]["import"]["subset"] == "echo 2"
 
 

@@ -1402,10 +1402,12 @@ def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> D
     chosen = largest(cands)
     if len(cands) > 1:
         others = [line for s, line in zip(found, format_dicom_series(found, chosen)) if s.index != chosen.index]
+        head = (
+            f"{what} holds {len(found)} image series" if series is None else f"series={series!r} matches {len(cands)}"
+        )
         warnings.warn(
-            f"{what} holds {len(found)} image series; reading #{chosen.index} {chosen.label} "
-            f"({chosen.slices} slices{', the largest' if series is None else ''}). Pick another with series= "
-            "(index #N, SeriesInstanceUID or SeriesNumber). The others:\n" + "\n".join(others),
+            f"{head}; reading #{chosen.index} {chosen.label} ({chosen.slices} slices, the largest). Pick another "
+            "with series= (index #N, SeriesInstanceUID or SeriesNumber). The others:\n" + "\n".join(others),
             MzarrWarning,
             stacklevel=3,
         )
