@@ -800,7 +800,8 @@ def _arrange(frames: Sequence[_Frame]) -> _Geometry:
     if tilt and abs(tilt) > 0.01:
         notes.append(f"gantry tilt of {tilt:g} degrees (GantryDetectorTilt): slices are sheared, not orthogonal")
     if len(steps) >= 1:
-        dz = float(np.median(steps))
+        # positions are stored with ~10 digits: 0.9999999999997 mm is 1 mm (rounded to 0.1 um)
+        dz = round(float(np.median(steps)), 4)
         lo, hi = min(steps), max(steps)
         if hi - lo > max(1e-3, 0.01 * abs(dz)):
             notes.append(
