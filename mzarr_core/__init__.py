@@ -21,6 +21,7 @@ from .errors import (  # noqa: E402
 )
 from .chunk_cache import DEFAULT_CACHE_BYTES, get_cache_bytes, set_cache_bytes  # noqa: E402
 from .convert import convert  # noqa: E402
+from .formats import export  # noqa: E402
 from .image import Mzarr  # noqa: E402
 from .importers import Source, read_image  # noqa: E402
 from .level import Level  # noqa: E402
@@ -51,6 +52,7 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "convert",
+    "export",
     "get_cache_bytes",
     "optimize",
     "read_image",
