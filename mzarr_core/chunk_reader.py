@@ -38,9 +38,9 @@ from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
-from .codecs import StorageCodec, StripJpegxl
+from .codecs import RecompressedJpegxl, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
-from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_zstd
+from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd
 
 __all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "decode_pool", "decode_workers", "fetch_chunks"]
 
@@ -141,7 +141,7 @@ class ChunkCodec:
 
     def __init__(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
                  enc_dtype: np.dtype, steps: list[tuple[str, Any]], serializer: Any):
-        self.kind = kind  # "jpegxl", "zstd" or "bytes"
+        self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd" or "bytes"
         self.shape, self.dtype = shape, dtype
         self.enc_shape, self.enc_dtype = enc_shape, enc_dtype
         self.steps = steps
@@ -188,11 +188,11 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
-        if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl,):
+        if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl, RecompressedJpegxl):
             serializer = codecs[0]
             if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
                 return None
-            kind = "jpegxl"
+            kind = "jpeg" if type(serializer) is RecompressedJpegxl else "jpegxl"
         elif codecs and type(codecs[0]) is BytesCodec and len(codecs) <= 2:
             serializer = codecs[0]
             endian = getattr(serializer.endian, "value", serializer.endian)
@@ -208,10 +208,12 @@ class ChunkCodec:
     def decode(self, data: Any) -> np.ndarray:
         """The chunk stored as ``data``; raises (ChunkTooLargeError for a declared bomb, ValueError...) where the
         bytes do not decode to exactly one chunk."""
-        if self.kind == "jpegxl":
+        if self.kind in ("jpegxl", "jpeg"):
             s = self.serializer
-            out = decode_jpegxl(data, self.enc_shape, self.enc_dtype, keeporientation=s.keeporientation,
-                                numthreads=s.numthreads, what=self.what)
+            # "jpeg": a chunk holding a recompressed JPEG is rebuilt and decoded by libjpeg (the source's exact pixels)
+            decode = decode_jpegxl_chunk if self.kind == "jpeg" else decode_jpegxl
+            out = decode(data, self.enc_shape, self.enc_dtype, keeporientation=s.keeporientation,
+                         numthreads=s.numthreads, what=self.what)
             if out.dtype != self.enc_dtype or out.size != math.prod(self.enc_shape):
                 raise ValueError(f"JPEG XL chunk decodes to {out.shape} {out.dtype}, not {self.enc_shape} {self.enc_dtype}")
             chunk = out.reshape(self.enc_shape)

@@ -6,6 +6,7 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
 | JpegxlFrames    | ``{"name": "jpegxl"}``                    | uint8/16; int8/16 offset; bool as uint8  | yes   | one frame       |
 | JpegxlStrip     | ``{"name": "jpegxl", "bricks": "strip"}`` | the same, volumes, lossless (format 2)   | no    | whole bricks    |
 | Zstd            | ``{"name": "zstd"}``                      | float16/32/64, (u)int32/64               | no    | whole chunks    |
+| JpegxlJpeg      | ``{"name": "jpegxl", "jpeg": "recompressed"}`` | uint8 2-D slides (format 3)         | yes   | -               |
 
 * **JpegxlFrames**: a chunk is one JPEG XL image; a 3-D brick one frame per z (libjxl decodes one frame alone,
   so a z-plane costs one frame per brick). Every 2-D image, lossy volumes and volumes of format 1.
@@ -14,6 +15,11 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
   and encode 6-11x faster than 64 frames, for ~5 % more bytes (docs/BENCHMARKS.md, "3D brick layout"). The zarr
   codec entry is unchanged (``imagecodecs_jpegxl``): stock readers decode the frame and reshape it to the chunk.
 * Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
+* **JpegxlJpeg** (format 3, whole-slide images): level 0's chunks are the source slide's JPEG tiles transcoded by
+  libjxl without loss (a JPEG XL container with a ``jbrd`` box); reading reconstructs the JPEG and decodes it with
+  libjpeg, so the pixels are exactly the source's. Coarser levels, and level-0 chunks rewritten by an edit, are
+  lossy JPEG XL at the block's ``distance``: the decoder tells the two apart per chunk (the ``jbrd`` box). Same
+  zarr codec entry (``imagecodecs_jpegxl``): stock readers decode libjxl's approximation of the JPEG pixels.
 
 Reading goes through :mod:`mzarr_core.guards` (same codec names on disk): a chunk never decodes to more than its
 chunk shape x dtype. :func:`register_codecs` (called once by ``mzarr_core/__init__.py``) registers the zarr codec
@@ -33,12 +39,21 @@ from zarr.codecs import BytesCodec, TransposeCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 
 from .errors import MzarrDtypeError, MzarrValueError
-from .guards import GuardedJpegxl, GuardedZstd, register_zarr_codec, register_guarded_codecs
+from .guards import (
+    GuardedJpegxl,
+    GuardedZstd,
+    _spec,
+    decode_jpegxl_chunk,
+    register_guarded_codecs,
+    register_zarr_codec,
+)
 
 __all__ = [
     "DEFAULT_EFFORT",
     "JpegxlFrames",
+    "JpegxlJpeg",
     "JpegxlStrip",
+    "RecompressedJpegxl",
     "ShapedFixedScaleOffset",
     "StorageCodec",
     "StripJpegxl",
@@ -107,6 +122,21 @@ class StripJpegxl(GuardedJpegxl):
             numthreads=self.numthreads,
         )
         return chunk_spec.prototype.buffer.from_bytes(encoded)
+
+
+class RecompressedJpegxl(GuardedJpegxl):
+    """JPEG XL whose chunks may hold a losslessly transcoded JPEG: those (a ``jbrd`` box) decode by rebuilding the
+    JPEG and decoding it with libjpeg, bit for bit the source's pixels; the others as any JPEG XL. Encodes like
+    imagecodecs' codec (an edited chunk becomes lossy JPEG XL at the configured distance). Same name and
+    configuration on disk as imagecodecs' codec."""
+
+    def _decode_sync(self, chunk_bytes: Any, chunk_spec: Any) -> Any:
+        shape, dtype = _spec(chunk_spec)
+        if dtype is None:
+            return super()._decode_sync(chunk_bytes, chunk_spec)
+        decoded = decode_jpegxl_chunk(chunk_bytes.as_numpy_array(), shape, dtype, keeporientation=self.keeporientation,
+                                      numthreads=self.numthreads)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(decoded.reshape(shape))
 
 
 # -- storage codecs --------------------------------------------------------------------------------------------------
@@ -182,7 +212,8 @@ class JpegxlFrames(StorageCodec):
 
     @classmethod
     def matches(cls, block: dict[str, Any]) -> bool:
-        return block.get("name") == cls.name and block.get("bricks", "frames") == "frames" and not block.get("legacy")
+        return (block.get("name") == cls.name and block.get("bricks", "frames") == "frames" and not block.get("legacy")
+                and "jpeg" not in block)
 
     @classmethod
     def from_json(cls, block: dict[str, Any]) -> "JpegxlFrames":
@@ -255,6 +286,50 @@ class JpegxlStrip(JpegxlFrames):
         return None  # libjxl cannot decode part of a frame: planes come from whole bricks (cached)
 
 
+DEFAULT_SLIDE_DISTANCE = 2.0  # levels 1+ of recompressed slides (docs/BENCHMARKS.md, "Whole-slide images")
+
+
+@dataclass(frozen=True)
+class JpegxlJpeg(JpegxlFrames):
+    """A whole-slide image whose level 0 holds the source's JPEG tiles transcoded without loss (format 3); coarser
+    levels and edited chunks lossy JPEG XL at ``distance``."""
+
+    lossless: bool = False
+    distance: float | None = DEFAULT_SLIDE_DISTANCE
+
+    format_version: ClassVar[int] = 3
+    serializer_class: ClassVar[type] = RecompressedJpegxl
+
+    @classmethod
+    def matches(cls, block: dict[str, Any]) -> bool:
+        return block.get("name") == cls.name and block.get("jpeg") == "recompressed" and not block.get("legacy")
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "JpegxlJpeg":
+        distance = block.get("distance")
+        effort = block.get("effort", DEFAULT_EFFORT)
+        return cls(
+            distance=float(distance) if isinstance(distance, (int, float)) and distance > 0 else DEFAULT_SLIDE_DISTANCE,
+            effort=int(effort) if isinstance(effort, int) else DEFAULT_EFFORT,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "lossless": False, "distance": self.distance, "effort": self.effort,
+                "jpeg": "recompressed"}
+
+    def adopt(self, array: Any) -> Any:
+        return _adopt_serializer(array, RecompressedJpegxl)
+
+    def plane_reader(self, array: Any, where: str) -> Any:
+        return None  # 2-D slides: whole chunks
+
+    @staticmethod
+    def transcode(jpeg: bytes) -> bytes:
+        """A JPEG stream as JPEG XL that reconstructs it bit for bit (libjxl; ~20 % smaller). Raises ValueError
+        (imagecodecs' error) for JPEGs libjxl cannot transcode (12-bit, arithmetic coding, odd layouts)."""
+        return bytes(imagecodecs.jpegxl_encode_jpeg(jpeg))
+
+
 @dataclass(frozen=True)
 class Zstd(StorageCodec):
     """Raw little-endian bytes + zstd: every dtype JPEG XL cannot hold exactly."""
@@ -300,7 +375,7 @@ def register_codecs() -> None:
     imagecodecs.zarr.register_codecs(verbose=False)
     register_zarr_codec("numcodecs.fixedscaleoffset", ShapedFixedScaleOffset)
     register_guarded_codecs()  # JPEG XL and zstd chunks never decode to more than their chunk shape x dtype
-    for cls in (Zstd, JpegxlFrames, JpegxlStrip):
+    for cls in (Zstd, JpegxlFrames, JpegxlStrip, JpegxlJpeg):
         register_storage_codec(cls)
     _registered = True
 
@@ -344,6 +419,24 @@ def check_dtype(dtype: np.dtype) -> np.dtype:
             f"Convert the array first, e.g. array.astype('float32')."
         )
     return dtype
+
+
+def recompressing_codec(dtype: np.dtype, axes: str, chunks: Any, distance: float | None, effort: int | None,
+                        is_label: bool) -> JpegxlJpeg:
+    """The codec of an image whose level 0 is JPEG tiles transcoded without loss (``save(jpeg_tiles=...)``):
+    2-D uint8 (grey or RGB) only, with the tile shape as ``chunks``; coarser levels lossy at ``distance``."""
+    if np.dtype(dtype) != np.dtype("uint8") or axes not in ("yx", "yxc"):
+        raise MzarrValueError(f"JPEG tiles can be kept only in 2-D uint8 images (yx or yxc), not {axes!r} {np.dtype(dtype)}")
+    if is_label:
+        raise MzarrValueError("a labels image cannot be stored from JPEG tiles: JPEG is lossy")
+    if chunks is None:
+        raise MzarrValueError("jpeg_tiles needs chunks= (the JPEG tile shape, e.g. (256, 256, 3))")
+    distance = DEFAULT_SLIDE_DISTANCE if distance is None else float(distance)
+    if not 0.0 < distance <= 25.0:
+        raise MzarrValueError(f"distance must be in (0, 25], got {distance}")
+    if effort is not None and not 1 <= int(effort) <= 10:
+        raise MzarrValueError(f"effort must be between 1 and 10, got {effort}")
+    return JpegxlJpeg(distance=distance, effort=DEFAULT_EFFORT if effort is None else int(effort))
 
 
 def choose_codec(

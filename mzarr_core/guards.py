@@ -11,6 +11,9 @@ declares against that before decoding anything, and decodes into a buffer of exa
   any pixel is allocated, a stream whose frame count, channels or sample type differ (a multi-frame bomb).
 * zstd: the frame header's declared content size is checked, and the decode writes into a buffer of the chunk's
   byte size, so frames without a declared size, or several concatenated frames, cannot grow memory either.
+* JPEG XL holding a recompressed JPEG (a ``jbrd`` box, format 3 slides): the JPEG XL header is checked as above,
+  the JPEG is reconstructed into a buffer of at most :func:`jpeg_limit` bytes, its frame header (size, components,
+  precision) is checked against the chunk, and libjpeg decodes into a preallocated chunk-sized array.
 
 Refusals raise :class:`~mzarr_core.errors.ChunkTooLargeError`. The codec classes keep the stock names and
 configurations ("imagecodecs_jpegxl", "zstd"): files are unchanged and stock readers still read them.
@@ -41,6 +44,10 @@ __all__ = [
     "JxlHeader",
     "check_jpegxl_header",
     "decode_jpegxl",
+    "decode_jpegxl_chunk",
+    "decode_recompressed_jpeg",
+    "has_jpeg_reconstruction",
+    "jpeg_frame_header",
     "decode_zstd",
     "guard_v2_array",
     "read_jpegxl_header",
@@ -337,6 +344,115 @@ def decode_jpegxl(
                     f"but {what}: {HOSTILE}"
                 ) from None
     raise ValueError(f"JPEG XL stream does not decode to a {shape} {dtype} chunk")
+
+
+# -- JPEG XL holding a recompressed JPEG (jbrd) ------------------------------------------------------------------
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def has_jpeg_reconstruction(data: Any) -> bool:
+    """True if ``data`` is a JPEG XL container with a ``jbrd`` box (JPEG bitstream reconstruction data): a JPEG
+    transcoded losslessly by libjxl, whose exact JPEG (and so libjpeg's pixels) can be rebuilt. A bare codestream
+    (what Mzarr's lossy and lossless encoders write) never has one. Only box headers are read."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    if bytes(view[:12]) != _JXL_CONTAINER:
+        return False
+    pos, n = 12, len(view)
+    for _ in range(64):  # jbrd comes right after ftyp (and jxll/jxlp) in libjxl's output
+        if pos + 8 > n:
+            return False
+        head = bytes(view[pos : pos + 16])
+        size, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if kind == b"jbrd":
+            return True
+        if kind in (b"jxlc",) or size == 0:
+            return False  # the rest of the file is the codestream
+        if size == 1:
+            if len(head) < 16:
+                return False
+            size = int.from_bytes(head[8:16], "big")
+        if size < 8:
+            return False
+        pos += size
+    return False
+
+
+def jpeg_frame_header(jpeg: Any) -> tuple[int, int, int, int] | None:
+    """(precision, height, width, components) from a JPEG stream's SOF segment; None if there is none."""
+    view = memoryview(jpeg).cast("B") if not isinstance(jpeg, bytes) else jpeg
+    n, pos = len(view), 2
+    if bytes(view[:2]) != b"\xff\xd8":
+        return None
+    while pos + 4 <= n:
+        if view[pos] != 0xFF:
+            return None
+        marker = view[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(bytes(view[pos + 2 : pos + 4]), "big")
+        if marker in _JPEG_SOF:
+            seg = bytes(view[pos + 4 : pos + 10])
+            if len(seg) < 6:
+                return None
+            return seg[0], int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"), seg[5]
+        if marker in (0xDA, 0xD9) or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def jpeg_limit(values: int) -> int:
+    """The most bytes a reconstructed JPEG of ``values`` samples may take: far above any real JPEG (even quality
+    100 of noise stays under 2 bytes a sample), plus room for its markers (an ICC profile, EXIF...)."""
+    return 4 * values + (1 << 20)
+
+
+def decode_recompressed_jpeg(data: Any, shape: tuple[int, ...], dtype: Any, *, numthreads: int | None = None,
+                             what: str | None = None) -> np.ndarray:
+    """The pixels of the JPEG that ``data`` (JPEG XL with a ``jbrd`` box) reconstructs, as libjpeg decodes it:
+    bit for bit what the source's own JPEG decoder gives (libjxl's own pixel decode of the same stream differs by up
+    to ~11 levels). Refuses, before allocating, a stream or a JPEG declaring more than a chunk of ``shape``."""
+    dtype = np.dtype(dtype)
+    what = what or _chunk_text(shape, dtype)
+    values = math.prod(shape)
+    header = read_jpegxl_header(data)
+    if header is not None:
+        check_jpegxl_header(header, shape, dtype, what)
+    if dtype != np.dtype("uint8"):
+        raise ValueError(f"a recompressed JPEG decodes to uint8, but {what}")
+    try:
+        jpeg = imagecodecs.jpegxl_decode_jpeg(data, numthreads=numthreads, out=bytearray(jpeg_limit(values)))
+    except ValueError as exc:
+        if "resize" in str(exc):
+            raise ChunkTooLargeError(
+                f"its JPEG XL stream reconstructs a JPEG of more than {_human(jpeg_limit(values))}, but {what}: "
+                f"{HOSTILE}"
+            ) from None
+        raise
+    frame = jpeg_frame_header(jpeg)
+    if frame is None:
+        raise ValueError("the JPEG reconstructed from this JPEG XL stream has no frame header")
+    precision, height, width, components = frame
+    if precision != 8 or height * width * components > values or components not in (1, 3):
+        raise ChunkTooLargeError(
+            f"its reconstructed JPEG declares {width} x {height} pixels x {components} components of {precision} "
+            f"bits, but {what}: {HOSTILE}"
+        )
+    out_shape = (height, width) + ((components,) if components > 1 else ())
+    return imagecodecs.jpeg8_decode(jpeg, out=np.empty(out_shape, np.uint8))
+
+
+def decode_jpegxl_chunk(data: Any, shape: tuple[int, ...], dtype: Any, *, numthreads: int | None = None,
+                        keeporientation: bool | None = None, what: str | None = None) -> np.ndarray:
+    """A chunk of an array whose chunks may be recompressed JPEGs: reconstructed and decoded as JPEG where
+    ``data`` holds reconstruction data, decoded by libjxl otherwise (bounded either way)."""
+    if has_jpeg_reconstruction(data):
+        return decode_recompressed_jpeg(data, shape, dtype, numthreads=numthreads, what=what)
+    return decode_jpegxl(data, shape, dtype, keeporientation=keeporientation, numthreads=numthreads, what=what)
 
 
 # -- zstd ------------------------------------------------------------------------------------------------------

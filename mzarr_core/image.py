@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from .associated import check_associated, read_associated, write_associated
 from .attrs import LiveAttrs, check_json
 from .axes import infer_axes, is_colour, storage_axes, storage_permutation
 from .backends import Backend, MemoryBackend, open_backend
 from .chunk_cache import CacheInfo, _check_bytes, get_cache_bytes, note_write
 from .chunking import auto_chunks
-from .codecs import check_dtype, choose_codec
+from .codecs import check_dtype, choose_codec, recompressing_codec
 from .containers import atomic_target
 from .errors import MzarrFormatError, MzarrReadOnlyError, MzarrValueError
 from .indexing import broadcast_value, normalize, result_shape
@@ -395,6 +396,8 @@ class Mzarr:
         attrs: dict[str, Any] | None = None,
         bricks: str | None = None,
         progress: Progress | None = None,
+        jpeg_tiles: Any = None,
+        associated: dict[str, Any] | None = None,
     ) -> Path:
         """Write full resolution + pyramid + metadata to ``path`` (``.mzarr`` file, or ``*.zarr`` OME-Zarr folder).
 
@@ -402,17 +405,26 @@ class Mzarr:
         cancellation (raise :class:`SaveCancelled` from ``progress(done, total)``) leaves any previous file intact.
         ``bricks`` ("strip" or "frames") overrides how lossless JPEG XL volumes store a brick: "strip" (default,
         format 2) reads bricks ~3x faster, "frames" (format 1) decodes one z-plane alone and opens in Mzarr 0.1.
+
+        ``jpeg_tiles(chunk_index) -> bytes | None`` (uint8 2-D images; ``chunks`` = the JPEG tile shape): level 0's
+        chunks are these JPEG streams transcoded to JPEG XL without loss, read back as exactly the pixels libjpeg
+        decodes from them (format 3, docs/FORMAT.md "Whole-slide images"); ``chunk_index`` is in user axis order
+        (``(row, column, 0)`` for ``yxc``); None (or a JPEG libjxl cannot transcode) encodes that chunk from the
+        pixels. Coarser levels and later edits are lossy at ``distance``. ``associated``: named small pictures
+        stored beside the pyramid (:meth:`associated_images`; ``(array, distance)`` stores one lossy); by default a
+        file's own are kept.
         """
         return self._save(
             Path(path), lossless=lossless, distance=distance, quality=quality, effort=effort, chunks=chunks,
             levels=levels, downsample=downsample, channel_axis=channel_axis, axes=axes, spacing=spacing, unit=unit,
-            is_label=is_label, attrs=attrs, bricks=bricks, progress=progress,
+            is_label=is_label, attrs=attrs, bricks=bricks, progress=progress, jpeg_tiles=jpeg_tiles,
+            associated=associated,
         )
 
     def _save(
         self, path: Path, *, empty: bool = False, lossless: bool = True, distance=None, quality=None, effort=None,
         chunks=None, levels=None, downsample=None, channel_axis=None, axes=None, spacing=None, unit=None,
-        is_label=None, attrs=None, bricks=None, progress=None,
+        is_label=None, attrs=None, bricks=None, progress=None, jpeg_tiles=None, associated=None,
     ) -> Path:
         self._check_open()
         path = Path(path)
@@ -435,6 +447,9 @@ class Mzarr:
         )
         codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort, is_label=label,
                              volume="z" in user_axes, bricks=bricks)
+        if jpeg_tiles is not None:
+            codec = recompressing_codec(self.dtype, user_axes, chunks, distance, effort, label)
+        extras = check_associated(self.associated_images() if associated is None else associated)
         level0 = self._backend.level0
         if user_axes == self.axes:
             source: StorageArray = level0.storage
@@ -454,8 +469,17 @@ class Mzarr:
             elif "c" in st:
                 storage_chunks = (1,) + storage_chunks[1:]  # one channel per chunk: only RGB(A) shares chunks
         same_file = self.path is not None and path.exists() and path.resolve() == self.path.resolve()
+        encoded = None
+        if jpeg_tiles is not None:
+            def encoded(coords: tuple[int, ...]) -> bytes | None:  # storage order -> the caller's chunk index
+                jpeg = jpeg_tiles(tuple(int(coords[p]) for p in np.argsort(perm)))
+                try:
+                    return None if jpeg is None else codec.transcode(jpeg)
+                except (ValueError, RuntimeError):  # libjxl refuses this JPEG (12-bit, arithmetic...): from pixels
+                    return None
         with atomic_target(path) as (store, _tmp):
-            write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty)
+            write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty, encoded_chunks=encoded)
+            write_associated(store, extras)
         note_write(os.path.realpath(path))  # other open images of this path drop their cached chunks
         if same_file:  # swap to the new file while no other thread is reading
             with self._lock.writing():
@@ -464,6 +488,15 @@ class Mzarr:
                 self._closed = False
                 self._open_file(path, mode)
         return path
+
+    def associated_images(self) -> dict[str, np.ndarray]:
+        """The named small pictures stored beside the pyramid (a slide's ``thumbnail``, ``macro``, ``label``...;
+        docs/FORMAT.md "Whole-slide images"), decoded; {} if there are none or the image is in memory."""
+        self._check_open()
+        if self._store is None:
+            return {}
+        with self._lock.reading(), self._transaction(write=False):
+            return read_associated(self._store, str(self.path))
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:

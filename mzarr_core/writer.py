@@ -4,14 +4,20 @@ Level 0 is read from the source in "superblocks" (a chunk scaled up by 2^k, at m
 superblock is downsampled in memory to produce the matching, chunk-aligned blocks of levels 1..k. Levels beyond k
 are built the same way from level k as written. Zarr encodes the chunks of each write on its thread pool
 (imagecodecs releases the GIL) while the next block is read ahead.
+
+Level 0 may come partly pre-encoded: ``encoded_chunks(coords)`` returns the stored bytes of level 0's chunk at
+storage ``coords`` (e.g. a slide's JPEG tile transcoded to JPEG XL), or None to encode that chunk from the pixels.
+It is called on a pool of one thread per core, for the chunks of one superblock while the superblock's pixels build
+the coarser levels; memory stays bounded (at most two superblocks in flight).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -26,6 +32,7 @@ from .pyramid import LevelGeometry, downsample, plan_levels
 
 BLOCK_BUDGET = 64 * 2**20
 Progress = Callable[[int, int], Any]
+EncodedChunks = Callable[[tuple[int, ...]], "bytes | None"]
 
 
 def colour_transpose(storage_axes: str, colour: bool) -> tuple[int, ...] | None:
@@ -76,6 +83,39 @@ def _write_batch(batch: list[tuple[zarr.Array, tuple[slice, ...], np.ndarray]]) 
     return count
 
 
+def _chunk_coords(region: tuple[slice, ...], chunks: tuple[int, ...]) -> list[tuple[int, ...]]:
+    return list(itertools.product(*(range(s.start // c, -(-s.stop // c)) for s, c in zip(region, chunks))))
+
+
+def store_chunk_bytes(array: zarr.Array, coords: tuple[int, ...], data: bytes) -> None:
+    """Store ``data`` as the encoded chunk ``coords`` of ``array`` as it is (no codec runs)."""
+    store = array.store_path.store
+    key = (f"{array.path}/" if array.path else "") + array.metadata.encode_chunk_key(coords)
+    set_bytes = getattr(store, "set_bytes_sync", None)  # the single-file store's capability
+    if set_bytes is not None:
+        set_bytes(key, data)
+        return
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def _write_encoded(array: zarr.Array, region: tuple[slice, ...], data: np.ndarray,
+                   encoded: list[tuple[tuple[int, ...], Future]]) -> int:
+    """Level 0's chunks of one superblock: pre-encoded bytes where the provider gave them, pixels encoded by
+    zarr where it gave None. Returns the number of chunks."""
+    chunks = tuple(array.chunks)
+    for coords, future in encoded:
+        blob = future.result()
+        if blob is not None:
+            store_chunk_bytes(array, coords, blob)
+            continue
+        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, chunks, array.shape))
+        array[box] = data[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))]
+    return len(encoded)
+
+
 def _levels_per_pass(plan: list[LevelGeometry], start: int, chunks: tuple[int, ...], itemsize: int) -> int:
     """How many levels below ``start`` one superblock can produce within BLOCK_BUDGET."""
     k = 0
@@ -95,8 +135,10 @@ def build_pyramid(
     chunks: tuple[int, ...],
     method: str,
     progress: Progress | None = None,
+    encoded_chunks: EncodedChunks | None = None,
 ) -> None:
-    """Write ``source`` into ``arrays[0]`` and every coarser level, superblock by superblock."""
+    """Write ``source`` into ``arrays[0]`` and every coarser level, superblock by superblock; ``encoded_chunks``
+    (see the module docstring) supplies level 0's chunks already encoded."""
     itemsize = np.dtype(arrays[0].dtype).itemsize
     total = sum(_count_chunks(tuple(slice(0, n) for n in g.shape), chunks) for g in plan)
     done = 0
@@ -116,7 +158,10 @@ def build_pyramid(
 
         # One thread reads ahead, one writes behind (zarr encodes each write's chunks on its own pool), so the
         # main thread's downsampling overlaps both; at most two blocks wait to be written (bounded memory).
-        with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(1, "mzarr-write") as writer:
+        # Pre-encoded level-0 chunks are made on a pool of one thread per core meanwhile.
+        transcode = encoded_chunks if start == 0 else None
+        with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(1, "mzarr-write") as writer, \
+                ThreadPoolExecutor(max(1, os.cpu_count() or 1) if transcode else 1, "mzarr-encode") as encoder:
             pending = reader.submit(read, regions[0]) if regions else None
             writes: list = []
             for n_region, region in enumerate(regions):
@@ -124,14 +169,25 @@ def build_pyramid(
                 data = pending.result()
                 pending = reader.submit(read, regions[n_region + 1]) if n_region + 1 < len(regions) else None
                 batch = []
-                if start == 0:
+                encoded: list[tuple[tuple[int, ...], Future]] = []
+                if transcode is not None:
+                    encoded = [(c, encoder.submit(transcode, c)) for c in _chunk_coords(region, tuple(arrays[0].chunks))]
+                    level0 = (arrays[0], region, data, encoded)
+                elif start == 0:
                     batch.append((arrays[0], region, data))
                 for j in range(1, k + 1):
                     halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
                     data = downsample(data, halve, method)
                     origin = [s.start // r for s, r in zip(region, rel[j])]
                     batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
-                writes.append(writer.submit(_write_batch, batch))
+                if transcode is not None:
+
+                    def write_both(batch: list = batch, level0: tuple = level0) -> int:
+                        return _write_encoded(*level0) + _write_batch(batch)
+
+                    writes.append(writer.submit(write_both))
+                else:
+                    writes.append(writer.submit(_write_batch, batch))
                 while len(writes) > 1:
                     done += writes.pop(0).result()
                     if progress:
@@ -154,13 +210,15 @@ def write_image(
     levels: int | None = None,
     progress: Progress | None = None,
     empty: bool = False,
+    encoded_chunks: EncodedChunks | None = None,
 ) -> list[zarr.Array]:
-    """Write a whole image (all levels + metadata) into an empty store. ``empty`` leaves every chunk unwritten."""
+    """Write a whole image (all levels + metadata) into an empty store. ``empty`` leaves every chunk unwritten;
+    ``encoded_chunks`` supplies level 0's chunks already encoded (see the module docstring)."""
     dtype = np.dtype(source.dtype)
     plan = plan_levels(tuple(source.shape), info.storage_axes, chunks, levels)
     arrays = create_arrays(store, info, plan, dtype, chunks, codec)
     if not empty:
-        build_pyramid(source, arrays, plan, chunks, info.downsample, progress)
+        build_pyramid(source, arrays, plan, chunks, info.downsample, progress, encoded_chunks)
     elif progress:
         progress(1, 1)
     return arrays
