@@ -4,16 +4,153 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 from . import __version__
-from .errors import MzarrError
+from .errors import MzarrError, MzarrWarning
 from .image import Mzarr
 
 LISTED = 10  # pyramid disagreements printed by `mzarr verify` (all are counted)
+
+
+# -- path arguments: plain paths or file:// URLs ------------------------------------------------------------------------
+def local_path(text: str | os.PathLike) -> Path:
+    """A path argument as given, or the local path of a ``file://`` URL (what file managers, browsers and some
+    launchers pass): ``file:///data/a%20b.mzarr`` -> ``/data/a b.mzarr``. Percent escapes are decoded (as the
+    file system's bytes on POSIX), ``file://localhost/...`` is local, ``file:///C:/...`` is a Windows drive and
+    ``file://server/share/...`` a UNC path on Windows. Raises ValueError for a URL that names no local file."""
+    text = os.fspath(text)
+    if not text[:6].lower() == "file:/":
+        return Path(text)
+    rest = text[5:]
+    host = ""
+    if rest.startswith("//"):
+        host, sep, tail = rest[2:].partition("/")
+        rest = "/" + tail
+        if re.fullmatch(r"[A-Za-z][:|]", host):  # file://C:/x, seen from some Windows tools
+            rest, host = f"/{host[0]}:{rest}", ""
+    if "#" in rest:
+        raise ValueError(f"{text}: a file URL cannot hold '#' (write it as %23)")
+    if host.lower() not in ("", "localhost"):
+        if os.name == "nt":
+            from urllib.request import url2pathname
+
+            return Path(url2pathname(f"//{host}{rest}"))
+        raise ValueError(f"{text}: the URL names a file on another computer ({unquote(host)}); only local files open")
+    if os.name == "nt":
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(rest))
+    return Path(os.fsdecode(unquote_to_bytes(rest)))
+
+
+def path_arg(text: str) -> Path:
+    """argparse ``type=`` of every path argument: :func:`local_path`, a bad URL as a usage error."""
+    try:
+        return local_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# -- warnings: one clean line each ---------------------------------------------------------------------------------------
+@contextmanager
+def clean_warnings() -> Iterator[list[str]]:
+    """Show the warnings raised inside (the readers' MzarrWarning: several DICOM series, uneven slice gaps...) as
+    ``warning: ...`` lines on stderr, each text once, without Python's file:line noise, above any progress bar.
+    Yields the list of texts shown."""
+    shown: list[str] = []
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = str(message).strip() or category.__name__
+        if text in shown:
+            return
+        shown.append(text)
+        first, *more = text.splitlines()
+        out = "\n".join([f"warning: {first}", *(f"  {m}" for m in more)])
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(out, file=sys.stderr)  # clears and redraws an active progress bar
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            print(out, file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MzarrWarning)  # dedup is by text, above: each shown once
+        warnings.showwarning = show
+        yield shown
+
+
+# -- attributes, compactly -----------------------------------------------------------------------------------------------
+ATTR_DEPTH = 3  # nested attribute dicts shown this deep; deeper ones as "{N keys}"
+ATTR_INLINE = 72  # a list / dict whose one-line form is longer than this is summarised
+ATTR_TEXT = 100  # a string longer than this is cut
+ATTR_KEYS = 40  # keys listed per dict (the rest counted)
+
+
+def _count(value: Any) -> str:
+    """``[175 values]``, ``[4 x 4 values]``, ``[3 lists]``, ``{12 keys}``: a long value summarised."""
+    if isinstance(value, dict):
+        return f"{{{len(value)} key{'s' if len(value) != 1 else ''}}}"
+    n = len(value)
+    if n and all(isinstance(v, list) for v in value):
+        inner = {len(v) for v in value}
+        if len(inner) == 1 and all(not isinstance(x, (list, dict)) for v in value for x in v):
+            return f"[{n} x {inner.pop()} values]"
+        return f"[{n} lists]"
+    return f"[{n} value{'s' if n != 1 else ''}]"
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def format_attrs(attrs: dict[str, Any], indent: str = "", depth: int = 0) -> list[str]:
+    """``key: value`` lines of JSON attributes, nested dicts indented; long lists and strings and deep dicts are
+    summarised (``slice_positions_mm: [175 values]``): ``mzarr info --json`` prints everything."""
+    lines: list[str] = []
+    items = list(attrs.items())
+    for key, value in items[:ATTR_KEYS]:
+        if isinstance(value, dict) and value and depth < ATTR_DEPTH:
+            if len(_inline(value)) <= ATTR_INLINE // 2:
+                lines.append(f"{indent}{key}: {_inline(value)}")
+            else:
+                lines.append(f"{indent}{key}:")
+                lines += format_attrs(value, indent + "  ", depth + 1)
+            continue
+        text = _inline(value)
+        if isinstance(value, (list, dict)) and len(text) > ATTR_INLINE:
+            text = _count(value)
+        elif len(text) > ATTR_TEXT or "\n" in text:
+            first = text.splitlines()[0] if text.strip() else ""
+            text = f"{first[:ATTR_TEXT - 20].rstrip()}... ({len(text)} characters)"
+        lines.append(f"{indent}{key}: {text}")
+    if len(items) > ATTR_KEYS:
+        lines.append(f"{indent}... and {len(items) - ATTR_KEYS} more keys")
+    return lines
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """``mzarr info``'s text: the report's lines with the attributes shown compactly (see :func:`format_attrs`)."""
+    from .report import format_description
+
+    lines = format_description({**info, "attrs": {}}).splitlines()
+    while lines and not lines[-1].startswith("attrs:"):
+        lines.pop()
+    lines = lines[:-1]
+    attrs = info.get("attrs") or {}
+    if not attrs:
+        return "\n".join([*lines, "attrs:       {}"])
+    return "\n".join([*lines, "attrs:", *format_attrs(attrs, "  ")])
 
 
 @contextmanager
@@ -65,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="any image Mzarr reads -> .mzarr (or *.zarr folder)",
         description=f"Convert an image to .mzarr (or an OME-Zarr *.zarr folder). Reads {readable}.",
     )
-    conv.add_argument("input", type=Path, help="image file or folder (OME-Zarr, DICOM series)")
-    conv.add_argument("output", type=Path)
+    conv.add_argument("input", type=path_arg, help="image file or folder (OME-Zarr, DICOM series)")
+    conv.add_argument("output", type=path_arg)
     conv.add_argument("--lossy", action="store_true", help="lossy JPEG XL (uint8/uint16/int8/int16 only)")
     conv.add_argument("--distance", type=float, help="lossy: Butteraugli distance (1.0 = visually lossless)")
     conv.add_argument("--quality", type=float, help="lossy: quality 0-100 instead of --distance")
@@ -90,9 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--keep-phi", action="store_true", help="DICOM: keep patient identifiers in the attributes")
 
-    info = sub.add_parser("info", help="shape, dtype, levels, chunks, codec, size and attributes")
-    info.add_argument("file", type=Path)
-    info.add_argument("--json", action="store_true", help="print JSON")
+    info = sub.add_parser(
+        "info", help="shape, dtype, levels, chunks, codec, size and attributes",
+        description="Describe a .mzarr (or OME-Zarr): shape, dtype, levels, chunks, codec, size and attributes. "
+        "Given any other image Mzarr reads (a DICOM folder or zip, a TIFF, NIfTI, NRRD...), describe what "
+        "`mzarr convert` would import from it (for DICOM: the series found, the imported one marked), without "
+        "converting.",
+    )
+    info.add_argument("file", type=path_arg, help=".mzarr file, OME-Zarr folder or any importable image (or file:// URL)")
+    info.add_argument("--json", action="store_true", help="print JSON (every attribute in full)")
+    info.add_argument("--series", help="DICOM: the series to describe as imported (as for convert --series)")
 
     writes = ", ".join(formats.export_suffixes())
     exp = sub.add_parser(
@@ -101,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         ".ome.tif: pyramidal OME-TIFF (every coarser level as SubIFDs); .nii/.nii.gz, .nrrd, .mha: with spacing, "
         "origin and direction.",
     )
-    exp.add_argument("file", type=Path)
-    exp.add_argument("output", type=Path)
+    exp.add_argument("file", type=path_arg)
+    exp.add_argument("output", type=path_arg)
     exp.add_argument("--level", type=int, default=0)
     exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512 (an integer drops its axis)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -110,16 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     ver = sub.add_parser(
         "verify", help="decode every chunk of every level and check each level against the level below downsampled"
     )
-    ver.add_argument("file", type=Path)
+    ver.add_argument("file", type=path_arg)
 
     rep = sub.add_parser("repair", help="rebuild every pyramid level from level 0 (writes only the chunks that change)")
-    rep.add_argument("file", type=Path)
+    rep.add_argument("file", type=path_arg)
 
     opt = sub.add_parser(
         "optimize",
         help="re-encode lossless JPEG XL chunks at a higher effort, in place: smaller file, same pixels, slower decoding",
     )
-    opt.add_argument("file", type=Path)
+    opt.add_argument("file", type=path_arg)
     opt.add_argument(
         "--effort", type=int, default=3,
         help="JPEG XL effort 1-10 (default 3: ~10%% smaller than the default 2, decodes ~2x slower; see BENCHMARKS.md)",
@@ -131,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .convert import convert
-    from .report import describe, format_description, verify
+    from .report import describe, verify
 
     if args.command == "convert":
         options: dict = {}
@@ -150,12 +294,19 @@ def run(args: argparse.Namespace) -> int:
         with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
             out = convert(args.input, args.output, progress=bar, read_options=read_options, **options)
         with Mzarr(out) as image:
-            print(format_description(describe(image)))
+            print(format_info(describe(image)))
         return 0
     if args.command == "info":
+        importing = _import_format(args.file)
+        if importing is not None:
+            summary = describe_import(args.file, args.series)
+            print(json.dumps(summary, indent=2, default=str) if args.json else format_import(summary))
+            return 0
+        if args.series is not None:
+            raise MzarrError(f"--series applies to DICOM sources only; {args.file.name} is a Mzarr image")
         with Mzarr(args.file) as image:
             summary = describe(image)
-        print(json.dumps(summary, indent=2) if args.json else format_description(summary))
+        print(json.dumps(summary, indent=2) if args.json else format_info(summary))
         return 0
     if args.command == "export":
         with Mzarr(args.file) as image:
@@ -194,6 +345,113 @@ def run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def _import_format(path: Path) -> Any:
+    """The registry's format of ``path`` when it is an image to import (not a .mzarr / OME-Zarr), else None (also
+    when no format claims it: opening it as a Mzarr then says what is wrong)."""
+    from . import formats
+
+    try:
+        fmt = formats.find_format(path)
+    except MzarrError:
+        return None
+    return None if fmt.native else fmt
+
+
+def _pick_series(found: list, wanted: str | None) -> Any:
+    """The series ``mzarr convert`` imports from ``found`` (``--series`` as given, else the one with most slices), or
+    None when ``wanted`` matches nothing (the reader then says so, listing them)."""
+    if not found:
+        return None
+    if wanted is None:
+        return max(found, key=lambda s: (s.slices, -s.index))
+    text = wanted.strip()
+    cands = [s for s in found if s.uid == text]
+    if not cands and text.startswith("#") and text[1:].isdigit():
+        cands = [s for s in found if s.index == int(text[1:])]
+    if not cands:
+        cands = [s for s in found if s.number is not None and str(s.number) == text]
+    return max(cands, key=lambda s: (s.slices, -s.index)) if cands else None
+
+
+def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
+    """What ``mzarr convert`` would import from ``path`` (an image that is not a .mzarr), from its headers and a lazy
+    open: format, shape, dtype, axes, spacing and attributes; for DICOM the series found and the one imported.
+    Nothing is converted and no file is written."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from . import formats
+    from .axes import infer_axes
+
+    fmt = formats.find_format(path)
+    out: dict[str, Any] = {"path": str(path), "format": fmt.title, "imported_by": "mzarr convert"}
+    options: dict[str, Any] = {"series": series}
+    if fmt.name == "dicom":
+        try:
+            from .formats.dicom import format_dicom_series, list_dicom_series
+        except ImportError as exc:
+            raise fmt.missing_package(exc, "reading") from None
+        try:
+            found = list_dicom_series(path)
+        except ImportError as exc:
+            raise fmt.missing_package(exc, "reading") from None
+        chosen = _pick_series(found, series)
+        if chosen is not None:
+            options["series"] = chosen  # exactly this one: no "several series" warning, the list says it
+        out["dicom_series"] = [{**asdict(s), "files": len(s.files)} for s in found]
+        out["chosen_series"] = chosen.index if chosen is not None else None
+        out["series_listing"] = format_dicom_series(found, chosen)
+    source = formats.read(path, **options)
+    try:
+        shape = tuple(int(n) for n in source.array.shape)
+        dtype = np.dtype(source.array.dtype)
+        try:
+            axes: str | None = infer_axes(shape, dtype, source.axes)
+        except MzarrError as exc:
+            axes = None
+            out["axes_note"] = str(exc)
+        out.update(
+            shape=list(shape),
+            dtype=str(dtype),
+            axes=axes,
+            spacing=list(source.spacing) if source.spacing else None,
+            unit=source.unit,
+            is_label=source.is_label,
+            raw_bytes=int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
+            attrs=source.attrs,
+        )
+    finally:
+        if source.owner is not None and hasattr(source.owner, "close"):
+            source.owner.close()
+    return out
+
+
+def format_import(info: dict[str, Any]) -> str:
+    """Human-readable lines of :func:`describe_import`."""
+    lines = [
+        f"file:        {info['path']}",
+        f"format:      {info['format']}: not a .mzarr; `mzarr convert` imports it as below (nothing was converted)",
+    ]
+    if "series_listing" in info:
+        count = len(info["series_listing"])
+        lines.append(
+            f"series:      {count} found" + ("; * = the one imported (pick another with --series #N, a SeriesNumber "
+                                             "or a SeriesInstanceUID)" if count > 1 else "")
+        )
+        lines += [f"  {line}" for line in info["series_listing"]]
+    shape = tuple(info["shape"])
+    axes = info["axes"] or f"? ({info.get('axes_note', 'unknown')})"
+    lines.append(f"import:      shape {shape}  axes: {axes}  dtype: {info['dtype']}"
+                 + ("  (labels)" if info.get("is_label") else ""))
+    spacing = tuple(info["spacing"]) if info["spacing"] else "not set"
+    lines.append(f"spacing:     {spacing} {info['unit'] or ''}".rstrip())
+    lines.append(f"size:        {info['raw_bytes'] / 1e6:.2f} MB raw (level 0)")
+    attrs = info.get("attrs") or {}
+    lines += ["attrs:", *format_attrs(attrs, "  ")] if attrs else ["attrs:       {}"]
+    return "\n".join(lines)
+
+
 def _repair(args: argparse.Namespace) -> int:
     from .repair import repair_pyramid
 
@@ -222,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     line and exit code 2; an unexpected exception (a bug) gives one line naming its type and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with clean_warnings():
+            return run(args)
     except BrokenPipeError:  # e.g. `mzarr info x.mzarr | head`: the reader went away, nothing to report
         sys.stderr.close()
         return 0

@@ -275,3 +275,207 @@ def test_unexpected_error_in_a_real_process_prints_no_traceback(tmp_path):
     assert result.stderr.strip() == (
         "mzarr convert: error: failed unexpectedly: RuntimeError: injected failure -- this is a bug in mzarr, please report it"
     )
+
+
+# -- file:// URLs as paths (issue 9) ---------------------------------------------------------------------------------
+def test_local_path_decodes_file_urls():
+    from mzarr_core.cli import local_path
+
+    assert local_path("plain/name.mzarr") == Path("plain/name.mzarr")
+    assert local_path("file-like:name") == Path("file-like:name")
+    if sys.platform == "win32":
+        assert local_path("file:///C:/data/a%20b.mzarr") == Path(r"C:\data\a b.mzarr")
+        assert local_path("file://server/share/x.mzarr") == Path(r"\\server\share\x.mzarr")
+        return
+    assert local_path("file:///data/a%20b.mzarr") == Path("/data/a b.mzarr")
+    assert local_path("FILE://localhost/data/x.mzarr") == Path("/data/x.mzarr")
+    assert local_path("file:/data/x.mzarr") == Path("/data/x.mzarr")
+    assert local_path("file:///data/%C3%A9t%C3%A9%3Fv%231.mzarr") == Path("/data/été?v#1.mzarr")
+    with pytest.raises(ValueError, match="another computer"):
+        local_path("file://server/share/x.mzarr")
+    with pytest.raises(ValueError, match="%23"):
+        local_path("file:///data/x.mzarr#frag")
+
+
+def test_every_path_argument_takes_a_file_url(tmp_path, capsys):
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    np.save(folder / "cam é.npy", data.camera()[:64, :80])
+    url = (folder / "cam é.npy").as_uri()  # file:///.../my%20images/cam%20%C3%A9.npy
+    assert "%20" in url
+    out_url = (folder / "out put.mzarr").as_uri()
+    code, out, err = run(capsys, "convert", url, out_url, "--quiet")
+    assert code == 0, err
+    assert (folder / "out put.mzarr").is_file()
+    code, out, err = run(capsys, "info", out_url.replace("file://", "file://localhost"))
+    assert code == 0, err
+    assert "shape:       (64, 80)" in out and str(folder / "out put.mzarr") in out
+    code, out, err = run(capsys, "export", out_url, (folder / "back again.npy").as_uri())
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(folder / "back again.npy"), data.camera()[:64, :80])
+    for command in ("verify", "repair", "optimize"):
+        code, out, err = run(capsys, command, out_url, "--quiet")
+        assert code == 0, (command, err)
+    code, out, err = run(capsys, "info", url)  # an importable file, by URL: described, not converted
+    assert code == 0 and "shape (64, 80)" in out, err
+
+
+def test_a_file_url_of_another_computer_is_a_usage_error(capsys):
+    if sys.platform == "win32":
+        pytest.skip("file://server/share is a UNC path on Windows")
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "file://server/share/x.mzarr"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "names a file on another computer (server)" in err and "Traceback" not in err
+
+
+# -- warnings from the readers: clean lines, each once ---------------------------------------------------------------
+def _dicom_series(folder: Path, zs: list[float], *, base: str, number: int, description: str, prefix: str) -> np.ndarray:
+    """A series of ``len(zs)`` slices of pydicom's bundled ``base`` at z positions ``zs`` (axial), pixels varied."""
+    import copy
+    import os
+
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.uid import generate_uid
+
+    src = Path(os.path.dirname(pydicom.data.__file__)) / "test_files" / base
+    if not src.exists():
+        pytest.skip(f"pydicom test file {base} not bundled")
+    folder.mkdir(parents=True, exist_ok=True)
+    ds0 = pydicom.dcmread(src)
+    uid = generate_uid()
+    out = []
+    for k, z in enumerate(zs):
+        ds = copy.deepcopy(ds0)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid, number, description
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, z]
+        ds.InstanceNumber = k + 1
+        arr = (ds0.pixel_array.astype(np.int64) + 7 * k).astype(ds0.pixel_array.dtype)
+        ds.PixelData = arr.tobytes()
+        out.append(arr)
+        ds.save_as(folder / f"{prefix}{k:03d}.dcm", enforce_file_format=True)
+    return np.stack(out)
+
+
+@pytest.fixture
+def two_series(tmp_path) -> Path:
+    """A folder holding an MR series with an uneven gap (5 slices) and a smaller CT series (3 slices)."""
+    folder = tmp_path / "study"
+    _dicom_series(folder, [0.0, 2.5, 5.0, 10.0, 12.5], base="MR_small.dcm", number=3, description="AX big", prefix="mr")
+    _dicom_series(folder, [0.0, 2.5, 5.0], base="CT_small.dcm", number=8, description="small", prefix="ct")
+    return folder
+
+
+def test_reader_warnings_are_clean_lines_each_once(two_series, tmp_path, capsys):
+    code, out, err = run(capsys, "convert", two_series, tmp_path / "s.mzarr", "--quiet")
+    assert code == 0, err
+    lines = err.splitlines()
+    several = [ln for ln in lines if ln.startswith("warning: folder study holds 2 image series; reading #0")]
+    uneven = [ln for ln in lines if ln.startswith("warning: #0 series 3") and "uneven slice gaps" in ln]
+    assert len(several) == 1 and len(uneven) == 1, err
+    assert any(ln.startswith("    #1  series 8") for ln in lines), err  # the other series, listed under it
+    assert "MzarrWarning" not in err and ".py:" not in err and "warnings.warn" not in err
+    assert "slice_positions_mm: [0.0, 2.5, 5.0, 10.0, 12.5]" in out  # short lists are shown whole
+
+
+def test_a_warning_repeated_by_the_library_is_shown_once(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import mzarr_core.formats as formats
+    from mzarr_core.errors import MzarrWarning
+
+    real_read = formats.read
+
+    def read_warning_twice(path, **options):
+        for _ in range(3):
+            warnings.warn("slices 4-6 look odd\nsecond line", MzarrWarning, stacklevel=2)
+        return real_read(path, **options)
+
+    monkeypatch.setattr(formats, "read", read_warning_twice)
+    monkeypatch.setattr(sys.modules["mzarr_core.convert"], "read", read_warning_twice)
+    np.save(tmp_path / "a.npy", data.camera()[:32, :32])
+    code, _out, err = run(capsys, "convert", tmp_path / "a.npy", tmp_path / "a.mzarr", "--quiet")
+    assert code == 0, err
+    assert err.count("warning: slices 4-6 look odd\n  second line\n") == 1, err
+
+
+# -- mzarr info on an importable input: what would be imported --------------------------------------------------------
+def test_info_of_a_dicom_folder_lists_its_series_without_converting(two_series, capsys):
+    before = sorted(p.name for p in two_series.parent.iterdir())
+    code, out, err = run(capsys, "info", two_series)
+    assert code == 0, err
+    assert "format:      DICOM: not a .mzarr" in out
+    assert "series:      2 found; * = the one imported" in out
+    lines = out.splitlines()
+    assert any(ln.startswith("  * #0  series 3  MR \"AX big\"  5 x 64 x 64") for ln in lines), out
+    assert any(ln.startswith("    #1  series 8  CT \"small\"  3 x 128 x 128") for ln in lines), out
+    assert "import:      shape (5, 64, 64)  axes: zyx  dtype: int16" in out
+    assert "spacing:     (2.5, 0.3125, 0.3125) millimeter" in out
+    assert "uneven slice gaps" in err and "holds 2 image series" not in err  # the list says that already
+    assert sorted(p.name for p in two_series.parent.iterdir()) == before  # nothing written
+    code, out, err = run(capsys, "info", two_series, "--series", "8")
+    assert code == 0, err
+    assert any(ln.startswith("  * #1  series 8") for ln in out.splitlines()), out
+    assert "import:      shape (3, 128, 128)" in out
+    code, out, err = run(capsys, "info", two_series, "--json")
+    info = json.loads(out)
+    assert info["format"] == "DICOM" and info["chosen_series"] == 0 and info["shape"] == [5, 64, 64]
+    assert [s["number"] for s in info["dicom_series"]] == [3, 8] and info["dicom_series"][1]["files"] == 3
+    assert info["attrs"]["dicom"]["geometry"]["slice_positions_mm"] == pytest.approx([0, 2.5, 5, 10, 12.5])
+    code, _out, err = run(capsys, "info", two_series, "--series", "99")
+    assert code == 2 and "no series matches '99'" in err
+
+
+def test_info_of_tiff_nrrd_and_nifti_describes_the_import(tmp_path, capsys):
+    from mzarr_core import formats
+
+    rgb = data.astronaut()[:100, :120]
+    tifffile.imwrite(tmp_path / "p.ome.tif", rgb, photometric="rgb",
+                     metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+    code, out, err = run(capsys, "info", tmp_path / "p.ome.tif")
+    assert code == 0, err
+    assert "format:      OME-TIFF" in out and "shape (100, 120, 3)  axes: yxc  dtype: uint8" in out
+    assert "spacing:     (0.25, 0.25)" in out
+    vol = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    Mzarr(vol, spacing=(2.0, 0.5, 0.75), unit="millimeter").save(tmp_path / "v.mzarr")
+    formats.export(tmp_path / "v.mzarr", tmp_path / "v.nrrd")
+    code, out, err = run(capsys, "info", tmp_path / "v.nrrd")
+    assert code == 0, err
+    assert "format:      NRRD" in out and "shape (4, 5, 6)  axes: zyx  dtype: int16" in out
+    assert "spacing:     (2.0, 0.5, 0.75) millimeter" in out
+    assert not list(tmp_path.glob("*.nrrd.mzarr"))
+    pytest.importorskip("nibabel")
+    formats.export(tmp_path / "v.mzarr", tmp_path / "v.nii.gz")
+    code, out, err = run(capsys, "info", tmp_path / "v.nii.gz", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert (info["format"], info["shape"], info["axes"], info["dtype"]) == ("NIfTI", [4, 5, 6], "zyx", "int16")
+    assert info["spacing"] == pytest.approx([2.0, 0.5, 0.75])
+    code, _out, err = run(capsys, "info", tmp_path / "v.nrrd", "--series", "2")
+    assert code == 2 and "--series applies to DICOM" in err
+
+
+def test_info_prints_long_attributes_compactly_and_json_in_full(tmp_path, capsys):
+    positions = [round(0.5 * k, 3) for k in range(175)]
+    attrs = {
+        "stain": "H&E",
+        "slice_positions_mm": positions,
+        "dicom": {"Modality": "CT", "geometry": {"affine_lps": np.eye(4).tolist(), "slice_step_mm": 0.5}},
+        "note": "n" * 500,
+        "table": {f"k{i}": i for i in range(60)},
+    }
+    Mzarr(np.zeros((16, 16), np.uint8), attrs=attrs).save(tmp_path / "a.mzarr")
+    code, out, err = run(capsys, "info", tmp_path / "a.mzarr")
+    assert code == 0, err
+    assert "  slice_positions_mm: [175 values]" in out
+    assert "  stain: H&E" in out and "    Modality: CT" in out
+    assert "      affine_lps: [4 x 4 values]" in out and "      slice_step_mm: 0.5" in out
+    assert "(500 characters)" in out and "n" * 200 not in out
+    assert "... and 20 more keys" in out
+    assert max(len(line) for line in out.splitlines()) < 140
+    code, out, err = run(capsys, "info", tmp_path / "a.mzarr", "--json")
+    assert json.loads(out)["attrs"]["slice_positions_mm"] == positions
