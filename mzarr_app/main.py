@@ -10,13 +10,25 @@ import time
 from . import APP_NAME, __version__
 
 
+def file_arg(text: str) -> str:
+    """A file argument: a path, or a ``file://`` URL (percent-decoded; ``file://localhost/`` too) as launchers, file
+    managers and browsers pass them; another URL is a usage error."""
+    from mzarr_core.cli import local_path
+
+    try:
+        return os.fspath(local_path(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(prog="mzarr-viewer", description=f"{APP_NAME}: view and edit .mzarr images.")
-    p.add_argument("files", nargs="*", help=".mzarr files or OME-Zarr folders to open")
+    p.add_argument("files", nargs="*", type=file_arg,
+                   help=".mzarr files, OME-Zarr folders or images to import (paths or file:// URLs)")
     p.add_argument("--version", action="version", version=f"mzarr-viewer {__version__}")
-    p.add_argument("--smoke-test", metavar="FILE", help="open FILE (offscreen), wait for the first full frame, "
-                                                         "print what was shown and exit")
+    p.add_argument("--smoke-test", metavar="FILE", type=file_arg,
+                   help="open FILE (offscreen), wait for the first full frame, print what was shown and exit")
     p.add_argument("--timeout", type=float, default=120.0, help="smoke-test timeout in seconds")
     p.add_argument("--new-instance", action="store_true",
                    help="do not hand files to a running viewer (also MZARR_VIEWER_SINGLE_INSTANCE=0)")

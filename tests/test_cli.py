@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -334,7 +335,6 @@ def test_a_file_url_of_another_computer_is_a_usage_error(capsys):
 def _dicom_series(folder: Path, zs: list[float], *, base: str, number: int, description: str, prefix: str) -> np.ndarray:
     """A series of ``len(zs)`` slices of pydicom's bundled ``base`` at z positions ``zs`` (axial), pixels varied."""
     import copy
-    import os
 
     pydicom = pytest.importorskip("pydicom")
     from pydicom.uid import generate_uid
@@ -479,3 +479,23 @@ def test_info_prints_long_attributes_compactly_and_json_in_full(tmp_path, capsys
     assert max(len(line) for line in out.splitlines()) < 140
     code, out, err = run(capsys, "info", tmp_path / "a.mzarr", "--json")
     assert json.loads(out)["attrs"]["slice_positions_mm"] == positions
+
+
+def test_viewer_takes_file_urls(tmp_path):
+    """``mzarr-viewer file:///...`` (what some launchers and browsers pass): opened as the local file."""
+    from mzarr_app.main import parse_args
+
+    if sys.platform != "win32":
+        args = parse_args(["file:///data/a%20b.mzarr", "file://localhost/x/y.ome.zarr", "plain.mzarr"])
+        assert args.files == ["/data/a b.mzarr", "/x/y.ome.zarr", "plain.mzarr"]
+        assert parse_args(["--smoke-test", "file:///d/%C3%A9.mzarr"]).smoke_test == "/d/é.mzarr"
+    folder = tmp_path / "with space"
+    folder.mkdir()
+    Mzarr(data.camera()[:96, :128]).save(folder / "cam era.mzarr")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", MZARR_VIEWER_SINGLE_INSTANCE="0",
+               MZARR_VIEWER_SETTINGS=str(tmp_path / "s.ini"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-m", "mzarr_app", "--smoke-test", (folder / "cam era.mzarr").as_uri()],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "smoke-test OK:" in r.stdout and "shape=(96, 128)" in r.stdout, r.stdout
