@@ -27,6 +27,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("files", nargs="*", type=file_arg,
                    help=".mzarr files, OME-Zarr folders or images to import (paths or file:// URLs)")
     p.add_argument("--version", action="version", version=f"mzarr-viewer {__version__}")
+    p.add_argument("--licenses", "--licences", action="store_true",
+                   help="print where the licence texts of Mzarr and of the software it includes are, and exit")
     p.add_argument("--smoke-test", metavar="FILE", type=file_arg,
                    help="open FILE (offscreen), wait for the first full frame, print what was shown and exit")
     p.add_argument("--timeout", type=float, default=120.0, help="smoke-test timeout in seconds")
@@ -71,9 +73,27 @@ def smoke_test(path: str, timeout: float, cache_mb: float | None) -> int:
     return 0
 
 
+def print_licences() -> int:
+    """``--licenses``: the bundle's licence folder and its index, or (source install) every licence file."""
+    from .licences import INDEX, licence_dir, licence_files
+
+    folder = licence_dir()
+    if folder is not None:
+        print(f"licence texts: {folder}")
+        print(f"index (versions, licences, replacing the Qt libraries): {folder / INDEX}")
+        return 0
+    files = licence_files()
+    print(f"licence texts ({len(files)} files: Mzarr's LICENSE and those of the installed packages it uses):")
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the viewer; returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.licenses:
+        return print_licences()
     if args.smoke_test:
         return smoke_test(args.smoke_test, args.timeout, args.cache_mb)
     from .app import MzarrApplication
