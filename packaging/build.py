@@ -7,7 +7,9 @@
 
 Needs the project's dependencies and PyInstaller in the running interpreter
 (``pip install .[dev]``).  The bundle holds two executables sharing one
-``_internal`` folder: ``mzarr-viewer`` (the viewer) and ``mzarr`` (the CLI).
+``_internal`` folder: ``mzarr-viewer`` (the viewer) and ``mzarr`` (the CLI),
+and ``licenses/``: the licence texts of everything it ships, with the index
+``licenses/THIRD_PARTY_LICENSES.txt`` (packaging/collect_licenses.py).
 On Linux the bundle also gets ``install.sh`` and ``share/`` (desktop file,
 MIME type, icons) so a user can register it with the desktop.
 """
@@ -84,6 +86,32 @@ def add_linux_desktop_files(bundle: Path) -> None:
         shutil.copy2(HERE / "linux" / name, share / name)
     shutil.copy2(HERE / "linux" / "install.sh", bundle / "install.sh")
     os.chmod(bundle / "install.sh", 0o755)
+
+
+def remove_dangling_links(folder: Path) -> list[Path]:
+    """Delete every symbolic link under ``folder`` whose target does not exist (a link to a library the spec
+    dropped); returns them. A user unpacking the bundle must not meet broken links."""
+    removed = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink() and not p.exists():
+            print(f"removing dangling link {p.relative_to(folder)} -> {os.readlink(p)}", flush=True)
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def place_licences(bundle: Path) -> Path | None:
+    """The licences folder the spec collected (``_internal/licenses``) moved next to the executables, where a user
+    looks (and the Windows installer's licence page reads THIRD_PARTY_LICENSES.txt). Not in Mzarr.app, which keeps
+    it in Contents/Resources."""
+    src, dst = bundle / "_internal" / "licenses", bundle / "licenses"
+    if not src.is_dir():
+        print("warning: the bundle has no licenses/ folder", file=sys.stderr)
+        return None
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.move(str(src), str(dst))
+    return dst
 
 
 def make_archive(dist: Path) -> Path:
@@ -163,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle = dist / "mzarr"
     t0 = time.monotonic()
     run_pyinstaller(dist, work, clean=not args.no_clean)
+    for folder in (bundle, dist / "Mzarr.app"):
+        if folder.is_dir():
+            remove_dangling_links(folder)
+    place_licences(bundle)
     if sys.platform.startswith("linux"):
         add_linux_desktop_files(bundle)
     elapsed = time.monotonic() - t0

@@ -228,9 +228,11 @@ def test_install_script_registers_and_unregisters(tmp_path, real_mzarr):
         assert p.is_file(), p
     desktop = Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop"
     text = desktop.read_text()
-    exe = bundle / "mzarr-viewer"
-    assert f'Exec="{exe}" %f' in text
-    assert f"TryExec={exe}" in text
+    # the bundle sits in "My Apps": the entry starts the viewer through the ~/.local/bin link (no spaces)
+    link = home / ".local" / "bin" / "mzarr-viewer"
+    assert f"Exec={link} %f" in text, text
+    assert f"TryExec={link}" in text
+    assert "My Apps" not in text
     if shutil.which("desktop-file-validate"):
         v = run(["desktop-file-validate", desktop])
         assert v.returncode == 0, v.stdout
@@ -361,8 +363,8 @@ def test_macos_info_plist_declares_document_type():
     (doc,) = plist["CFBundleDocumentTypes"]
     (uti,) = plist["UTExportedTypeDeclarations"]
     assert doc["LSItemContentTypes"] == [uti["UTTypeIdentifier"]] == ["org.mzarr.mzarr"]
-    assert doc["CFBundleTypeRole"] == "Viewer" and doc["LSHandlerRank"] == "Owner"
-    assert "public.data" in uti["UTTypeConformsTo"]
+    assert doc["CFBundleTypeRole"] == "Editor" and doc["LSHandlerRank"] == "Owner"  # it edits and saves files
+    assert {"public.data", "public.content"} <= set(uti["UTTypeConformsTo"])
     assert uti["UTTypeTagSpecification"]["public.filename-extension"] == ["mzarr"]
     assert uti["UTTypeTagSpecification"]["public.mime-type"] == [MIME]
     assert (RES / doc["CFBundleTypeIconFile"]).is_file()
@@ -370,6 +372,53 @@ def test_macos_info_plist_declares_document_type():
     assert "info_plist=info_plist(VERSION)" in spec
     assert "argv_emulation=False" in spec  # the app handles QFileOpenEvent itself
     assert f'(str(RES / "{doc["CFBundleTypeIconFile"]}"), ".")' in spec  # icon in Contents/Resources
+
+
+def test_macos_info_plist_is_a_valid_property_list(tmp_path):
+    """The generated Info.plist keys as an XML property list: well-formed (xmllint), Apple's plist doctype, and
+    read back identically; the real Info.plist of the .app is checked with plutil -lint on the macOS CI runner."""
+    import plistlib
+
+    r = run([sys.executable, PKG / "macos" / "info_plist.py"])
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "Info.plist"
+    path.write_text(r.stdout)
+    assert '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN"' in r.stdout
+    tool = need("xmllint", "libxml2-utils")
+    x = run([tool, "--noout", "--nonet", path])
+    assert x.returncode == 0, x.stderr
+    data = plistlib.loads(path.read_bytes())
+    assert data["CFBundleDocumentTypes"][0]["CFBundleTypeRole"] == "Editor"
+    assert data["UTExportedTypeDeclarations"][0]["UTTypeConformsTo"] == ["public.data", "public.content"]
+
+
+def test_windows_installer_needs_inno_63_shows_licence_and_sets_path_per_mode():
+    iss = (PKG / "windows" / "mzarr.iss").read_text()
+    # x64compatible needs Inno Setup 6.3: older compilers stop with a message, before [Setup]
+    guard = re.search(r"^#if VER < EncodeVer\(6, 3, 0\)\n\s*#error [^\n]*6\.3[^\n]*\n#endif", iss, re.M)
+    assert guard and guard.start() < iss.index("[Setup]")
+    assert re.search(r"^ArchitecturesAllowed=x64compatible$", iss, re.M)
+    assert re.search(r"^MinVersion=10\.0", iss, re.M)
+    # the licence page shows the index build.py puts in the bundle
+    m = re.search(r"^LicenseFile=\{#SourceDir\}\\(\S+)$", iss, re.M)
+    assert m and m.group(1).replace("\\", "/") == "licenses/THIRD_PARTY_LICENSES.txt"
+    build = (PKG / "build.py").read_text()
+    assert 'bundle / "licenses"' in build and "THIRD_PARTY_LICENSES.txt" in (PKG / "collect_licenses.py").read_text()
+    # PATH: HKCU\Environment for a per-user install, the system environment (HKLM) for all users; never both,
+    # never the whole value deleted on uninstall
+    path_lines = [ln for ln in iss.splitlines() if 'ValueName: "Path"' in ln]
+    assert len(path_lines) == 2, path_lines
+    user = next(ln for ln in path_lines if ln.startswith("Root: HKCU;"))
+    system = next(ln for ln in path_lines if ln.startswith("Root: HKLM;"))
+    assert 'Subkey: "{#UserEnvKey}"' in user and "NeedsAddPath(False," in user
+    assert 'Subkey: "{#SystemEnvKey}"' in system and "NeedsAddPath(True," in system
+    assert '#define UserEnvKey "Environment"' in iss
+    assert '#define SystemEnvKey "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment"' in iss
+    assert all("uninsdelete" not in ln for ln in path_lines)
+    code = iss[iss.index("[Code]"):]
+    assert "IsAdminInstallMode" in code and "HKEY_LOCAL_MACHINE" in code and "HKEY_CURRENT_USER" in code
+    assert "RegWriteExpandStringValue(PathRoot(), PathKey()" in code
+    assert len(re.findall(r"\bbegin\b", code)) == len(re.findall(r"\bend;", code))
 
 
 def test_windows_installer_declares_association():
@@ -386,6 +435,193 @@ def test_ci_workflow_builds_on_three_platforms():
     for os_name in ("ubuntu-", "macos-", "windows-"):
         assert os_name in wf
     assert "packaging/build.py" in wf and "--smoke-test" in wf
+
+
+# --------------------------------------------------------------------------
+# Installing as a new user: the documented commands, plain window managers
+# --------------------------------------------------------------------------
+
+def _doc_commands(section: str) -> list[str]:
+    """The shell commands of the ```sh blocks in one section of docs/INSTALL.md (comments dropped)."""
+    text = (ROOT / "docs" / "INSTALL.md").read_text()
+    start = text.index(f"## {section}")
+    end = text.find("\n## ", start + 3)
+    body = text[start:end if end > 0 else None]
+    blocks = re.findall(r"```sh\n(.*?)```", body, re.S)
+    return [re.sub(r"\s+#.*$", "", ln.strip()) for b in blocks for ln in b.splitlines() if ln.strip()]
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="the Linux install instructions")
+def test_documented_linux_install_works_for_a_new_user(tmp_path):
+    """The commands docs/INSTALL.md gives, run as written by a user whose ~/.local/opt does not exist yet
+    (`tar -C` alone fails there): unpack, register, then remove again."""
+    import tarfile
+
+    need("sh", "dash")
+    cmds = _doc_commands("Linux")
+    unpack = next(c for c in cmds if "tar -xzf" in c)
+    assert "mkdir -p ~/.local/opt" in unpack and unpack.index("mkdir -p") < unpack.index("tar ")
+    register = next(c for c in cmds if c.endswith("install.sh"))
+    bundle = fake_bundle(tmp_path / "build")
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    with tarfile.open(downloads / "mzarr-0.1.0-linux-x86_64.tar.gz", "w:gz") as tf:
+        tf.add(bundle, arcname="mzarr")
+    env = mime_env(tmp_path)
+    home = Path(env["HOME"])
+    assert not (home / ".local").exists()
+    for cmd in (unpack, register):
+        r = run(["sh", "-c", cmd], env=env, cwd=downloads)
+        assert r.returncode == 0, (cmd, r.stdout + r.stderr)
+    assert (home / ".local" / "opt" / "mzarr" / "install.sh").is_file()
+    assert (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").is_file()
+    assert (home / ".local" / "bin" / "mzarr").is_symlink()
+    uninstall = (ROOT / "docs" / "INSTALL.md").read_text()
+    m = re.search(r"To remove it: `([^`]+)`", uninstall)
+    assert m, "INSTALL.md says how to remove it"
+    r = run(["sh", "-c", m.group(1)], env=env, cwd=downloads)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").exists()
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="freedesktop desktop integration is Linux-only")
+def test_xdg_open_under_a_plain_window_manager_with_spaces_in_the_bundle_path(tmp_path, real_mzarr):
+    """xdg-open without a desktop environment (its "generic" mode) reads the desktop entry's Exec itself and splits
+    it on spaces, quoting or not: the bundle in "My Apps" must still start, through the ~/.local/bin link."""
+    need("xdg-open", "xdg-utils")
+    need("xdg-mime", "xdg-utils")
+    need("sh", "dash")
+    bundle = fake_bundle(tmp_path)
+    log = tmp_path / "opened.txt"
+    viewer = bundle / "mzarr-viewer"
+    viewer.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{log}'\n")
+    env = mime_env(tmp_path)
+    r = run(["sh", bundle / "install.sh"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # a plain window manager: no desktop session; the file type comes from File::MimeInfo's `mimetype`, as
+    # xdg-mime asks it in generic mode (here a stand-in that knows the .mzarr glob)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "mimetype").write_text(
+        "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\n"
+        "for a; do case \"$a\" in *.mzarr) echo application/x-mzarr; exit 0 ;; esac; done\n"
+        "echo application/octet-stream\n"
+    )
+    (tools / "mimetype").chmod(0o755)
+    env.update(XDG_CURRENT_DESKTOP="X-Generic", DISPLAY=":0", PATH=f"{tools}:{env.get('PATH', '')}")
+    for key in ("WAYLAND_DISPLAY", "DESKTOP_SESSION", "BROWSER"):
+        env.pop(key, None)
+    target = tmp_path / "my scans" / "double click.mzarr"
+    target.parent.mkdir()
+    shutil.copy(real_mzarr, target)
+    r = run(["xdg-open", target], env=env, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.exists() and str(target) in log.read_text().splitlines(), (r.stdout + r.stderr)
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="install.sh is for Linux desktops")
+def test_install_script_without_links_quotes_the_path_and_says_so(tmp_path):
+    bundle = fake_bundle(tmp_path)
+    env = mime_env(tmp_path)
+    r = run(["sh", bundle / "install.sh", "--no-bin-links"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").read_text()
+    assert f'Exec="{bundle / "mzarr-viewer"}" %f' in text
+    assert "holds spaces" in r.stderr
+    assert not (Path(env["HOME"]) / ".local" / "bin").exists()
+    if shutil.which("desktop-file-validate"):
+        v = run(["desktop-file-validate", Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop"])
+        assert v.returncode == 0, v.stdout
+
+
+# --------------------------------------------------------------------------
+# Licences and the build's clean-up (fast parts)
+# --------------------------------------------------------------------------
+
+def _load(name: str, path: Path):
+    import importlib.util
+
+    spec_ = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec_)
+    sys.modules[name] = mod
+    spec_.loader.exec_module(mod)
+    return mod
+
+
+def test_repository_has_the_bsd_licence():
+    import tomllib
+
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("BSD 3-Clause License") and "Mzarr developers" in text
+    assert "Neither the name of the copyright holder" in text
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "BSD-3-Clause"
+
+
+def test_build_removes_dangling_links(tmp_path):
+    build = _load("mzarr_build", PKG / "build.py")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "real.so").write_bytes(b"x")
+    os.symlink("lib/real.so", tmp_path / "good.so")
+    os.symlink("lib/pruned.so", tmp_path / "dangling.so")
+    os.symlink("../nowhere", tmp_path / "lib" / "dangling2")
+    removed = build.remove_dangling_links(tmp_path)
+    assert sorted(p.name for p in removed) == ["dangling.so", "dangling2"]
+    assert (tmp_path / "good.so").is_symlink() and not (tmp_path / "dangling.so").is_symlink()
+
+
+def test_collect_licenses_traces_files_to_their_licences(tmp_path):
+    """A few real files of this environment, as the spec hands them over: each traced to its distribution (or to
+    Python / Mzarr), the licence files copied, PySide6's LGPL texts supplied, the index written."""
+    import numpy
+    import PySide6
+
+    cl = _load("collect_licenses", PKG / "collect_licenses.py")
+    import imagecodecs
+    import tqdm
+
+    entries = [
+        ("numpy/__init__.py", numpy.__file__, "PYMODULE"),
+        ("PySide6/__init__.py", PySide6.__file__, "PYMODULE"),
+        ("imagecodecs/__init__.py", imagecodecs.__file__, "PYMODULE"),
+        ("tqdm/__init__.py", tqdm.__file__, "PYMODULE"),
+        ("os", os.__file__, "PYMODULE"),
+        ("resources/mzarr.svg", str(RES / "mzarr.svg"), "DATA"),
+        ("libQt6Core.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "SYMLINK"),
+    ]
+    out = tmp_path / "licenses"
+    comps = {c.key: c for c in cl.collect(entries, out, root=ROOT, version="9.9", log=lambda *a: None)}
+    assert {"mzarr", "python", "numpy", "pyside6-essentials", "imagecodecs", "tqdm"} <= set(comps)
+    assert (out / "mzarr" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in (out / "pyside6-essentials" / "LGPL-3.0.txt").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE" in (out / "pyside6-essentials" / "GPL-3.0.txt").read_text()
+    assert (out / "numpy" / "LICENSE.txt").is_file()
+    libs = {p.name for p in (out / "imagecodecs").rglob("LICENSE-*")}
+    assert {"LICENSE-libjxl", "LICENSE-zstd", "LICENSE-libjpeg-turbo"} <= libs
+    assert (out / "python").is_dir() and any((out / "python").iterdir())
+    index = (out / "THIRD_PARTY_LICENSES.txt").read_text()
+    assert "Mzarr 9.9" in index and "BSD 3-Clause" in index
+    assert "LGPL" in index and "replace them with your own" in index and "pyside6-essentials/LGPL-3.0.txt" in index
+    for c in comps.values():
+        for f in c.files:
+            assert (out / f).is_file(), f
+            assert f in index
+    assert all(ord(ch) < 128 for ch in index)  # the Windows installer's licence page
+    # the TOC entries the spec appends to the bundle
+    toc = cl.toc(out)
+    assert ("licenses/THIRD_PARTY_LICENSES.txt", str(out / "THIRD_PARTY_LICENSES.txt"), "DATA") in toc
+
+
+def test_licence_files_from_a_source_checkout():
+    from mzarr_app.licences import licence_dir, licence_files
+
+    assert licence_dir() is None  # not a bundle
+    files = licence_files()
+    assert files[0] == ROOT / "LICENSE"
+    names = {(p.parent.name, p.name) for p in files}
+    assert any(parent.startswith("numpy-") for parent, _ in names) or any("numpy-" in str(p) for p in files)
+    assert any(p.name == "LICENSE-libjxl" for p in files)  # imagecodecs' C libraries
+    assert any(p.name == "LGPL-3.0.txt" for p in files)  # PySide6's licence (its wheel carries none)
+    assert all(p.is_file() for p in files)
 
 
 # --------------------------------------------------------------------------
@@ -629,8 +865,9 @@ def test_bundle_install_script(bundle, tmp_path):
     r = run(["sh", bundle / "install.sh"], env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     desktop = (Path(env["XDG_DATA_HOME"]) / "applications" / "mzarr-viewer.desktop").read_text()
-    assert f"Exec={bundle / 'mzarr-viewer'} %f" in desktop
     bindir = Path(env["HOME"]) / ".local" / "bin"
+    assert f"Exec={bindir / 'mzarr-viewer'} %f" in desktop
+    assert (bindir / "mzarr-viewer").resolve() == (bundle / "mzarr-viewer").resolve()
     v = run([bindir / "mzarr-viewer", "--version"], env=bundle_env(tmp_path))
     assert v.returncode == 0 and re.search(r"\d+\.\d+", v.stdout + v.stderr), v.stdout + v.stderr
     assert run(["sh", bundle / "install.sh", "--uninstall"], env=env).returncode == 0
@@ -665,3 +902,84 @@ def test_bundle_contents_are_lean_and_complete(bundle):
         assert not hits, (bad, hits[:5])
     if IS_LINUX:
         assert (bundle / "install.sh").is_file() and (bundle / "share" / "mzarr.xml").is_file()
+
+
+@pytest.mark.slow
+def test_bundle_has_no_dangling_links(bundle):
+    """Qt's EGLFS libraries are pruned from the bundle: their top-level links must go with them."""
+    dangling = [p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_symlink() and not p.exists()]
+    assert not dangling, dangling
+    r = run(["find", bundle, "-xtype", "l"]) if shutil.which("find") and IS_LINUX else None
+    assert r is None or (r.returncode == 0 and r.stdout.strip() == ""), r.stdout if r else ""
+
+
+def _bundled_distributions(bundle: Path) -> dict[str, object]:
+    """The installed distributions whose files PyInstaller put into the bundle, read from the build's own tables
+    (COLLECT: binaries and data; PYZ: the Python modules), each traced by the distributions' RECORD files."""
+    import ast
+    import importlib.metadata as md
+
+    work = bundle.parent.parent / "work" / "mzarr"
+    sources: set[str] = set()
+    for toc in [work / "COLLECT-00.toc", *sorted(work.glob("PYZ-*.toc"))]:
+        for part in ast.literal_eval(toc.read_text()):
+            if isinstance(part, list):
+                sources |= {os.path.realpath(e[1]) for e in part if e[2] != "SYMLINK" and e[1]}
+    found = {}
+    for dist in md.distributions():
+        for f in dist.files or ():
+            if os.path.realpath(dist.locate_file(f)) in sources:
+                found[re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()] = dist
+                break
+    return found
+
+
+@pytest.mark.slow
+def test_bundle_ships_the_licences_of_what_it_bundles(bundle, tmp_path):
+    """licenses/ next to the executables: the index, Mzarr's BSD licence, Qt/PySide6's LGPL-3.0 with the note on
+    replacing the Qt libraries, and the licence files of every bundled distribution that has some, as it ships them
+    (imagecodecs with the licences of the C libraries it links)."""
+    lic = bundle / "licenses"
+    index = (lic / "THIRD_PARTY_LICENSES.txt").read_text()
+    assert (lic / "mzarr" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in (lic / "pyside6-essentials" / "LGPL-3.0.txt").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE" in (lic / "pyside6-essentials" / "GPL-3.0.txt").read_text()
+    assert "replace them with your own" in index and "Qt" in index
+    assert "Python Software Foundation" in "".join(p.read_text(errors="replace") for p in (lic / "python").iterdir())
+    libs = {p.name for p in (lic / "imagecodecs").rglob("LICENSE-*")}
+    assert {"LICENSE-libjxl", "LICENSE-zstd", "LICENSE-libjpeg-turbo"} <= libs, libs
+    bundled = _bundled_distributions(bundle)
+    for name in ("numpy", "zarr", "numcodecs", "imagecodecs", "tifffile", "pyqtgraph", "nibabel", "pydicom",
+                 "pillow", "tqdm", "pyside6-essentials", "shiboken6"):
+        assert name in bundled, (name, sorted(bundled))
+    from mzarr_app.licences import _dist_licence_files
+
+    for name, dist in sorted(bundled.items()):
+        if name == "mzarr":
+            continue
+        expected = {p.name for p in _dist_licence_files(dist)}
+        if not expected and name not in ("pyside6-essentials", "shiboken6"):
+            continue  # a distribution without licence files: the index says so
+        shipped = {p.name for p in (lic / name).rglob("*") if p.is_file()} if (lic / name).is_dir() else set()
+        assert shipped and expected <= shipped, (name, expected - shipped)
+        assert f"{name}/" in index, name
+    if IS_LINUX and shutil.which("dpkg-query"):  # libraries copied from the build system: their copyright files
+        assert any((lic / "system").rglob("copyright")), "no system library copyright collected"
+    # the viewer finds them (the About box link): mzarr-viewer --licenses
+    r = run([exe(bundle, "mzarr-viewer"), "--licenses"], env=bundle_env(tmp_path), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"licence texts: {lic}" in r.stdout, r.stdout
+
+
+@pytest.mark.slow
+def test_bundle_takes_file_urls_in_folders_with_spaces(bundle, tmp_path):
+    folder = tmp_path / "my scans"
+    folder.mkdir()
+    sample = folder / "cam era.mzarr"
+    shape = write_mzarr(sample, np.arange(96 * 128, dtype=np.uint16).reshape(96, 128))
+    env = bundle_env(tmp_path)
+    r = run([exe(bundle, "mzarr-viewer"), "--smoke-test", sample.as_uri()], env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and f"shape={shape}" in r.stdout, r.stdout + r.stderr
+    r = run([exe(bundle, "mzarr"), "info", sample.as_uri().replace("file://", "file://localhost")], env=env,
+            cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and "shape:       (96, 128)" in r.stdout, r.stdout + r.stderr

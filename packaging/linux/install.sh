@@ -4,7 +4,13 @@
 #   * the application/x-mzarr file type (*.mzarr, recognised by content too)
 #   * Mzarr as the default application for that type
 #   * the application and file-type icons
-#   * links ~/.local/bin/mzarr and ~/.local/bin/mzarr-viewer (bundle only)
+#   * links ~/.local/bin/mzarr and ~/.local/bin/mzarr-viewer (bundle only);
+#     the desktop entry starts the viewer through that link, so it works
+#     wherever the bundle sits (xdg-open without a desktop environment
+#     cannot start a program whose path holds spaces)
+#
+# Unpack the bundle first, e.g.:
+#   mkdir -p ~/.local/opt && tar -xzf mzarr-*-linux-x86_64.tar.gz -C ~/.local/opt
 #
 #   ./install.sh                 register (run it from the unpacked bundle)
 #   ./install.sh --uninstall     remove all of the above again
@@ -131,7 +137,27 @@ do_install() {
 
     mkdir -p "$apps" "$data/mime/packages" "$hicolor/scalable/apps" "$hicolor/scalable/mimetypes"
 
-    X_EXEC=$(exec_quote "$exe") X_TRY=$(printf '%s' "$exe" | sed 's/\\/\\\\/g') \
+    # The desktop entry runs the viewer through ~/.local/bin/mzarr-viewer when that link is made: a path
+    # without the bundle's folder name, which may hold spaces that simple launchers (xdg-open's generic
+    # mode under plain window managers) split on despite the quoting the Desktop Entry spec asks for.
+    launch=$exe
+    if [ -n "$cli" ] && [ "$no_bin" = 0 ]; then
+        mkdir -p "$bindir"
+        ln -sfn "$cli" "$bindir/mzarr"
+        ln -sfn "$exe" "$bindir/mzarr-viewer"
+        launch=$bindir/mzarr-viewer
+        case ":$PATH:" in
+            *":$bindir:"*) ;;
+            *) echo "note: add $bindir to your PATH to run 'mzarr' and 'mzarr-viewer' from a terminal" ;;
+        esac
+    fi
+    case "$launch" in
+        *[!A-Za-z0-9_./+,:@=-]*)
+            echo "note: $launch holds spaces or special characters; desktop environments start it, but some" \
+                 "launchers (xdg-open without a desktop environment) may not: move it to a simpler path" >&2 ;;
+    esac
+
+    X_EXEC=$(exec_quote "$launch") X_TRY=$(printf '%s' "$launch" | sed 's/\\/\\\\/g') \
     awk '/^Exec=/    { print "Exec=" ENVIRON["X_EXEC"] " %f"; next }
          /^TryExec=/ { print "TryExec=" ENVIRON["X_TRY"]; next }
          { print }' "$share/$APP_ID.desktop" > "$apps/$APP_ID.desktop"
@@ -154,16 +180,7 @@ do_install() {
         set_default_fallback
     fi
 
-    if [ -n "$cli" ] && [ "$no_bin" = 0 ]; then
-        mkdir -p "$bindir"
-        ln -sfn "$cli" "$bindir/mzarr"
-        ln -sfn "$exe" "$bindir/mzarr-viewer"
-        case ":$PATH:" in
-            *":$bindir:"*) ;;
-            *) echo "note: add $bindir to your PATH to run 'mzarr' and 'mzarr-viewer' from a terminal" ;;
-        esac
-    fi
-    echo "Mzarr registered: $apps/$APP_ID.desktop -> $exe"
+    echo "Mzarr registered: $apps/$APP_ID.desktop -> $launch"
     echo "Double-click a .mzarr file to open it (log out and in if your file manager does not notice yet)."
 }
 

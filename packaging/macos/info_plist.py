@@ -3,6 +3,12 @@
 Declares the .mzarr document type so the Finder shows .mzarr files with the
 Mzarr document icon and opens them in Mzarr on a double-click; the app gets
 them as QFileOpenEvent (mzarr_app handles those).
+
+* CFBundleTypeRole is Editor: the app edits and saves .mzarr files (a Viewer
+  role would tell Launch Services it only reads them).
+* The exported type org.mzarr.mzarr conforms to public.data (a file of bytes)
+  and public.content (a document with user content, like images and texts),
+  so Spotlight, Quick Look and "Open with" treat it as a document.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ def info_plist(version: str) -> dict:
         "CFBundleDocumentTypes": [
             {
                 "CFBundleTypeName": "Mzarr multi-resolution image",
-                "CFBundleTypeRole": "Viewer",
+                "CFBundleTypeRole": "Editor",  # the app edits and saves .mzarr files
                 "LSHandlerRank": "Owner",
                 "LSItemContentTypes": [MZARR_UTI],
                 "CFBundleTypeIconFile": DOC_ICON,
@@ -38,7 +44,7 @@ def info_plist(version: str) -> dict:
             {
                 "UTTypeIdentifier": MZARR_UTI,
                 "UTTypeDescription": "Mzarr multi-resolution image",
-                "UTTypeConformsTo": ["public.data"],
+                "UTTypeConformsTo": ["public.data", "public.content"],
                 "UTTypeIconFile": DOC_ICON,
                 "UTTypeTagSpecification": {
                     "public.filename-extension": ["mzarr"],

@@ -1,4 +1,4 @@
-; Inno Setup script for Mzarr on Windows (Inno Setup 6.2 or newer).
+; Inno Setup script for Mzarr on Windows (Inno Setup 6.3 or newer: ArchitecturesAllowed=x64compatible).
 ;
 ; Build the bundle first, then compile this script:
 ;     python packaging\build.py
@@ -6,9 +6,18 @@
 ; Override the defaults with  iscc /DMyAppVersion=0.2.0 /DSourceDir=C:\path\to\dist\mzarr ...
 ;
 ; The installer needs no administrator rights (it installs for the current
-; user unless the user picks "all users"), puts "Mzarr Viewer" in the Start
-; menu, associates .mzarr files with mzarr-viewer.exe (with the Mzarr
-; document icon) and can add the "mzarr" command line tool to PATH.
+; user unless the user picks "all users"), shows the licences (Mzarr's and
+; those of what the bundle ships: licenses\THIRD_PARTY_LICENSES.txt, made by
+; packaging/build.py), puts "Mzarr Viewer" in the Start menu, associates
+; .mzarr files with mzarr-viewer.exe (with the Mzarr document icon) and can
+; add the "mzarr" command line tool to PATH: the user's PATH (HKCU) for a
+; per-user install, the system PATH (HKLM) for an all-users install.
+
+; The architecture identifier x64compatible arrived in Inno Setup 6.3; stop
+; older compilers here with a message saying so.
+#if VER < EncodeVer(6, 3, 0)
+  #error Inno Setup 6.3 or newer is needed (ArchitecturesAllowed=x64compatible): https://jrsoftware.org/isdl.php
+#endif
 
 #ifndef MyAppVersion
   #define MyAppVersion "0.1.0"
@@ -19,6 +28,8 @@
 #define MyAppName "Mzarr"
 #define MyAppExe "mzarr-viewer.exe"
 #define ProgId "Mzarr.Image"
+#define UserEnvKey "Environment"
+#define SystemEnvKey "SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
 
 [Setup]
 AppId={{6C2D7A3E-4B1F-4E8A-9D57-2F3B8C1A9E40}
@@ -35,6 +46,9 @@ ChangesAssociations=yes
 ChangesEnvironment=yes
 ArchitecturesAllowed=x64compatible
 ArchitecturesInstallIn64BitMode=x64compatible
+; Windows 10 1809 or newer: what Qt 6 supports
+MinVersion=10.0.17763
+LicenseFile={#SourceDir}\licenses\THIRD_PARTY_LICENSES.txt
 OutputDir=..\dist
 OutputBaseFilename=mzarr-{#MyAppVersion}-windows-x86_64-setup
 SetupIconFile=..\..\resources\mzarr.ico
@@ -74,18 +88,44 @@ Root: HKA; Subkey: "Software\Classes\{#ProgId}\shell\open\command"; ValueType: s
 Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}"; ValueType: string; ValueName: "FriendlyAppName"; ValueData: "Mzarr Viewer"; Flags: uninsdeletekey
 Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}\SupportedTypes"; ValueType: string; ValueName: ".mzarr"; ValueData: ""
 Root: HKA; Subkey: "Software\Classes\Applications\{#MyAppExe}\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#MyAppExe}"" ""%1"""
-; the command line tool on the user's PATH
-Root: HKCU; Subkey: "Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Tasks: addtopath; Check: NeedsAddPath(ExpandConstant('{app}'))
+; the command line tool on PATH: the user's for a per-user install, the system's for "all users"
+; (never uninsdeletevalue: that would delete the whole PATH; CurUninstallStepChanged removes our entry)
+Root: HKCU; Subkey: "{#UserEnvKey}"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Tasks: addtopath; Check: NeedsAddPath(False, ExpandConstant('{app}'))
+Root: HKLM; Subkey: "{#SystemEnvKey}"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}"; Tasks: addtopath; Check: NeedsAddPath(True, ExpandConstant('{app}'))
 
 [Run]
 Filename: "{app}\{#MyAppExe}"; Description: "{cm:LaunchProgram,Mzarr Viewer}"; Flags: nowait postinstall skipifsilent
 
 [Code]
-function NeedsAddPath(Dir: string): Boolean;
+{ PATH lives in HKCU\Environment for a per-user install and in HKLM\...\Session Manager\Environment for an
+  all-users (administrative) install. }
+function PathRoot(): Integer;
+begin
+  if IsAdminInstallMode then
+    Result := HKEY_LOCAL_MACHINE
+  else
+    Result := HKEY_CURRENT_USER;
+end;
+
+function PathKey(): string;
+begin
+  if IsAdminInstallMode then
+    Result := '{#SystemEnvKey}'
+  else
+    Result := '{#UserEnvKey}';
+end;
+
+{ True when this install's PATH (AllUsers: the system's) lacks Dir; False for the other install mode's entry. }
+function NeedsAddPath(AllUsers: Boolean; Dir: string): Boolean;
 var
   Path: string;
 begin
-  if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
+  if AllUsers <> IsAdminInstallMode then
+  begin
+    Result := False;
+    exit;
+  end;
+  if not RegQueryStringValue(PathRoot(), PathKey(), 'Path', Path) then
   begin
     Result := True;
     exit;
@@ -93,20 +133,35 @@ begin
   Result := Pos(';' + Uppercase(Dir) + ';', ';' + Uppercase(Path) + ';') = 0;
 end;
 
+{ Remove the entry Dir (any case, with or without a trailing backslash) from the PATH of this install's mode. }
 procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
 var
-  Path, Dir: string;
+  Path, Padded, Entry: string;
   P: Integer;
+  Changed: Boolean;
 begin
   if CurUninstallStep <> usPostUninstall then
     exit;
-  if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
+  if not RegQueryStringValue(PathRoot(), PathKey(), 'Path', Path) then
     exit;
-  Dir := ExpandConstant('{app}');
-  P := Pos(';' + Uppercase(Dir), Uppercase(Path));
-  if P > 0 then
+  Padded := ';' + Path + ';';
+  Changed := False;
+  Entry := ';' + ExpandConstant('{app}') + ';';
+  P := Pos(Uppercase(Entry), Uppercase(Padded));
+  if P = 0 then
   begin
-    Delete(Path, P, Length(Dir) + 1);
-    RegWriteExpandStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path);
+    Entry := ';' + ExpandConstant('{app}') + '\;';
+    P := Pos(Uppercase(Entry), Uppercase(Padded));
+  end;
+  while P > 0 do
+  begin
+    Delete(Padded, P, Length(Entry) - 1);
+    Changed := True;
+    P := Pos(Uppercase(Entry), Uppercase(Padded));
+  end;
+  if Changed then
+  begin
+    Path := Copy(Padded, 2, Length(Padded) - 2);
+    RegWriteExpandStringValue(PathRoot(), PathKey(), 'Path', Path);
   end;
 end;
