@@ -286,7 +286,7 @@ class JpegxlStrip(JpegxlFrames):
         return None  # libjxl cannot decode part of a frame: planes come from whole bricks (cached)
 
 
-DEFAULT_SLIDE_DISTANCE = 2.0  # levels 1+ of recompressed slides (docs/BENCHMARKS.md, "Whole-slide images")
+DEFAULT_SLIDE_DISTANCE = 3.0  # levels 1+ of recompressed slides (docs/BENCHMARKS.md, "Whole-slide images")
 
 
 @dataclass(frozen=True)

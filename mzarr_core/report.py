@@ -64,6 +64,17 @@ def format_description(info: dict[str, Any]) -> str:
     ]
     for lv in info["levels"]:
         lines.append(f"  level {lv['index']}: shape {tuple(lv['shape'])} chunks {tuple(lv['chunks'])} factor {tuple(lv['factor'])}")
+    slide = info["attrs"].get("slide") if isinstance(info.get("attrs"), dict) else None
+    if isinstance(slide, dict):  # a whole-slide image (mzarr_core.formats.slide): the scanner's own record
+        mpp = slide.get("mpp")
+        parts = [f"{slide.get('vendor', '?')} ({slide.get('format', '?')})"]
+        if slide.get("objective_power"):
+            parts.append(f"{slide['objective_power']:g}x objective")
+        if isinstance(mpp, list) and len(mpp) == 2 and all(isinstance(v, (int, float)) for v in mpp):
+            parts.append(f"MPP {mpp[0]:.4f} x {mpp[1]:.4f} um/pixel")
+        if slide.get("associated"):
+            parts.append("associated images: " + ", ".join(str(a) for a in slide["associated"]))
+        lines.append(f"slide:       {', '.join(parts)}")
     if "size_on_disk" in info:
         mb = info["size_on_disk"] / 1e6
         lines.append(f"size:        {mb:.2f} MB on disk, {info['raw_bytes'] / 1e6:.2f} MB raw (level 0)")

@@ -122,9 +122,14 @@ def test_level0_is_read_lazily_tile_by_tile(slides, monkeypatch):
 
 # -- metadata and associated images ----------------------------------------------------------------------------------
 def test_mpp_and_vendor_attributes(converted):
+    from mzarr_core.report import describe, format_description
+
     with Mzarr(converted) as m:
         assert m.spacing == (0.252, 0.252) and m.unit == "micrometer" and m.axes == "yxc"
         s = m.attrs()["slide"]
+        text = format_description(describe(m))  # what `mzarr info` prints
+    assert "spacing:     (0.252, 0.252) micrometer" in text
+    assert "slide:       Aperio (svs), 40x objective, MPP 0.2520 x 0.2520 um/pixel" in text
     assert s["vendor"] == "Aperio" and s["format"] == "svs" and s["mpp"] == [0.252, 0.252]
     assert s["objective_power"] == 40 and s["scanner"] == "SS7281" and s["tile"] == [256, 256]
     assert s["properties"]["AppMag"] == 40 and s["properties"]["MPP"] == 0.252
@@ -189,7 +194,8 @@ def test_coarser_levels_within_the_lossy_bound(converted, slides):
         for i in range(1, len(m.levels)):
             halved = downsample(halved.astype(np.uint8), (True, True, False), "mean").astype(np.int16)
             err = np.abs(m.level(i)[...].astype(np.int16) - halved)
-            assert err.mean() < 4.0, (i, err.mean())  # measured 2.0-2.6 (docs/BENCHMARKS.md)
+            # distance 3: measured mean 2.7 at level 1 (docs/BENCHMARKS.md), up to 4.4 at the densest coarse levels
+            assert err.mean() < 2 + RECOMPRESS_DISTANCE, (i, err.mean())
         report = verify(m)
     assert report.ok and report.pyramid_checked  # FORMAT.md's lossy pyramid rule holds
 
@@ -223,17 +229,18 @@ def test_edit_of_a_recompressed_chunk(converted, tmp_path):
         assert not has_jpeg_reconstruction(store.get_bytes_sync("0/c/0/1/1"))  # re-encoded: lossy JPEG XL
         assert has_jpeg_reconstruction(store.get_bytes_sync("0/c/0/1/2"))
         level1 = m.level(1)[150:210, 140:215]
+    bound = 2 + RECOMPRESS_DISTANCE  # mean error of lossy JPEG XL at the file's distance on dense content
     edited = np.abs(after[300:420, 280:430].astype(int) - patch)
-    assert edited.mean() < 3.0 and edited.max() < 80
+    assert edited.mean() < bound and edited.max() < 100
     rest = after.copy()
     rest[256:512, 256:512] = before[256:512, 256:512]  # the rest of the touched chunk is re-encoded lossy
     assert np.array_equal(rest, before)  # every other chunk still exact
     outside = np.ones((256, 256), bool)
     outside[300 - 256 : 420 - 256, 280 - 256 : 430 - 256] = False  # the chunk around the patch: lossy now
     chunk_err = np.abs(after[256:512, 256:512].astype(int) - before[256:512, 256:512])[outside]
-    assert chunk_err.mean() < 3.0
+    assert chunk_err.mean() < bound
     want1 = downsample(patch, (True, True, False), "mean").astype(int)
-    assert np.abs(level1.astype(int) - want1).mean() < 4.0  # the pyramid follows the edit
+    assert np.abs(level1.astype(int) - want1).mean() < bound  # the pyramid follows the edit
 
 
 # -- (a), (b) and fallbacks ------------------------------------------------------------------------------------------

@@ -48,10 +48,15 @@ __all__ = [
 ]
 
 COMPRESSIONS = ("recompress", "lossless", "lossy")
-#: Butteraugli distance of levels 1+ of recompressed slides (measured: the whole file stays below the source)
-RECOMPRESS_DISTANCE = 2.0
-#: default distance of the "lossy" mode (measured: 0.8-0.9x the source for JPEG slides at quality 70-80)
+#: Butteraugli distance of levels 1+ of recompressed slides: the lossy mode's, so both give the same coarser levels
+#: (measured, docs/BENCHMARKS.md: no distance up to 6 brings a Q70-80 YCbCr slide's exact copy below the source)
+RECOMPRESS_DISTANCE = 3.0
+#: default distance of the "lossy" mode (measured: 0.8-0.9x the source for JPEG slides at quality 70-80, level 0
+#: within 1.95 of the source's pixels on average; distance 2 is 0.95-1.07x)
 LOSSY_DISTANCE = 3.0
+#: "recompress" is the default only if its estimated size is at most this fraction of the source's (the estimate is
+#: within ~5 % on the benchmark slides)
+FIT = 0.97
 #: TIFF compressions whose pixels are already approximations: a lossless copy would only store their artefacts
 LOSSY_SOURCE = {6: "old-style JPEG", 7: "JPEG", 33003: "JPEG 2000 (Aperio YCbCr)", 33005: "JPEG 2000 (Aperio RGB)",
                 34712: "JPEG 2000", 34892: "lossy JPEG", 50001: "WebP", 50002: "JPEG XL", 22610: "JPEG XR"}
@@ -141,7 +146,7 @@ class SlideInfo:
     def default_compression(self) -> str:
         """``recompress`` where level 0 is JPEG tiles and the estimate says the file stays within the source's size
         (else, and for other lossy sources, ``lossy``); ``lossless`` for sources stored without loss."""
-        if self.jpeg_tiles and self.estimates.get("recompress", 0) <= self.file_bytes:
+        if self.jpeg_tiles and self.estimates.get("recompress", 0) <= FIT * self.file_bytes:
             return "recompress"
         return "lossy" if self.lossy_source else "lossless"
 
@@ -195,9 +200,14 @@ def _level0_page(series: Any) -> Any:
     return level.keyframe if getattr(level, "keyframe", None) is not None else level.pages[0]
 
 
+def _associated_name(series: Any) -> str | None:
+    """"thumbnail", "label", "macro"... for a series tifffile names as an associated picture, else None."""
+    return ASSOCIATED.get((series.name or "").lower().replace(" image", "").replace("_image", "").strip())
+
+
 def _main_series(tif: Any) -> Any:
     """The slide itself: series 0, except where tifffile lists the macro first (Leica SCN): the largest series."""
-    series = [s for s in tif.series if s.name.lower() not in ASSOCIATED]
+    series = [s for s in tif.series if _associated_name(s) is None]
     if not series:
         raise MzarrFormatError(f"{tif.filename} holds no slide image (only {[s.name for s in tif.series]})")
     if getattr(tif, "is_scn", False):
@@ -532,8 +542,7 @@ def _associated(tif: Any, main: Any, keep_label: bool, keep_macro: bool) -> tupl
     for s in tif.series:
         if s is main:
             continue
-        key = s.name.lower().replace(" image", "").strip()
-        name = ASSOCIATED.get(key)
+        name = _associated_name(s)
         if name is None or name in found:
             continue
         shape = tuple(int(n) for n in s.shape if n != 1) if len(s.shape) > 3 else tuple(int(n) for n in s.shape)
