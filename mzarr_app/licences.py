@@ -22,6 +22,7 @@ INDEX = "THIRD_PARTY_LICENSES.txt"
 _REPO = Path(__file__).resolve().parent.parent
 _LICENCE_NAME = re.compile(r"^(licen[cs]es?|copying|copyright|notice|authors)([-._ ].*)?$", re.I)
 _QT_DISTS = {"pyside6-essentials", "pyside6-addons", "pyside6", "shiboken6"}
+_CODE = (".py", ".pyc", ".pyi", ".pyx", ".pxd", ".so", ".pyd", ".dll", ".dylib", ".json", ".h", ".c")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -105,8 +106,10 @@ def _dist_licence_files(dist: md.Distribution) -> list[Path]:
             rel = "/".join(inner[1:] if inner[0] == "licenses" and len(inner) > 1 else inner)
             if not (inner[0] == "licenses" or rel in declared or _LICENCE_NAME.match(inner[-1])):
                 continue
-        elif not (len(parts) > 2 and parts[-2].lower() in ("licenses", "licences")):
-            continue
+        elif not (len(parts) > 2 and parts[-2].lower() in ("licenses", "licences")) or parts[-1].lower().endswith(
+            _CODE
+        ):
+            continue  # only texts a package ships in a licenses/ folder (not the packaging.licenses module)
         path = Path(dist.locate_file(f))
         if path.is_file():
             out.append(path)
