@@ -226,6 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the one with most slices)",
     )
     conv.add_argument("--keep-phi", action="store_true", help="DICOM: keep patient identifiers in the attributes")
+    conv.add_argument(
+        "--slide-compression", choices=("recompress", "lossless", "lossy"),
+        help="whole-slide images: recompress = level 0's JPEG tiles transcoded to JPEG XL without loss (the exact "
+        "pixels; levels 1+ lossy); lossy = JPEG XL of the pixels at --distance (default 3); lossless = exact, "
+        "several times larger. Default: recompress where that stays within the source's size, else lossy "
+        "(lossless for slides stored without loss)",
+    )
+    conv.add_argument(
+        "--keep-label", action="store_true",
+        help="whole-slide images: keep the label picture and the fields that may identify the patient (left out "
+        "by default: labels show barcodes and handwriting)",
+    )
 
     info = sub.add_parser(
         "info", help="shape, dtype, levels, chunks, codec, size and attributes",
@@ -290,9 +302,13 @@ def run(args: argparse.Namespace) -> int:
                 options[name] = getattr(args, name)
         if args.labels:
             options["is_label"] = True
-        read_options = {"series": args.series, "keep_phi": args.keep_phi}
+        read_options = {"series": args.series, "keep_phi": args.keep_phi, "compression": args.slide_compression,
+                        "keep_label": args.keep_label}
+        if args.lossy and args.slide_compression is None and getattr(_import_format(args.input), "name", "") == "slide":
+            read_options["compression"] = "lossy"  # --lossy on a slide: its lossy mode
         with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
-            out = convert(args.input, args.output, progress=bar, read_options=read_options, **options)
+            out = convert(args.input, args.output, progress=bar, read_options=read_options,
+                          report=lambda line: print(line, flush=True), **options)
         with Mzarr(out) as image:
             print(format_info(describe(image)))
         return 0
@@ -402,6 +418,10 @@ def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
         out["dicom_series"] = [{**asdict(s), "files": len(s.files)} for s in found]
         out["chosen_series"] = chosen.index if chosen is not None else None
         out["series_listing"] = format_dicom_series(found, chosen)
+    if fmt.name == "slide":  # what the scanner wrote, the compressions and their estimated sizes
+        from .formats.slide import describe_slide
+
+        out["slide_listing"] = describe_slide(path).lines()
     source = formats.read(path, **options)
     try:
         shape = tuple(int(n) for n in source.array.shape)
@@ -440,6 +460,7 @@ def format_import(info: dict[str, Any]) -> str:
                                              "or a SeriesInstanceUID)" if count > 1 else "")
         )
         lines += [f"  {line}" for line in info["series_listing"]]
+    lines += info.get("slide_listing", [])
     shape = tuple(info["shape"])
     axes = info["axes"] or f"? ({info.get('axes_note', 'unknown')})"
     lines.append(f"import:      shape {shape}  axes: {axes}  dtype: {info['dtype']}"

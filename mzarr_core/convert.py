@@ -3,6 +3,7 @@ formats. Which formats: :mod:`mzarr_core.formats`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,24 @@ def convert(
     progress: Progress | None = None,
     *,
     read_options: dict[str, Any] | None = None,
+    report: Callable[[str], Any] | None = None,
     **save_options: Any,
 ) -> Path:
     """Read ``src`` (lazily where possible) and save it to ``dst`` with a pyramid.
 
-    ``read_options`` go to the source's reader (DICOM: ``series``, ``keep_phi``); ``save_options`` are those of
-    :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs`` default to what the source file says.
+    ``read_options`` go to the source's reader (DICOM: ``series``, ``keep_phi``; slides: ``compression``,
+    ``keep_label``); ``save_options`` are those of :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs``
+    default to what the source file says. ``report(line)`` is told choices made for the user before writing (a
+    slide's compression and why).
     """
     source = read(src, **(read_options or {}))
+    from .formats.slide import SlideSource
+
+    if isinstance(source, SlideSource):  # a whole-slide image stores itself (its JPEG tiles, associated images)
+        try:
+            return source.save(dst, progress, report=report, **save_options)
+        finally:
+            source.close()
     try:
         axes = save_options.pop("axes", None) or (None if save_options.get("channel_axis") is not None else source.axes)
         image = Mzarr(

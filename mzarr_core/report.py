@@ -44,6 +44,9 @@ def describe(image: Mzarr) -> dict[str, Any]:
         "raw_bytes": raw,
         "attrs": image.attrs().to_dict(),
     }
+    slide = out["attrs"].get("slide")
+    if isinstance(slide, dict):  # a whole-slide image's summary line (mzarr_core.formats.slide)
+        out["slide"] = {k: slide.get(k) for k in ("vendor", "format", "objective_power", "mpp", "associated")}
     if image.path is not None:
         disk = size_on_disk(image.path)
         out["size_on_disk"] = disk
@@ -64,7 +67,7 @@ def format_description(info: dict[str, Any]) -> str:
     ]
     for lv in info["levels"]:
         lines.append(f"  level {lv['index']}: shape {tuple(lv['shape'])} chunks {tuple(lv['chunks'])} factor {tuple(lv['factor'])}")
-    slide = info["attrs"].get("slide") if isinstance(info.get("attrs"), dict) else None
+    slide = info.get("slide")
     if isinstance(slide, dict):  # a whole-slide image (mzarr_core.formats.slide): the scanner's own record
         mpp = slide.get("mpp")
         parts = [f"{slide.get('vendor', '?')} ({slide.get('format', '?')})"]

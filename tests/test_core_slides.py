@@ -360,3 +360,28 @@ def test_progress_is_reported(slides, tmp_path):
 
 def test_module_is_documented():
     assert "keep_label" in slide.__doc__ and "recompress" in slide.__doc__
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+def test_cli_convert_prints_the_choice_and_info_shows_mpp(slides, tmp_path, capsys):
+    from mzarr_core.cli import main
+
+    out = tmp_path / "cli.mzarr"
+    assert main(["convert", str(slides["rgb"]), str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("slide compression recompress") and "0.2520" not in printed[0]
+    assert any(line.startswith("slide:       Aperio (svs), 40x objective, MPP 0.2520 x 0.2520") for line in printed)
+    assert main(["convert", str(slides["ycbcr420"]), str(tmp_path / "k.mzarr"), "--quiet",
+                 "--slide-compression", "recompress", "--keep-label", "--distance", "2.5"]) == 0
+    with Mzarr(tmp_path / "k.mzarr") as m:
+        assert m.codec["distance"] == 2.5 and "label" in m.associated_images()
+    capsys.readouterr()
+    assert main(["info", str(slides["ycbcr420"])]) == 0  # before importing: the slide's description
+    text = capsys.readouterr().out
+    assert "Whole-slide image" in text and "estimates:   recompress ~" in text and "default compression lossy" in text
+    assert main(["convert", str(slides["ndpi"]), str(tmp_path / "n.mzarr"), "--slide-compression", "recompress"]) == 2
+    assert "cannot be recompressed without loss" in capsys.readouterr().err
+    png = tmp_path / "p.png"
+    png.write_bytes(imagecodecs.png_encode(np.zeros((8, 8), np.uint8)))
+    assert main(["convert", str(png), str(tmp_path / "p.mzarr"), "--keep-label"]) == 2
+    assert "--keep-label applies to Whole-slide image sources only" in capsys.readouterr().err

@@ -122,6 +122,10 @@ FORMATS: tuple[Format, ...] = (
            note="Mzarr's own file (SQLite; also the original ZIP form)"),
     Format("ome-zarr", "OME-Zarr", (".ome.zarr", ".zarr"), reader="mzarr:read", folder=True, sniff="mzarr:sniff",
            native=True, note="a plain OME-Zarr folder (Zarr v3, NGFF 0.5; v2 read)"),
+    Format("slide", "Whole-slide image", (".svs", ".ndpi", ".scn", ".bif"), reader="slide:read", sniff="slide:sniff",
+           options=("compression", "keep_label"),
+           note="Aperio SVS, Hamamatsu NDPI, Leica SCN, Ventana BIF; Philips TIFF and JPEG-tiled pyramidal OME-TIFF "
+           "slides by content: level 0 lazily, MPP, JPEG tiles kept exactly where that stays within the source's size"),
     Format("ome-tiff", "OME-TIFF", (".ome.tif", ".ome.tiff", ".ome.btf"), reader="tiff:read",
            writer="tiff:write_ome_tiff", write_suffixes=(".ome.tif", ".ome.tiff"),
            note="export: pyramidal (SubIFDs), tiled 256, deflate, physical sizes"),
@@ -226,6 +230,8 @@ def find_format(path: str | os.PathLike) -> Format:
             f"{describe_readable()}"
         )
     fmt = _suffix_match(path.name, FORMATS)
+    if fmt is not None and fmt.name in ("tiff", "ome-tiff") and get_format("slide").sniffs(path):
+        return get_format("slide")  # Philips, Ventana .tif, a JPEG-tiled OME-TIFF slide: the slide reader
     if fmt is not None:
         if fmt.name == "dicom" and path.suffix.lower() == ".zip" and not fmt.sniffs(path):
             raise MzarrFormatError(
