@@ -92,7 +92,8 @@ def _vendor(tif: Any) -> tuple[str, str] | None:
 
 def sniff(path: Path) -> bool:
     """True for the slide formats tifffile recognises (SVS, NDPI, SCN, BIF, Philips, Huron, Motic, Mikroscan; the
-    first page's tags only) and pyramidal OME-TIFFs of one RGB plane."""
+    first page's tags only) and pyramidal OME-TIFFs of one 8-bit RGB plane in JPEG tiles (brightfield slides; other
+    OME-TIFFs are read as TIFF)."""
     if head(Path(path), 4) not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return False
     try:
@@ -103,7 +104,8 @@ def sniff(path: Path) -> bool:
             if kind[0] != "ome":
                 return True
             series = tif.series[0]
-            return len(series.levels) > 1 and series.axes.upper().endswith("YXS") and series.dtype == np.uint8
+            return (len(series.levels) > 1 and series.axes.upper() in ("YXS", "ZYXS", "CYXS") and series.dtype == np.uint8
+                    and math.prod(series.shape[:-3]) == 1 and int(_level0_page(series).compression) == 7)
     except Exception:  # noqa: BLE001 - a sniff never raises
         return False
 
