@@ -1,14 +1,16 @@
 """Import of any image Mzarr reads (the formats registry, :mod:`mzarr_core.formats`) into .mzarr through
-``mzarr_core.convert`` with a cancellable progress dialog."""
+``mzarr_core.convert`` with a cancellable progress dialog (a slide's compression goes to its reader).
+
+What will be imported is shown first by :mod:`mzarr_app.import_dialog`; this module runs the conversion."""
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
-from PySide6.QtWidgets import QProgressDialog, QWidget
+from PySide6.QtWidgets import QLabel, QProgressDialog, QWidget
 
 from mzarr_core import formats
 
@@ -19,6 +21,7 @@ class _Bridge(QObject):
     """Carries progress and completion from the worker thread to the GUI thread."""
 
     progress = Signal(int, int)
+    report = Signal(str)  # a choice the library made, said before writing (a slide's compression)
     finished = Signal(str)  # "" on success, else the error message ("cancelled" when cancelled)
 
 
@@ -40,21 +43,35 @@ def drop_action(path: str) -> str | None:
 
 
 def run_import(parent: QWidget | None, src: str, dst: str,
-               on_dialog: Callable[[QProgressDialog], None] | None = None) -> str:
+               on_dialog: Callable[[QProgressDialog], None] | None = None, *,
+               read_options: dict[str, Any] | None = None, save_options: dict[str, Any] | None = None,
+               slide_compression: str | None = None) -> str:
     """Convert ``src`` to ``dst`` showing a progress dialog; returns "" on success, else a message.
 
-    Runs the conversion in a background thread; Cancel makes the progress callback raise
-    ``SaveCancelled`` so the core aborts and leaves no partial file. ``on_dialog`` lets tests reach the dialog.
+    ``read_options`` go to the format's reader (DICOM: ``series``), ``save_options`` to ``Mzarr.save``
+    (``lossless``/``distance``/``quality``); ``slide_compression`` ("recompress", "lossless", "lossy") is a
+    whole-slide image's storage mode (its reader's ``compression``; the line the library reports about that choice
+    becomes the progress dialog's text). Runs the conversion in a background thread;
+    Cancel makes the progress callback raise ``SaveCancelled`` so the core aborts and leaves no partial file.
+    ``on_dialog`` lets tests reach the dialog.
     """
     import mzarr_core
 
     convert = getattr(mzarr_core, "convert", None)
     if not callable(convert):  # the name may be the submodule when the package does not re-export it
         from mzarr_core.convert import convert
+    read_options = dict(read_options or {})
+    save_options = dict(save_options or {})
+    if slide_compression is not None:
+        read_options["compression"] = slide_compression
     bridge = _Bridge()
     cancel = threading.Event()
     dlg = QProgressDialog(f"Importing {os.path.basename(src)}…", "Cancel", 0, 100, parent)
     dlg.setWindowTitle("Import image")
+    label = QLabel(f"Importing {os.path.basename(src)}…")
+    label.setWordWrap(True)
+    label.setMinimumWidth(420)
+    dlg.setLabel(label)
     dlg.setWindowModality(Qt.WindowModality.WindowModal)
     dlg.setMinimumDuration(0)
     dlg.setAutoClose(False)
@@ -70,7 +87,8 @@ def run_import(parent: QWidget | None, src: str, dst: str,
 
     def work() -> None:
         try:
-            convert(src, dst, progress=progress)
+            extra = {"report": bridge.report.emit} if slide_compression is not None else {}
+            convert(src, dst, progress=progress, read_options=read_options, **extra, **save_options)
             msg = "cancelled" if cancel.is_set() else ""
         except mzarr_core.SaveCancelled:
             msg = "cancelled"
@@ -88,6 +106,7 @@ def run_import(parent: QWidget | None, src: str, dst: str,
         loop.quit()
 
     bridge.progress.connect(on_progress)
+    bridge.report.connect(lambda line: dlg.setLabelText(f"Importing {os.path.basename(src)}…\n{line}"))
     bridge.finished.connect(on_finished)
     dlg.show()
     if on_dialog is not None:

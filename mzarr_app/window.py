@@ -8,12 +8,13 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
 
-from . import APP_NAME, __version__, settings
+from . import APP_NAME, settings
 from .contrast import DisplaySettings
 from .document import Document
-from .importer import IMPORT_FILTER, default_destination, drop_action, run_import
+from .import_dialog import ImportDialog
+from .importer import IMPORT_FILTER, drop_action, run_import
 from .panels.contrast import ContrastPanel
 from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
 from .panels.metadata import MetadataPanel
@@ -42,6 +43,11 @@ class MainWindow(QMainWindow):
         self.multi_window = False  # set by the application, which opens further files in new windows
         self.error_box: QMessageBox | None = None
         self.last_error = ""
+        self.import_box: ImportDialog | None = None  # the import dialog on screen (tests drive it)
+        self.import_queue: list[str] = []  # further dropped images, each shown in its own dialog in turn
+        self.progress_hook: Callable[[Any], None] | None = None  # tests: sees the import's progress dialog
+        self.about_box: QMessageBox | None = None
+        self.licences_dialog: QDialog | None = None
         self.view = TiledImageView(self, cache_mb or settings.cache_mb(), threads)
         self.setCentralWidget(self.view)
         self.setAcceptDrops(True)
@@ -99,6 +105,7 @@ class MainWindow(QMainWindow):
         self.act_open = self._action(f, "&Open…", self.open_dialog, QKeySequence.StandardKey.Open, "actOpen")
         self._action(f, "Open OME-Zarr &folder…", self.open_folder_dialog, "Ctrl+Shift+O", "actOpenFolder")
         self._action(f, "&Import image…", self.import_dialog, "Ctrl+I", "actImport")
+        self._action(f, "Import DICOM f&older…", self.import_folder_dialog, "Ctrl+Shift+I", "actImportFolder")
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addSeparator()
@@ -138,6 +145,7 @@ class MainWindow(QMainWindow):
             v.addAction(d.toggleViewAction())
         h = mb.addMenu("&Help")
         self._action(h, "&About Mzarr Viewer", self.about, None, "actAbout")
+        self._action(h, "&Licences…", self.show_licences, None, "actLicences")
 
     def _connect(self) -> None:
         self.view.autoDisplayReady.connect(self._auto_display)
@@ -160,8 +168,15 @@ class MainWindow(QMainWindow):
 
     # --- opening -------------------------------------------------------------------------------------------
     def open_path(self, path: str) -> bool:
-        """Open ``path`` in this window; shows a message (never raises) when it cannot be opened."""
+        """Open ``path`` in this window; shows a message (never raises) when it cannot be opened.
+
+        An image of another format (command line, Finder/Explorer double-click, a second launch) is not opened
+        but shown in the import dialog (returns False: nothing is open yet)."""
         path = resolve_open_path(os.fspath(path))
+        if not path.lower().endswith(".mzarr") and drop_action(path) == "import":
+            self.last_error = f"{path} is not a .mzarr: shown in the import dialog"
+            self.start_import(path)
+            return False
         if self.doc is not None and not self.maybe_save():
             return False
         try:
@@ -237,18 +252,63 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction("(none)").setEnabled(False)
 
     def import_dialog(self) -> None:
-        """File > Import: pick an image of any format Mzarr reads, a destination, convert with progress, open it."""
+        """File > Import: pick an image file of any format Mzarr reads, then the import dialog."""
         src, _ = QFileDialog.getOpenFileName(self, "Import image", self._last_dir(), IMPORT_FILTER)
-        if not src:
-            return
-        dst, _ = QFileDialog.getSaveFileName(self, "Save as Mzarr", default_destination(src),
-                                             "Mzarr images (*.mzarr)")
-        if dst:
-            self.import_file(src, dst)
+        if src:
+            self.start_import(src)
 
-    def import_file(self, src: str, dst: str) -> bool:
+    def import_folder_dialog(self) -> None:
+        """File > Import DICOM folder: pick a folder of DICOM slices (searched recursively), then the import
+        dialog (the file dialog of File > Import picks files only)."""
+        folder = QFileDialog.getExistingDirectory(self, "Import DICOM folder", self._last_dir())
+        if folder:
+            self.start_import(folder)
+
+    def start_import(self, src: str) -> ImportDialog | None:
+        """Show the import dialog for ``src`` (series, shape, spacing, compression, estimated size, destination);
+        accepting it converts with progress and opens the result. A .mzarr / OME-Zarr is opened instead, and a
+        path Mzarr cannot read shows why. While a dialog is open, further images wait their turn."""
+        from mzarr_core import formats
+
+        src = os.fspath(src)
+        action = drop_action(src)
+        if action is None:
+            try:
+                formats.find_format(src)
+                detail = "Mzarr cannot import it"
+            except Exception as exc:  # the registry says what it reads
+                detail = str(exc)
+            self.show_error(f"Cannot import {src}", detail)
+            return None
+        if action == "open":
+            self._open_here_or_new(src)
+            return None
+        if self.import_box is not None:
+            self.import_queue.append(src)
+            return None
+        dlg = ImportDialog(src, self)
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.finished.connect(lambda _r, d=dlg: self._import_dialog_done(d))
+        self.import_box = dlg
+        dlg.open()
+        return dlg
+
+    def _import_dialog_done(self, dlg: ImportDialog) -> None:
+        req = dlg.request if dlg.result() == QDialog.DialogCode.Accepted else None
+        if self.import_box is dlg:
+            self.import_box = None
+        dlg.deleteLater()
+        if req is not None:
+            self.import_file(req.src, req.dst, read_options=req.read_options, save_options=req.save_options,
+                             slide_compression=req.slide_compression)
+        if self.import_queue and self.import_box is None:
+            self.start_import(self.import_queue.pop(0))
+
+    def import_file(self, src: str, dst: str, *, read_options: dict[str, Any] | None = None,
+                    save_options: dict[str, Any] | None = None, slide_compression: str | None = None) -> bool:
         """Convert ``src`` to ``dst`` with a cancellable progress dialog and open it; False on failure/cancel."""
-        msg = run_import(self, src, dst)
+        msg = run_import(self, src, dst, self.progress_hook, read_options=read_options, save_options=save_options,
+                         slide_compression=slide_compression)
         if msg == "cancelled":
             self.statusBar().showMessage("Import cancelled", 5000)
             return False
@@ -266,12 +326,13 @@ class MainWindow(QMainWindow):
             ev.acceptProposedAction()
 
     def dropEvent(self, ev: QDropEvent) -> None:  # noqa: N802 - Qt naming
-        """Open dropped .mzarr / OME-Zarr images; import every other format Mzarr reads (a DICOM folder too)."""
+        """Open dropped .mzarr / OME-Zarr images; show every other image Mzarr reads (a DICOM folder or zip, a
+        slide, NIfTI...) in the import dialog, one after another."""
         for u in ev.mimeData().urls():
             if u.isLocalFile():
                 p = u.toLocalFile()
                 if drop_action(p) == "import":
-                    self.import_file(p, default_destination(p))
+                    self.start_import(p)
                 else:
                     self._open_here_or_new(p)  # .mzarr / OME-Zarr, or the error saying why not
         ev.acceptProposedAction()
@@ -452,6 +513,9 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             ev.ignore()
             return
+        self.import_queue.clear()
+        if self.import_box is not None:
+            self.import_box.reject()  # stops its worker and closes the source it opened
         s = settings.app_settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
@@ -474,11 +538,24 @@ class MainWindow(QMainWindow):
             settings.set_cache_mb(mb)
             self.view.set_cache_mb(mb)
 
-    def about(self) -> None:
-        """About box with the version."""
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"<h3>{APP_NAME} {__version__}</h3><p>Multi-resolution JPEG XL images (Zarr + OME-NGFF) "
-                          "in a single-file .mzarr container.</p><p>BSD-3-Clause</p>")
+    def about(self) -> QMessageBox:
+        """About box (non-blocking) with the version, the licence and a "Licences…" button."""
+        from .about import about_box
+
+        box = about_box(self)
+        box.buttonClicked.connect(lambda b: self.show_licences() if b is box.licences_button else None)
+        self.about_box = box
+        box.open()
+        return box
+
+    def show_licences(self) -> QDialog:
+        """Help > Licences: the project licence and the third-party licence files shipped with the viewer."""
+        from .about import LicencesDialog
+
+        dlg = LicencesDialog(self)
+        self.licences_dialog = dlg
+        dlg.open()
+        return dlg
 
     def _quit(self) -> None:
         from PySide6.QtWidgets import QApplication
