@@ -709,7 +709,7 @@ def test_bundle_cli_converts_compressed_tiff(bundle, tmp_path, compression):
     np.testing.assert_array_equal(back, tifffile.imread(src))
 
 
-def _format_sources(folder: Path, dicom: bool) -> dict[str, np.ndarray | None]:
+def _format_sources(folder: Path, dicom: bool, slide: bool = False) -> dict[str, np.ndarray | None]:
     """One file per format the registry advertises, written by the source tree's libraries; the pixels each must
     give (None: a lossy format, only the shape is compared)."""
     import imagecodecs
@@ -768,6 +768,11 @@ def _format_sources(folder: Path, dicom: bool) -> dict[str, np.ndarray | None]:
 
         pydicom.dcmread(get_testdata_file("CT_small.dcm")).save_as(folder / "ct.dcm")
         out["ct.dcm"] = None
+    if slide:  # an Aperio-like JPEG-tiled pyramid (tests/slide_fixtures.py); converted in its default mode
+        from slide_fixtures import slide_mosaic, write_svs_like
+
+        write_svs_like(folder / "s.svs", slide_mosaic(512, 768), reductions=(4,))
+        out["s.svs"] = None
     return out
 
 
@@ -785,7 +790,8 @@ def test_bundle_converts_and_exports_every_advertised_format(bundle, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     # the DICOM reader (formats/dicom.py) is tried once the clone the bundle was built from has it
-    sources = _format_sources(src, (bundle.parent.parent / "src" / "mzarr_core" / "formats" / "dicom.py").is_file())
+    clone = bundle.parent.parent / "src" / "mzarr_core" / "formats"
+    sources = _format_sources(src, (clone / "dicom.py").is_file(), (clone / "slide.py").is_file())
     advertised = {s for fmt in formats.FORMATS for s in fmt.suffixes}
     tried = set()
     for name, expected in sources.items():
