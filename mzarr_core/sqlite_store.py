@@ -99,6 +99,9 @@ def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrE
     )
 
 
+_WAITER = "mzarr-wait-for-zarr-io"
+
+
 def wait_for_zarr_io(timeout: float = 60.0) -> None:
     """Wait until the tasks on zarr's I/O event loop (other than this wait) have finished."""
     from zarr.core import sync as zarr_sync
@@ -108,7 +111,11 @@ def wait_for_zarr_io(timeout: float = 60.0) -> None:
         return
 
     async def others_done() -> None:
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        me = asyncio.current_task()
+        if me is not None:
+            me.set_name(_WAITER)
+        # other waiters (two saves failing at once) wait for the same I/O, not for each other: no deadlock
+        others = [t for t in asyncio.all_tasks() if t is not me and t.get_name() != _WAITER]
         if others:
             await asyncio.wait(others, timeout=timeout)
 

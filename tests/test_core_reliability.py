@@ -443,3 +443,33 @@ def test_attrs_too_large_to_read_back_are_refused(tmp_path):
         assert len(m.attrs()["fine"]) == 100_000 and "big" not in m.attrs()
     with pytest.raises(MzarrValueError, match=r"too large"):
         Mzarr(_camera_mosaic(1), attrs={"big": "x" * (16 * 2**20)})
+
+
+def test_two_failing_saves_do_not_wait_for_each_other():
+    """wait_for_zarr_io (run when a write fails, before the rollback) waits for zarr's other I/O tasks; two of them
+    at once (two saves cancelled together) must not wait for each other until the timeout."""
+    import asyncio
+    import threading
+    import time
+
+    from zarr.core import sync as zarr_sync
+
+    from mzarr_core.sqlite_store import wait_for_zarr_io
+
+    loop = zarr_sync._get_loop()
+    slow = asyncio.run_coroutine_threadsafe(asyncio.sleep(0.3), loop)  # an I/O task still in flight
+    took: list[float] = []
+
+    def waiter() -> None:
+        t0 = time.perf_counter()
+        wait_for_zarr_io(timeout=20)
+        took.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    loop.call_soon_threadsafe(time.sleep, 0.3)  # hold the loop so both waits start in the same turn (see each other)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    slow.result(1)
+    assert len(took) == 2 and max(took) < 5, took  # both return once the real I/O is done, not after 20 s
