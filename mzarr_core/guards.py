@@ -415,7 +415,8 @@ def decode_recompressed_jpeg(data: Any, shape: tuple[int, ...], dtype: Any, *, n
                              what: str | None = None) -> np.ndarray:
     """The pixels of the JPEG that ``data`` (JPEG XL with a ``jbrd`` box) reconstructs, as libjpeg decodes it:
     bit for bit what the source's own JPEG decoder gives (libjxl's own pixel decode of the same stream differs by up
-    to ~11 levels). Refuses, before allocating, a stream or a JPEG declaring more than a chunk of ``shape``."""
+    to 17 levels, 0.5 on average, on the test slides). Refuses, before allocating, a stream or a JPEG declaring
+    more than a chunk of ``shape``."""
     dtype = np.dtype(dtype)
     what = what or _chunk_text(shape, dtype)
     values = math.prod(shape)
