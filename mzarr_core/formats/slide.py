@@ -5,13 +5,17 @@ associated images of the file (:meth:`mzarr_core.Mzarr.associated_images`).
 
 Three ways to store level 0 (docs/BENCHMARKS.md, "Whole-slide images"; docs/FORMAT.md, "Whole-slide images"):
 
-* ``"recompress"`` (the default where level 0 is JPEG tiles): each JPEG tile transcoded by libjxl *without loss*
-  (a JPEG XL that rebuilds the JPEG bit for bit); read back, the pixels are exactly those of the source. Level 0's
-  chunks are the slide's tiles; levels 1+ are lossy JPEG XL at :data:`RECOMPRESS_DISTANCE`. Format 3.
-* ``"lossy"``: JPEG XL of the decoded pixels at a Butteraugli distance (default :data:`LOSSY_DISTANCE`): the
-  default for lossy sources whose tiles cannot be transcoded (NDPI's one-JPEG level 0, JPEG 2000 SVS...).
+* ``"recompress"``: each JPEG tile transcoded by libjxl *without loss* (a JPEG XL that rebuilds the JPEG bit for
+  bit); read back, the pixels are exactly those of the source. Level 0's chunks are the slide's tiles; levels 1+
+  are lossy JPEG XL at :data:`RECOMPRESS_DISTANCE`. Format 3. The default where level 0 is JPEG tiles *and* the
+  sampled estimate (:func:`estimate_sizes`) stays within :data:`FIT` of the source's size: the transcoding saves only
+  6-9 % of YCbCr JPEG tiles at quality 70-80 (~45 % of RGB JPEG tiles), and Mzarr's pyramid halves every level
+  where slides quarter them, so the exact copy of a usual Aperio slide is ~1.2x the source.
+* ``"lossy"``: JPEG XL of the decoded pixels at a Butteraugli distance (default :data:`LOSSY_DISTANCE`: 0.8-0.9x
+  the source): the default for other lossy sources (NDPI's one-JPEG level 0, JPEG 2000 SVS...) and for JPEG slides
+  whose exact copy would be larger than the source.
 * ``"lossless"``: lossless JPEG XL of the decoded pixels: the default for losslessly stored slides (LZW, deflate,
-  uncompressed), several times larger than the source for JPEG slides.
+  uncompressed); 5-8x the source for JPEG slides.
 
 The label picture usually shows patient identifiers (a barcode, handwriting): it is left out unless
 ``keep_label=True``, and so are the description fields that may identify the patient or the case (file name,
