@@ -605,6 +605,11 @@ def test_viewer_drop_imports_nrrd_and_nifti_and_opens_them(qtbot, tmp_path, monk
     for data, stem in zip(datas, ("anat", "anat2")):
         w.dropEvent(QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
                                Qt.KeyboardModifier.NoModifier))
+        dlg = w.import_box  # the import dialog shows what will be imported; Import starts it
+        assert dlg is not None and dlg.src.endswith(data.urls()[0].fileName())
+        qtbot.waitUntil(lambda dlg=dlg: dlg.plan is not None or bool(dlg.inspect_error), timeout=20000)
+        assert not dlg.inspect_error, dlg.inspect_error
+        qtbot.mouseClick(dlg.import_button, Qt.MouseButton.LeftButton)
         out = tmp_path / f"{stem}.mzarr"
         assert w.doc is not None and w.doc.path == str(out), stem
         with Mzarr(out) as m:
