@@ -126,6 +126,11 @@ FORMATS: tuple[Format, ...] = (
            options=("compression", "keep_label"),
            note="Aperio SVS, Hamamatsu NDPI, Leica SCN, Ventana BIF; Philips TIFF and JPEG-tiled pyramidal OME-TIFF "
            "slides by content: level 0 lazily, MPP, JPEG tiles kept exactly where that stays within the source's size"),
+    Format("openslide", "Whole-slide image via OpenSlide", (".mrxs", ".vms", ".vmu", ".svslide", ".czi"),
+           reader="openslide_reader:read", sniff="openslide_reader:sniff", package="openslide", extra="openslide",
+           options=("compression", "keep_label"),
+           note="3DHISTECH MIRAX (.mrxs + its folder of .dat files), Hamamatsu VMS/VMU, Sakura, brightfield Zeiss CZI "
+           "through openslide-python + openslide-bin: level 0 lazily, MPP; not in the app bundles"),
     Format("ome-tiff", "OME-TIFF", (".ome.tif", ".ome.tiff", ".ome.btf"), reader="tiff:read",
            writer="tiff:write_ome_tiff", write_suffixes=(".ome.tif", ".ome.tiff"),
            note="export: pyramidal (SubIFDs), tiled 256, deflate, physical sizes"),
