@@ -5,9 +5,14 @@
     python benchmarks/bench_core.py --big-3d     # also: peak memory of a pyramid build from a >2 GB np.memmap
     python benchmarks/bench_core.py --parts 2d,effort --grey-size 4096
     python benchmarks/bench_core.py --parts reads  # reads vs the decode floor, the cache, sliding windows
+    MZARR_BENCH_VOLUMES=/data/ct_dicom:/data/t1.nii.gz python benchmarks/bench_core.py --parts goals
+                                                   # issue 8's goal ratios, side by side, on real volumes + a mosaic
 
 Prints Markdown tables and writes them to benchmarks/out/bench_core.md. Every image is made at run time from the
-real images bundled with scikit-image (nothing is downloaded). See docs/BENCHMARKS.md for the measured numbers.
+real images bundled with scikit-image (nothing is downloaded), except the real volumes of the goals part
+(``--volumes`` / $MZARR_BENCH_VOLUMES: DICOM folders, NIfTI, .npy, .tif, read by bench_layout.load_volume; without
+any it falls back to nibabel's bundled test volume, labelled "fallback, not real data"). See docs/BENCHMARKS.md for
+the measured numbers.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from _common import (
 REGION = 512
 CHUNK_2D = 512
 CHUNK_3D = 64
-PARTS = ("2d", "small", "effort", "3d", "reads")
+PARTS = ("2d", "small", "effort", "3d", "reads", "goals")
 MB = 1e6
 
 
@@ -753,6 +758,412 @@ def part_reads(images: dict[str, tuple[np.ndarray, str]], work: Path, n_regions:
     ])
 
 
+# -- issue 8 goals: every goal ratio side by side, in one run, on real data --------------------------------------
+PATCH = 128  # edge of a random 3D patch and of a sliding window (the inference pattern)
+STRIDE = 64  # sliding-window stride
+# mzarr variants: label -> save options. "mzarr" is the default save (format 2 strip bricks for lossless volumes);
+# "mzarr f1" writes format 1 (64 frames per brick, effort 2), volumes only, to show what format 2 changed.
+VARIANTS: dict[str, dict[str, Any]] = {"mzarr": {}, "mzarr f1": {"bricks": "frames"}}
+OK, NO = "✓", "✗"
+
+
+def goal_volumes(specs: list[str], quick: bool) -> list[tuple[str, np.ndarray, str]]:
+    """(column label, (z, y, x) array, note) of the real volumes; bench_layout's fallback (labelled) without any.
+
+    ``--quick`` takes a central crop of at most 128 x 256 x 256 of each (a smoke run, labelled as such).
+    """
+    from bench_layout import fallback_volumes, load_volume
+
+    vols = [load_volume(s) for s in specs] if specs else fallback_volumes()
+    out = []
+    for v in vols:
+        a, note, name = v.data, v.note, v.name.replace(" (FALLBACK)", "")
+        if quick:
+            lim = (128, 256, 256)
+            lo = [(s - min(s, n)) // 2 for s, n in zip(a.shape, lim)]
+            a = np.ascontiguousarray(a[tuple(slice(o, o + min(s, n)) for o, s, n in zip(lo, a.shape, lim))])
+            note += "; --quick: central crop"
+        label = f"{name} {'x'.join(str(s) for s in a.shape)} {a.dtype.name.replace('uint', 'u')}"
+        if not specs:
+            label += " (fallback, not real data)"
+        out.append((label, a, note))
+    return out
+
+
+def central_box(shape: tuple[int, ...], box: tuple[int, ...], chunk: int) -> tuple[slice, ...]:
+    """A central box of at most ``box``, its start on the chunk grid (windows then start on brick edges)."""
+    out = []
+    for s, b in zip(shape, box):
+        n = min(s, b)
+        lo = ((s - n) // 2) // chunk * chunk
+        out.append(slice(lo, lo + n))
+    return tuple(out)
+
+
+def encode_work(path: Path) -> tuple[list[np.ndarray], int]:
+    """What an encode floor encodes: every stored chunk of every level of a .mzarr file, as the array its JPEG XL
+    stream holds (a 2D tile, a 4096 x 64 strip, 64 frames), and the file's JPEG XL effort."""
+    import imagecodecs
+    import sqlite3
+
+    from mzarr import Mzarr
+
+    with Mzarr(path) as m:
+        effort = int(m.codec["effort"])
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        blobs = [v for (v,) in con.execute("SELECT value FROM zarr WHERE key GLOB '[0-9]*/c/*'")]
+    finally:
+        con.close()
+    return [imagecodecs.jpegxl_decode(b) for b in blobs], effort
+
+
+def floor_encoder() -> Any:
+    """The encode floor: ``imagecodecs.jpegxl_encode`` (lossless, grey) of arrays already in memory on a
+    ThreadPoolExecutor of os.cpu_count() threads: no pyramid to compute, no storage, no transaction."""
+    import imagecodecs
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(os.cpu_count())
+
+    def encode(arrays: list[np.ndarray], effort: int) -> None:
+        list(pool.map(lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=effort, photometric="GRAY"), arrays))
+
+    return encode
+
+
+def measure_goals_image(label: str, img: np.ndarray, axes: str, work: Path, rounds: int, n_regions: int,
+                        window_box: tuple[int, ...], decode: Any, encode: Any) -> dict[str, Any]:
+    """Every issue-8 measure of one image: mzarr (default save, pyramid; + format 1 for volumes) vs the peers
+    without a pyramid (Zarr + Blosc-zstd5 bitshuffle; tiled TIFF zlib + predictor in 2D), same chunk shape, level 0.
+    Writes, full reads, cold regions / patches and (3D) the sliding window, each best of ``rounds`` interleaved
+    rounds; the decode floor of the same chunk bytes for every mzarr read. Every read-back is checked bit-exact."""
+    from mzarr import Mzarr
+
+    three_d = axes == "zyx"
+    tag = "goals-" + label.split(" ")[0]
+    variants = [v for v in VARIANTS if three_d or v == "mzarr"]
+    mz_paths = {v: work / f"{tag}.{v.replace(' ', '-')}.mzarr" for v in variants}
+    blosc = ZarrBloscFormat(work / f"{tag}.zarr", "bitshuffle")
+    tiff = None if three_d else OmeTiffFormat(work / f"{tag}.tif", "zlib", predictor=True)
+    paths: dict[str, Path] = {**mz_paths, "blosc": blosc.path}
+    writes: dict[str, Any] = {v: (lambda v=v: Mzarr(img).save(mz_paths[v], **VARIANTS[v])) for v in variants}
+    writes["blosc"] = lambda: blosc.write(img, axes, 1)  # level 0 only, no pyramid
+    if tiff is not None:
+        paths["tiff"] = tiff.path
+        writes["tiff"] = lambda: tiff.write(img, axes, 1)
+    res: dict[str, Any] = {"label": label, "three_d": three_d, "raw": img.nbytes, "variants": variants,
+                           "write": {}, "size": {}, "full": {}, "region": {}, "region_med": {}, "window": {}}
+    inf = float("inf")
+    log(f"goals: {label}: writes ({', '.join(writes)}) and encode floors, {rounds} rounds")
+    work_of: dict[str, tuple[list[np.ndarray], int]] = {}
+
+    def write_job(name: str) -> Any:
+        def run() -> float:
+            remove(paths[name])
+            t0 = time.perf_counter()
+            writes[name]()
+            return time.perf_counter() - t0
+        return run
+
+    def floor_job(v: str) -> Any:  # the encode floor: the same chunks (every level) encoded on all cores, nothing else
+        def run() -> float:
+            if v not in work_of:  # untimed: the chunks of the file just written
+                work_of[v] = encode_work(mz_paths[v])
+            t0 = time.perf_counter()
+            encode(*work_of[v])
+            return time.perf_counter() - t0
+        return run
+
+    jobs = [(name, write_job(name)) for name in writes] + [(f"floor {v}", floor_job(v)) for v in variants]
+    r, n = 0, rounds
+    while r < n:  # rounds of every job in turn; short jobs get more rounds (up to 5x), as the reads below
+        spent = 0.0
+        for name, run in jobs:
+            secs = run()
+            res["write"][name] = min(res["write"].get(name, inf), secs)
+            spent += secs
+        if r == 0:
+            n = rounds * max(1, min(5, int(3.0 / max(spent, 1e-3))))
+        r += 1
+    work_of.clear()  # free the arrays
+    for name, path in paths.items():
+        res["size"][name] = path_size(path)  # before opening: a reader may add SQLite sidecars
+    res["size0"] = {v: MzarrFormat(p).level0_size() for v, p in mz_paths.items()}  # level-0 chunk bytes
+    files = {v: Mzarr(p, "r") for v, p in mz_paths.items()}  # the default decoded-chunk cache (256 MiB)
+    blobs = {v: level0_blobs(p) for v, p in mz_paths.items()}
+    res["chunks"] = len(blobs["mzarr"])
+    blosc.open()
+    if tiff is not None:
+        tiff.open()
+    peers: dict[str, Format] = {"blosc": blosc, **({"tiff": tiff} if tiff is not None else {})}
+    try:
+        levels = {v: m.levels[0] for v, m in files.items()}
+
+        def check(name: str, got: np.ndarray, key: Any = None) -> None:
+            want = img if key is None else img[key]
+            if got.shape != want.shape or not np.array_equal(got, want):
+                raise AssertionError(f"{label}: {name} read {'level 0' if key is None else key} differs from the original")
+
+        def interleaved(jobs: list[tuple[str, Any]], what: str) -> None:
+            """``rounds`` rounds of every job in turn (``run(checking) -> seconds``), best kept in res[what];
+            short jobs get more rounds (up to 5x, aiming at ~3 s per job kind), still interleaved, so that a burst
+            of load from other processes hits every method alike."""
+            r, n = 0, rounds
+            while r < n:
+                spent = 0.0
+                for name, run in jobs:
+                    secs = run(r == 0)
+                    res[what][name] = min(res[what].get(name, inf), secs)
+                    spent += secs
+                if r == 0:
+                    n = rounds * max(1, min(5, int(3.0 / max(spent, 1e-3))))
+                r += 1
+
+        def timed_call(name: str, prepare: Any, fn: Any, key: Any = None) -> Any:
+            """A job: ``prepare()`` untimed, then ``fn()`` timed; the result checked (untimed) when asked."""
+            def run(checking: bool) -> float:
+                if prepare is not None:
+                    prepare()
+                t0 = time.perf_counter()
+                out = fn()
+                secs = time.perf_counter() - t0
+                if checking and not name.startswith("floor"):
+                    check(name, out, key)
+                return secs
+            return run
+
+        # full read of level 0: decode floor, mzarr with its cache emptied, the peers
+        log(f"goals: {label}: full reads")
+        full_jobs: list[tuple[str, Any]] = []
+        for v in variants:
+            all_blobs = list(blobs[v].values())
+            full_jobs.append((f"floor {v}", timed_call(f"floor {v}", None, lambda b=all_blobs: decode(b))))
+            full_jobs.append((v, timed_call(v, files[v].clear_cache, files[v].numpy)))
+        full_jobs += [(name, timed_call(name, None, f.full)) for name, f in peers.items()]
+        interleaved(full_jobs, "full")
+        # cold random regions (3D: 128³ patches; 2D: 512² regions): each read by every method in turn
+        edge = PATCH if three_d else REGION
+        keys = random_keys(img.shape, axes, n_regions, 46, edge)
+        log(f"goals: {label}: {n_regions} cold {edge}{'³' if three_d else '²'} regions")
+        reg_jobs: list[tuple[str, Any, Any]] = []
+        for v in variants:
+            per_key = [[blobs[v][k] for k in chunk_keys(levels[v], key) if k in blobs[v]] for key in keys]
+            reg_jobs.append((f"floor {v}", None, lambda i, key, b=per_key: decode(b[i])))
+            reg_jobs.append((v, files[v].clear_cache, lambda i, key, lv=levels[v]: lv[key]))
+        reg_jobs += [(name, None, lambda i, key, f=f: f.region(0, key)) for name, f in peers.items()]
+        for name, prepare, fn in reg_jobs:
+            fn(0, keys[0])  # warm-up (imports, metadata, thread pools)
+        best = {name: [inf] * len(keys) for name, *_ in reg_jobs}
+        for r in range(rounds):
+            for i, key in enumerate(keys):
+                for name, prepare, fn in reg_jobs:
+                    run = timed_call(name, prepare, lambda fn=fn, i=i, key=key: fn(i, key), key)
+                    best[name][i] = min(best[name][i], run(r == 0))
+        res["n_regions"], res["edge"] = len(keys), edge
+        for name, times in best.items():
+            res["region"][name], res["region_med"][name] = sum(times), statistics.median(times)
+        # sliding window 128³ stride 64 over a central box, mzarr with its default cache (emptied first) vs Blosc;
+        # its floor: every brick the windows touch, decoded once (what a cache that holds them all achieves)
+        if three_d:
+            box = central_box(img.shape, window_box, CHUNK_3D)
+            box_shape = tuple(s.stop - s.start for s in box)
+            wins = [tuple(slice(b.start + w.start, b.start + w.stop) for b, w in zip(box, win))
+                    for win in windows(box_shape, axes, PATCH, STRIDE)]
+            res["box"], res["n_windows"] = box_shape, len(wins)
+            log(f"goals: {label}: sliding window {PATCH}³ stride {STRIDE}, {len(wins)} windows in a "
+                f"{'x'.join(map(str, box_shape))} box")
+
+            def window_pass(name: str, prepare: Any, fn: Any) -> Any:
+                """A job: one pass, the sum of the window reads' times (the checks are not timed)."""
+                def run(checking: bool) -> float:
+                    if prepare is not None:
+                        prepare()
+                    secs = 0.0
+                    for w in wins:
+                        t0 = time.perf_counter()
+                        out = fn(w)
+                        secs += time.perf_counter() - t0
+                        if checking:
+                            check(name, out, w)
+                        del out
+                    return secs
+                return run
+
+            win_jobs: list[tuple[str, Any]] = []
+            for v in variants:
+                touched = sorted({k for w in wins for k in chunk_keys(levels[v], w) if k in blobs[v]})  # empty: not stored
+                win_jobs.append((f"floor {v}", timed_call(f"floor {v}", None,
+                                                          lambda b=[blobs[v][k] for k in touched]: decode(b))))
+                win_jobs.append((v, window_pass(v, files[v].clear_cache, lambda w, lv=levels[v]: lv[w])))
+            win_jobs.append(("blosc", window_pass("blosc", None, lambda w: blosc.region(0, w))))
+            interleaved(win_jobs, "window")
+            for m in files.values():
+                m.clear_cache()
+    finally:
+        for m in files.values():
+            m.close()
+        for f in peers.values():
+            f.close()
+        for path in paths.values():
+            remove(path)
+    return res
+
+
+# goal rows: (row label, goal text, applies to 2D / 3D, variant-independent?, value(res, v) -> float, limit, kind)
+# kind "le": the ratio must be <= limit; "ge": >= limit; "pct": a share of the floor's throughput, >= limit.
+def _goal_specs() -> list[tuple[str, str, tuple[bool, ...], Any, Any, str]]:
+    def fastest_peer(r: dict[str, Any]) -> float:
+        return min(r["region"][p] for p in ("blosc", "tiff") if p in r["region"])
+
+    return [
+        ("file size incl. pyramid / Blosc (no pyramid)", "≤ 0.75 (3D), ≤ 0.90 (2D)", (False, True),
+         lambda r, v: r["size"][v] / r["size"]["blosc"], lambda r: 0.75 if r["three_d"] else 0.90, "le"),
+        ("file size incl. pyramid / TIFF zlib+predictor (no pyramid)", "≤ 1.0", (False,),
+         lambda r, v: r["size"][v] / r["size"]["tiff"], lambda r: 1.0, "le"),
+        ("full read of level 0: throughput / decode floor", "≥ 90 %", (False, True),
+         lambda r, v: r["full"][f"floor {v}"] / r["full"][v], lambda r: 0.90, "pct"),
+        ("cold region reads (2D 512², 3D 128³): throughput / decode floor", "≥ 90 %", (False, True),
+         lambda r, v: r["region"][f"floor {v}"] / r["region"][v], lambda r: 0.90, "pct"),
+        ("sliding window 128³ stride 64 (default cache) / Blosc", "≤ 1.5", (True,),
+         lambda r, v: r["window"][v] / r["window"]["blosc"], lambda r: 1.5, "le"),
+        ("random 128³ patch, cold / Blosc", "≤ 3", (True,),
+         lambda r, v: r["region"][v] / r["region"]["blosc"], lambda r: 3.0, "le"),
+        ("random 512² region, cold / fastest peer", "≤ 2.5", (False,),
+         lambda r, v: r["region"][v] / fastest_peer(r), lambda r: 2.5, "le"),
+        ("write incl. pyramid: throughput / Blosc's level-0 write", "≥ 0.5", (False, True),
+         lambda r, v: r["write"]["blosc"] / r["write"][v], lambda r: 0.5, "ge"),
+    ]
+
+
+def _bound_specs() -> list[tuple[str, tuple[bool, ...], Any]]:
+    """What bounds a goal's ratio: mzarr's size without its pyramid; the ratio if mzarr read at the decode floor."""
+    return [
+        ("bound: level-0 chunk bytes alone (no pyramid) / Blosc", (False, True),
+         lambda r, v: r["size0"][v] / r["size"]["blosc"]),
+        ("bound: encode floor (every level's chunks, all cores) vs Blosc's write, throughput", (False, True),
+         lambda r, v: r["write"]["blosc"] / r["write"][f"floor {v}"]),
+        ("bound: window decode floor (every box brick once) / Blosc window", (True,),
+         lambda r, v: r["window"][f"floor {v}"] / r["window"]["blosc"]),
+        ("bound: patch decode floor / Blosc patch", (True,),
+         lambda r, v: r["region"][f"floor {v}"] / r["region"]["blosc"]),
+        ("bound: region decode floor / fastest peer", (False,),
+         lambda r, v: r["region"][f"floor {v}"] / min(r["region"][p] for p in ("blosc", "tiff"))),
+    ]
+
+
+def goal_cell(value: float, limit: float, kind: str) -> tuple[str, bool]:
+    met = value <= limit if kind == "le" else value >= limit
+    if kind == "pct":  # one more digit where the rounded value would read as the threshold
+        digits = 1 if round(100 * value) == round(100 * limit) else 0
+        return f"{100 * value:.{digits}f} % (≥ {100 * limit:.0f} %) {OK if met else NO}", met
+    sign = "≤" if kind == "le" else "≥"
+    digits = 3 if round(value, 2) == round(limit, 2) else 2
+    return f"{value:.{digits}f} ({sign} {limit:g}) {OK if met else NO}", met
+
+
+def goals_summary(results: list[dict[str, Any]]) -> str:
+    header = ["goal (issue 8)", "threshold"] + [r["label"] for r in results] + ["met everywhere"]
+    rows = []
+    for variant, prefix in (("mzarr", ""), ("mzarr f1", "format 1 (bricks='frames'): ")):
+        for name, goal, dims, value, limit, kind in _goal_specs():
+            if variant == "mzarr f1" and False in dims and True not in dims:
+                continue
+            cells, all_met, any_cell = [], True, False
+            for r in results:
+                if r["three_d"] not in dims or variant not in r["variants"]:
+                    cells.append("-")
+                    continue
+                text, met = goal_cell(value(r, variant), limit(r), kind)
+                cells.append(text)
+                all_met, any_cell = all_met and met, True
+            if any_cell:
+                rows.append([prefix + name, goal, *cells, "**yes**" if all_met else "no"])
+        for name, dims, value in _bound_specs():
+            cells = [f"{value(r, variant):.2f}" if r["three_d"] in dims and variant in r["variants"] else "-"
+                     for r in results]
+            if any(c != "-" for c in cells):
+                rows.append([f"{prefix}*{name}*", "(info)", *cells, ""])
+    return markdown_table(header, rows)
+
+
+def goals_numbers(results: list[dict[str, Any]]) -> str:
+    header = ["image (raw MB)", "writer", "file MB (% raw; mzarr: level 0 alone MB)", "write s (MB/s)", "encode floor s", "full read ms (MB/s)",
+              "decode floor ms", "cold regions: sum ms (median)", "decode floor sum ms",
+              "window pass s", "window floor s"]
+    rows = []
+    who = {"mzarr": "**mzarr** (default, pyramid)", "mzarr f1": "mzarr format 1 (pyramid)",
+           "blosc": "Zarr + Blosc-zstd5 bitshuffle (L0)", "tiff": "TIFF zlib + predictor (L0)"}
+    for r in results:
+        raw = r["raw"]
+        for name in [*r["variants"], *(p for p in ("blosc", "tiff") if p in r["size"])]:
+            mzarr = name in r["variants"]
+            rows.append([
+                f"{r['label']} ({raw / MB:.1f})", who[name],
+                f"{r['size'][name] / MB:.2f} ({100 * r['size'][name] / raw:.1f}"
+                + (f"; L0 {r['size0'][name] / MB:.2f})" if mzarr else ")"),
+                f"{r['write'][name]:.2f} ({raw / MB / r['write'][name]:.0f})",
+                f"{r['write'][f'floor {name}']:.2f}" if mzarr else "",
+                f"{ms(r['full'][name])} ({raw / MB / r['full'][name]:.0f})",
+                ms(r["full"][f"floor {name}"]) if mzarr else "",
+                f"{ms(r['region'][name])} ({ms(r['region_med'][name])})",
+                ms(r["region"][f"floor {name}"]) if mzarr else "",
+                f"{r['window'][name]:.2f}" if name in r["window"] else "",
+                f"{r['window'][f'floor {name}']:.2f}" if mzarr and r["window"] else "",
+            ])
+    return markdown_table(header, rows)
+
+
+def part_goals(volumes: list[tuple[str, np.ndarray, str]], grey: np.ndarray, work: Path, rounds: int,
+               n_patches: int, n_regions: int, window_box: tuple[int, ...]) -> str:
+    load0 = os.getloadavg()
+    t_start = time.perf_counter()
+    decode, encode = floor_decoder(), floor_encoder()
+    results = []
+    for label, vol, _ in volumes:
+        results.append(measure_goals_image(label, vol, "zyx", work, rounds, n_patches, window_box, decode, encode))
+    grey_label = f"grey mosaic {grey.shape[0]}x{grey.shape[1]} u8"
+    results.append(measure_goals_image(grey_label, grey, "yx", work, rounds, n_regions, window_box, decode, encode))
+    load1 = os.getloadavg()
+    notes = [f"- {label}: {note}" for label, _, note in volumes]
+    windows_text = "; ".join(f"{r['label'].split(' ')[0]}: {r['n_windows']} windows in a central "
+                             f"{'x'.join(map(str, r['box']))} box" for r in results if r["three_d"])
+    return "\n".join([
+        (f"One run, every ratio measured side by side; best of {rounds} interleaved rounds (each method takes its "
+         "turn within a round, region by region for the random reads; writes, full reads and window passes of small "
+         "images get up to 5x as many rounds, ~3 s per round kind). mzarr = `Mzarr(img).save(path)` with the "
+         "default options (pyramid included; lossless volumes are format 2: one JPEG XL frame per 64³ brick, "
+         "effort 1; 2D: 512² tiles, effort 2), read with its default decoded-chunk cache, emptied before every "
+         "cold read (`m.clear_cache()`). Format 1 = the same with `bricks='frames'` (64 frames per brick, effort 2). "
+         "Peers: level 0 only (no pyramid), the same chunk shape: Zarr v3 + Blosc(zstd, clevel 5, bitshuffle); in 2D "
+         "also a tiled TIFF (tifffile, 512² tiles, zlib, horizontal predictor). Decode floor = the same level-0 "
+         "chunk bytes, already in memory, decoded by `imagecodecs.jpegxl_decode` on a ThreadPoolExecutor of "
+         f"os.cpu_count() = {os.cpu_count()} threads. Cold regions: {results[0]['n_regions']} random "
+         f"{PATCH}³ patches per volume, {results[-1]['n_regions']} random {REGION}² regions in 2D; ratios of the "
+         f"sums. Sliding window: {PATCH}³ windows every {STRIDE} voxels, last axis fastest ({windows_text}). "
+         "Write = the whole save (mzarr: pyramid included) vs Blosc's level-0 write. Every read-back is checked "
+         "bit-exact against the original. Encode floor = every stored chunk of every level (as the array its JPEG XL "
+         "stream holds) encoded again by `imagecodecs.jpegxl_encode` with the file's effort on the same number of "
+         "threads: the write without downsampling, storage or zarr."),
+        "",
+        f"Load average (1, 5, 15 min) at the start of this part: {', '.join(f'{x:.2f}' for x in load0)}; at the "
+        f"end: {', '.join(f'{x:.2f}' for x in load1)}; part run time {time.perf_counter() - t_start:.0f} s.",
+        "",
+        "Volumes:", *notes,
+        f"- {grey_label}: `mosaic({grey.shape[0]}, {grey.shape[1]}, GREY_SOURCES, seed=0)` (random crops of "
+        "scikit-image's real photographs and textures)",
+        "",
+        "### Summary: issue 8 goal ratios (✓ met, ✗ not met; *bound* rows: mzarr's level 0 alone, and the ratio if "
+        "mzarr read at exactly the decode floor)",
+        "",
+        goals_summary(results),
+        "",
+        "### Absolute numbers",
+        "",
+        goals_numbers(results),
+    ])
+
+
 # -- peak memory of a big 3D pyramid build, each in a fresh child process ----------------------------------------
 def child_peak(spec: dict[str, Any]) -> None:
     """Runs in a child process: build the pyramid of the memmapped volume, print JSON with time and memory."""
@@ -858,15 +1269,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big-3d", action="store_true", help="also measure peak memory building the pyramid of a >2 GB volume")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}, or none (default: all)")
     p.add_argument("--formats", default="mzarr,zarr,tiff,png", help="comma list of mzarr, zarr, tiff, png")
-    p.add_argument("--grey-size", type=int, help="edge of the grey uint8 mosaic (default 8192; quick 2048)")
+    p.add_argument("--grey-size", type=int,
+                   help="edge of the grey uint8 mosaic (default 8192, goals part 4096; quick 2048)")
     p.add_argument("--rgb-size", type=int, help="edge of the RGB uint8 mosaic (default 6144; quick 1536)")
     p.add_argument("--vol-shape", help="z,y,x of the uint16 test volume (default 128,1024,1024; quick 64,256,256)")
     p.add_argument("--big-shape", default="1100,1100,1100", help="z,y,x of the --big-3d volume (default 1100^3 uint16)")
     p.add_argument("--regions", type=int, help="random regions per level (default 50; quick 20)")
-    p.add_argument("--rounds", type=int, help="interleaved write/read rounds, best kept (default 2; quick 1)")
+    p.add_argument("--rounds", type=int, help="interleaved write/read rounds, best kept (default 2, goals part 3; quick 1)")
     p.add_argument("--efforts", default="1,2,3", help="JPEG XL efforts for the effort part (default 1,2,3)")
     p.add_argument("--cache-sizes", default="0,8,32,128,256", help="cache MiB for the reads part's size study")
     p.add_argument("--reads-vol-shape", help="z,y,x of the reads part's volume (default 256,512,512; quick 128,256,256)")
+    p.add_argument("--volumes", default=os.environ.get("MZARR_BENCH_VOLUMES", ""),
+                   help="goals part: real volumes, os.pathsep-separated (default $MZARR_BENCH_VOLUMES; DICOM folder, "
+                   ".nii/.nii.gz, .npy, .tif); none: bench_layout's fallback, labelled as not real data")
+    p.add_argument("--patches", type=int, help="goals part: random 128³ patches per volume (default 30; quick 6)")
+    p.add_argument("--window-box", default="256,512,512",
+                   help="goals part: the sliding window covers a central box of at most z,y,x (default 256,512,512)")
     p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -948,6 +1366,18 @@ def main(argv: list[str] | None = None) -> int:
         reads_images[f"volume {rv[0]}x{rv[1]}x{rv[2]} u16"] = (make_volume(rv), "zyx")
         table = part_reads(reads_images, work, n_regions, rounds, [int(c) for c in args.cache_sizes.split(",")])
         sections += ["", "## Reads at the codec's limit: decode floor, cache, sliding windows", "", table]
+        print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
+    if "goals" in parts:
+        specs = [s for s in args.volumes.split(os.pathsep) if s.strip()]
+        log("goals: loading " + (", ".join(specs) if specs else "the fallback volume (no --volumes given)"))
+        goal_vols = goal_volumes(specs, args.quick)
+        g = args.grey_size or (2048 if args.quick else 4096)
+        key = f"grey {g}² u8"
+        grey_img = images2d[key][0] if key in images2d else mosaic(g, g, GREY_SOURCES, seed=0)
+        table = part_goals(goal_vols, grey_img, work, args.rounds or (1 if args.quick else 3),
+                           args.patches or (6 if args.quick else 30),
+                           n_regions, tuple(int(v) for v in args.window_box.split(",")))
+        sections += ["", "## Issue 8 goals (format 2): every ratio side by side, on real data", "", table]
         print("\n".join(sections[-4:]), file=sys.stderr, flush=True)
     if args.big_3d:
         big = tuple(int(v) for v in args.big_shape.split(","))
