@@ -186,10 +186,8 @@ def _bytes_on_disk(path: Path, files: tuple[str, ...] = ()) -> int:
 
 
 def slide_module(fmt: formats.Format) -> Any:
-    """The slide module when ``fmt`` is the registry's whole-slide format (its reader lives in ``slide``)."""
-    if fmt.reader and fmt.reader.split(":")[0] == "slide":
-        return importlib.import_module(SLIDE_MODULE)
-    return None
+    """The whole-slide module of ``fmt`` (tifffile's or OpenSlide's reader), None for other formats."""
+    return formats.slide_module(fmt)
 
 
 def inspect(src: str | os.PathLike, series: int | None = None) -> ImportPlan:
@@ -354,7 +352,7 @@ def _estimate(plan: ImportPlan, compression: Compression, cancel: threading.Even
             # the JPEG tiles' transcoding cannot be sampled through Mzarr.save: the slide module's own estimate
             return Estimate(int(known[mode]), "slide", seconds=time.perf_counter() - t0)
         if plan.source is None:  # the slide's level 0, opened lazily for sampling
-            slide = importlib.import_module(SLIDE_MODULE)
+            slide = formats.slide_module(formats.find_format(plan.src)) or importlib.import_module(SLIDE_MODULE)
             plan.source = slide.open_slide(plan.src, compression="lossless")
         options = {"lossless": True} if mode == "lossless" else {
             "lossless": False,

@@ -11,6 +11,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .formats import SLIDE_FORMATS
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -304,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             options["is_label"] = True
         read_options = {"series": args.series, "keep_phi": args.keep_phi, "compression": args.slide_compression,
                         "keep_label": args.keep_label}
-        if args.lossy and args.slide_compression is None and getattr(_import_format(args.input), "name", "") == "slide":
+        if args.lossy and args.slide_compression is None and getattr(_import_format(args.input), "name", "") in SLIDE_FORMATS:
             read_options["compression"] = "lossy"  # --lossy on a slide: its lossy mode
         with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
             out = convert(args.input, args.output, progress=bar, read_options=read_options,
@@ -418,10 +420,9 @@ def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
         out["dicom_series"] = [{**asdict(s), "files": len(s.files)} for s in found]
         out["chosen_series"] = chosen.index if chosen is not None else None
         out["series_listing"] = format_dicom_series(found, chosen)
-    if fmt.name == "slide":  # what the scanner wrote, the compressions and their estimated sizes
-        from .formats.slide import describe_slide
-
-        out["slide_listing"] = describe_slide(path).lines()
+    slide = formats.slide_module(fmt)
+    if slide is not None:  # what the scanner wrote, the compressions and their estimated sizes
+        out["slide_listing"] = slide.describe_slide(path).lines()
     source = formats.read(path, **options)
     try:
         shape = tuple(int(n) for n in source.array.shape)

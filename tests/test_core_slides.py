@@ -384,4 +384,4 @@ def test_cli_convert_prints_the_choice_and_info_shows_mpp(slides, tmp_path, caps
     png = tmp_path / "p.png"
     png.write_bytes(imagecodecs.png_encode(np.zeros((8, 8), np.uint8)))
     assert main(["convert", str(png), str(tmp_path / "p.mzarr"), "--keep-label"]) == 2
-    assert "--keep-label applies to Whole-slide image sources only" in capsys.readouterr().err
+    assert "--keep-label applies to Whole-slide image" in capsys.readouterr().err

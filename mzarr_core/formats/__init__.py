@@ -369,6 +369,17 @@ def strip_suffix(name: str) -> str:
     return base[: -len(suffix)]
 
 
+#: formats whose reader module is a whole-slide module (open_slide, describe_slide, sniff, compression modes)
+SLIDE_FORMATS = ("slide", "openslide")
+
+
+def slide_module(fmt: Format) -> Any:
+    """The whole-slide module behind ``fmt`` (``open_slide``, ``describe_slide``...), None for other formats."""
+    if fmt.name not in SLIDE_FORMATS or not fmt.reader:
+        return None
+    return importlib.import_module(f"{__name__}.{fmt.reader.split(':')[0]}")
+
+
 def import_action(path: str | os.PathLike) -> str | None:
     """What the viewer does with a dropped path: ``"open"`` (a .mzarr / OME-Zarr), ``"import"`` (anything else Mzarr
     reads: converted to a .mzarr first) or None (not an image Mzarr knows)."""
