@@ -2,13 +2,14 @@
 
 Level 0 is read from the source in "superblocks" (a chunk scaled up by 2^k, at most BLOCK_BUDGET bytes), and each
 superblock is downsampled in memory to produce the matching, chunk-aligned blocks of levels 1..k. Levels beyond k
-are built the same way from level k as written. Zarr encodes the chunks of each write on its thread pool
-(imagecodecs releases the GIL) while the next block is read ahead.
+are built the same way from level k as written. Superblocks are downsampled and written by one worker per core,
+zarr encoding each write's chunks on its thread pool (imagecodecs releases the GIL), while the next block is read
+ahead.
 
 Level 0 may come partly pre-encoded: ``encoded_chunks(coords)`` returns the stored bytes of level 0's chunk at
 storage ``coords`` (e.g. a slide's JPEG tile transcoded to JPEG XL), or None to encode that chunk from the pixels.
 It is called on a pool of one thread per core, for the chunks of one superblock while the superblock's pixels build
-the coarser levels; memory stays bounded (at most two superblocks in flight).
+the coarser levels; memory stays bounded (at most one superblock per core in flight, within BUILD_BUDGET).
 """
 
 from __future__ import annotations
@@ -31,8 +32,13 @@ from .ngff import ImageInfo, group_attributes
 from .pyramid import LevelGeometry, downsample, plan_levels
 
 BLOCK_BUDGET = 64 * 2**20
+BUILD_BUDGET = 256 * 2**20  # superblocks being downsampled and written at once (one per core, within this)
 Progress = Callable[[int, int], Any]
 EncodedChunks = Callable[[tuple[int, ...]], "bytes | None"]
+
+
+def _cores() -> int:
+    return max(1, os.cpu_count() or 1)
 
 
 def colour_transpose(storage_axes: str, colour: bool) -> tuple[int, ...] | None:
@@ -156,39 +162,42 @@ def build_pyramid(
         def read(region: tuple[slice, ...], src: StorageArray = src) -> np.ndarray:
             return np.asarray(src[region])
 
-        # One thread reads ahead, one writes behind (zarr encodes each write's chunks on its own pool), so the
-        # main thread's downsampling overlaps both; at most two blocks wait to be written (bounded memory).
+        # One thread reads ahead; each superblock then is downsampled and written (zarr encodes each write's
+        # chunks on its own pool) by a pool of one worker per core, so several superblocks are downsampled and
+        # encoded at once: with fast codecs (strip bricks) the downsampling and zarr's per-chunk work would
+        # otherwise keep the save on one core. At most ``in_flight`` superblocks are held (bounded memory).
         # Pre-encoded level-0 chunks are made on a pool of one thread per core meanwhile.
         transcode = encoded_chunks if start == 0 else None
-        with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(1, "mzarr-write") as writer, \
-                ThreadPoolExecutor(max(1, os.cpu_count() or 1) if transcode else 1, "mzarr-encode") as encoder:
+        block_bytes = math.prod(block) * itemsize
+        in_flight = max(1, min(_cores(), BUILD_BUDGET // max(1, block_bytes)))
+
+        def process(region: tuple[slice, ...], data: np.ndarray, start: int = start, k: int = k,
+                    rel: list = rel, transcode: Any = transcode, encoder: Any = None) -> int:
+            batch = []
+            level0 = None
+            if transcode is not None:
+                encoded = [(c, encoder.submit(transcode, c)) for c in _chunk_coords(region, tuple(arrays[0].chunks))]
+                level0 = (arrays[0], region, data, encoded)
+            elif start == 0:
+                batch.append((arrays[0], region, data))
+            for j in range(1, k + 1):
+                halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
+                data = downsample(data, halve, method)
+                origin = [s.start // r for s, r in zip(region, rel[j])]
+                batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
+            return (_write_encoded(*level0) if level0 is not None else 0) + _write_batch(batch)
+
+        with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(in_flight, "mzarr-build") as builder, \
+                ThreadPoolExecutor(_cores() if transcode else 1, "mzarr-encode") as encoder:
             pending = reader.submit(read, regions[0]) if regions else None
-            writes: list = []
+            writes: list[Future] = []
             for n_region, region in enumerate(regions):
                 assert pending is not None
                 data = pending.result()
                 pending = reader.submit(read, regions[n_region + 1]) if n_region + 1 < len(regions) else None
-                batch = []
-                encoded: list[tuple[tuple[int, ...], Future]] = []
-                if transcode is not None:
-                    encoded = [(c, encoder.submit(transcode, c)) for c in _chunk_coords(region, tuple(arrays[0].chunks))]
-                    level0 = (arrays[0], region, data, encoded)
-                elif start == 0:
-                    batch.append((arrays[0], region, data))
-                for j in range(1, k + 1):
-                    halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
-                    data = downsample(data, halve, method)
-                    origin = [s.start // r for s, r in zip(region, rel[j])]
-                    batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
-                if transcode is not None:
-
-                    def write_both(batch: list = batch, level0: tuple = level0) -> int:
-                        return _write_encoded(*level0) + _write_batch(batch)
-
-                    writes.append(writer.submit(write_both))
-                else:
-                    writes.append(writer.submit(_write_batch, batch))
-                while len(writes) > 1:
+                writes.append(builder.submit(process, region, data, encoder=encoder))
+                del data
+                while len(writes) >= in_flight:
                     done += writes.pop(0).result()
                     if progress:
                         progress(done, total)
