@@ -658,3 +658,17 @@ def test_every_picture_format_reads_real_pixels(tmp_path):
     mzarr_core.convert(Path(skimage.data.__file__).parent / "no_time_for_that_tiny.gif", tmp_path / "gif.mzarr")
     with Mzarr(tmp_path / "gif.mzarr") as m:
         assert m.axes == "zyxc" and np.array_equal(m.numpy(), values(gif))
+
+
+def test_a_bundle_offers_only_the_formats_it_holds(monkeypatch):
+    """OpenSlide is a pip extra, not in the app bundles: a frozen app (sys.frozen) leaves it out of help texts, the
+    import filter and the suffix lists; a pip install lists it with its extra."""
+    from mzarr_core import formats
+
+    openslide = formats.get_format("openslide")
+    assert not openslide.bundled and openslide.offered
+    assert ".mrxs" in formats.describe_readable() and "*.mrxs" in formats.qt_filter()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert not openslide.offered and formats.get_format("nifti").offered
+    assert ".mrxs" not in formats.describe_readable() and "*.mrxs" not in formats.qt_filter()
+    assert ".mrxs" not in formats.readable_suffixes() and ".nii.gz" in formats.readable_suffixes()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,12 @@ class Format:
     native: bool = False  # Mzarr's own storage: opened directly by the viewer, not imported
     sniff_first: bool = False  # its sniff is asked before the others (DICOM: "DICM" at byte 128 beats a TIFF preamble)
     note: str = ""  # one line for the documentation / help
+    bundled: bool = True  # its packages are inside the app bundles (False: an optional extra of pip installs only)
+
+    @property
+    def offered(self) -> bool:
+        """Whether help texts, dialogs and suffix lists show it here: everywhere but in a bundle it is not in."""
+        return self.bundled or not getattr(sys, "frozen", False)
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -128,7 +135,7 @@ FORMATS: tuple[Format, ...] = (
            "slides by content: level 0 lazily, MPP, JPEG tiles kept exactly where that stays within the source's size"),
     Format("openslide", "Whole-slide image via OpenSlide", (".mrxs", ".vms", ".vmu", ".svslide", ".czi"),
            reader="openslide_reader:read", sniff="openslide_reader:sniff", package="openslide", extra="openslide",
-           options=("compression", "keep_label"),
+           options=("compression", "keep_label"), bundled=False,
            note="3DHISTECH MIRAX (.mrxs + its folder of .dat files), Hamamatsu VMS/VMU, Sakura, brightfield Zeiss CZI "
            "through openslide-python + openslide-bin: level 0 lazily, MPP; not in the app bundles"),
     Format("ome-tiff", "OME-TIFF", (".ome.tif", ".ome.tiff", ".ome.btf"), reader="tiff:read",
@@ -314,7 +321,7 @@ def readable_suffixes(*, native: bool | None = None) -> tuple[str, ...]:
     """Every suffix Mzarr reads (``native=False``: only those imported into a .mzarr, True: only Mzarr's own)."""
     out: list[str] = []
     for fmt in FORMATS:
-        if fmt.reader and (native is None or fmt.native == native):
+        if fmt.reader and fmt.offered and (native is None or fmt.native == native):
             out += [s for s in fmt.suffixes if s not in out]
     return tuple(out)
 
@@ -331,7 +338,7 @@ def describe_readable() -> str:
     "mzarr[dicom]")"`` for help texts and errors."""
     parts = []
     for fmt in FORMATS:
-        if not fmt.reader:
+        if not fmt.reader or not fmt.offered:
             continue
         where = ", ".join(fmt.suffixes) + (" files or folders" if fmt.folder and fmt.name == "dicom" else
                                            " folders" if fmt.folder else "")
@@ -352,7 +359,7 @@ def qt_filter() -> str:
     globs = lambda suffixes: " ".join(f"*{s}" for s in suffixes)  # noqa: E731
     entries = [f"Images ({globs(readable_suffixes(native=False))})"]
     for fmt in FORMATS:
-        if fmt.reader and not fmt.native:
+        if fmt.reader and fmt.offered and not fmt.native:
             entries.append(f"{fmt.title} ({globs(fmt.suffixes)})")
     entries.append("All files (*)")
     return ";;".join(entries)
