@@ -9,12 +9,19 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 
-class LevelLike(Protocol):
-    """What the scheduler needs from a pyramid level (a ``mzarr_core`` Level or a test stand-in)."""
+class LevelShape(Protocol):
+    """What tile geometry needs from a pyramid level (a ``mzarr_core`` Level, ``planner.LevelGeometry``, a stand-in)."""
 
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    factor: tuple[float, ...]
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def chunks(self) -> tuple[int, ...]: ...
+    @property
+    def factor(self) -> tuple[float, ...]: ...
+
+
+class LevelLike(LevelShape, Protocol):
+    """A pyramid level whose data can be indexed (a ``mzarr_core`` Level or a test stand-in)."""
 
     def __getitem__(self, key: Any) -> np.ndarray: ...
 
@@ -64,13 +71,13 @@ def default_plane(axes: str, slice_axis: str | None = None, slice_index: int = 0
     return Plane(axes, shown[0], shown[1], slice_axis, slice_index, channels)
 
 
-def plane_factors(level: LevelLike, plane: Plane) -> tuple[float, float]:
+def plane_factors(level: LevelShape, plane: Plane) -> tuple[float, float]:
     """Downsampling factor of ``level`` along the displayed (row, col) axes."""
     return (float(level.factor[plane.axes.index(plane.row)]),
             float(level.factor[plane.axes.index(plane.col)]))
 
 
-def choose_level(levels: Sequence[LevelLike], plane: Plane, screen_pixel: float) -> int:
+def choose_level(levels: Sequence[LevelShape], plane: Plane, screen_pixel: float) -> int:
     """Coarsest level whose pixels are at least as fine as a screen pixel.
 
     ``screen_pixel`` is the size of one screen pixel in level-0 pixels (>1 when zoomed out).
@@ -83,7 +90,7 @@ def choose_level(levels: Sequence[LevelLike], plane: Plane, screen_pixel: float)
     return best
 
 
-def slice_at_level(level: LevelLike, plane: Plane) -> int | None:
+def slice_at_level(level: LevelShape, plane: Plane) -> int | None:
     """The slice index of ``plane`` mapped to ``level`` (``i // factor``, clipped to the level)."""
     if plane.slice_axis is None:
         return None
@@ -103,7 +110,7 @@ def _chunk_range(lo: float, hi: float, factor: float, chunk: int, size: int) -> 
     return range(a // chunk, (b - 1) // chunk + 1)
 
 
-def visible_tiles(level: LevelLike, level_index: int, plane: Plane,
+def visible_tiles(level: LevelShape, level_index: int, plane: Plane,
                   rect: tuple[float, float, float, float]) -> list[TileKey]:
     """Tiles of ``level`` intersecting ``rect`` = (x0, y0, x1, y1) in level-0 coordinates, centre first."""
     ri, ci = plane.axes.index(plane.row), plane.axes.index(plane.col)
@@ -119,7 +126,7 @@ def visible_tiles(level: LevelLike, level_index: int, plane: Plane,
     return tiles
 
 
-def tile_chunks(level: LevelLike, plane: Plane, tile: TileKey) -> list[tuple[int, ...]]:
+def tile_chunks(level: LevelShape, plane: Plane, tile: TileKey) -> list[tuple[int, ...]]:
     """Chunk indices (full n-D) that make up ``tile``."""
     per_axis: list[list[int]] = []
     for ax, name in enumerate(plane.axes):
@@ -153,12 +160,12 @@ def read_key(tile: TileKey, chunk_index: tuple[int, ...], by_plane: bool) -> Rea
     return (tile.level, chunk_index)
 
 
-def chunk_region(level: LevelLike, chunk_index: Sequence[int]) -> tuple[slice, ...]:
+def chunk_region(level: LevelShape, chunk_index: Sequence[int]) -> tuple[slice, ...]:
     """Region of one chunk, clipped to the level's shape."""
     return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(chunk_index, level.chunks, level.shape))
 
 
-def tile_rect(level: LevelLike, plane: Plane, tile: TileKey) -> tuple[float, float, float, float]:
+def tile_rect(level: LevelShape, plane: Plane, tile: TileKey) -> tuple[float, float, float, float]:
     """Tile's rectangle (x, y, width, height) in level-0 coordinates."""
     ri, ci = plane.axes.index(plane.row), plane.axes.index(plane.col)
     fr, fc = level.factor[ri], level.factor[ci]
@@ -175,7 +182,6 @@ def assemble_tile(level: LevelLike, plane: Plane, tile: TileKey,
 
     Each value of ``chunks`` is a whole chunk or its plane at the slice (the slice axis already dropped).
     """
-    ri, ci = plane.axes.index(plane.row), plane.axes.index(plane.col)
     cax = plane.axes.find("c")
     parts: list[np.ndarray] = []
     for idx in tile_chunks(level, plane, tile):
