@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .ngff import ImageInfo
 from .pyramid import DOWNSAMPLE_METHODS
 from .values import coerce
 from .writer import Progress, write_image
+
+if TYPE_CHECKING:
+    from .labels import LabelImage
 
 MODES = ("r", "r+", "a", "w", "w-")
 
@@ -497,6 +500,181 @@ class Mzarr:
             return {}
         with self._lock.reading(), self._transaction(write=False):
             return read_associated(self._store, str(self.path))
+
+    # -- label images (docs/FORMAT.md "Label images") ------------------------------------------------------------
+    def _label_host(self, doing: str | None = None) -> Any:
+        """The stored backend that can hold label images (None, or an MzarrValueError saying why, if it cannot)."""
+        from .backends import StoredBackend
+
+        backend = self._backend
+        if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
+            return backend
+        if doing is None:
+            return None
+        where = "in memory: save it first" if backend.kind == "memory" else "an Mzarr 0.0.x ZIP: convert it first"
+        raise MzarrValueError(f"cannot {doing}: label images live inside a .mzarr file or an OME-Zarr folder, and this image is {where}")
+
+    def _label_names(self, host: Any) -> list[str]:
+        from .labels import GROUP, parse_labels_index
+        from .metadata_check import Documents
+
+        docs = Documents(host.store, host.kind, host.path)
+        key = f"{GROUP}/zarr.json"
+        doc = docs.load(key)
+        return [] if doc is None else parse_labels_index(doc, docs.where, key)
+
+    def labels(self) -> list[str]:
+        """The names of this image's label images (NGFF ``labels``), in the order stored; [] if none."""
+        self._check_open()
+        host = self._label_host()
+        if host is None:
+            return []
+        with self._lock.reading(), self._transaction(write=False):
+            return self._label_names(host)
+
+    def label(self, name: str) -> "LabelImage":
+        """The label image ``name``: levels, NumPy-style reads and writes (every level updated), colours, properties."""
+        from .labels import LabelImage, check_label_levels, check_label_name, prefix_of
+
+        self._check_open()
+        host = self._label_host("open a label image")
+        check_label_name(name)
+        with self._lock.reading(), self._transaction(write=False):
+            names = self._label_names(host)
+            if name not in names:
+                raise MzarrValueError(
+                    f"{self.path} has no label image {name!r}; it has {', '.join(map(repr, names)) or 'none'}"
+                )
+            child = host.open_child(prefix_of(name))
+        check_label_levels(child, self.axes, self.shape, str(self.path))
+        child.cache.max_bytes = self._cache_bytes
+        out = LabelImage(self, name, child)
+        self._label_objects().append(out)
+        return out
+
+    def _label_objects(self) -> list:
+        if not hasattr(self, "_open_labels"):
+            self._open_labels: list = []
+        return self._open_labels
+
+    def create_labels(
+        self, name: str, data: Any = None, *, dtype: Any = "uint16", colors: dict | None = None,
+        properties: dict | None = None,
+    ) -> "LabelImage":
+        """Add the label image ``name``: ``data`` (an array of the image's spatial shape, integer or bool), or all
+        zeros of ``dtype``. Its pyramid (mode rule, the image's factors) is written in one transaction with the
+        list of label images. ``colors``: {value: (r, g, b[, a])}; ``properties``: {value: {key: JSON value}}."""
+        from .labels import (
+            GROUP, MAX_LABEL_IMAGES, check_label_dtype, check_label_name, image_label_block, labels_index_doc,
+        )
+
+        self._check_open()
+        host = self._label_host("create a label image")
+        if not self.writable:
+            raise MzarrReadOnlyError(self._read_only_reason())
+        check_label_name(name)
+        spatial = self.spatial_axes
+        shape = tuple(n for a, n in zip(self.axes, self.shape) if a != "c")
+        if data is not None:
+            source = data
+            if not (hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__")):
+                source = np.asarray(source)
+            if tuple(int(n) for n in source.shape) != shape:
+                raise MzarrValueError(
+                    f"label image {name!r} must have the image's spatial shape {shape} (axes {spatial!r}, no channel "
+                    f"axis), got {tuple(source.shape)}: a label is one value per pixel of the image"
+                )
+            dt = check_label_dtype(source.dtype)
+            if isinstance(source, np.ndarray) and source.dtype != dt:
+                source = source.astype(dt)
+        else:
+            dt = check_label_dtype(dtype)
+            source = _Zeros(shape, dt)
+        block = image_label_block(colors, properties)
+        info = ImageInfo(axes=spatial, spacing=self.spacing, unit=self.unit, is_label=True, downsample="mode", name=name)
+        codec = choose_codec(dt, lossless=True, is_label=True, volume="z" in spatial)
+        chunks = tuple(c for a, c in zip(self.axes, self.chunks) if a != "c")
+        levels = self._backend.stored_level_count
+        with self._lock.writing(), self._transaction():
+            try:
+                names = self._label_names(host)
+                if name in names:
+                    raise MzarrValueError(f"{self.path} already has a label image {name!r}; delete or rename it first")
+                if len(names) >= MAX_LABEL_IMAGES:
+                    raise MzarrValueError(f"{self.path} already has {len(names)} label images, the most a file holds")
+                write_image(host.store, source, info, codec, chunks, levels, empty=data is None,
+                            path=f"{GROUP}/{name}", ome_extra={"image-label": block})
+                host.put_document(f"{GROUP}/zarr.json", labels_index_doc(names + [name]))
+            except BaseException:
+                self._close_if_broken()
+                raise
+        return self.label(name)
+
+    def rename_labels(self, old: str, new: str) -> None:
+        """Rename the label image ``old`` to ``new`` (its chunks are not rewritten)."""
+        from .labels import GROUP, check_label_name, labels_index_doc, prefix_of
+        from .metadata_check import Documents
+
+        self._check_open()
+        host = self._label_host("rename a label image")
+        if not self.writable:
+            raise MzarrReadOnlyError(self._read_only_reason())
+        check_label_name(old)
+        check_label_name(new)
+        with self._lock.writing(), self._transaction():
+            try:
+                names = self._label_names(host)
+                if old not in names:
+                    raise MzarrValueError(f"{self.path} has no label image {old!r}; it has {', '.join(map(repr, names)) or 'none'}")
+                if new in names:
+                    raise MzarrValueError(f"{self.path} already has a label image {new!r}; delete it or pick another name")
+                if old == new:
+                    return
+                host.delete_prefix(prefix_of(new))  # leftovers of an unlisted group of that name
+                host.move_prefix(prefix_of(old), prefix_of(new))
+                key = f"{prefix_of(new)}zarr.json"
+                doc = Documents(host.store, host.kind, host.path).load(key)
+                if doc is not None and isinstance(doc.get("attributes", {}).get("ome"), dict):
+                    for ms in doc["attributes"]["ome"].get("multiscales") or []:
+                        if isinstance(ms, dict):
+                            ms["name"] = new
+                    host.put_document(key, doc)
+                host.put_document(f"{GROUP}/zarr.json", labels_index_doc([new if n == old else n for n in names]))
+            except BaseException:
+                self._close_if_broken()
+                raise
+        self._forget_labels(old, f"the label image {old!r} was renamed to {new!r}: open it with m.label({new!r})")
+
+    def delete_labels(self, name: str) -> None:
+        """Remove the label image ``name`` and all its levels."""
+        from .labels import GROUP, check_label_name, labels_index_doc, prefix_of
+
+        self._check_open()
+        host = self._label_host("delete a label image")
+        if not self.writable:
+            raise MzarrReadOnlyError(self._read_only_reason())
+        check_label_name(name)
+        with self._lock.writing(), self._transaction():
+            try:
+                names = self._label_names(host)
+                if name not in names:
+                    raise MzarrValueError(f"{self.path} has no label image {name!r}; it has {', '.join(map(repr, names)) or 'none'}")
+                host.delete_prefix(prefix_of(name))
+                rest = [n for n in names if n != name]
+                if rest:
+                    host.put_document(f"{GROUP}/zarr.json", labels_index_doc(rest))
+                else:
+                    host.delete_prefix(f"{GROUP}/")
+            except BaseException:
+                self._close_if_broken()
+                raise
+        self._forget_labels(name, f"the label image {name!r} was deleted")
+
+    def _forget_labels(self, name: str, reason: str) -> None:
+        for obj in self._label_objects():
+            if obj.name == name:
+                obj._gone = reason
+        self._open_labels = [o for o in self._label_objects() if not o._gone]
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -337,12 +337,17 @@ def _check_level_shapes(
 
 
 # -- opening ------------------------------------------------------------------------------------------------------
-def open_image(store: Any, kind: str, path: Path) -> tuple[ImageInfo, list[Any], Any]:
+def open_image(store: Any, kind: str, path: Path, prefix: str = "") -> tuple[ImageInfo, list[Any], Any]:
     """The image info, the level arrays (zarr) and the root group of a .mzarr file or OME-Zarr folder, built from
-    checked metadata: every problem is an MzarrFormatError naming the file and the document."""
+    checked metadata: every problem is an MzarrFormatError naming the file and the document. ``prefix`` (e.g.
+    ``labels/cells/``) opens the multiscale image of a child group instead (a label image; Zarr v3 only)."""
     docs = Documents(store, kind, path)
     where = docs.where
-    root = docs.load("zarr.json")
+    root = docs.load(f"{prefix}zarr.json")
+    if prefix:
+        if root is None:
+            raise metadata_error(where, f"{prefix}zarr.json", "the group's metadata is missing")
+        return _open_v3(store, docs, root, prefix)
     if root is not None:
         return _open_v3(store, docs, root)
     if kind == "directory":
@@ -376,23 +381,24 @@ def _build(where: str, key: str, build: Any) -> Any:
         raise metadata_error(where, key, f"zarr cannot read it ({type(exc).__name__}: {str(exc)[:300]})") from None
 
 
-def _open_v3(store: Any, docs: Documents, root: dict[str, Any]) -> tuple[ImageInfo, list[Any], Any]:
+def _open_v3(store: Any, docs: Documents, root: dict[str, Any], prefix: str = "") -> tuple[ImageInfo, list[Any], Any]:
     where = docs.where
+    root_key = f"{prefix}zarr.json"
     if root.get("zarr_format") != 3:
-        raise metadata_error(where, "zarr.json", f"'zarr_format' must be 3, got {show(root.get('zarr_format'))}")
+        raise metadata_error(where, root_key, f"'zarr_format' must be 3, got {show(root.get('zarr_format'))}")
     if root.get("node_type") != "group":
-        raise metadata_error(where, "zarr.json", f"'node_type' must be \"group\", got {show(root.get('node_type'))}")
+        raise metadata_error(where, root_key, f"'node_type' must be \"group\", got {show(root.get('node_type'))}")
     attributes = root.get("attributes", {})
-    info = parse_group_attributes(attributes, where, "zarr.json", "attributes")
+    info = parse_group_attributes(attributes, where, root_key, "attributes")
     strict = isinstance(attributes.get("mzarr"), dict) and bool(attributes["mzarr"])
     names = info.storage_axes
     level_docs, keys, shapes, dtypes = [], [], [], []
     for i, p in enumerate(info.level_paths):
-        key = f"{p}/zarr.json"
+        key = f"{prefix}{p}/zarr.json"
         doc = docs.load(key)
         if doc is None:
             raise metadata_error(
-                where, key, f"pyramid level {i} ({p!r}, named in zarr.json attributes) is missing"
+                where, key, f"pyramid level {i} ({p!r}, named in {root_key} attributes) is missing"
             )
         shape, dtype = check_array_v3(doc, where, key, names, strict)
         level_docs.append(doc)
@@ -402,9 +408,11 @@ def _open_v3(store: Any, docs: Documents, root: dict[str, Any]) -> tuple[ImageIn
     _check_level_shapes(info, shapes, dtypes, keys, where, strict)
     # The levels come from their own zarr.json; consolidated metadata (other tools write it) is only checked here,
     # because zarr parses it again whenever attrs() re-reads the group.
-    group = _build(where, "zarr.json", lambda: zarr.Group(AsyncGroup(GroupMetadata.from_dict(root), StorePath(store))))
+    group = _build(
+        where, root_key, lambda: zarr.Group(AsyncGroup(GroupMetadata.from_dict(root), StorePath(store, prefix.rstrip("/"))))
+    )
     arrays = [
-        _build(where, key, lambda d=doc, p=p: zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(d), StorePath(store, p))))
+        _build(where, key, lambda d=doc, p=p: zarr.Array(AsyncArray(ArrayV3Metadata.from_dict(d), StorePath(store, prefix + p))))
         for doc, key, p in zip(level_docs, keys, info.level_paths)
     ]
     return info, arrays, group

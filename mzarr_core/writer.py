@@ -49,16 +49,20 @@ def colour_transpose(storage_axes: str, colour: bool) -> tuple[int, ...] | None:
 
 
 def create_arrays(
-    store: Store, info: ImageInfo, plan: list[LevelGeometry], dtype: np.dtype, chunks: tuple[int, ...], codec: StorageCodec
+    store: Store, info: ImageInfo, plan: list[LevelGeometry], dtype: np.dtype, chunks: tuple[int, ...], codec: StorageCodec,
+    path: str = "", ome_extra: dict[str, Any] | None = None,
 ) -> list[zarr.Array]:
-    """Create the group (with its metadata) and one empty array per level."""
+    """Create the group (with its metadata) and one empty array per level. ``path``: the group's place in the store
+    ("" the root; ``labels/<name>`` a label image); ``ome_extra``: more keys of its ``ome`` block (``image-label``)."""
     st = info.storage_axes
     channel_count = plan[0].shape[st.index("c")] if "c" in st else None
     transpose = colour_transpose(st, is_colour(info.axes, channel_count, dtype))
     info.level_paths = [str(i) for i in range(len(plan))]
     info.level_factors = [g.factor for g in plan]
     info.codec = codec.to_json()
-    root = zarr.create_group(store, zarr_format=3, attributes=group_attributes(info), overwrite=True)
+    attributes = group_attributes(info)
+    attributes["ome"].update(ome_extra or {})
+    root = zarr.create_group(store, path=path or None, zarr_format=3, attributes=attributes, overwrite=True)
     arrays = []
     for path, geom in zip(info.level_paths, plan):
         level_chunks = tuple(min(c, n) if a != "c" else c for a, c, n in zip(st, chunks, geom.shape))
@@ -220,12 +224,15 @@ def write_image(
     progress: Progress | None = None,
     empty: bool = False,
     encoded_chunks: EncodedChunks | None = None,
+    path: str = "",
+    ome_extra: dict[str, Any] | None = None,
 ) -> list[zarr.Array]:
     """Write a whole image (all levels + metadata) into an empty store. ``empty`` leaves every chunk unwritten;
-    ``encoded_chunks`` supplies level 0's chunks already encoded (see the module docstring)."""
+    ``encoded_chunks`` supplies level 0's chunks already encoded (see the module docstring); ``path`` and
+    ``ome_extra`` as for :func:`create_arrays` (a label image inside an image's hierarchy)."""
     dtype = np.dtype(source.dtype)
     plan = plan_levels(tuple(source.shape), info.storage_axes, chunks, levels)
-    arrays = create_arrays(store, info, plan, dtype, chunks, codec)
+    arrays = create_arrays(store, info, plan, dtype, chunks, codec, path, ome_extra)
     if not empty:
         build_pyramid(source, arrays, plan, chunks, info.downsample, progress, encoded_chunks)
     elif progress:

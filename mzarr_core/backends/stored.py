@@ -31,6 +31,10 @@ class StoredBackend(Backend):
     chunks named in the error. Writes (where the subclass allows them) update every pyramid level."""
 
     persistent: ClassVar[bool] = True
+    #: where this image's group lives in the store ("" the root; ``labels/<name>/`` a label image)
+    prefix: str = ""
+    #: False for a label image's backend, which shares its image's store (closing it leaves the store open)
+    owns_store: bool = True
 
     def __init__(
         self, store: Any, path: Path, info: ImageInfo, arrays: list[Any], group: Any, writable: bool, lock: ReadWriteLock
@@ -69,6 +73,17 @@ class StoredBackend(Backend):
         # damaged or hostile document is an MzarrFormatError naming the file and the document.
         info, arrays, group = open_image(store, cls.kind, path)
         return cls(store, path, info, arrays, group, writable, lock)
+
+    def open_child(self, prefix: str) -> "StoredBackend":
+        """The multiscale image in the child group ``prefix`` (``labels/<name>/``) of this image's store, sharing its
+        store, lock and transactions (its own cache of decoded chunks); its metadata read bounded and checked."""
+        from ..metadata_check import open_image
+
+        info, arrays, group = open_image(self.store, self.kind, self.path, prefix)
+        child = type(self).__new__(type(self))
+        child.prefix, child.owns_store = prefix, False
+        StoredBackend.__init__(child, self.store, self.path, info, arrays, group, self._writable, self._lock)
+        return child
 
     # -- levels and reading -------------------------------------------------------------------------------------
     @property
@@ -141,7 +156,7 @@ class StoredBackend(Backend):
 
     def chunk_error(self, level_index: int, coords: tuple[int, ...], exc: Exception) -> CorruptChunkError:
         """The error naming chunk ``coords`` (storage order) of level ``level_index``, which failed with ``exc``."""
-        name = f"{self.info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
+        name = f"{self.prefix}{self.info.level_paths[level_index]}/c/" + "/".join(str(i) for i in coords)
         error_class = type(exc) if isinstance(exc, CorruptChunkError) else CorruptChunkError
         return error_class(
             f"chunk {name} (level {level_index}, chunk {coords}) of {self.path} cannot be decoded "
@@ -220,9 +235,54 @@ class StoredBackend(Backend):
         block["attrs"] = attrs
         group.attrs.update({"mzarr": block})
 
+    # -- child groups (label images) ----------------------------------------------------------------------------
+    def put_document(self, key: str, doc: dict[str, Any]) -> None:
+        """Write the JSON document ``key`` (inside the caller's write transaction)."""
+        import json
+
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        data = json.dumps(doc, indent=2).encode()
+        set_bytes = getattr(self.store, "set_bytes_sync", None)
+        if set_bytes is not None:
+            set_bytes(key, data)
+        else:
+            sync(self.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (a child group; inside the caller's write transaction)."""
+        from zarr.core.sync import sync
+
+        sync(self.store.delete_dir(prefix.rstrip("/")))
+
+    def move_prefix(self, old: str, new: str) -> None:
+        """Rename every key under ``old`` to start with ``new`` instead (both end with '/'; ``new`` is free)."""
+        from zarr.core.sync import sync
+
+        async def keys() -> list[str]:
+            return [k async for k in self.store.list_prefix(old)]
+
+        for key in sync(keys()):
+            value = self.store.get_bytes_sync(key) if hasattr(self.store, "get_bytes_sync") else None
+            if value is None:
+                from zarr.core.buffer import default_buffer_prototype
+
+                buf = sync(self.store.get(key, default_buffer_prototype()))
+                value = buf.to_bytes()
+            self._put_bytes(new + key[len(old):], value)
+        self.delete_prefix(old)
+
+    def _put_bytes(self, key: str, data: bytes) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        sync(self.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
     def close(self) -> None:
         self.cache.clear()
-        self.store.close()
+        if self.owns_store:
+            self.store.close()
 
 
 class SqliteBackend(StoredBackend):
@@ -242,8 +302,26 @@ class SqliteBackend(StoredBackend):
     def broken(self) -> str | None:
         return self.store.broken
 
+    def delete_prefix(self, prefix: str) -> None:
+        # One statement, inside the caller's transaction
+        self.store._check_writable()
+        self.store._execute("DELETE FROM zarr WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+
+    def move_prefix(self, old: str, new: str) -> None:
+        # One statement, inside the caller's transaction: no chunk is read or copied
+        self.store._check_writable()
+        self.store._execute(
+            "UPDATE zarr SET key = ? || substr(key, ?) WHERE substr(key, 1, ?) = ?", (new, len(old) + 1, len(old), old)
+        )
+
 
 class FolderBackend(StoredBackend):
     """A plain OME-Zarr folder: editable, but not atomically (one file per chunk; documented in FORMAT.md)."""
 
     kind: ClassVar[str] = "directory"
+
+    def move_prefix(self, old: str, new: str) -> None:
+        # One rename of the child group's folder
+        target = Path(self.path) / new.rstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(Path(self.path) / old.rstrip("/"), target)

@@ -1,0 +1,398 @@
+"""Label images inside an image's file (issue 10, deliverable 1): NGFF labels layout, API, pyramids by the mode
+rule, transactional edits, metadata checks, save/convert/info."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mzarr_core import Mzarr
+from mzarr_core.errors import MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrStorageError, MzarrValueError
+from mzarr_core.pyramid import downsample
+from mzarr_core.testing import failing_sqlite
+
+NIBABEL_DATA = None
+try:
+    from nibabel.testing import data_path as NIBABEL_DATA  # noqa: N812
+except ImportError:  # pragma: no cover
+    pass
+
+
+def _coins_and_cells() -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data, measure
+
+    coins = data.coins()
+    return coins, measure.label(coins > 110).astype(np.uint16)
+
+
+def _blobs_3d() -> np.ndarray:
+    from skimage import data, measure
+
+    blobs = data.binary_blobs(length=64, n_dim=3, volume_fraction=0.3, rng=1)
+    return measure.label(blobs).astype(np.int32)
+
+
+def _expected_pyramid(level0: np.ndarray, levels: int) -> list[np.ndarray]:
+    out = [level0]
+    for _ in range(1, levels):
+        prev = out[-1]
+        out.append(downsample(prev, tuple(n > 1 for n in prev.shape), "mode"))
+    return out
+
+
+def _check_pyramid(label, what: str = "") -> None:
+    levels = label.levels
+    full = label[...]
+    for i, level in enumerate(levels[1:], 1):
+        prev = levels[i - 1][...] if i > 1 else full
+        expected = downsample(prev, tuple(n > 1 for n in prev.shape), "mode")
+        np.testing.assert_array_equal(level[...], expected, err_msg=f"{what} level {i}")
+
+
+@pytest.fixture(params=["mzarr", "folder"])
+def coins_file(request, tmp_path):
+    coins, _ = _coins_and_cells()
+    out = tmp_path / ("coins.mzarr" if request.param == "mzarr" else "coins.ome.zarr")
+    Mzarr(coins).save(out, levels=3)
+    return out
+
+
+# -- round trips ---------------------------------------------------------------------------------------------------
+def test_round_trip_real_segmentation_with_pyramid(coins_file):
+    coins, cells = _coins_and_cells()
+    assert cells.max() > 10  # a real segmentation: many coins
+    with Mzarr(coins_file, "r+") as m:
+        assert m.labels() == []
+        lab = m.create_labels("coins", cells, colors={1: (255, 0, 0), 2: (0, 255, 0, 128)},
+                              properties={1: {"class": "coin", "area": int((cells == 1).sum())}})
+        assert m.labels() == ["coins"]
+        assert lab.shape == coins.shape and lab.dtype == np.uint16 and lab.axes == "yx"
+        assert [lv.shape for lv in lab.levels] == [lv.shape for lv in m.levels]
+        np.testing.assert_array_equal(lab[...], cells)
+    with Mzarr(coins_file) as m:  # reopened
+        lab = m.label("coins")
+        np.testing.assert_array_equal(lab[...], cells)
+        np.testing.assert_array_equal(lab[40:90, 100:180], cells[40:90, 100:180])
+        for got, want in zip(lab.levels, _expected_pyramid(cells, 3)):
+            np.testing.assert_array_equal(got[...], want)
+        assert lab.colors == {1: (255, 0, 0, 255), 2: (0, 255, 0, 128)}
+        assert lab.properties == {1: {"class": "coin", "area": int((cells == 1).sum())}}
+        np.testing.assert_array_equal(m[...], coins)  # the image is untouched
+        with pytest.raises(MzarrReadOnlyError):
+            lab[0, 0] = 1
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "bool"])
+def test_every_integer_dtype_bit_exact(tmp_path, dtype):
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (90, 70), dtype=np.uint8)
+    info = np.iinfo(dtype) if dtype != "bool" else None
+    if info is None:
+        labels = rng.random((90, 70)) > 0.5
+    else:
+        labels = rng.integers(info.min, info.max, (90, 70), dtype=dtype, endpoint=True)
+        labels[:10, :10] = info.max
+        labels[10:20, :10] = info.min
+    path = Mzarr(image).save(tmp_path / "x.mzarr", levels=3, chunks=(32, 32))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("l", labels)
+    with Mzarr(path) as m:
+        lab = m.label("l")
+        assert lab.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(lab[...], labels)
+        _check_pyramid(lab, dtype)
+
+
+def test_volume_labels_3d(tmp_path):
+    blobs = _blobs_3d()
+    volume = (blobs > 0).astype(np.uint8) * 200
+    path = Mzarr(volume).save(tmp_path / "v.mzarr", levels=3)
+    with Mzarr(path, "r+") as m:
+        lab = m.create_labels("blobs", blobs)
+        assert lab.axes == "zyx" and lab.shape == blobs.shape
+    with Mzarr(path) as m:
+        lab = m.label("blobs")
+        np.testing.assert_array_equal(lab[...], blobs)
+        np.testing.assert_array_equal(lab[10], blobs[10])
+        assert len(lab.levels) == len(m.levels) == 3
+        _check_pyramid(lab, "blobs")
+
+
+@pytest.mark.skipif(NIBABEL_DATA is None, reason="nibabel is not installed")
+def test_nifti_volume_segmentation(tmp_path):
+    import nibabel as nib
+    from skimage import measure
+
+    anat = np.asarray(nib.load(Path(NIBABEL_DATA) / "anatomical.nii").dataobj)
+    vol = np.ascontiguousarray(np.moveaxis(anat, -1, 0)).astype(np.int16)
+    seg = measure.label(vol > np.percentile(vol, 80)).astype(np.uint32)
+    assert seg.max() > 1
+    path = Mzarr(vol).save(tmp_path / "anat.mzarr", levels=2)
+    with Mzarr(path, "r+") as m:
+        m.create_labels("seg", seg)
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m.label("seg")[...], seg)
+        _check_pyramid(m.label("seg"), "nifti")
+
+
+def test_empty_labels_and_edits_update_every_level(coins_file):
+    coins, cells = _coins_and_cells()
+    with Mzarr(coins_file, "r+") as m:
+        lab = m.create_labels("paint", dtype="uint8")
+        assert lab.dtype == np.uint8 and not lab[...].any()
+        lab[100:140, 50:90] = 5
+        lab[0, :] = 3
+        expected = np.zeros(coins.shape, np.uint8)
+        expected[100:140, 50:90] = 5
+        expected[0, :] = 3
+        np.testing.assert_array_equal(lab[...], expected)
+        for got, want in zip(lab.levels, _expected_pyramid(expected, 3)):
+            np.testing.assert_array_equal(got[...], want)
+        assert (lab.levels[2][...] == 5).any()  # the stroke reached the coarsest level
+    with Mzarr(coins_file) as m:  # committed
+        for got, want in zip(m.label("paint").levels, _expected_pyramid(expected, 3)):
+            np.testing.assert_array_equal(got[...], want)
+
+
+def test_refuses_wrong_shapes_dtypes_names(coins_file):
+    coins, cells = _coins_and_cells()
+    with Mzarr(coins_file, "r+") as m:
+        with pytest.raises(MzarrValueError, match=r"spatial shape \(303, 384\)"):
+            m.create_labels("x", cells[:100])
+        with pytest.raises(MzarrValueError, match="integer label values"):
+            m.create_labels("x", cells.astype(np.float32))
+        with pytest.raises(MzarrValueError, match="integer label values"):
+            m.create_labels("x", dtype="float64")
+        with pytest.raises(MzarrValueError, match="name"):
+            m.create_labels("../evil", cells)
+        m.create_labels("x", cells)
+        with pytest.raises(MzarrValueError, match="already has"):
+            m.create_labels("x", cells)
+        with pytest.raises(MzarrValueError, match="no label image 'nope'"):
+            m.label("nope")
+        with pytest.raises(MzarrValueError, match="colour"):
+            m.create_labels("y", cells, colors={1: (300, 0, 0)})
+        assert m.labels() == ["x"]
+    with pytest.raises(MzarrValueError, match="in memory"):
+        Mzarr(coins).create_labels("x", cells)
+    assert Mzarr(coins).labels() == []
+
+
+def test_rgb_image_labels_have_no_channel_axis(tmp_path):
+    from skimage import data
+
+    rgb = data.astronaut()[:200, :160]
+    path = Mzarr(rgb).save(tmp_path / "rgb.mzarr")
+    seg = (rgb[..., 0] > 128).astype(np.uint8)
+    with Mzarr(path, "r+") as m:
+        with pytest.raises(MzarrValueError, match="no channel"):
+            m.create_labels("s", np.stack([seg] * 3, -1))
+        m.create_labels("s", seg)
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m.label("s")[...], seg)
+
+
+# -- transactions --------------------------------------------------------------------------------------------------
+def test_transaction_covers_image_and_labels(tmp_path):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "t.mzarr", levels=3)
+    with Mzarr(path, "r+") as m:
+        lab = m.create_labels("cells", cells)
+        with pytest.raises(RuntimeError):
+            with m.transaction():
+                m[0:50, 0:50] = 0
+                lab[0:50, 0:50] = 9
+                raise RuntimeError("cancelled")
+        np.testing.assert_array_equal(m[...], coins)
+        np.testing.assert_array_equal(lab[...], cells)
+        _check_pyramid(lab, "after rollback")
+        with m.transaction():
+            m[0:50, 0:50] = 0
+            lab[0:50, 0:50] = 9
+    with Mzarr(path) as m:
+        assert (m[0:50, 0:50] == 0).all() and (m.label("cells")[0:50, 0:50] == 9).all()
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 5, 8])
+def test_failure_mid_way_leaves_image_and_labels_as_before(tmp_path, fail_at):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "f.mzarr", levels=3, chunks=(64, 64))
+    with Mzarr(path, "r+") as m:
+        lab = m.create_labels("cells", cells, colors={1: (1, 2, 3)})
+        with failing_sqlite(m, fail_at), pytest.raises(MzarrStorageError):
+            with m.transaction():
+                m[:, :] = 7
+                lab[:, :] = 4
+                lab.colors = {}
+        np.testing.assert_array_equal(m[...], coins)
+        np.testing.assert_array_equal(lab[...], cells)
+        assert lab.colors == {1: (1, 2, 3, 255)}
+        _check_pyramid(lab, f"fail at {fail_at}")
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m[...], coins)
+        np.testing.assert_array_equal(m.label("cells")[...], cells)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 4, 10])
+def test_failed_create_rename_delete_keep_previous_state(tmp_path, fail_at):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "g.mzarr", levels=3, chunks=(64, 64))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("keep", cells)
+        with failing_sqlite(m, fail_at), pytest.raises(MzarrStorageError):
+            m.create_labels("new", cells)
+        assert m.labels() == ["keep"]
+        with failing_sqlite(m, 1), pytest.raises(MzarrStorageError):
+            m.rename_labels("keep", "other")
+        with failing_sqlite(m, 2), pytest.raises(MzarrStorageError):
+            m.delete_labels("keep")
+        assert m.labels() == ["keep"]
+        np.testing.assert_array_equal(m.label("keep")[...], cells)
+    with Mzarr(path) as m:
+        assert m.labels() == ["keep"]
+        np.testing.assert_array_equal(m.label("keep")[...], cells)
+        import sqlite3
+
+    keys = [k for (k,) in sqlite3.connect(path).execute("SELECT key FROM zarr WHERE key LIKE 'labels/new%'")]
+    assert keys == []
+
+
+# -- rename / delete / metadata ------------------------------------------------------------------------------------
+def test_rename_delete_and_metadata(coins_file):
+    coins, cells = _coins_and_cells()
+    with Mzarr(coins_file, "r+") as m:
+        a = m.create_labels("a", cells)
+        m.create_labels("b", (cells > 0).astype(np.uint8))
+        m.rename_labels("a", "cells")
+        assert m.labels() == ["cells", "b"]
+        with pytest.raises(MzarrValueError, match="renamed"):
+            a[0, 0]
+        np.testing.assert_array_equal(m.label("cells")[...], cells)
+        _check_pyramid(m.label("cells"), "renamed")
+        with pytest.raises(MzarrValueError, match="already has"):
+            m.rename_labels("cells", "b")
+        m.delete_labels("b")
+        assert m.labels() == ["cells"]
+        lab = m.label("cells")
+        lab.colors = {3: (9, 8, 7, 6)}
+        lab.properties = {3: {"name": "big coin", "score": 0.5}}
+        assert lab.colors == {3: (9, 8, 7, 6)}
+        m.delete_labels("cells")
+        assert m.labels() == []
+    with Mzarr(coins_file) as m:
+        assert m.labels() == []
+        np.testing.assert_array_equal(m[...], coins)
+    if coins_file.is_dir():
+        assert not (coins_file / "labels").exists()
+
+
+# -- NGFF layout ---------------------------------------------------------------------------------------------------
+def test_folder_export_follows_ngff_labels_layout(tmp_path):
+    coins, cells = _coins_and_cells()
+    out = Mzarr(coins).save(tmp_path / "c.ome.zarr", levels=3)
+    with Mzarr(out, "r+") as m:
+        m.create_labels("cells", cells, colors={1: (255, 0, 0, 255)}, properties={1: {"class": "coin"}})
+    root = json.loads((out / "zarr.json").read_text())
+    assert root["attributes"]["ome"]["version"] == "0.5"
+    group = json.loads((out / "labels" / "zarr.json").read_text())
+    assert group["zarr_format"] == 3 and group["node_type"] == "group"
+    assert group["attributes"]["ome"]["labels"] == ["cells"]
+    doc = json.loads((out / "labels" / "cells" / "zarr.json").read_text())
+    ome = doc["attributes"]["ome"]
+    assert ome["version"] == "0.5"
+    label = ome["image-label"]
+    assert label["source"] == {"image": "../../"}
+    assert label["colors"] == [{"label-value": 1, "rgba": [255, 0, 0, 255]}]
+    assert label["properties"] == [{"label-value": 1, "class": "coin"}]
+    ms = ome["multiscales"][0]
+    image_ms = root["attributes"]["ome"]["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["y", "x"]
+    assert [d["coordinateTransformations"] for d in ms["datasets"]] == [
+        d["coordinateTransformations"] for d in image_ms["datasets"]
+    ]
+    for d in ms["datasets"]:
+        arr = json.loads((out / "labels" / "cells" / d["path"] / "zarr.json").read_text())
+        assert arr["node_type"] == "array" and arr["data_type"] == "uint16"
+    import zarr
+
+    z = zarr.open_group(out, mode="r")
+    np.testing.assert_array_equal(z["labels/cells/0"][...], cells)  # plain zarr reads the labels
+
+
+def test_ome_zarr_py_reader_finds_labels(tmp_path):
+    reader_mod = pytest.importorskip("ome_zarr.reader", reason="ome-zarr-py is not installed in this environment")
+    from ome_zarr.io import parse_url
+
+    coins, cells = _coins_and_cells()
+    out = Mzarr(coins).save(tmp_path / "c.ome.zarr", levels=2)
+    with Mzarr(out, "r+") as m:
+        m.create_labels("cells", cells, colors={1: (255, 0, 0, 255)})
+    nodes = list(reader_mod.Reader(parse_url(str(out / "labels" / "cells")))())
+    assert any(n.specs and type(n.specs[0]).__name__ == "Label" for n in nodes) or nodes
+    np.testing.assert_array_equal(np.asarray(nodes[0].data[0]), cells)
+
+
+# -- hostile metadata ----------------------------------------------------------------------------------------------
+def _put(path: Path, key: str, raw: bytes) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT OR REPLACE INTO zarr (key, value) VALUES (?, ?)", (key, raw))
+
+
+@pytest.mark.parametrize(
+    "key,raw,message",
+    [
+        ("labels/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": "cells"}}}',
+         "attributes.ome.labels must be a list"),
+        ("labels/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": ["../../x"]}}}',
+         "labels\\[0\\] must be a label image name"),
+        ("labels/zarr.json", b"[" * 5000 + b"]" * 5000, "nested more than"),
+        ("labels/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": ["a", "a"]}}}',
+         "twice"),
+        ("labels/zarr.json", b"x" * (17 * 2**20), "MiB"),
+        ("labels/cells/zarr.json", None, "image-label.colors\\[0\\].rgba"),
+        ("labels/cells/0/zarr.json", None, "'shape'"),
+    ],
+)
+def test_hostile_labels_metadata_is_a_format_error_naming_the_document(tmp_path, key, raw, message):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "h.mzarr", levels=2)
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", cells)
+    if raw is None:
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            doc = json.loads(conn.execute("SELECT value FROM zarr WHERE key=?", (key,)).fetchone()[0])
+        if key == "labels/cells/zarr.json":
+            doc["attributes"]["ome"]["image-label"]["colors"] = [{"label-value": 1, "rgba": [1, 2, 3, 999]}]
+        else:
+            doc["shape"] = [-1, 5]
+        raw = json.dumps(doc).encode()
+    _put(path, key, raw)
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m[...], coins)  # the image itself still opens and reads
+        with pytest.raises(MzarrFormatError, match=message) as info:
+            m.labels() if key == "labels/zarr.json" else m.label("cells").colors
+        assert key in str(info.value)
+
+
+def test_label_of_wrong_shape_in_file_is_refused(tmp_path):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "w.mzarr", levels=1)
+    other = Mzarr(coins[:100]).save(tmp_path / "o.mzarr", levels=1)
+    with Mzarr(other, "r+") as m:
+        m.create_labels("cells", cells[:100])
+    import sqlite3
+
+    with sqlite3.connect(other) as src, sqlite3.connect(path) as dst:
+        for key, value in src.execute("SELECT key, value FROM zarr WHERE key LIKE 'labels/%'"):
+            dst.execute("INSERT OR REPLACE INTO zarr (key, value) VALUES (?, ?)", (key, value))
+    with Mzarr(path) as m, pytest.raises(MzarrFormatError, match="not the image's spatial shape") as info:
+        m.label("cells")
+    assert "labels/cells/zarr.json" in str(info.value)
+    assert isinstance(info.value, MzarrError)
