@@ -13,6 +13,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
+from . import planner as P
 from . import tiles as T
 from .chunk_loader import ChunkLoader
 from .contrast import DisplaySettings, default_settings, render, render_indexed
@@ -56,9 +57,23 @@ class _Tile:
     key: T.TileKey
 
 
-def _pos(tile: T.TileKey) -> T.TileKey:
-    """Screen position of a tile (same for every slice/channel choice): items are reused across slices."""
-    return T.TileKey(tile.level, tile.row_chunk, tile.col_chunk, None, None)
+class _CacheSnapshot:
+    """One update's view of the loader cache: each key is looked up once, so the plan and the tiles drawn from it
+    agree even while workers add (and the cache evicts) chunks."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+        self._memo: dict[Any, np.ndarray | None] = {}
+
+    def get(self, key: Any) -> np.ndarray | None:
+        try:
+            return self._memo[key]
+        except KeyError:
+            v = self._memo[key] = self.cache.get(key)
+            return v
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
 
 
 class EditViewBox(pg.ViewBox):
@@ -202,7 +217,8 @@ class TiledImageView(pg.GraphicsView):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._update)
         self._last_update = 0.0
-        self._chunk_memo: dict[tuple, list[tuple[int, ...]]] = {}
+        self._geometry_of: Any = None
+        self._geometry_cache: tuple[P.LevelGeometry, ...] = ()
         self._step_dir = 1
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
@@ -238,7 +254,7 @@ class TiledImageView(pg.GraphicsView):
         self.target = []
         self.complete = False
         self.covered = False
-        self._chunk_memo.clear()
+        self._geometry_of = None
 
     def stop_loading(self) -> None:
         """Stop background reads and drop tiles (keeps document, plane, display and view range)."""
@@ -389,65 +405,50 @@ class TiledImageView(pg.GraphicsView):
         self.autoDisplayReady.emit(self.display)
         return True
 
+    def _geometry(self) -> tuple[P.LevelGeometry, ...]:
+        """The planner's view of the document's levels (rebuilt when the document was reopened)."""
+        assert self.doc is not None
+        if self._geometry_of is not self.doc.levels:
+            self._geometry_of = self.doc.levels
+            self._geometry_cache = tuple(P.LevelGeometry.of(lev, pr)
+                                         for lev, pr in zip(self.doc.levels, self.doc.plane_reads))
+        return self._geometry_cache
+
     def _update(self) -> None:
-        """Pick the level, request visible chunks, show what is cached and drop what left the view."""
+        """Plan the frame (``planner.plan_frame``) and apply it: request its reads, show, keep and drop tiles."""
         if self.doc is None or self.loader is None or self.plane is None:
             return
-        doc, plane, levels = self.doc, self.plane, self.doc.levels
+        plane = self.plane
         self._last_update = time.perf_counter()
         self.vb.updateMatrix()
-        rect = self.visible_rect()
-        if rect[2] <= rect[0] or rect[3] <= rect[1]:
+        snap = _CacheSnapshot(self.loader.cache)
+        plan = P.plan_frame(P.FrameRequest(
+            self._geometry(), plane, self.visible_rect(), self.screen_pixel(), snap, self.loader.failed.keys(),
+            frozenset((t.key, t.plane) for t in self._tiles.values()), tuple(self.target), self.complete,
+            self._step_dir, PREFETCH_SLICES))
+        if plan.empty:
             self._clear_tiles(lambda k, t: True)
             self.target, self.complete = [], True
             return
-        level = T.choose_level(levels, plane, self.screen_pixel())
-        if level != self.level:
-            self.level = level
-            self.levelChanged.emit(level)
-        coarsest = len(levels) - 1
-        target = T.visible_tiles(levels[level], level, plane, rect)
-        fallback = T.visible_tiles(levels[coarsest], coarsest, plane, rect) if coarsest != level else []
-        keys: list[T.ChunkKey] = []
-        if self.display is None:
-            keys += self._hist_keys
-        for t in fallback + target:
-            keys += self._reads_of(t)
-        ahead = self.complete and target == self.target  # the frame is done: read ahead the next slice's planes
-        if ahead:
-            keys += self._prefetch_reads(target)
-        self.requested = self.loader.request(keys)
+        if plan.level != self.level:
+            self.level = plan.level
+            self.levelChanged.emit(plan.level)
+        keys: list[T.ReadKey] = list(self._hist_keys) if self.display is None else []
+        self.requested = self.loader.request(keys + list(plan.reads) + list(plan.prefetch))
         if not self._finish_histogram():
             return
-        wanted: set[T.TileKey] = set()
-        shown_target = settled = 0
-        failed = self.loader.failed
-        for t in target:
-            if self._show(t):
-                shown_target += 1
-            elif failed and any(k in failed for k in self._reads_of(t)):
-                settled += 1  # unreadable: the frame is as complete as it gets, a coarser level stays underneath
-            wanted.add(_pos(t))
-        complete = shown_target + settled == len(target)
-        fresh = {(t.key, t.plane) for t in self._tiles.values()}
-        self.covered = complete or (bool(fallback) and all((t, plane) in fresh for t in fallback))
-        if shown_target < len(target):
-            # best cached coarser levels underneath, finer ones already on screen kept until the target is done
-            for lv in range(level + 1, coarsest + 1):
-                for t in T.visible_tiles(levels[lv], lv, plane, rect):
-                    if self._show(t) or _pos(t) in self._tiles:
-                        wanted.add(_pos(t))
-            x0, y0, x1, y1 = rect
-            for k, tile in self._tiles.items():
-                if k in wanted:
-                    continue
-                r = tile.item.mapRectToParent(tile.item.boundingRect())
-                if r.right() > x0 and r.left() < x1 and r.bottom() > y0 and r.top() < y1:
-                    wanted.add(k)
-                    if tile.plane != plane and tile.key.level != level:
-                        tile.item.setZValue(-1000 - k.level)
-        self._clear_tiles(lambda k, t: k not in wanted)
-        self.target = target
+        missed = False
+        for t in plan.tiles:
+            if t in plan.ready:
+                missed |= not self._show(t, snap)
+        for t in plan.fallback:
+            self._show(t, snap)
+        for k in plan.demote:
+            self._tiles[k].item.setZValue(-1000 - k.level)
+        self._clear_tiles(lambda k, t: k in plan.drop)
+        self.covered = plan.covered
+        self.target = list(plan.tiles)
+        complete = plan.complete and not missed
         if complete and not self.complete:
             self.frames += 1
             self.last_complete_time = time.perf_counter()
@@ -455,70 +456,36 @@ class TiledImageView(pg.GraphicsView):
             self.frameComplete.emit()
         elif not complete:
             self.complete = False
-        if complete and not ahead and target and self._by_plane(target[0].level):
-            self.schedule()  # one more update queues the read-ahead
+        if plan.reschedule or missed:
+            self.schedule()  # one more update queues the read-ahead (or retries a tile whose data went missing)
 
-    def _chunks_of(self, tile: T.TileKey) -> list[tuple[int, ...]]:
-        """``tiles.tile_chunks`` for the current plane, memoised (it is asked for every tile on every update)."""
+    def _chunks_of(self, tile: T.TileKey) -> tuple[tuple[int, ...], ...]:
+        """``tiles.tile_chunks`` for the current plane (memoised by the planner)."""
         assert self.doc is not None and self.plane is not None
-        p = self.plane
-        key = (p.axes, p.row, p.col, p.slice_axis, tile)
-        out = self._chunk_memo.get(key)
-        if out is None:
-            if len(self._chunk_memo) > 50_000:
-                self._chunk_memo.clear()
-            out = self._chunk_memo[key] = T.tile_chunks(self.doc.levels[tile.level], p, tile)
-        return out
+        return P.tile_chunks(self._geometry()[tile.level], self.plane, tile)
 
     def _by_plane(self, level: int) -> bool:
         """True when tiles of ``level`` in the current plane are read one z-plane per chunk."""
         assert self.doc is not None and self.plane is not None
         return T.reads_by_plane(self.plane, self.doc.plane_reads[level])
 
-    def _reads_of(self, tile: T.TileKey) -> list[T.ReadKey]:
-        """Loader keys ``tile`` needs: whole chunks, or z-planes of them (a whole chunk already cached serves too)."""
-        by_plane = self._by_plane(tile.level)
-        cache = self.loader.cache if self.loader is not None else None
-        out: list[T.ReadKey] = []
-        for c in self._chunks_of(tile):
-            whole = (tile.level, c)
-            out.append(whole if not by_plane or (cache is not None and whole in cache) else T.read_key(tile, c, True))
-        return out
-
-    def _prefetch_reads(self, target: list[T.TileKey]) -> list[T.ReadKey]:
-        """Planes of the next z-slice (in the direction of the last step) behind ``target``, when read by plane."""
-        if not target or not self._by_plane(target[0].level) or not PREFETCH_SLICES:
-            return []
-        assert self.doc is not None and self.plane is not None
-        lev = self.doc.levels[target[0].level]
-        nz = lev.shape[self.doc.axes.index("z")]
-        out: list[T.ReadKey] = []
-        for n in range(1, PREFETCH_SLICES + 1):
-            s = int(target[0].slice_at_level) + n * self._step_dir  # type: ignore[arg-type]
-            if not 0 <= s < nz:
-                break
-            for t in target:
-                out += self._reads_of(T.TileKey(t.level, t.row_chunk, t.col_chunk, s, t.channels))
-        return out
-
-    def _cached_part(self, tile: T.TileKey, chunk_index: tuple[int, ...]) -> np.ndarray | None:
+    def _cached_part(self, tile: T.TileKey, chunk_index: tuple[int, ...], cache: Any) -> np.ndarray | None:
         """Cached data of one chunk of ``tile``: its plane at the slice or the whole chunk (None if neither)."""
-        assert self.loader is not None
         if self._by_plane(tile.level):
-            a = self.loader.get(T.read_key(tile, chunk_index, True))
+            a = cache.get(T.read_key(tile, chunk_index, True))
             if a is not None:
                 return a
-        return self.loader.get((tile.level, chunk_index))
+        return cache.get((tile.level, chunk_index))
 
     def _clear_tiles(self, pred: Any) -> None:
         """Remove tiles for which ``pred(key, tile)`` holds."""
         for k in [k for k, t in self._tiles.items() if pred(k, t)]:
             self.vb.removeItem(self._tiles.pop(k).item)
 
-    def _show(self, tile: T.TileKey) -> bool:
-        """Ensure ``tile`` is on screen if all its chunks are cached; True if it is shown."""
+    def _show(self, tile: T.TileKey, cache: Any) -> bool:
+        """Ensure ``tile`` is on screen if all its chunks are in ``cache``; True if it is shown."""
         assert self.doc is not None and self.loader is not None and self.plane is not None
-        pos = _pos(tile)
+        pos = P.position(tile)
         cur = self._tiles.get(pos)
         if cur is not None and cur.key == tile and cur.plane == self.plane:
             cur.item.setZValue(-tile.level)
@@ -527,7 +494,7 @@ class TiledImageView(pg.GraphicsView):
         idxs = self._chunks_of(tile)
         chunks = {}
         for i in idxs:
-            a = self._cached_part(tile, i)
+            a = self._cached_part(tile, i, cache)
             if a is None:
                 return False  # an item with other content (previous slice) may stay here meanwhile
             chunks[i] = a
@@ -580,7 +547,7 @@ class TiledImageView(pg.GraphicsView):
 
     def item_for(self, key: T.TileKey) -> pg.ImageItem | None:
         """The ImageItem showing tile ``key`` (None if it is not on screen)."""
-        t = self._tiles.get(_pos(key))
+        t = self._tiles.get(P.position(key))
         return t.item if t is not None and t.key == key else None
 
     def is_idle(self) -> bool:
