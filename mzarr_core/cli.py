@@ -141,6 +141,21 @@ def format_attrs(attrs: dict[str, Any], indent: str = "", depth: int = 0) -> lis
     return lines
 
 
+def _describe(image: Mzarr) -> dict[str, Any]:
+    """:func:`mzarr_core.report.describe` plus the image's label images (name, dtype, levels, label count)."""
+    from .report import describe
+
+    out = describe(image)
+    label_images = []
+    for name in image.labels():
+        lab = image.label(name)
+        label_images.append({"name": name, "dtype": str(lab.dtype), "levels": len(lab.levels),
+                             "colors": len(lab.colors), "properties": len(lab.properties)})
+    if label_images:
+        out["label_images"] = label_images
+    return out
+
+
 def format_info(info: dict[str, Any]) -> str:
     """``mzarr info``'s text: the report's lines with the attributes shown compactly (see :func:`format_attrs`)."""
     from .report import format_description
@@ -149,6 +164,11 @@ def format_info(info: dict[str, Any]) -> str:
     while lines and not lines[-1].startswith("attrs:"):
         lines.pop()
     lines = lines[:-1]
+    for lab in info.get("label_images") or []:
+        lines.append(
+            f"label image: {lab['name']}  dtype: {lab['dtype']}  levels: {lab['levels']}  colours: {lab['colors']}  "
+            f"properties: {lab['properties']}"
+        )
     attrs = info.get("attrs") or {}
     if not attrs:
         return "\n".join([*lines, "attrs:       {}"])
@@ -218,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--chunks", help="chunk shape per axis, e.g. 512,512 (default: automatic)")
     conv.add_argument("--levels", type=int, help="number of pyramid levels (default: until one tile)")
     conv.add_argument("--labels", action="store_true", help="segmentation labels: pyramid by mode, lossless")
+    conv.add_argument(
+        "--labels-from", type=path_arg, metavar="SEG",
+        help="attach a segmentation of the image (any readable file: integer values, the image's spatial shape) as "
+        "a label image inside the output (OME-NGFF labels/, its own pyramid by mode)",
+    )
+    conv.add_argument("--labels-name", help="name of the label image of --labels-from (default: SEG's file name)")
     conv.add_argument("--downsample", choices=("mean", "nearest", "mode"))
     conv.add_argument("--channel-axis", type=int, help="position of the channel axis (0 or -1)")
     conv.add_argument("--spacing", help="voxel size per spatial axis, e.g. 0.5,0.25,0.25")
@@ -289,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .convert import convert
-    from .report import describe, verify
+    from .report import verify
 
     if args.command == "convert":
         options: dict = {}
@@ -308,11 +334,14 @@ def run(args: argparse.Namespace) -> int:
                         "keep_label": args.keep_label}
         if args.lossy and args.slide_compression is None and getattr(_import_format(args.input), "name", "") in SLIDE_FORMATS:
             read_options["compression"] = "lossy"  # --lossy on a slide: its lossy mode
+        if args.labels_name is not None and args.labels_from is None:
+            raise MzarrError("--labels-name names the label image of --labels-from SEG: give --labels-from too")
         with progress_bar(f"converting {args.input.name}", not args.quiet) as bar:
             out = convert(args.input, args.output, progress=bar, read_options=read_options,
-                          report=lambda line: print(line, flush=True), **options)
+                          report=lambda line: print(line, flush=True), labels_from=args.labels_from,
+                          labels_name=args.labels_name, **options)
         with Mzarr(out) as image:
-            print(format_info(describe(image)))
+            print(format_info(_describe(image)))
         return 0
     if args.command == "info":
         importing = _import_format(args.file)
@@ -323,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
         if args.series is not None:
             raise MzarrError(f"--series applies to DICOM sources only; {args.file.name} is a Mzarr image")
         with Mzarr(args.file) as image:
-            summary = describe(image)
+            summary = _describe(image)
         print(json.dumps(summary, indent=2) if args.json else format_info(summary))
         return 0
     if args.command == "export":

@@ -3,10 +3,13 @@ formats. Which formats: :mod:`mzarr_core.formats`."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import MzarrValueError
 from .formats import export, read
 from .image import Mzarr
 from .writer import Progress
@@ -21,6 +24,8 @@ def convert(
     *,
     read_options: dict[str, Any] | None = None,
     report: Callable[[str], Any] | None = None,
+    labels_from: str | Path | None = None,
+    labels_name: str | None = None,
     **save_options: Any,
 ) -> Path:
     """Read ``src`` (lazily where possible) and save it to ``dst`` with a pyramid.
@@ -28,8 +33,25 @@ def convert(
     ``read_options`` go to the source's reader (DICOM: ``series``, ``keep_phi``; slides: ``compression``,
     ``keep_label``); ``save_options`` are those of :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs``
     default to what the source file says. ``report(line)`` is told choices made for the user before writing (a
-    slide's compression and why).
+    slide's compression and why). ``labels_from``: any readable file holding a segmentation of the image (integer
+    values, the image's spatial shape), attached as the label image ``labels_name`` (default: its file name); it is
+    checked before anything is written, and a failure to attach it leaves no output behind.
     """
+    seg = None
+    if labels_from is not None:
+        seg = read(labels_from)
+        labels_name = labels_name or _default_label_name(Path(labels_from))
+    try:
+        out = _convert(src, dst, progress, read_options, report, seg, labels_from, save_options)
+        if seg is not None:
+            _attach_labels(out, seg, labels_name, Path(labels_from))  # type: ignore[arg-type]
+        return out
+    finally:
+        if seg is not None and seg.owner is not None and hasattr(seg.owner, "close"):
+            seg.owner.close()
+
+
+def _convert(src, dst, progress, read_options, report, seg, labels_from, save_options) -> Path:
     source = read(src, **(read_options or {}))
     from .formats.slide import SlideSource
 
@@ -49,7 +71,49 @@ def convert(
             is_label=bool(save_options.get("is_label") or source.is_label),
             attrs={**source.attrs, **(save_options.pop("attrs", None) or {})},
         )
+        if seg is not None:
+            _check_labels_fit(seg, image, Path(labels_from))
         return image.save(dst, progress=progress, **save_options)
     finally:
         if source.owner is not None and hasattr(source.owner, "close"):
             source.owner.close()
+
+
+def _default_label_name(path: Path) -> str:
+    stem = path.name
+    for suffix in (".gz", ".bz2", ".zst"):
+        stem = stem.removesuffix(suffix)
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".-")[:64]
+    return name or "labels"
+
+
+def _check_labels_fit(seg: Any, image: Mzarr, path: Path) -> None:
+    """The segmentation read from ``path`` fits ``image`` as a label image, or an MzarrValueError saying why."""
+    from .labels import check_label_dtype
+
+    spatial = tuple(n for a, n in zip(image.axes, image.shape) if a != "c")
+    shape = tuple(int(n) for n in seg.array.shape)
+    if shape != spatial:
+        raise MzarrValueError(
+            f"--labels-from {path.name}: its shape {shape} is not the image's spatial shape {spatial} (axes "
+            f"{image.spatial_axes!r}): a label image holds one value per pixel of the image, so it must come from a "
+            "segmentation of this very image; nothing was written"
+        )
+    try:
+        check_label_dtype(seg.array.dtype)
+    except MzarrValueError as exc:
+        raise MzarrValueError(f"--labels-from {path.name}: {exc}; nothing was written") from None
+
+
+def _attach_labels(out: Path, seg: Any, name: str, path: Path) -> None:
+    try:
+        with Mzarr(out, "r+") as image:
+            _check_labels_fit(seg, image, path)
+            image.create_labels(name, seg.array)
+    except BaseException:
+        if out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -480,9 +481,12 @@ class Mzarr:
                     return None if jpeg is None else codec.transcode(jpeg)
                 except (ValueError, RuntimeError):  # libjxl refuses this JPEG (12-bit, arithmetic...): from pixels
                     return None
+        kept_labels = self._labels_to_keep(user_axes)
         with atomic_target(path) as (store, _tmp):
-            write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty, encoded_chunks=encoded)
+            arrays = write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty,
+                                 encoded_chunks=encoded)
             write_associated(store, extras)
+            self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays))
         note_write(os.path.realpath(path))  # other open images of this path drop their cached chunks
         if same_file:  # swap to the new file while no other thread is reading
             with self._lock.writing():
@@ -490,7 +494,33 @@ class Mzarr:
                 self.close()
                 self._closed = False
                 self._open_file(path, mode)
+                for obj in list(self._label_objects()):
+                    obj._gone = f"{path} was saved again: open its label image with m.label({obj.name!r})"
+                    self._label_objects().discard(obj)
         return path
+
+    def _labels_to_keep(self, user_axes: str) -> list["LabelImage"]:
+        """The label images a save carries over: all of them, unless the save changes the image's axes (then
+        their layout would no longer match: they are left out)."""
+        if self._label_host() is None or user_axes != self.axes:
+            return []
+        return [self.label(name) for name in self.labels()]
+
+    def _copy_labels(self, store: Any, labels: list["LabelImage"], info: ImageInfo, st: str,
+                     storage_chunks: tuple[int, ...], level_count: int) -> None:
+        """Write ``labels`` into the image being saved to ``store``, each with its pyramid rebuilt by the mode rule
+        at the new image's level count, and its colours and properties."""
+        from .labels import GROUP, image_label_block, labels_index_doc, put_json, write_label_image
+
+        if not labels:
+            return
+        chunks = tuple(c for a, c in zip(st, storage_chunks) if a != "c")
+        for lab in labels:
+            lab_info = ImageInfo(axes=info.spatial_axes, spacing=info.spacing, unit=info.unit, is_label=True,
+                                 downsample="mode", name=lab.name)
+            block = image_label_block(lab.colors, lab.properties)
+            write_label_image(store, lab.name, lab.levels[0].storage, lab_info, chunks, level_count, block)
+        put_json(store, f"{GROUP}/zarr.json", labels_index_doc([lab.name for lab in labels]))
 
     def associated_images(self) -> dict[str, np.ndarray]:
         """The named small pictures stored beside the pyramid (a slide's ``thumbnail``, ``macro``, ``label``...;
@@ -549,12 +579,14 @@ class Mzarr:
         check_label_levels(child, self.axes, self.shape, str(self.path))
         child.cache.max_bytes = self._cache_bytes
         out = LabelImage(self, name, child)
-        self._label_objects().append(out)
+        self._label_objects().add(out)
         return out
 
-    def _label_objects(self) -> list:
+    def _label_objects(self) -> "weakref.WeakSet[LabelImage]":
+        """The LabelImage objects handed out (weakly held), marked unusable when their label image is renamed or
+        deleted or the file is saved over."""
         if not hasattr(self, "_open_labels"):
-            self._open_labels: list = []
+            self._open_labels: weakref.WeakSet = weakref.WeakSet()
         return self._open_labels
 
     def create_labels(
@@ -566,6 +598,7 @@ class Mzarr:
         list of label images. ``colors``: {value: (r, g, b[, a])}; ``properties``: {value: {key: JSON value}}."""
         from .labels import (
             GROUP, MAX_LABEL_IMAGES, check_label_dtype, check_label_name, image_label_block, labels_index_doc,
+            write_label_image,
         )
 
         self._check_open()
@@ -592,7 +625,6 @@ class Mzarr:
             source = _Zeros(shape, dt)
         block = image_label_block(colors, properties)
         info = ImageInfo(axes=spatial, spacing=self.spacing, unit=self.unit, is_label=True, downsample="mode", name=name)
-        codec = choose_codec(dt, lossless=True, is_label=True, volume="z" in spatial)
         chunks = tuple(c for a, c in zip(self.axes, self.chunks) if a != "c")
         levels = self._backend.stored_level_count
         with self._lock.writing(), self._transaction():
@@ -602,8 +634,7 @@ class Mzarr:
                     raise MzarrValueError(f"{self.path} already has a label image {name!r}; delete or rename it first")
                 if len(names) >= MAX_LABEL_IMAGES:
                     raise MzarrValueError(f"{self.path} already has {len(names)} label images, the most a file holds")
-                write_image(host.store, source, info, codec, chunks, levels, empty=data is None,
-                            path=f"{GROUP}/{name}", ome_extra={"image-label": block})
+                write_label_image(host.store, name, source, info, chunks, levels, block, empty=data is None)
                 host.put_document(f"{GROUP}/zarr.json", labels_index_doc(names + [name]))
             except BaseException:
                 self._close_if_broken()
@@ -671,10 +702,10 @@ class Mzarr:
         self._forget_labels(name, f"the label image {name!r} was deleted")
 
     def _forget_labels(self, name: str, reason: str) -> None:
-        for obj in self._label_objects():
+        for obj in list(self._label_objects()):
             if obj.name == name:
                 obj._gone = reason
-        self._open_labels = [o for o in self._label_objects() if not o._gone]
+                self._label_objects().discard(obj)
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:

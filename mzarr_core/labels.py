@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValueError
+from .errors import MzarrReadOnlyError, MzarrValueError
 from .indexing import broadcast_value, normalize, result_shape
 from .ngff import NGFF_VERSION, is_number, metadata_error, show
 from .values import coerce
@@ -345,8 +345,29 @@ class LabelImage:
             self._backend.put_document(key, doc)
 
 
-def wrap_errors(what: str, exc: Exception, where: str) -> MzarrError:
-    """An unexpected error while building a label image, in words."""
-    if isinstance(exc, MzarrError):
-        return exc
-    return MzarrFormatError(f"{where}: {what} failed ({type(exc).__name__}: {exc})")
+def put_json(store: Any, key: str, doc: dict[str, Any]) -> None:
+    """Write the JSON document ``key`` into ``store`` (a fresh store being saved, or inside a write transaction)."""
+    import json
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    data = json.dumps(doc, indent=2).encode()
+    set_bytes = getattr(store, "set_bytes_sync", None)
+    if set_bytes is not None:
+        set_bytes(key, data)
+    else:
+        sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def write_label_image(store: Any, name: str, source: Any, info: Any, chunks: tuple[int, ...], levels: int | None,
+                      block: dict[str, Any], empty: bool = False) -> None:
+    """Write the label image ``name`` (all levels, mode rule, lossless) into ``store``: ``source`` in the label's
+    axis order (spatial, z-y-x), ``info`` its ImageInfo, ``chunks`` the image's spatial chunks, ``levels`` the
+    image's level count (as many as the shape allows), ``block`` its ``image-label`` metadata."""
+    from .codecs import choose_codec
+    from .writer import write_image
+
+    codec = choose_codec(np.dtype(source.dtype), lossless=True, is_label=True, volume="z" in info.axes)
+    write_image(store, source, info, codec, chunks, levels, empty=empty, path=f"{GROUP}/{name}",
+                ome_extra={"image-label": block})

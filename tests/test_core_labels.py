@@ -329,10 +329,17 @@ def test_ome_zarr_py_reader_finds_labels(tmp_path):
     coins, cells = _coins_and_cells()
     out = Mzarr(coins).save(tmp_path / "c.ome.zarr", levels=2)
     with Mzarr(out, "r+") as m:
-        m.create_labels("cells", cells, colors={1: (255, 0, 0, 255)})
-    nodes = list(reader_mod.Reader(parse_url(str(out / "labels" / "cells")))())
-    assert any(n.specs and type(n.specs[0]).__name__ == "Label" for n in nodes) or nodes
-    np.testing.assert_array_equal(np.asarray(nodes[0].data[0]), cells)
+        m.create_labels("cells", cells, colors={1: (255, 0, 0, 255)}, properties={1: {"class": "coin"}})
+    nodes = list(reader_mod.Reader(parse_url(str(out)))())  # from the image: the reader follows labels/ itself
+    labels = [n for n in nodes if any(isinstance(s, reader_mod.Label) for s in n.specs)]
+    assert len(labels) == 1
+    node = labels[0]
+    assert node.metadata["name"] == "cells"
+    assert node.metadata["color"] == {1: [1.0, 0.0, 0.0, 1.0]}
+    assert node.metadata["properties"] == {1: {"class": "coin"}}
+    assert [tuple(d.shape) for d in node.data] == [(303, 384), (152, 192)]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), cells)
+    np.testing.assert_array_equal(np.asarray(node.data[1]), downsample(cells, (True, True), "mode"))
 
 
 # -- hostile metadata ----------------------------------------------------------------------------------------------
@@ -396,3 +403,99 @@ def test_label_of_wrong_shape_in_file_is_refused(tmp_path):
         m.label("cells")
     assert "labels/cells/zarr.json" in str(info.value)
     assert isinstance(info.value, MzarrError)
+
+
+# -- save / convert / info -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["copy.mzarr", "copy.ome.zarr", "same"])
+def test_save_keeps_label_images(tmp_path, target):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "s.mzarr", levels=3)
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", cells, colors={2: (1, 2, 3, 4)}, properties={2: {"kind": "coin"}})
+        m.create_labels("mask", cells > 0)
+        m.label("mask")[0:5, 0:5] = True
+        mask = m.label("mask")[...]
+        out = path if target == "same" else tmp_path / target
+        old = m.label("cells")
+        m.save(out, levels=2 if target != "same" else None)
+        if target == "same":
+            with pytest.raises(MzarrValueError, match="saved again"):
+                old[0, 0]
+    with Mzarr(out) as m:
+        assert m.labels() == ["cells", "mask"]
+        lab = m.label("cells")
+        np.testing.assert_array_equal(lab[...], cells)
+        assert lab.colors == {2: (1, 2, 3, 4)} and lab.properties == {2: {"kind": "coin"}}
+        assert len(lab.levels) == len(m.levels)
+        _check_pyramid(lab, target)
+        np.testing.assert_array_equal(m.label("mask")[...], mask)
+        assert m.label("mask").dtype == np.bool_
+
+
+def test_save_with_other_axes_leaves_labels_out(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (3, 64, 80), dtype=np.uint8)
+    path = Mzarr(img, axes="cyx").save(tmp_path / "c.mzarr")
+    with Mzarr(path, "r+") as m:
+        m.create_labels("l", np.ones((64, 80), np.uint8))
+        out = m.save(tmp_path / "z.mzarr", axes="zyx")
+    with Mzarr(out) as m:
+        assert m.labels() == []
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    from mzarr_core.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.skipif(NIBABEL_DATA is None, reason="nibabel is not installed")
+def test_cli_convert_labels_from_nifti_and_info(tmp_path, capsys):
+    import nibabel as nib
+    from skimage import measure
+
+    vol = np.asarray(nib.load(Path(NIBABEL_DATA) / "anatomical.nii").dataobj).astype(np.int16)
+    seg = measure.label(vol > np.percentile(vol, 80)).astype(np.uint16)  # (x, y, z) like the volume
+    affine = np.diag([2.0, 2.0, 2.2, 1.0])
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "anat.nii.gz")
+    nib.save(nib.Nifti1Image(seg, affine), tmp_path / "seg.nii.gz")
+    out = tmp_path / "anat.mzarr"
+    code, text, err = _cli(capsys, "convert", tmp_path / "anat.nii.gz", out, "--labels-from", tmp_path / "seg.nii.gz",
+                           "--quiet")
+    assert code == 0, err
+    assert "label image: seg  dtype: uint16" in text
+    with Mzarr(out) as m:
+        assert m.labels() == ["seg"]
+        assert m.shape == vol.T.shape
+        np.testing.assert_array_equal(m[...], vol.T)
+        lab = m.label("seg")
+        np.testing.assert_array_equal(lab[...], seg.T)  # the same (z, y, x) layout as the image
+        assert len(lab.levels) == len(m.levels)
+        _check_pyramid(lab, "cli")
+    code, text, err = _cli(capsys, "info", out, "--json")
+    assert json.loads(text)["label_images"][0]["name"] == "seg"
+    # a named label image, into the folder form
+    code, text, err = _cli(capsys, "convert", tmp_path / "anat.nii.gz", tmp_path / "anat.ome.zarr", "--labels-from",
+                           tmp_path / "seg.nii.gz", "--labels-name", "brain", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "anat.ome.zarr" / "labels" / "zarr.json").read_text())["attributes"]["ome"]["labels"] == ["brain"]
+
+
+@pytest.mark.skipif(NIBABEL_DATA is None, reason="nibabel is not installed")
+def test_cli_convert_labels_from_refuses_mismatch(tmp_path, capsys):
+    import nibabel as nib
+
+    vol = np.arange(8 * 9 * 10, dtype=np.int16).reshape(8, 9, 10)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii")
+    nib.save(nib.Nifti1Image(np.ones((8, 9, 11), np.uint8), np.eye(4)), tmp_path / "wrong.nii")
+    nib.save(nib.Nifti1Image(np.ones((8, 9, 10), np.float32), np.eye(4)), tmp_path / "float.nii")
+    out = tmp_path / "v.mzarr"
+    code, text, err = _cli(capsys, "convert", tmp_path / "v.nii", out, "--labels-from", tmp_path / "wrong.nii", "--quiet")
+    assert code != 0
+    assert "is not the image's spatial shape (10, 9, 8)" in err and "nothing was written" in err
+    assert not out.exists()
+    code, text, err = _cli(capsys, "convert", tmp_path / "v.nii", out, "--labels-from", tmp_path / "float.nii", "--quiet")
+    assert code != 0 and "integer label values" in err and "float32" in err
+    assert not out.exists()
