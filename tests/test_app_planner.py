@@ -6,6 +6,7 @@ import dataclasses
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +72,8 @@ plan = P.plan_frame(P.FrameRequest(levels, mzarr_app.tiles.default_plane('yx'), 
 assert len(plan.tiles) == 4 and not any(m.split('.')[0] in ('PySide6', 'pyqtgraph') for m in sys.modules)
 print('ok')
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
