@@ -577,7 +577,6 @@ class Mzarr:
                 )
             child = host.open_child(prefix_of(name))
         check_label_levels(child, self.axes, self.shape, str(self.path))
-        child.cache.max_bytes = self._cache_bytes
         out = LabelImage(self, name, child)
         self._label_objects().add(out)
         return out

@@ -499,3 +499,28 @@ def test_cli_convert_labels_from_refuses_mismatch(tmp_path, capsys):
     code, text, err = _cli(capsys, "convert", tmp_path / "v.nii", out, "--labels-from", tmp_path / "float.nii", "--quiet")
     assert code != 0 and "integer label values" in err and "float32" in err
     assert not out.exists()
+
+
+def test_label_reads_share_the_files_chunk_cache(tmp_path):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "k.mzarr", levels=2, chunks=(64, 64))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", cells)
+    with Mzarr(path) as m:
+        lab = m.label("cells")
+        m[...]
+        image_entries = m.cache_info().entries
+        assert image_entries > 0
+        lab[...]
+        assert m.cache_info().entries == 2 * image_entries  # kept apart from the image's chunks, in the same bound
+        hits = m.cache_info().hits
+        np.testing.assert_array_equal(lab[...], cells)
+        np.testing.assert_array_equal(m[...], coins)
+        assert m.cache_info().hits >= hits + 2 * image_entries
+        assert lab.levels[0].read_chunk((0, 0), cached_only=True) is not None
+    with Mzarr(path, "r+") as m:  # a label edit is seen by the next read (the cache is emptied)
+        lab = m.label("cells")
+        lab[...]
+        lab[0:64, 0:64] = 3
+        assert (lab[0:64, 0:64] == 3).all()
+        assert (m.label("cells")[0:64, 0:64] == 3).all()

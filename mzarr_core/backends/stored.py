@@ -83,6 +83,8 @@ class StoredBackend(Backend):
         child = type(self).__new__(type(self))
         child.prefix, child.owns_store = prefix, False
         StoredBackend.__init__(child, self.store, self.path, info, arrays, group, self._writable, self._lock)
+        child.cache = self.cache  # one bound for the file: the child's entries are keyed under its prefix
+        child._parent = self
         return child
 
     # -- levels and reading -------------------------------------------------------------------------------------
@@ -105,8 +107,17 @@ class StoredBackend(Backend):
         with self._lock.reading(), self.transaction(write=False):
             yield self._cache_session()
 
+    _parent: "StoredBackend | None" = None
+
+    def _writing(self) -> bool:
+        """True while a write transaction of this image (or, for a label image, of its image) runs."""
+        return bool(self._write_depth or (self._parent is not None and self._parent._write_depth))
+
+    def _session(self) -> CacheSession:
+        return _PrefixedSession(self.cache, self.prefix) if self.prefix else CacheSession(self.cache)
+
     def _cache_session(self) -> CacheSession | None:
-        if self._write_depth or self.cache.max_bytes == 0:
+        if self._writing() or self.cache.max_bytes == 0:
             return None  # a write's own reads see uncommitted pixels: never cached
         seen = (write_count(self._path_key), self._data_version())
         with self._seen_lock:
@@ -114,18 +125,18 @@ class StoredBackend(Backend):
                 if self._seen is not None:
                     self.cache.clear()  # the file changed since the cached chunks were decoded
                 self._seen = seen
-            return CacheSession(self.cache)
+            return self._session()
 
     def peek_session(self) -> CacheSession | None:
         """The cache for lookups that read nothing (Level.read_chunk(..., cached_only=True)): no lock, no snapshot,
         so other processes' commits are noticed by the next read, not here; None while a write runs, with caching
         off, or after another object's write in this process (until a read empties the cache)."""
-        if self._write_depth or self.cache.max_bytes == 0:
+        if self._writing() or self.cache.max_bytes == 0:
             return None
         seen = self._seen
         if seen is not None and seen[0] != write_count(self._path_key):
             return None
-        return CacheSession(self.cache)
+        return self._session()
 
     def _data_version(self) -> int | None:
         """A number that changes when another connection commits to the storage (None: not known)."""
@@ -283,6 +294,22 @@ class StoredBackend(Backend):
         self.cache.clear()
         if self.owns_store:
             self.store.close()
+
+
+class _PrefixedSession(CacheSession):
+    """A label image's use of its file's cache: its keys are kept apart from the image's under its prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, cache: ChunkCache, prefix: str):
+        super().__init__(cache)
+        self.prefix = prefix
+
+    def get(self, key: Any, count: bool = True) -> np.ndarray | None:
+        return self.cache.get((self.prefix, key), count)
+
+    def put(self, key: Any, value: np.ndarray) -> np.ndarray:
+        return self.cache.put((self.prefix, key), value, self.generation)
 
 
 class SqliteBackend(StoredBackend):
