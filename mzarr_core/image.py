@@ -20,7 +20,7 @@ from .chunk_cache import CacheInfo, _check_bytes, get_cache_bytes, note_write
 from .chunking import auto_chunks
 from .codecs import check_dtype, choose_codec, recompressing_codec
 from .containers import atomic_target
-from .errors import MzarrFormatError, MzarrReadOnlyError, MzarrValueError
+from .errors import MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValueError
 from .indexing import broadcast_value, normalize, result_shape
 from .level import Level, StorageArray, StorageView
 from .locks import ReadWriteLock
@@ -367,6 +367,7 @@ class Mzarr:
                 self._info.attrs.update(json.loads(attrs_before))
                 self._attrs_saved = saved_before
                 self._close_if_broken()
+                self._forget_rolled_back_labels()
             raise
 
     @contextlib.contextmanager
@@ -577,6 +578,7 @@ class Mzarr:
                 )
             child = host.open_child(prefix_of(name))
         check_label_levels(child, self.axes, self.shape, str(self.path))
+        child.info.downsample = "mode"  # edits keep labels (another tool's label image may not say so)
         out = LabelImage(self, name, child)
         self._label_objects().add(out)
         return out
@@ -699,6 +701,18 @@ class Mzarr:
                 self._close_if_broken()
                 raise
         self._forget_labels(name, f"the label image {name!r} was deleted")
+
+    def _forget_rolled_back_labels(self) -> None:
+        """After a rolled-back block: label image objects of label images created in it no longer exist."""
+        if self._closed or not getattr(self, "_open_labels", None):
+            return
+        try:
+            names = set(self.labels())
+        except MzarrError:
+            names = set()
+        for obj in list(self._label_objects()):
+            if obj.name not in names:
+                self._forget_labels(obj.name, f"the label image {obj.name!r} does not exist (its creation was rolled back)")
 
     def _forget_labels(self, name: str, reason: str) -> None:
         for obj in list(self._label_objects()):

@@ -524,3 +524,41 @@ def test_label_reads_share_the_files_chunk_cache(tmp_path):
         lab[0:64, 0:64] = 3
         assert (lab[0:64, 0:64] == 3).all()
         assert (m.label("cells")[0:64, 0:64] == 3).all()
+
+
+def test_rolled_back_creation_and_read_only(tmp_path):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "r.mzarr", levels=2)
+    with Mzarr(path, "r+") as m:
+        with pytest.raises(RuntimeError), m.transaction():
+            lab = m.create_labels("tmp", cells)
+            lab[0:10, 0:10] = 1
+            raise RuntimeError("cancel")
+        assert m.labels() == []
+        with pytest.raises(MzarrValueError, match="rolled back"):
+            lab[0, 0]
+        m.create_labels("cells", cells)
+    with Mzarr(path) as m:
+        with pytest.raises(MzarrReadOnlyError):
+            m.create_labels("x", cells)
+        with pytest.raises(MzarrReadOnlyError):
+            m.delete_labels("cells")
+        with pytest.raises(MzarrReadOnlyError):
+            m.label("cells").colors = {1: (1, 1, 1)}
+        assert m.labels() == ["cells"]
+
+
+def test_plain_ome_zarr_label_without_mzarr_block_is_edited_by_mode(tmp_path):
+    coins, cells = _coins_and_cells()
+    out = Mzarr(coins).save(tmp_path / "p.ome.zarr", levels=2)
+    with Mzarr(out, "r+") as m:
+        m.create_labels("cells", cells)
+    doc_path = out / "labels" / "cells" / "zarr.json"
+    doc = json.loads(doc_path.read_text())
+    del doc["attributes"]["mzarr"]  # as another OME-Zarr writer leaves it
+    doc["attributes"]["ome"]["multiscales"][0].pop("type", None)
+    doc_path.write_text(json.dumps(doc))
+    with Mzarr(out, "r+") as m:
+        lab = m.label("cells")
+        lab[0:50, 0:50] = 9
+        _check_pyramid(lab, "plain")
