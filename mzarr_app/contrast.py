@@ -21,6 +21,21 @@ _MAGMA = np.array([
     [251, 135, 97], [254, 194, 135], [252, 253, 191]], dtype=float)
 
 
+@lru_cache(maxsize=64)
+def curve_table(gamma: float, invert: bool) -> np.ndarray:
+    """uint8 table (256,) applied to windowed values q: ``round(255 * (q/255) ** gamma)``, then ``255 - .`` if
+    ``invert``."""
+    t = np.arange(256, dtype=np.float64) / 255.0
+    out = np.round(255.0 * t ** float(gamma)).astype(np.uint8) if gamma != 1.0 else np.arange(256, dtype=np.uint8)
+    return (255 - out).astype(np.uint8) if invert else out
+
+
+def display_lut(s: "DisplaySettings") -> np.ndarray:
+    """The 256x4 colour table for single-channel settings: the colormap composed with invert/gamma."""
+    lut = colormap_lut(s.colormap)
+    return lut[curve_table(s.gamma, s.invert)] if s.has_curve else lut
+
+
 def _interp_lut(stops: np.ndarray) -> np.ndarray:
     """256x4 uint8 LUT interpolated from colour stops."""
     x = np.linspace(0, 1, len(stops))
@@ -84,6 +99,15 @@ class DisplaySettings:
     hi: float = 255.0
     colormap: str = "grey"
     channels: tuple[ChannelSettings, ...] = field(default_factory=tuple)
+    #: display-only curve after the levels (a 256-entry table on the windowed uint8): t -> t ** gamma, then 1 - t
+    #: when inverted; single-channel images get it folded into the colour table Qt draws with
+    invert: bool = False
+    gamma: float = 1.0
+
+    @property
+    def has_curve(self) -> bool:
+        """True when invert or gamma change the identity mapping."""
+        return self.invert or self.gamma != 1.0
 
     def with_levels(self, lo: float, hi: float) -> "DisplaySettings":
         """Copy with new min/max (applied to every channel for rgb/composite)."""
@@ -163,7 +187,7 @@ def render_indexed(data: np.ndarray, s: DisplaySettings) -> tuple[np.ndarray, np
     d = data if data.ndim == 2 else data[:, :, 0]
     if s.mode == "labels":
         return np.ascontiguousarray(label_indices(d)), label_palette()
-    return np.ascontiguousarray(_scale_to_u8(d, s.lo, s.hi)), colormap_lut(s.colormap)
+    return np.ascontiguousarray(_scale_to_u8(d, s.lo, s.hi)), display_lut(s)
 
 
 def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:
@@ -173,14 +197,17 @@ def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:
         return np.ascontiguousarray(label_colors(d))
     if s.mode == "single" or data.ndim == 2:
         d = data if data.ndim == 2 else data[:, :, 0]
-        lut = colormap_lut(s.colormap)
+        lut = display_lut(s)
         return np.ascontiguousarray(lut[_scale_to_u8(d, s.lo, s.hi)])
     rows, cols, nc = data.shape
+    curve = curve_table(s.gamma, s.invert) if s.has_curve else None
     if s.mode == "rgb":
         out = np.empty((rows, cols, 4), np.uint8)
         for i in range(min(nc, 3)):
             ch = s.channels[i] if i < len(s.channels) else ChannelSettings(s.lo, s.hi)
             out[:, :, i] = _scale_to_u8(data[:, :, i], ch.lo, ch.hi)
+            if curve is not None:
+                out[:, :, i] = curve[out[:, :, i]]
         for i in range(nc, 3):
             out[:, :, i] = out[:, :, 0]
         if nc >= 4:
@@ -197,7 +224,8 @@ def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:
         ch = s.channels[i] if i < len(s.channels) else ChannelSettings(s.lo, s.hi, CHANNEL_COLORS[i % 7])
         if not ch.visible:
             continue
-        v = _scale_to_u8(data[:, :, i], ch.lo, ch.hi).astype(np.float32) / 255.0
+        q = _scale_to_u8(data[:, :, i], ch.lo, ch.hi)
+        v = (q if curve is None else curve[q]).astype(np.float32) / 255.0
         acc += v[:, :, None] * np.asarray(ch.color, np.float32)[None, None, :]
     out = np.empty((rows, cols, 4), np.uint8)
     out[:, :, :3] = np.clip(np.round(acc), 0, 255).astype(np.uint8)

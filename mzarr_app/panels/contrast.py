@@ -1,16 +1,23 @@
-"""Contrast panel: histogram with a draggable min/max range, spin boxes, auto levels and colormaps."""
+"""Contrast panel: histogram with a draggable min/max range, spin boxes, auto levels, colormaps, window presets
+(the file's DICOM windows, Hounsfield presets), invert and gamma."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
+                               QSlider, QVBoxLayout, QWidget)
 
 from ..contrast import COLORMAPS, DisplaySettings, auto_levels
+from ..presets import WindowPreset, levels_to_window, window_to_levels
+
+#: the gamma slider's range: gamma = 10 ** (value / GAMMA_STEPS), 0.2 .. 5
+GAMMA_STEPS = 100
+GAMMA_RANGE = (-70, 70)
 
 
 class HistogramWidget(pg.PlotWidget):
@@ -87,6 +94,20 @@ class ContrastPanel(QWidget):
         self.cmap.addItems(list(COLORMAPS))
         self.channel = QComboBox()
         self.channel.setToolTip("Channel whose levels are edited")
+        self.presets: list[WindowPreset] = []
+        self.preset = QComboBox()
+        self.preset.setObjectName("contrastPreset")
+        self.preset.setToolTip("Window: the file's own (DICOM) windows, Hounsfield presets for CT, or automatic")
+        self.invert = QCheckBox("Invert")
+        self.invert.setObjectName("contrastInvert")
+        self.gamma = QSlider(Qt.Orientation.Horizontal)
+        self.gamma.setObjectName("contrastGamma")
+        self.gamma.setRange(*GAMMA_RANGE)
+        self.gamma.setValue(0)
+        self.gamma.setToolTip("Gamma (display only): shown value = windowed value ** gamma; double-click the label "
+                              "to reset")
+        self.gamma_label = QLabel("1.00")
+        self.gamma_label.setMinimumWidth(36)
         form = QFormLayout()
         row = QHBoxLayout()
         row.addWidget(self.lo)
@@ -95,6 +116,14 @@ class ContrastPanel(QWidget):
         form.addRow("Min / max", row)
         form.addRow("Colormap", self.cmap)
         form.addRow("Channel", self.channel)
+        wrow = QHBoxLayout()
+        wrow.addWidget(self.preset, 1)
+        wrow.addWidget(self.invert)
+        form.addRow("Window", wrow)
+        grow = QHBoxLayout()
+        grow.addWidget(self.gamma, 1)
+        grow.addWidget(self.gamma_label)
+        form.addRow("Gamma", grow)
         lay = QVBoxLayout(self)
         lay.addWidget(self.hist)
         lay.addLayout(form)
@@ -105,13 +134,106 @@ class ContrastPanel(QWidget):
         self.cmap.currentTextChanged.connect(self._cmap_changed)
         self.channel.currentIndexChanged.connect(self._channel_changed)
         self.hist.regionChanged.connect(self._region_changed)
+        self.preset.activated.connect(self._preset_picked)
+        self.invert.toggled.connect(self.set_invert)
+        self.gamma.valueChanged.connect(lambda v: self.set_gamma(10 ** (v / GAMMA_STEPS)))
         self._updating = False
+        self._hist_source: object = None
+        self._auto_lv: tuple[float, float] | None = None  # automatic levels of the current sample
+        self.set_presets([])
+
+    # --- window presets, invert, gamma ---------------------------------------------------------------------
+    def set_presets(self, presets: list[WindowPreset]) -> None:
+        """The windows offered for this image (the file's first, then Hounsfield presets); "Automatic" always."""
+        self.presets = list(presets)
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        self.preset.addItem("Automatic")
+        for p in self.presets:
+            self.preset.addItem(f"{p.name}" if p.source == "file" else
+                                f"{p.name} ({p.centre:g}/{p.width:g})")
+        self.preset.addItem("Custom")
+        self.preset.blockSignals(False)
+        self._sync_preset()
+
+    def apply_preset(self, which: int | str | WindowPreset) -> bool:
+        """Apply a window (a preset, its index in :attr:`presets` or its name; "Automatic" for auto levels)."""
+        if which == "Automatic":
+            self.auto_levels()
+            return True
+        if isinstance(which, int):
+            p = self.presets[which]
+        elif isinstance(which, str):
+            found = [q for q in self.presets if q.name == which]
+            if not found:
+                return False
+            p = found[0]
+        else:
+            p = which
+        self.set_levels(*window_to_levels(p.centre, p.width))
+        return True
+
+    def set_window(self, centre: float, width: float) -> None:
+        """Levels from a window centre/width."""
+        self.set_levels(*window_to_levels(centre, width))
+
+    def window(self) -> tuple[float, float] | None:
+        """(centre, width) of the current channel's levels."""
+        return None if self.settings is None else levels_to_window(*self._levels())
+
+    def set_invert(self, on: bool) -> None:
+        """Invert the display (a lookup table; the pixels are not changed)."""
+        if self.settings is not None and bool(on) != self.settings.invert:
+            self.set_settings(replace(self.settings, invert=bool(on)))
+
+    def set_gamma(self, gamma: float) -> None:
+        """Gamma of the display (a lookup table): the windowed value t in 0..1 is shown as t ** gamma."""
+        gamma = round(float(gamma), 2)
+        if self.settings is not None and gamma > 0 and gamma != self.settings.gamma:
+            self.set_settings(replace(self.settings, gamma=gamma))
+
+    def _preset_picked(self, i: int) -> None:
+        if i == 0:
+            self.auto_levels()
+        elif 1 <= i <= len(self.presets):
+            self.apply_preset(i - 1)
+        else:
+            self._sync_preset()
+
+    def _sync_preset(self) -> None:
+        """Show which preset the levels are (or Custom / Automatic), the window, invert and gamma."""
+        s = self.settings
+        self.preset.blockSignals(True)
+        self.invert.blockSignals(True)
+        self.gamma.blockSignals(True)
+        idx = 0
+        if s is not None:
+            lo, hi = self._levels()
+            c, w = levels_to_window(lo, hi)
+            self.preset.setItemText(self.preset.count() - 1, f"Custom: C {c:.6g} / W {w:.6g}")
+            auto = self._auto_lv is not None and (lo, hi) == self._auto_lv
+            idx = self.preset.count() - 1
+            for i, p in enumerate(self.presets):
+                if math.isclose(p.centre, c, abs_tol=1e-9) and math.isclose(p.width, w, abs_tol=1e-9):
+                    idx = i + 1
+                    break
+            else:
+                if auto:
+                    idx = 0
+            self.invert.setChecked(s.invert)
+            self.gamma.setValue(int(round(math.log10(s.gamma) * GAMMA_STEPS)) if s.gamma > 0 else 0)
+            self.gamma_label.setText(f"{s.gamma:.2f}")
+        self.preset.setCurrentIndex(idx)
+        self.preset.blockSignals(False)
+        self.invert.blockSignals(False)
+        self.gamma.blockSignals(False)
 
     def set_source(self, settings: DisplaySettings, sample: np.ndarray | None,
                    channel_samples: list[np.ndarray] | None) -> None:
         """New image: its default settings and the coarse data used for histograms."""
         self.sample = sample
         self.channel_samples = channel_samples
+        self._hist_source = None
         self._updating = True
         self.channel.clear()
         if settings.channels:
@@ -139,10 +261,16 @@ class ContrastPanel(QWidget):
         lo, hi = self._levels()
         self.lo.setValue(lo)
         self.hi.setValue(hi)
-        self.hist.set_data(self._current_sample())
+        src = (id(self._current_sample()), self.channel.currentIndex())
+        if src != self._hist_source:  # the histogram is recomputed only for another sample (not on every drag)
+            self._hist_source = src
+            smp = self._current_sample()
+            self.hist.set_data(smp)
+            self._auto_lv = auto_levels(smp) if smp is not None else None
         self.hist.set_region(lo, hi)
         self.cmap.setCurrentText(settings.colormap if settings.colormap in COLORMAPS else "grey")
         self.cmap.setEnabled(settings.mode == "single")
+        self._sync_preset()
         self._updating = False
         if emit:
             self.settingsChanged.emit(settings)

@@ -1,0 +1,139 @@
+"""Window/level presets (no Qt): the file's own DICOM windows, Hounsfield presets, and window <-> levels.
+
+A window is (centre C, width W); the view maps ``C - W/2 .. C + W/2`` to black..white (the usual viewer
+convention; DICOM's "LINEAR" VOI function of PS3.3 C.11.2.1.2 differs from it by half a unit).
+
+Hounsfield presets are Radiopaedia's "Windowing (CT)" values (https://radiopaedia.org/articles/windowing-ct):
+brain W80 L40, subdural W215 L75 (the middle of its W130-300 / L50-100), stroke W40 L40 (Radiopaedia also lists
+W8 L32), lung W1500 L-600, mediastinum W350 L50, bone W1800 L400, soft tissue W400 L50 (of W350-400 L20-60).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WindowPreset:
+    """A named window: ``centre``/``width`` in the image's stored values."""
+
+    name: str
+    centre: float
+    width: float
+    source: str = "preset"  # "file" (the file's DICOM window) or "preset" (Hounsfield)
+
+    @property
+    def levels(self) -> tuple[float, float]:
+        return window_to_levels(self.centre, self.width)
+
+
+#: Hounsfield-unit presets (Radiopaedia, "Windowing (CT)"): name, centre (level), width
+HU_PRESETS: tuple[WindowPreset, ...] = (
+    WindowPreset("Brain", 40, 80),
+    WindowPreset("Subdural", 75, 215),
+    WindowPreset("Stroke", 40, 40),
+    WindowPreset("Lung", -600, 1500),
+    WindowPreset("Mediastinum", 50, 350),
+    WindowPreset("Bone", 400, 1800),
+    WindowPreset("Soft tissue", 50, 400),
+)
+
+
+def window_to_levels(centre: float, width: float) -> tuple[float, float]:
+    """(lo, hi) shown black..white for window ``centre``/``width``."""
+    return float(centre) - float(width) / 2.0, float(centre) + float(width) / 2.0
+
+
+def levels_to_window(lo: float, hi: float) -> tuple[float, float]:
+    """(centre, width) of levels ``lo``..``hi``."""
+    return (float(lo) + float(hi)) / 2.0, float(hi) - float(lo)
+
+
+def _numbers(v: Any) -> list[float]:
+    """A DICOM multi-value (number, list of numbers, or the text ``"40\\400"``) as floats; [] if unreadable."""
+    if v is None:
+        return []
+    if isinstance(v, str):
+        v = [p for p in v.replace("\\", " ").split() if p]
+    if not isinstance(v, (list, tuple)):
+        v = [v]
+    out = []
+    for x in v:
+        try:
+            f = float(x)
+        except (TypeError, ValueError):
+            return []
+        if not np.isfinite(f):
+            return []
+        out.append(f)
+    return out
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def dicom_block(attrs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """``attrs["dicom"]`` (the block mzarr's DICOM reader writes), or {}."""
+    if not attrs:
+        return {}
+    d = attrs.get("dicom") if hasattr(attrs, "get") else None
+    return d if isinstance(d, Mapping) else {}
+
+
+def file_windows(attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
+    """The windows in the file's DICOM metadata (``WindowCenter``/``WindowWidth``, numbers or lists), first first,
+    named ``From file: C/W`` (plus the file's explanation when it has one), in the stored values' units.
+
+    When the rescale was recorded but not applied (``dicom.rescale.applied`` false: values = stored * slope +
+    intercept), the windows (which DICOM gives in rescaled units) are converted to stored values."""
+    d = dicom_block(attrs)
+    cs, ws = _numbers(d.get("WindowCenter")), _numbers(d.get("WindowWidth"))
+    if not cs or not ws:
+        return []
+    n = max(len(cs), len(ws))
+    cs += [cs[-1]] * (n - len(cs))
+    ws += [ws[-1]] * (n - len(ws))
+    expl = d.get("WindowCenterWidthExplanation")
+    if isinstance(expl, str):
+        expl = [p for p in expl.split("\\")]
+    expl = list(expl) if isinstance(expl, (list, tuple)) else []
+    slope, intercept = 1.0, 0.0
+    r = d.get("rescale")
+    if isinstance(r, Mapping) and r.get("applied") is False:
+        s, b = _numbers(r.get("slope")), _numbers(r.get("intercept"))
+        if len(s) == 1 and len(b) == 1 and s[0] != 0:
+            slope, intercept = s[0], b[0]
+    out: list[WindowPreset] = []
+    seen = set()
+    for i, (c, w) in enumerate(zip(cs, ws)):
+        if w <= 0 or (c, w) in seen:
+            continue
+        seen.add((c, w))
+        name = f"From file: {_fmt(c)}/{_fmt(w)}"
+        if i < len(expl) and str(expl[i]).strip():
+            name += f" ({str(expl[i]).strip()})"
+        out.append(WindowPreset(name, (c - intercept) / slope, w / abs(slope), "file"))
+    return out
+
+
+def looks_like_hu(dtype: Any, attrs: Mapping[str, Any] | None) -> bool:
+    """True for Hounsfield data: int16 values from a DICOM CT (``Modality`` CT) or a rescale applied to HU."""
+    if np.dtype(dtype) != np.int16:
+        return False
+    d = dicom_block(attrs)
+    if str(d.get("Modality", "")).upper() == "CT":
+        return True
+    r = d.get("rescale")
+    return isinstance(r, Mapping) and str(r.get("type", "")).upper() == "HU" and r.get("applied") is not False
+
+
+def presets_for(dtype: Any, attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
+    """The windows offered for an image: the file's own first, then the Hounsfield presets for HU data."""
+    out = file_windows(attrs)
+    if looks_like_hu(dtype, attrs):
+        out += list(HU_PRESETS)
+    return out
