@@ -73,7 +73,10 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
         )
         if seg is not None:
             _check_labels_fit(seg, image, Path(labels_from))
-        return image.save(dst, progress=progress, **save_options)
+        out = image.save(dst, progress=progress, **save_options)
+        if isinstance(source.owner, Mzarr) and image.axes == source.owner.axes:
+            _keep_labels(out, source.owner)
+        return out
     finally:
         if source.owner is not None and hasattr(source.owner, "close"):
             source.owner.close()
@@ -104,6 +107,24 @@ def _check_labels_fit(seg: Any, image: Mzarr, path: Path) -> None:
         check_label_dtype(seg.array.dtype)
     except MzarrValueError as exc:
         raise MzarrValueError(f"--labels-from {path.name}: {exc}; nothing was written") from None
+
+
+def _keep_labels(out: Path, original: Mzarr) -> None:
+    """A .mzarr / OME-Zarr converted to the other form keeps its label images (colours and properties included)."""
+    names = original.labels()
+    if not names:
+        return
+    try:
+        with Mzarr(out, "r+") as image:
+            for name in names:
+                lab = original.label(name)
+                image.create_labels(name, lab.levels[0], colors=lab.colors, properties=lab.properties)
+    except BaseException:
+        if out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
+        raise
 
 
 def _attach_labels(out: Path, seg: Any, name: str, path: Path) -> None:

@@ -562,3 +562,20 @@ def test_plain_ome_zarr_label_without_mzarr_block_is_edited_by_mode(tmp_path):
         lab = m.label("cells")
         lab[0:50, 0:50] = 9
         _check_pyramid(lab, "plain")
+
+
+def test_convert_between_forms_keeps_labels(tmp_path):
+    from mzarr_core import convert
+
+    coins, cells = _coins_and_cells()
+    src = Mzarr(coins).save(tmp_path / "a.mzarr", levels=3)
+    with Mzarr(src, "r+") as m:
+        m.create_labels("cells", cells, colors={1: (5, 6, 7, 8)})
+    folder = convert(src, tmp_path / "a.ome.zarr")
+    back = convert(folder, tmp_path / "b.mzarr")
+    for path in (folder, back):
+        with Mzarr(path) as m:
+            assert m.labels() == ["cells"]
+            np.testing.assert_array_equal(m.label("cells")[...], cells)
+            assert m.label("cells").colors == {1: (5, 6, 7, 8)}
+            _check_pyramid(m.label("cells"), str(path))
