@@ -30,8 +30,12 @@ ARRIVAL_BATCH_S = 0.2
 PREFETCH_SLICES = 1
 
 
+#: how far the view zooms out: the visible extent may reach this many times the image's larger side
+ZOOM_OUT = 16
+
 class EditViewBox(pg.ViewBox):
-    """ViewBox that turns left-drags into rectangle selections or brush strokes when a tool is active."""
+    """ViewBox that turns left-drags into rectangle selections or brush strokes when a tool is active, and
+    right-drags into window/level changes (``windowDrag``); a right click without motion opens pyqtgraph's menu."""
 
     rectDrawn = Signal(QRectF)
     brushStroke = Signal(list)
@@ -345,8 +349,10 @@ class TiledImageView(pg.GraphicsView):
         if self.doc is None:
             return
         h, w = self.plane_shape()
-        self.vb.setLimits(xMin=-w, xMax=2 * w, yMin=-h, yMax=2 * h, minXRange=4, minYRange=4,
-                          maxXRange=3 * max(w, h), maxYRange=3 * max(w, h))
+        # zoom out until the image is a small thumbnail in the middle (ZOOM_OUT x its larger side), not just 3x
+        far = ZOOM_OUT * max(w, h)
+        self.vb.setLimits(xMin=w / 2 - far / 2, xMax=w / 2 + far / 2, yMin=h / 2 - far / 2, yMax=h / 2 + far / 2,
+                          minXRange=4, minYRange=4, maxXRange=far, maxYRange=far)
         self.vb.setRange(QRectF(0, 0, w, h), padding=0)
 
     def zoom(self, factor: float, center: QPointF | None = None) -> None:
@@ -357,6 +363,15 @@ class TiledImageView(pg.GraphicsView):
     def pan(self, dx: float, dy: float) -> None:
         """Move the view by (dx, dy) level-0 pixels."""
         self.vb.translateBy(x=dx, y=dy)
+
+    def actual_size(self) -> None:
+        """One level-0 pixel per device pixel around the current centre, the view's corner on a whole pixel."""
+        r = self.vb.viewRect()
+        size = self.vb.size()
+        dpr = self.devicePixelRatioF() or 1.0
+        w, h = size.width() / dpr, size.height() / dpr  # image pixels across the view at 1:1 device pixels
+        x0, y0 = round(r.center().x() - w / 2), round(r.center().y() - h / 2)
+        self.vb.setRange(QRectF(x0, y0, w, h), padding=0)
 
     def show_rect(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """Make the level-0 rectangle fill the view."""

@@ -6,7 +6,7 @@ import os
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
 
@@ -362,12 +362,9 @@ class MainWindow(QMainWindow):
             self.view.set_display(replace(s, mode="composite"))
 
     def actual_size(self) -> None:
-        """Zoom so one level-0 pixel is one screen pixel."""
-        r = self.view.vb.viewRect()
-        px = self.view.vb.viewPixelSize()
-        c = r.center()
-        w, h = r.width() / px[0], r.height() / px[1]
-        self.view.vb.setRange(QRectF(c.x() - w / 2, c.y() - h / 2, w, h), padding=0)
+        """Zoom so one level-0 pixel is one screen pixel, the view's corner on a whole pixel (with an odd-sized
+        view, a centre on a half pixel put every tile edge on half device pixels: a seam row between tiles)."""
+        self.view.actual_size()
 
     def _show_level(self) -> None:
         if self.doc is None:
@@ -528,7 +525,16 @@ class MainWindow(QMainWindow):
         if g is not None:
             self.restoreGeometry(g)
         if st is not None:
-            self.restoreState(st)
+            self._state_restored = bool(self.restoreState(st))
+
+    def showEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
+        """At the first show, the Editing tab is in front of Metadata (raise_ before the window is shown does not
+        stick for tabified docks), unless the user's saved layout says otherwise."""
+        super().showEvent(ev)
+        if not getattr(self, "_tabs_settled", False):
+            self._tabs_settled = True
+            if not getattr(self, "_state_restored", False):
+                self.docks["Editing"].raise_()
 
     # --- misc ----------------------------------------------------------------------------------------------
     def cache_dialog(self) -> None:

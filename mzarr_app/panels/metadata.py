@@ -96,7 +96,11 @@ class MetadataPanel(QWidget):
         self.new_key = QLineEdit(placeholderText="new key")
         self.new_type = QComboBox()
         self.new_type.addItems(list(TYPES))
-        self.add = QPushButton("Add")
+        self.add = QPushButton("Add")  # next to the selected key (top level when nothing or a top-level key is)
+        self.add.setToolTip("Add the key at the level of the selected key (top level if none is selected)")
+        self.add_inside = QPushButton("Add inside")  # into the selected object or array
+        self.add_inside.setToolTip("Add the key inside the selected object or array")
+        self.add_inside.setEnabled(False)
         self.delete = QPushButton("Delete")
         self.save = QPushButton("Save metadata")
         self.message = QLabel("")
@@ -106,6 +110,7 @@ class MetadataPanel(QWidget):
         row.addWidget(self.new_key, 1)
         row.addWidget(self.new_type)
         row.addWidget(self.add)
+        row.addWidget(self.add_inside)
         row.addWidget(self.delete)
         lay = QVBoxLayout(self)
         lay.addWidget(self.tree, 1)
@@ -116,6 +121,9 @@ class MetadataPanel(QWidget):
         self._loading = False
         self.tree.itemChanged.connect(self._item_changed)
         self.add.clicked.connect(self._add_clicked)
+        self.add_inside.clicked.connect(self._add_inside_clicked)
+        self.tree.currentItemChanged.connect(self._selection_changed)
+        self.tree.viewport().installEventFilter(self)  # a click on empty space clears the selection
         self.delete.clicked.connect(self._delete_clicked)
         self.save.clicked.connect(lambda: self.saveRequested.emit(self.to_dict()))
         self.error.connect(self.message.setText)
@@ -295,7 +303,26 @@ class MetadataPanel(QWidget):
         self._loading = False
 
     def _add_clicked(self) -> None:
-        self.add_key(self.new_key.text(), self.new_type.currentText(), self.tree.currentItem())
+        """Add next to the selected key: in its parent (top level for a top-level key or no selection)."""
+        it = self.tree.currentItem()
+        self.add_key(self.new_key.text(), self.new_type.currentText(), it.parent() if it is not None else None)
+
+    def _add_inside_clicked(self) -> None:
+        it = self.tree.currentItem()
+        if it is not None and it.data(0, _ROLE)[1] in ("object", "array"):
+            self.add_key(self.new_key.text(), self.new_type.currentText(), it)
+
+    def _selection_changed(self, current: QTreeWidgetItem | None, _previous: Any = None) -> None:
+        self.add_inside.setEnabled(current is not None and current.data(0, _ROLE)[1] in ("object", "array"))
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if obj is self.tree.viewport() and event.type() == QEvent.Type.MouseButtonPress:
+            if self.tree.itemAt(event.position().toPoint()) is None:
+                self.tree.clearSelection()
+                self.tree.setCurrentItem(None)
+        return super().eventFilter(obj, event)
 
     def _delete_clicked(self) -> None:
         it = self.tree.currentItem()
