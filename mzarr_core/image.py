@@ -539,6 +539,11 @@ class Mzarr:
 
         backend = self._backend
         if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
+            if backend.kind == "directory" and doing is not None and not (Path(backend.path) / "zarr.json").is_file():
+                raise MzarrValueError(
+                    f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; label images are written in "
+                    f"Zarr v3 (NGFF 0.5): convert it first, e.g. 'mzarr convert {backend.path} new.ome.zarr'"
+                )
             return backend
         if doing is None:
             return None

@@ -579,3 +579,19 @@ def test_convert_between_forms_keeps_labels(tmp_path):
             np.testing.assert_array_equal(m.label("cells")[...], cells)
             assert m.label("cells").colors == {1: (5, 6, 7, 8)}
             _check_pyramid(m.label("cells"), str(path))
+
+
+def test_zarr_v2_folder_has_no_labels_and_refuses_new_ones(tmp_path):
+    import zarr
+
+    a = np.arange(40 * 60, dtype=np.uint16).reshape(40, 60)
+    root = zarr.open_group(tmp_path / "v2.zarr", mode="w", zarr_format=2)
+    root.create_array("0", shape=a.shape, dtype=a.dtype, chunks=(16, 16))[...] = a
+    root.attrs["multiscales"] = [{
+        "version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}],
+    }]
+    with Mzarr(tmp_path / "v2.zarr", "r+") as m:
+        assert m.labels() == []
+        with pytest.raises(MzarrValueError, match="Zarr v2"):
+            m.create_labels("x", np.zeros(a.shape, np.uint8))
