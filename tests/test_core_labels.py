@@ -595,3 +595,26 @@ def test_zarr_v2_folder_has_no_labels_and_refuses_new_ones(tmp_path):
         assert m.labels() == []
         with pytest.raises(MzarrValueError, match="Zarr v2"):
             m.create_labels("x", np.zeros(a.shape, np.uint8))
+
+
+def test_labels_leave_the_images_metadata_and_format_version_alone(tmp_path):
+    import shutil
+    import sqlite3
+
+    src = Path(__file__).parent / "data" / "format1_camera.mzarr"
+    path = tmp_path / "f1.mzarr"
+    shutil.copy(src, path)
+
+    def root_doc() -> bytes:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT value FROM zarr WHERE key='zarr.json'").fetchone()[0]
+
+    before = root_doc()
+    with Mzarr(path, "r+") as m:
+        image = m[...]
+        m.create_labels("bright", (image > 128).astype(np.uint8))
+    assert root_doc() == before  # an older reader sees the same image: labels/ is a group it ignores
+    assert json.loads(before)["attributes"]["mzarr"]["format_version"] == 1
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m[...], image)
+        np.testing.assert_array_equal(m.label("bright")[...], (image > 128).astype(np.uint8))
