@@ -39,9 +39,13 @@ class EditViewBox(pg.ViewBox):
 
     rectDrawn = Signal(QRectF)
     brushStroke = Signal(list)
+    #: right-button drag: (dx, dy) in screen pixels from where the button went down, is start, is finish
+    windowDrag = Signal(float, float, bool, bool)
 
     def __init__(self) -> None:
-        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        super().__init__(lockAspect=True, invertY=True, enableMenu=True)
+        #: right-drag changes window/level (False: pyqtgraph's right-drag zoom, e.g. for label images)
+        self.window_level = True
         self.tool: str | None = None
         self.brush_radius = 5.0
         self._stroke: list[tuple[float, float]] = []
@@ -53,7 +57,13 @@ class EditViewBox(pg.ViewBox):
         self.selection: QRectF | None = None
 
     def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - Qt naming
-        """Draw a selection or a brush stroke with the left button when a tool is active; else pan."""
+        """Draw a selection or a brush stroke with the left button when a tool is active; else pan. A right-button
+        drag changes window/level (``windowDrag``)."""
+        if ev.button() == Qt.MouseButton.RightButton and self.window_level:
+            ev.accept()
+            d = ev.scenePos() - ev.buttonDownScenePos()
+            self.windowDrag.emit(float(d.x()), float(d.y()), bool(ev.isStart()), bool(ev.isFinish()))
+            return
         if self.tool is None or ev.button() != Qt.MouseButton.LeftButton:
             return super().mouseDragEvent(ev, axis)
         ev.accept()

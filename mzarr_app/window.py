@@ -143,9 +143,97 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         for d in self.docks.values():
             v.addAction(d.toggleViewAction())
+        self._make_contrast_menu(mb)
         h = mb.addMenu("&Help")
         self._action(h, "&About Mzarr Viewer", self.about, None, "actAbout")
         self._action(h, "&Licences…", self.show_licences, None, "actLicences")
+
+    def _make_contrast_menu(self, mb: Any) -> None:
+        """Contrast menu: automatic, the file's windows and the Hounsfield presets (filled per image), invert,
+        gamma. The same menu is a submenu of the view's right-click menu (pyqtgraph's)."""
+        self.contrast_menu = mb.addMenu("&Contrast")
+        self.contrast_menu.setObjectName("menuContrast")
+        self.act_invert = self._action(self.contrast_menu, "&Invert", lambda: None, "I", "actInvert")
+        self.act_invert.setCheckable(True)
+        self.act_invert.toggled.connect(self.contrast.set_invert)
+        self.contrast.invert.toggled.connect(self.act_invert.setChecked)
+        self._action(self.contrast_menu, "&Gamma…", self.gamma_dialog, "G", "actGamma")
+        self._action(self.contrast_menu, "Reset gamma", lambda: self.contrast.set_gamma(1.0), None, "actGammaReset")
+        self.preset_actions: list[QAction] = []
+        self._fill_contrast_menu([])
+        if self.view.vb.menu is not None:
+            self.view.vb.menu.addSeparator()
+            self.view.vb.menu.addMenu(self.contrast_menu)
+
+    def _fill_contrast_menu(self, presets: list[Any]) -> None:
+        """Rebuild the window entries of the Contrast menu: Automatic, the file's windows, then the HU presets."""
+        m = self.contrast_menu
+        for a in self.preset_actions:
+            m.removeAction(a)
+            self.removeAction(a)
+            a.deleteLater()
+        self.preset_actions = []
+        first = m.actions()[0] if m.actions() else None
+        entries: list[tuple[str, Callable[[], Any]]] = [("&Automatic", lambda: self.contrast.apply_preset("Automatic"))]
+        for i, p in enumerate(presets):
+            if p.source == "preset" and (i == 0 or presets[i - 1].source == "file"):
+                entries.append(("", lambda: None))  # a separator between the file's windows and the presets
+            label = p.name if p.source == "file" else f"{p.name}  (C {p.centre:g} / W {p.width:g})"
+            entries.append((label, lambda p=p: self.contrast.apply_preset(p)))
+        entries.append(("", lambda: None))
+        k = 0
+        for label, slot in entries:
+            if label:  # Alt+0: automatic, Alt+1..9: the windows in order
+                a = QAction(label, self)
+                a.setObjectName(f"actWindow{k}")
+                if k <= 9:
+                    a.setShortcut(QKeySequence(f"Alt+{k}"))
+                k += 1
+                a.triggered.connect(lambda _c=False, slot=slot: slot())
+                self.addAction(a)
+            else:
+                a = QAction(self)
+                a.setSeparator(True)
+            m.insertAction(first, a)
+            self.preset_actions.append(a)
+
+    def gamma_dialog(self) -> None:
+        """Contrast > Gamma…: ask for the display gamma (0.2 .. 5; 1 = linear)."""
+        if self.contrast.settings is None:
+            return
+        g, ok = QInputDialog.getDouble(self, APP_NAME, "Gamma (shown value = windowed value ^ gamma):",
+                                       self.contrast.settings.gamma, 0.2, 5.0, 2)
+        if ok:
+            self.contrast.set_gamma(g)
+
+    def _window_drag(self, dx: float, dy: float, start: bool, finish: bool) -> None:
+        """Right-drag: horizontal changes the width, vertical the centre (right: wider, down: higher centre), by
+        the image's dynamic range / 1024 per screen pixel (as Cornerstone's W/L tool)."""
+        if self.contrast.settings is None:
+            return
+        if start or getattr(self, "_wl_start", None) is None:
+            self._wl_start = (self.contrast.window(), self.window_step())
+        (c0, w0), k = self._wl_start  # type: ignore[misc]
+        floor = 1.0 if self.doc is not None and self.doc.dtype.kind in "ui" else 1e-6 * max(k, 1e-12)
+        self.contrast.set_window(c0 + dy * k, max(floor, w0 + dx * k))
+        if finish:
+            self._wl_start = None
+
+    def window_step(self) -> float:
+        """Window change per screen pixel of a right-drag: the dynamic range of the automatic-contrast sample
+        (the dtype's range without one) / 1024."""
+        smp = self.contrast._current_sample()
+        if smp is not None and smp.size:
+            a = np.asarray(smp)
+            a = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+            if a.size:
+                rng = float(a.max()) - float(a.min())
+                if rng > 0:
+                    return rng / 1024.0
+        if self.doc is not None and self.doc.dtype.kind in "ui":
+            info = np.iinfo(self.doc.dtype)
+            return (float(info.max) - float(info.min)) / 1024.0
+        return 1.0 / 1024.0
 
     def _connect(self) -> None:
         self.view.autoDisplayReady.connect(self._auto_display)
@@ -157,6 +245,7 @@ class MainWindow(QMainWindow):
             f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
         self.view.vb.brushStroke.connect(self._brush_stroke)
         self.contrast.settingsChanged.connect(self.view.set_display)
+        self.view.vb.windowDrag.connect(self._window_drag)
         self.slicing.planeChanged.connect(self._plane_changed)
         self.editing.toolChanged.connect(self._tool_changed)
         self.editing.fillRequested.connect(self.fill_selection)
@@ -198,6 +287,7 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             self.metadata.set_attrs({})
             self.metadata.error.emit(f"attributes could not be read: {exc}")
+        self._set_window_presets(doc)
         self.view.set_document(doc, self.slicing.plane())
         settings.add_recent(path)
         self._update_title()
@@ -338,8 +428,36 @@ class MainWindow(QMainWindow):
         ev.acceptProposedAction()
 
     # --- view state ----------------------------------------------------------------------------------------
+    def _set_window_presets(self, doc: Document) -> None:
+        """The windows offered for ``doc``: its DICOM windows, the HU presets for Hounsfield data."""
+        from .presets import presets_for
+
+        try:
+            attrs = doc.attrs()
+        except Exception:  # unreadable attributes: no file window
+            attrs = {}
+        self.window_presets = presets_for(doc.dtype, attrs) if not doc.is_label and not doc.channel_count else []
+        self.contrast.set_presets(self.window_presets)
+        self._fill_contrast_menu(self.window_presets)
+        self.view.vb.window_level = not doc.is_label
+
     def _auto_display(self, s: DisplaySettings) -> None:
+        """The image's automatic settings arrived: a single-channel image with a window in its file (a DICOM CT or
+        MR) opens with the file's first window; every other image with automatic contrast."""
+        from dataclasses import replace
+
+        from .presets import window_to_levels
+
+        file_windows = [p for p in getattr(self, "window_presets", []) if p.source == "file"]
+        if file_windows and s.mode == "single":
+            s = replace(s, lo=window_to_levels(file_windows[0].centre, file_windows[0].width)[0],
+                        hi=window_to_levels(file_windows[0].centre, file_windows[0].width)[1])
         self.contrast.set_source(s, getattr(self.view, "hist_data", None), getattr(self.view, "hist_channels", None))
+        if file_windows and s.mode == "single":
+            self.view.set_display(s)
+        self.act_invert.blockSignals(True)
+        self.act_invert.setChecked(s.invert)
+        self.act_invert.blockSignals(False)
         self._sync_plane_display()
 
     def _plane_changed(self, plane: Plane) -> None:
