@@ -117,6 +117,8 @@ def test_volume_labels_3d(tmp_path):
         lab = m.label("blobs")
         np.testing.assert_array_equal(lab[...], blobs)
         np.testing.assert_array_equal(lab[10], blobs[10])
+        np.testing.assert_array_equal(lab.levels[0].z_plane(10), blobs[10])  # the z-plane path of bricks
+        np.testing.assert_array_equal(lab.levels[1].z_plane(3, slice(2, 20)), lab.levels[1][3, 2:20])
         assert len(lab.levels) == len(m.levels) == 3
         _check_pyramid(lab, "blobs")
 
@@ -618,3 +620,28 @@ def test_labels_leave_the_images_metadata_and_format_version_alone(tmp_path):
     with Mzarr(path) as m:
         np.testing.assert_array_equal(m[...], image)
         np.testing.assert_array_equal(m.label("bright")[...], (image > 128).astype(np.uint8))
+
+
+def test_failure_inside_the_label_pyramid_update_rolls_back_everything(tmp_path):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "p.mzarr", levels=3, chunks=(64, 64))
+    with Mzarr(path, "r+") as m:
+        lab = m.create_labels("cells", cells)
+        # count the modifying statements of the image's part and of the label's part (then roll back)
+        with failing_sqlite(m, 10**9) as counter, pytest.raises(RuntimeError), m.transaction():
+            m[:, :] = 7
+            image_part = counter.count
+            lab[:, :] = 4
+            total = counter.count
+            raise RuntimeError("dry run")
+        assert total > image_part + 3
+        for fail_at in sorted({image_part + 1, image_part + 2, (image_part + total) // 2, total - 1, total}):
+            with failing_sqlite(m, fail_at), pytest.raises(MzarrStorageError):
+                with m.transaction():
+                    m[:, :] = 7
+                    lab[:, :] = 4
+            np.testing.assert_array_equal(m[...], coins)
+            for got, want in zip(lab.levels, _expected_pyramid(cells, 3)):
+                np.testing.assert_array_equal(got[...], want, err_msg=f"fail at {fail_at} of {total}")
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m.label("cells")[...], cells)
