@@ -249,17 +249,9 @@ class StoredBackend(Backend):
     # -- child groups (label images) ----------------------------------------------------------------------------
     def put_document(self, key: str, doc: dict[str, Any]) -> None:
         """Write the JSON document ``key`` (inside the caller's write transaction)."""
-        import json
+        from ..labels import put_json
 
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
-
-        data = json.dumps(doc, indent=2).encode()
-        set_bytes = getattr(self.store, "set_bytes_sync", None)
-        if set_bytes is not None:
-            set_bytes(key, data)
-        else:
-            sync(self.store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+        put_json(self.store, key, doc)
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (a child group; inside the caller's write transaction)."""
