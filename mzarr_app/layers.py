@@ -8,12 +8,15 @@ view's plane and rectangle and applies the plan (loader requests, Qt items).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF
+from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtGui import QImage
 
 from . import planner as P
@@ -24,6 +27,91 @@ from .document import Document, Edit
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
 HISTOGRAM_MAX_ELEMENTS = 1 << 18
+
+
+def read_value(level: Any, index: Sequence[int | None], z_plane: bool) -> Any:
+    """The value at ``index`` of ``level`` (None: every channel) through the library: the chunk holding it is read
+    with ``Level.read_chunk`` (a z-plane of it with ``read_chunk_plane`` when ``z_plane``), into the file's
+    decoded-chunk cache, so the next values of that chunk cost nothing; channel images by a region read."""
+    if any(i is None for i in index):
+        return np.asarray(level[tuple(slice(None) if i is None else int(i) for i in index)])
+    ci = tuple(int(i) // c for i, c in zip(index, level.chunks))
+    local = [int(i) - k * c for i, k, c in zip(index, ci, level.chunks)]
+    if z_plane:
+        zi = level.axes.index("z")
+        a = level.read_chunk_plane(ci, int(index[zi]))
+        del local[zi]
+    else:
+        a = level.read_chunk(ci)
+    return a[tuple(local)]
+
+
+class ValueProbe(QObject):
+    """Reads full-resolution values under the cursor on one worker thread, never on the GUI thread.
+
+    The newest request wins (a request made while a read runs replaces any waiting one); results are kept in a
+    small LRU keyed by the caller's key and announced by ``found(key)`` (queued to the GUI thread).
+    """
+
+    found = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, max_entries: int = 4096) -> None:
+        super().__init__(parent)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mzarr-value")
+        self._lock = threading.Lock()
+        self._busy = False
+        self._pending: tuple[Hashable, Callable[[], Any]] | None = None
+        self._cache: OrderedDict[Hashable, Any] = OrderedDict()
+        self._max = max_entries
+        self.reads = 0  # reads done (tests)
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """(found, value) of ``key`` from the results."""
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True, self._cache[key]
+            return False, None
+
+    def request(self, key: Hashable, read: Callable[[], Any]) -> None:
+        """Read ``read()`` for ``key`` in the background unless it is known."""
+        with self._lock:
+            if key in self._cache:
+                return
+            if self._busy:
+                self._pending = (key, read)
+                return
+            self._busy = True
+        self._pool.submit(self._run, key, read)
+
+    def _run(self, key: Hashable, read: Callable[[], Any]) -> None:
+        while True:
+            try:
+                v = read()
+                ok = True
+            except Exception:  # a closed file, a failed chunk: the coarse value stays
+                ok = False
+            with self._lock:
+                self.reads += 1
+                if ok:
+                    self._cache[key] = v
+                    while len(self._cache) > self._max:
+                        self._cache.popitem(last=False)
+            if ok:
+                self.found.emit(key)
+            with self._lock:
+                if self._pending is None:
+                    self._busy = False
+                    return
+                key, read = self._pending
+                self._pending = None
+
+    def close(self) -> None:
+        """Forget waiting requests and results; wait for a running read (one chunk) to finish."""
+        with self._lock:
+            self._pending = None
+            self._cache.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class TileItem(pg.ImageItem):
@@ -101,12 +189,14 @@ class Layer:
         self._slots: tuple[Callable[..., Any], Callable[..., Any]] | None = None
         self._geometry_of: Any = None
         self._geometry: tuple[P.LevelGeometry, ...] = ()
+        self.probe: ValueProbe | None = None
 
     # --- loading -------------------------------------------------------------------------------------------
     def start_loading(self, cache_mb: float, threads: int | None, parent: QObject,
                       loaded: Callable[..., Any], failed: Callable[..., Any]) -> None:
         """A new loader (an empty cache) whose arrivals and failures go to ``loaded`` / ``failed``."""
         self.loader = ChunkLoader(self.doc.read_chunk, cache_mb, threads, parent)
+        self.probe = ValueProbe(parent)
         self.loader.chunkLoaded.connect(loaded)
         self.loader.chunkFailed.connect(failed)
         self._slots = (loaded, failed)
@@ -122,6 +212,10 @@ class Layer:
             self.loader.deleteLater()
             self.loader = None
         self._slots = None
+        if self.probe is not None:
+            self.probe.close()
+            self.probe.deleteLater()
+            self.probe = None
         self.level = -1
         self.target = []
         self.complete = False
@@ -315,18 +409,64 @@ class Layer:
             v = self._peek_values(li, ci, idx)
             if v is None:
                 continue
-            for e in reversed(self.edits):
-                pt = {plane.row: int(row), plane.col: int(col)}
-                if plane.slice_axis:
-                    pt[plane.slice_axis] = plane.slice_index
-                if all(e.region[doc.axes.index(k)].start <= v2 < e.region[doc.axes.index(k)].stop for k, v2 in pt.items()):
-                    if e.mask is None or bool(e.mask[tuple(
-                            0 if e.mask.shape[ax] == 1 else pt[a2] - e.region[ax].start
-                            for ax, a2 in enumerate(doc.axes))]):
-                        v = e.value
-                        break
+            v = self._edited(v, row, col)
             return (v.item() if hasattr(v, "item") else v), li
         return None
+
+    def _edited(self, v: Any, row: float, col: float) -> Any:
+        """``v`` (the value at level-0 point (row, col) of the plane) with the last pending edit covering it."""
+        plane, doc = self.plane, self.doc
+        assert plane is not None
+        for e in reversed(self.edits):
+            pt = {plane.row: int(row), plane.col: int(col)}
+            if plane.slice_axis:
+                pt[plane.slice_axis] = plane.slice_index
+            if all(e.region[doc.axes.index(k)].start <= v2 < e.region[doc.axes.index(k)].stop for k, v2 in pt.items()):
+                if e.mask is None or bool(e.mask[tuple(
+                        0 if e.mask.shape[ax] == 1 else pt[a2] - e.region[ax].start
+                        for ax, a2 in enumerate(doc.axes))]):
+                    return e.value
+        return v
+
+    # --- the value at full resolution (status bar) -----------------------------------------------------------------
+    def probe_key(self, row: float, col: float) -> tuple[Any, ...] | None:
+        """Key of the level-0 pixel under point (row, col) of the plane (None outside the image)."""
+        plane, doc = self.plane, self.doc
+        if plane is None:
+            return None
+        h, w = doc.shape[doc.axes.index(plane.row)], doc.shape[doc.axes.index(plane.col)]
+        if not (0 <= row < h and 0 <= col < w):
+            return None
+        return (plane.slice_axis, plane.slice_index if plane.slice_axis else None, plane.row, int(row), int(col))
+
+    def full_value(self, row: float, col: float) -> tuple[bool, Any]:
+        """(known, value) of the level-0 pixel under (row, col), pending edits applied, if it was read already."""
+        key = self.probe_key(row, col)
+        if key is None or self.probe is None:
+            return False, None
+        ok, v = self.probe.get(key)
+        if not ok:
+            return False, None
+        v = self._edited(v, row, col)
+        if isinstance(v, np.ndarray) and v.ndim:
+            return True, tuple(x.item() for x in v.ravel())
+        return True, (v.item() if hasattr(v, "item") else v)
+
+    def request_full_value(self, row: float, col: float) -> tuple[Any, ...] | None:
+        """Read the level-0 pixel under (row, col) in the background (``probe.found(key)`` when read); its key."""
+        key = self.probe_key(row, col)
+        if key is None or self.probe is None:
+            return None
+        plane, doc = self.plane, self.doc
+        assert plane is not None
+        pt = {plane.row: int(row), plane.col: int(col)}
+        if plane.slice_axis:
+            pt[plane.slice_axis] = plane.slice_index
+        index = [pt.get(a) for a in doc.axes]  # None: the channel axis (every channel)
+        lev = doc.levels[0]
+        z_plane = plane.slice_axis == "z" and bool(doc.plane_reads[0])
+        self.probe.request(key, lambda: read_value(lev, index, z_plane))
+        return key
 
     def _peek_values(self, li: int, k: tuple[int, ...], idx: list[Any]) -> Any:
         """Value(s) at level index ``idx`` (None: all channels) from chunk ``k`` of level ``li``, whole or plane."""

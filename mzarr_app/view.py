@@ -269,6 +269,8 @@ class TiledImageView(pg.GraphicsView):
     # --- document / plane / display -----------------------------------------------------------------------
     def _start_layer(self, layer: Layer) -> None:
         layer.start_loading(self.cache_mb, self.threads, self, self._chunk_loaded, self._chunk_failed)
+        if layer is self.image and layer.probe is not None:
+            layer.probe.found.connect(self._value_found)
 
     def set_document(self, doc: Document | None, plane: T.Plane | None = None) -> None:
         """Show ``doc`` (fit to the window) with ``plane`` (default: first slice / all channels)."""
@@ -486,13 +488,43 @@ class TiledImageView(pg.GraphicsView):
             return None
         return self.layers[0].value_at(row, col)
 
+    def cursor_value(self, row: float, col: float) -> tuple[tuple[Any, int] | None, bool]:
+        """((value, level), exact) of the image under level-0 point (row, col) for the status bar.
+
+        Exact (level 0) when level 0 is cached or the pixel was read already; otherwise the finest cached level's
+        value, approximate, while the level-0 pixel is read in the background (``cursorInfo`` is emitted again
+        when it arrives, if the cursor is still on that pixel)."""
+        image = self.image
+        if image is None or self.loader is None or self.plane is None:
+            return None, False
+        coarse = image.value_at(row, col)
+        if coarse is not None and coarse[1] == 0:
+            return coarse, True
+        known, v = image.full_value(row, col)
+        if known:
+            return (v, 0), True
+        image.request_full_value(row, col)
+        return coarse, False
+
+    def _cursor_info(self, row: float, col: float) -> dict[str, Any]:
+        value, exact = self.cursor_value(row, col)
+        return {"row": row, "col": col, "plane": self.plane, "level": self.level, "value": value,
+                "exact": exact}
+
     def _mouse_moved(self, pos: QPointF) -> None:
         if self.doc is None or self.plane is None:
             return
         p = self.vb.mapSceneToView(pos)
-        info: dict[str, Any] = {"row": p.y(), "col": p.x(), "plane": self.plane, "level": self.level,
-                                "value": self.value_at(p.y(), p.x())}
-        self.cursorInfo.emit(info)
+        self._cursor_at = (p.y(), p.x())
+        self.cursorInfo.emit(self._cursor_info(p.y(), p.x()))
+
+    def _value_found(self, key: Any) -> None:
+        """A full-resolution value arrived: refresh the status bar if the cursor is still on that pixel."""
+        at = getattr(self, "_cursor_at", None)
+        image = self.image
+        if at is None or image is None or self.plane is None or image.probe_key(*at) != key:
+            return
+        self.cursorInfo.emit(self._cursor_info(*at))
 
     def _update_scale_bar(self) -> None:
         """Place and size the scale bar (only with a known spacing)."""

@@ -519,10 +519,13 @@ class MainWindow(QMainWindow):
         v = info["value"]
         if v is None:
             self.value_label.setText("value: …")
-        else:
+        else:  # exact: level 0; else the coarse value, marked approximate, until the full-resolution one arrives
             val, lv = v
             vs = ", ".join(f"{x:g}" for x in val) if isinstance(val, tuple) else f"{val:g}"
-            self.value_label.setText(f"value: {vs}" + (f" (level {lv})" if lv else ""))
+            exact = info.get("exact", lv == 0)
+            self.value_label.setText(f"value: {vs}" if exact else f"value: ≈{vs} (level {lv}, reading…)")
+            self.value_label.setToolTip("" if exact else "The value of a coarse level; the full-resolution pixel "
+                                        "is being read")
 
     # --- editing -------------------------------------------------------------------------------------------
     def _tool_changed(self, tool: str | None) -> None:

@@ -238,3 +238,58 @@ def test_invert_and_gamma_change_rendered_pixels_as_computed(qtbot, window, imag
     for k, t in w.view._tiles.items():
         if k in indices:
             np.testing.assert_array_equal(t.item.image, indices[k])
+
+
+# --- the status-bar value at full resolution ------------------------------------------------------------------------
+def test_status_value_is_read_from_full_resolution_while_zoomed_out(qtbot, window, image_dir, monkeypatch) -> None:
+    import threading
+
+    import mzarr_app.layers as layers
+    from mzarr_core import Mzarr
+
+    gate, calls = threading.Event(), []
+    real = layers.read_value
+
+    def gated(level, index, z_plane):  # the library read, held until the test has seen the approximate value
+        calls.append((level.index, tuple(index)))
+        assert threading.current_thread() is not threading.main_thread()
+        gate.wait(10)
+        return real(level, index, z_plane)
+
+    monkeypatch.setattr(layers, "read_value", gated)
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    w.view.zoom(0.1)  # ~4 level-0 pixels per screen pixel
+    wait_idle(qtbot, w)
+    w.slicing.set_index(80)  # a brick layer level 0 was never read for (it opened at the middle slice, 48)
+    wait_idle(qtbot, w)
+    assert w.view.level >= 2
+    m = Mzarr(image_dir / "volume.mzarr")
+    # a real mouse move over the view, at a screen pixel away from level-2 pixel boundaries
+    c = w.view.vb.mapViewToScene(QPointF(149.3, 33.7))
+    pos = w.view.mapFromScene(c)
+    send_mouse(w.view.viewport(), QEvent.Type.MouseMove, pos, Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    p = w.view.vb.mapSceneToView(w.view.mapToScene(pos))
+    y, x = int(p.y()), int(p.x())
+    assert f"z=80  y={y}  x={x}" in w.pos_label.text()  # full-resolution coordinates
+    exact = int(m.levels[0][80, y, x])
+    lv = w.view.level
+    f = m.levels[lv].factor
+    coarse = int(m.levels[lv][80 // f[0], y // f[1], x // f[2]])
+    assert coarse != exact  # the point of the test: the coarse level's value is not the pixel's
+    assert w.value_label.text() == f"value: ≈{coarse} (level {lv}, reading…)"  # approximate meanwhile, GUI free
+    assert calls == [(0, (80, y, x))]
+    gate.set()
+    qtbot.waitUntil(lambda: w.value_label.text() == f"value: {exact}", timeout=5000)
+    # the same pixel again: known, no second read; a neighbour in the same brick is read (from the cache)
+    send_mouse(w.view.viewport(), QEvent.Type.MouseMove, pos + QPoint(1, 0), Qt.MouseButton.NoButton,
+               Qt.MouseButton.NoButton)
+    p2 = w.view.vb.mapSceneToView(w.view.mapToScene(pos + QPoint(1, 0)))
+    if (int(p2.y()), int(p2.x())) == (y, x):
+        assert w.value_label.text() == f"value: {exact}" and len(calls) == 1
+    qtbot.waitUntil(lambda: w.value_label.text() == f"value: {int(m.levels[0][80, int(p2.y()), int(p2.x())])}",
+                    timeout=5000)
+    assert w.view.image.full_value(p.y(), p.x()) == (True, exact)
+    # a pending edit applies to the full-resolution value too
+    assert w.select_and_fill((x, y, x + 1, y + 1), 7)
+    assert w.view.image.full_value(p.y(), p.x()) == (True, 7)
