@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
 from . import __version__
-from .errors import MzarrError, MzarrWarning
+from .errors import MzarrError, MzarrFormatError, MzarrWarning
 from .image import Mzarr
 
 LISTED = 10  # pyramid disagreements printed by `mzarr verify` (all are counted)
@@ -147,10 +147,13 @@ def _describe(image: Mzarr) -> dict[str, Any]:
 
     out = describe(image)
     label_images = []
-    for name in image.labels():
-        lab = image.label(name)
-        label_images.append({"name": name, "dtype": str(lab.dtype), "levels": len(lab.levels),
-                             "colors": len(lab.colors), "properties": len(lab.properties)})
+    try:
+        for name in image.labels():
+            lab = image.label(name)
+            label_images.append({"name": name, "dtype": str(lab.dtype), "levels": len(lab.levels),
+                                 "colors": len(lab.colors), "properties": len(lab.properties)})
+    except MzarrFormatError as exc:  # the image itself is fine: say what is wrong with its label images
+        out["label_images_error"] = str(exc)
     if label_images:
         out["label_images"] = label_images
     return out
@@ -164,6 +167,8 @@ def format_info(info: dict[str, Any]) -> str:
     while lines and not lines[-1].startswith("attrs:"):
         lines.pop()
     lines = lines[:-1]
+    if info.get("label_images_error"):
+        lines.append(f"label images: cannot be read: {info['label_images_error']}")
     for lab in info.get("label_images") or []:
         lines.append(
             f"label image: {lab['name']}  dtype: {lab['dtype']}  levels: {lab['levels']}  colours: {lab['colors']}  "

@@ -645,3 +645,15 @@ def test_failure_inside_the_label_pyramid_update_rolls_back_everything(tmp_path)
                 np.testing.assert_array_equal(got[...], want, err_msg=f"fail at {fail_at} of {total}")
     with Mzarr(path) as m:
         np.testing.assert_array_equal(m.label("cells")[...], cells)
+
+
+def test_info_of_a_file_with_a_damaged_labels_group_still_describes_the_image(tmp_path, capsys):
+    coins, cells = _coins_and_cells()
+    path = Mzarr(coins).save(tmp_path / "d.mzarr", levels=2)
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", cells)
+    _put(path, "labels/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"labels": 5}}}')
+    code, text, err = _cli(capsys, "info", path)
+    assert code == 0, err
+    assert "shape:       (303, 384)" in text
+    assert "label images: cannot be read" in text and "labels/zarr.json" in text
