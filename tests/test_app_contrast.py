@@ -293,3 +293,16 @@ def test_status_value_is_read_from_full_resolution_while_zoomed_out(qtbot, windo
     # a pending edit applies to the full-resolution value too
     assert w.select_and_fill((x, y, x + 1, y + 1), 7)
     assert w.view.image.full_value(p.y(), p.x()) == (True, 7)
+
+
+def test_status_value_of_a_channel_image_is_every_channel_at_full_resolution(qtbot, window, image_dir) -> None:
+    from mzarr_core import Mzarr
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "channels.mzarr")  # cyx: the composite
+    w.view.doc.clear_cache()  # nothing cached: the status bar waits for the level-0 read
+    y, x = 301, 207
+    w.view._mouse_moved(w.view.vb.mapViewToScene(QPointF(x + 0.5, y + 0.5)))
+    assert w.value_label.text() == "value: …" or w.value_label.text().startswith("value: ≈")
+    want = ", ".join(str(int(v)) for v in Mzarr(image_dir / "channels.mzarr").levels[0][:, y, x])
+    qtbot.waitUntil(lambda: w.value_label.text() == f"value: {want}", timeout=5000)
