@@ -57,9 +57,7 @@ def run_import(parent: QWidget | None, src: str, dst: str,
     """
     import mzarr_core
 
-    convert = getattr(mzarr_core, "convert", None)
-    if not callable(convert):  # the name may be the submodule when the package does not re-export it
-        from mzarr_core.convert import convert
+    convert = mzarr_core.convert  # the public function (mzarr_core.__all__), not the private module of that name
     read_options = dict(read_options or {})
     save_options = dict(save_options or {})
     if slide_compression is not None:
