@@ -193,3 +193,19 @@ def test_import_contracts_are_kept():
     )
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-3000:]
     assert "0 broken" in r.stdout and "3 kept" in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------
+# Types: mypy on mzarr_core ([tool.mypy] in pyproject.toml)
+# --------------------------------------------------------------------------
+
+def test_mypy_finds_no_errors_in_mzarr_core():
+    pytest.importorskip("mypy", reason='mypy not installed (pip install -e ".[dev]")')
+    import time
+
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "mypy"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-3000:]
+    assert "Success: no issues found" in r.stdout, r.stdout
+    assert seconds < 60, f"mypy took {seconds:.0f} s"
