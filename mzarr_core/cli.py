@@ -380,7 +380,14 @@ def run(args: argparse.Namespace) -> int:
         print(report.pyramid_note)
         if report.pyramid_checked:
             print(f"{report.chunks_compared} pyramid chunks compared, {report.disagreement_count} disagree")
-        if report.disagreement_count or report.structure_problems:
+        for name, lab in report.labels.items():
+            for problem in lab.problems[:LISTED]:
+                print(f"LABELS {name}: {problem}")
+            print(f"label image {name!r}: {lab.chunks_checked} chunks checked, {len(lab.damaged)} damaged, "
+                  f"{lab.chunks_compared} pyramid chunks compared, {lab.disagreement_count} disagree")
+        if report.disagreement_count or report.structure_problems or any(
+            r.disagreement_count or r.structure_problems for r in report.labels.values()
+        ):
             print(f"the pyramid does not match level 0: 'mzarr repair {args.file}' rebuilds it from level 0")
         return 0 if report.ok else 1
     if args.command == "repair":

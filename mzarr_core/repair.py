@@ -258,6 +258,46 @@ class LevelRepair:
     damaged: int = 0  # of those, chunks that could not be decoded
 
 
+class LabelPyramid:
+    """What :class:`PyramidWalk` needs of a label image (``image.label(name)``): its levels, the label-safe
+    ``mode`` rule, lossless storage."""
+
+    downsample_method = "mode"
+    codec = {"lossless": True}
+
+    def __init__(self, image: Any, name: str):
+        label = image.label(name)
+        self.name = name
+        self.levels = label.levels
+        self.dtype = label.dtype
+        self.path = image.path
+
+
+def label_pyramids(image: Any) -> tuple[list[LabelPyramid], list[str]]:
+    """The label images of ``image`` to check, and the problems that kept any from being opened."""
+    names_of = getattr(image, "labels", None)
+    if names_of is None or image.path is None:
+        return [], []
+    out, problems = [], []
+    try:
+        names = names_of()
+    except MzarrError as exc:
+        return [], [f"label images: {exc}"]
+    for name in names:
+        try:
+            out.append(LabelPyramid(image, name))
+        except MzarrError as exc:
+            problems.append(f"label image {name!r}: {exc}")
+    return out, problems
+
+
+def offset_progress(progress: Progress | None, offset: int, total: int) -> Progress | None:
+    """``progress`` for one of several walks: its counts shifted by ``offset`` within ``total``."""
+    if progress is None:
+        return None
+    return lambda done, _own_total: progress(offset + done, total)
+
+
 class PyramidWalk:
     """One pass over every level: decode every chunk, compare each level with the level below downsampled
     (``check``), and with ``fix`` write the chunks that disagree (the caller holds the write transaction)."""
@@ -497,17 +537,18 @@ class RepairReport:
 
     path: str | None
     levels: list[LevelRepair] = field(default_factory=list)
+    labels: dict[str, list[LevelRepair]] = field(default_factory=dict)  # label pyramids (mode rule), by name
     atomic: bool = True  # one SQLite transaction (a .mzarr file); False for a folder
     method: str = "mean"
     tolerance: float | None = None  # lossy files: chunks within this tolerance were kept
 
     @property
     def rewritten(self) -> int:
-        return sum(lv.rewritten for lv in self.levels)
+        return sum(lv.rewritten for lv in self.levels) + sum(lv.rewritten for lvs in self.labels.values() for lv in lvs)
 
     @property
     def damaged(self) -> int:
-        return sum(lv.damaged for lv in self.levels)
+        return sum(lv.damaged for lv in self.levels) + sum(lv.damaged for lvs in self.labels.values() for lv in lvs)
 
     def lines(self) -> list[str]:
         """Human-readable summary, one line per pyramid level plus a total."""
@@ -515,6 +556,11 @@ class RepairReport:
         for lv in self.levels[1:]:
             extra = f" ({lv.damaged} could not be decoded)" if lv.damaged else ""
             out.append(f"level {lv.level}: {lv.rewritten} of {lv.chunks} chunks rewritten{extra}")
+        for name, levels in self.labels.items():
+            for lv in levels[1:]:
+                extra = f" ({lv.damaged} could not be decoded)" if lv.damaged else ""
+                out.append(f"label image {name!r} level {lv.level}: {lv.rewritten} of {lv.chunks} chunks rewritten "
+                           f"by the 'mode' rule{extra}")
         if self.rewritten:
             out.append(
                 f"repaired {self.path}: {self.rewritten} chunk(s) rewritten from level 0 by the '{self.method}' rule"
@@ -552,11 +598,27 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
             f"cannot repair the pyramid of {image.path} in place: {walk.structure[0]}. Convert it "
             f"('mzarr convert {image.path} NEW.mzarr'), which writes a new pyramid"
         )
-    with image.transaction():
+    labels, problems = label_pyramids(image)
+    if problems:
+        raise MzarrFormatError(f"cannot repair {image.path}: {problems[0]}")
+    label_walks = [PyramidWalk(lab, check=True, fix=True) for lab in labels if len(lab.levels) > 1]
+    for lab_walk in label_walks:
+        if lab_walk.structure:
+            raise MzarrFormatError(f"cannot repair the label pyramid of {image.path} in place: {lab_walk.structure[0]}")
+    total = walk.total + sum(w.total for w in label_walks)
+    walk.progress = offset_progress(progress, 0, total)
+    offset = walk.total
+    for lab_walk in label_walks:
+        lab_walk.progress = offset_progress(progress, offset, total)
+        offset += lab_walk.total
+    with image.transaction():  # the image's and every label image's pyramid in one transaction
         walk.run()
+        for lab_walk in label_walks:
+            lab_walk.run()
     return RepairReport(
         path=str(image.path),
         levels=walk.repairs,
+        labels={w.image.name: w.repairs for w in label_walks},
         atomic=hasattr(store, "transaction"),  # the single-file store's capability
         method=image.downsample_method,
         tolerance=walk.tolerance,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .image import Mzarr
-from .repair import ChunkDisagreement, PyramidWalk, pyramid_check_problem
+from .repair import ChunkDisagreement, PyramidWalk, label_pyramids, offset_progress, pyramid_check_problem
 from .writer import Progress
 
 
@@ -99,17 +99,23 @@ class VerifyReport:
     disagreements: list[ChunkDisagreement] = field(default_factory=list)  # the first MAX_KEPT, by level and chunk
     disagreement_count: int = 0  # all of them
     structure_problems: list[str] = field(default_factory=list)  # levels whose shape does not follow the rule
+    labels: dict[str, "VerifyReport"] = field(default_factory=dict)  # each label image, checked by the mode rule
 
     @property
     def ok(self) -> bool:
-        return not (self.damaged or self.disagreement_count or self.structure_problems)
+        return not (self.damaged or self.disagreement_count or self.structure_problems) and all(
+            r.ok for r in self.labels.values()
+        )
 
     @property
     def problems(self) -> list[str]:
-        """Every problem as a line of text: damaged chunks, misshapen levels, disagreeing chunks."""
+        """Every problem as a line of text: damaged chunks, misshapen levels, disagreeing chunks (label images'
+        prefixed with their name)."""
         out = list(self.damaged) + list(self.structure_problems) + [str(d) for d in self.disagreements]
         if self.disagreement_count > len(self.disagreements):
             out.append(f"... and {self.disagreement_count - len(self.disagreements)} more disagreeing chunks")
+        for name, report in self.labels.items():
+            out += [f"label image {name!r}: {p}" for p in report.problems]
         return out
 
     def __iter__(self) -> Iterator[Any]:
@@ -130,8 +136,30 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
     if why_not is None and len(levels) < 2:
         why_not = "the image has a single level"
 
-    walk = PyramidWalk(image, progress, check=why_not is None, snapshot=image.snapshot)
+    walk = PyramidWalk(image, None, check=why_not is None, snapshot=image.snapshot)
+    labels, label_problems = label_pyramids(image)
+    label_walks = [(lab, PyramidWalk(lab, None, check=len(lab.levels) > 1, snapshot=image.snapshot)) for lab in labels]
+    total = walk.total + sum(w.total for _, w in label_walks)
+    walk.progress = offset_progress(progress, 0, total)
     walk.run()
+    offset = walk.total
+    label_reports: dict[str, VerifyReport] = {}
+    for lab, lab_walk in label_walks:
+        lab_walk.progress = offset_progress(progress, offset, total)
+        lab_walk.run()
+        offset += lab_walk.total
+        label_reports[lab.name] = VerifyReport(
+            chunks_checked=sum(math.prod(lv.chunk_grid) for lv in lab.levels),
+            damaged=[msg for _, msg in sorted(lab_walk.damaged.items())],
+            pyramid_checked=lab_walk.check,
+            pyramid_note="pyramid checked: every level is the level below downsampled by the 'mode' rule, bit-exact"
+            if lab_walk.check else "pyramid not checked: the label image has a single level",
+            chunks_compared=lab_walk.compared,
+            chunks_not_compared=lab_walk.not_compared,
+            disagreements=lab_walk.disagreements(),
+            disagreement_count=lab_walk.disagreement_count,
+            structure_problems=list(lab_walk.structure),
+        )
     if why_not is not None:
         note = f"pyramid not checked: {why_not}"
     elif walk.tolerance is None:
@@ -150,5 +178,6 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
         chunks_not_compared=walk.not_compared,
         disagreements=walk.disagreements(),
         disagreement_count=walk.disagreement_count,
-        structure_problems=list(walk.structure),
+        structure_problems=list(walk.structure) + label_problems,
+        labels=label_reports,
     )

@@ -510,3 +510,42 @@ def test_level_geometry_that_breaks_the_rule_is_named():
     assert "same factors" in level_link(base, level(1, (11, 9), (1, 1)))
     rgb = Level(0, np.zeros((3, 11, 9), np.uint8), (2, 0, 1), "yxc", (3, 11, 9), (1, 1, 1))
     assert level_link(rgb, Level(1, np.zeros((3, 6, 5), np.uint8), (2, 0, 1), "yxc", (3, 6, 5), (1, 2, 2))) == (True, True, False)
+
+
+def test_label_pyramids_are_verified_and_repaired(tmp_path, capsys):
+    """A label image's pyramid is checked by the mode rule: a torn edit of its level 0 (the levels above left stale)
+    is named with the label image's name, and repair rebuilds it in the same transaction as the image's."""
+    from skimage.measure import label as connected
+
+    from mzarr_core.cli import main
+    from mzarr_core.pyramid import downsample
+
+    coins = skimage.data.coins()
+    seg = connected(coins > 110).astype(np.uint16)
+    path = Mzarr(coins).save(tmp_path / "coins.mzarr", chunks=(128, 128))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", seg)
+    with Mzarr(path) as m:
+        report = verify(m)
+        assert report.ok and set(report.labels) == {"cells"} and report.labels["cells"].chunks_compared > 0
+    with Mzarr(path, "r+") as m:  # a torn label edit: level 0 only
+        lv = m.label("cells").levels[0]
+        with m._lock.writing(), m._transaction():
+            lv.storage[10:60, 20:90] = 4242
+    with Mzarr(path) as m:
+        report = verify(m)
+        assert not report.ok and report.labels["cells"].disagreement_count > 0 and report.disagreement_count == 0
+        assert any(p.startswith("label image 'cells': level 1 chunk") for p in report.problems)
+    assert main(["verify", str(path), "--quiet"]) == 1
+    assert "LABELS cells: level 1 chunk" in capsys.readouterr().out
+    with Mzarr(path, "r+") as m:
+        rep = repair_pyramid(m)
+        assert rep.labels["cells"][1].rewritten > 0 and rep.rewritten == sum(lv.rewritten for lv in rep.labels["cells"])
+        assert any(line.startswith("label image 'cells' level 1:") for line in rep.lines())
+    with Mzarr(path) as m:
+        assert verify(m).ok
+        lab = m.label("cells")
+        want = seg.copy()
+        want[10:60, 20:90] = 4242
+        assert_bit_exact(lab.levels[0][...], want)
+        assert_bit_exact(lab.levels[1][...], downsample(want, (True, True), "mode"))
