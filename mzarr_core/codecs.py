@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 JPEGXL_NATIVE = (np.dtype("uint8"), np.dtype("uint16"))
-JPEGXL_OFFSET = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
+JPEGXL_OFFSET: dict[np.dtype, np.dtype] = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
 ZSTD_DTYPES = tuple(
     np.dtype(d) for d in ("float16", "float32", "float64", "int32", "uint32", "int64", "uint64")
 )
@@ -140,7 +140,7 @@ class RecompressedJpegxl(GuardedJpegxl):
 
 
 # -- storage codecs --------------------------------------------------------------------------------------------------
-def _adopt_serializer(array: Any, serializer_class: type) -> Any:
+def _adopt_serializer(array: Any, serializer_class: type[Any]) -> Any:
     """``array`` reopened with its JPEG XL serializer built as ``serializer_class`` (same configuration on disk):
     what decides how this process encodes the chunks it writes. Unchanged if it has no such serializer."""
     meta = array.metadata

@@ -44,7 +44,8 @@ def read_legacy(store: Any, path: Path) -> tuple[ImageInfo, list[Any]]:
     arrays = [base] + [guard_v2_array(group[name]) for _, name in chosen]
     arrays.sort(key=lambda a: -int(a.size))
     attrs = dict(group.attrs)
-    axes = infer_axes(tuple(base.shape), base.dtype, attrs.get("axes") if isinstance(attrs.get("axes"), str) else None)
+    axes_attr = attrs.get("axes")
+    axes = infer_axes(tuple(base.shape), base.dtype, axes_attr if isinstance(axes_attr, str) else None)
     perm = storage_permutation(axes)
     info = ImageInfo(
         axes=axes,

@@ -89,8 +89,8 @@ def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrE
     if code == _SQLITE_NOMEM:
         return MzarrStorageError(f"{doing} {path} failed: out of memory ({detail}); nothing of this change was kept")
     if code == _SQLITE_CANTOPEN:
-        reason = why_not_writable(path)
-        return MzarrStorageError(f"{doing} {path} failed: the file cannot be opened ({reason or detail})")
+        unwritable = why_not_writable(path)
+        return MzarrStorageError(f"{doing} {path} failed: the file cannot be opened ({unwritable or detail})")
     if code == _SQLITE_IOERR and "full" in str(exc).lower():
         return MzarrDiskFullError(f"{doing} {path} failed: the disk is full ({detail}); the file is as it was")
     return MzarrStorageError(

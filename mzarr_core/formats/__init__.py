@@ -228,6 +228,7 @@ def find_format(path: str | os.PathLike) -> Format:
     """The format to read ``path`` with: a folder by its content (OME-Zarr, DICOM), a file by its suffix, a file with
     an unknown suffix by its content. Raises MzarrFileNotFoundError / MzarrFormatError naming what is readable."""
     path = Path(path)
+    fmt: Format | None
     if not path.exists():
         raise MzarrFileNotFoundError(f"no such file or folder: {path}")
     if path.is_dir():

@@ -37,7 +37,7 @@ FIRST_KEYS = ("objecttype", "ndims", "comment", "objectsubtype", "transformtype"
 def sniff(path: Path) -> bool:
     start = head(path, 64)
     found = re.match(rb"\s*([A-Za-z]+)\s*=", start)
-    return bool(found) and found.group(1).decode().lower() in FIRST_KEYS
+    return found is not None and found.group(1).decode().lower() in FIRST_KEYS
 
 
 class _Header:
