@@ -101,12 +101,7 @@ def file_windows(attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
     if isinstance(expl, str):
         expl = [p for p in expl.split("\\")]
     expl = list(expl) if isinstance(expl, (list, tuple)) else []
-    slope, intercept = 1.0, 0.0
-    r = d.get("rescale")
-    if isinstance(r, Mapping) and r.get("applied") is False:
-        s, b = _numbers(r.get("slope")), _numbers(r.get("intercept"))
-        if len(s) == 1 and len(b) == 1 and s[0] != 0:
-            slope, intercept = s[0], b[0]
+    slope, intercept = _unapplied_rescale(d) or (1.0, 0.0)
     out: list[WindowPreset] = []
     seen = set()
     for i, (c, w) in enumerate(zip(cs, ws)):
@@ -120,6 +115,21 @@ def file_windows(attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
     return out
 
 
+def _unapplied_rescale(d: Mapping[str, Any]) -> tuple[float, float] | None:
+    """(slope, intercept) when mzarr's DICOM reader kept the stored values and recorded a uniform rescale."""
+    r = d.get("rescale")
+    if isinstance(r, Mapping) and r.get("applied") is False:
+        s, b = _numbers(r.get("slope")), _numbers(r.get("intercept"))
+        if len(s) == 1 and len(b) == 1 and s[0] != 0:
+            return s[0], b[0]
+    return None
+
+
+def _hu_rescale(d: Mapping[str, Any]) -> bool:
+    r = d.get("rescale")
+    return isinstance(r, Mapping) and str(r.get("type", "")).upper() == "HU"
+
+
 def looks_like_hu(dtype: Any, attrs: Mapping[str, Any] | None) -> bool:
     """True for Hounsfield data: int16 values from a DICOM CT (``Modality`` CT) or a rescale applied to HU."""
     if np.dtype(dtype) != np.int16:
@@ -127,13 +137,26 @@ def looks_like_hu(dtype: Any, attrs: Mapping[str, Any] | None) -> bool:
     d = dicom_block(attrs)
     if str(d.get("Modality", "")).upper() == "CT":
         return True
-    r = d.get("rescale")
-    return isinstance(r, Mapping) and str(r.get("type", "")).upper() == "HU" and r.get("applied") is not False
+    return _hu_rescale(d) and d["rescale"].get("applied") is not False
+
+
+def hu_presets_in_stored_units(attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
+    """The Hounsfield presets converted to stored values for a CT whose HU rescale was recorded but not applied
+    (values = stored * slope + intercept); [] otherwise."""
+    d = dicom_block(attrs)
+    rs = _unapplied_rescale(d)
+    if rs is None or not (_hu_rescale(d) or str(d.get("Modality", "")).upper() == "CT"):
+        return []
+    slope, intercept = rs
+    return [WindowPreset(p.name, (p.centre - intercept) / slope, p.width / abs(slope)) for p in HU_PRESETS]
 
 
 def presets_for(dtype: Any, attrs: Mapping[str, Any] | None) -> list[WindowPreset]:
-    """The windows offered for an image: the file's own first, then the Hounsfield presets for HU data."""
+    """The windows offered for an image: the file's own first, then the Hounsfield presets for HU data (in stored
+    units when the HU rescale was recorded but not applied)."""
     out = file_windows(attrs)
     if looks_like_hu(dtype, attrs):
         out += list(HU_PRESETS)
+    else:
+        out += hu_presets_in_stored_units(attrs)
     return out

@@ -75,12 +75,18 @@ def test_file_windows_and_hu_detection() -> None:
     assert file_windows({}) == [] and file_windows({"dicom": {"WindowCenter": 40}}) == []
     # stored values kept (rescale recorded, not applied): the DICOM window (in rescaled units) becomes stored units
     kept = {"dicom": {"WindowCenter": 40, "WindowWidth": 400,
-                      "rescale": {"slope": 0.5, "intercept": -1024, "applied": False}}}
+                      "rescale": {"slope": 0.5, "intercept": -1024, "applied": False, "type": "HU"}}}
     assert (file_windows(kept)[0].centre, file_windows(kept)[0].width) == (2128, 800)
     assert looks_like_hu(np.int16, a) and not looks_like_hu(np.uint16, a) and not looks_like_hu(np.int16, {})
     assert looks_like_hu(np.int16, {"dicom": {"Modality": "OT", "rescale": {"type": "HU", "applied": True}}})
     assert not looks_like_hu(np.int16, {"dicom": {"Modality": "MR"}})
     assert presets_for(np.int16, a)[2:] == list(HU_PRESETS)
+    # a CT whose HU rescale was recorded but not applied: the presets in stored units (HU = 0.5 stored - 1024)
+    stored = presets_for(np.uint16, kept)
+    assert stored[0].source == "file" and [p.name for p in stored[1:]] == [p.name for p in HU_PRESETS]
+    assert (stored[4].centre, stored[4].width) == ((-600 + 1024) / 0.5, 1500 / 0.5)  # Lung
+    assert presets_for(np.uint16, {"dicom": {"Modality": "MR", "rescale": {"slope": 2, "intercept": 0,
+                                                                           "applied": False}}}) == []
     assert presets_for(np.uint16, {"dicom": {"Modality": "MR", "WindowCenter": 600, "WindowWidth": 1200}})[0].levels \
         == (0, 1200)
     assert {p.name: (p.centre, p.width) for p in HU_PRESETS} == {
