@@ -69,7 +69,8 @@ def assert_shows(img: np.ndarray, want: np.ndarray) -> None:
 def test_file_windows_and_hu_detection() -> None:
     a = {"dicom": {"Modality": "CT", "WindowCenter": [40, 300], "WindowWidth": [400, 1500]}}
     ws = file_windows(a)
-    assert [(p.name, p.centre, p.width) for p in ws] == [("From file: 40/400", 40, 400), ("From file: 300/1500", 300, 1500)]
+    assert [(p.name, p.centre, p.width) for p in ws] == [("From file: 40/400", 40, 400),
+                                                         ("From file: 300/1500", 300, 1500)]
     assert file_windows({"dicom": {"WindowCenter": 50, "WindowWidth": "350"}})[0].levels == (-125, 225)
     assert file_windows({"dicom": {"WindowCenter": "40\\80", "WindowWidth": "400\\800"}})[1].centre == 80
     assert file_windows({}) == [] and file_windows({"dicom": {"WindowCenter": 40}}) == []
@@ -119,9 +120,13 @@ def test_ct_opens_with_file_window_and_presets_render_windowed_values(qtbot, win
     item = next(t.item for t in w.view._tiles.values() if t.key.level == 0 and t.key.row_chunk == 0
                 and t.key.col_chunk == 0)
     np.testing.assert_array_equal(item.image[:200, :260], windowed(data, lo, hi))
-    w.contrast.apply_preset(1)
+    w.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_2, Qt.KeyboardModifier.AltModifier)  # Alt+2: the file's second window
+    assert w.contrast.window() == (300, 1500)
     wait_idle(qtbot, w)
     assert_shows(grab_view(w), windowed(data, *window_to_levels(300, 1500)))
+    w.contrast.apply_preset("Bone")
+    assert w.contrast.window() == (400, 1800)
     w.contrast.apply_preset("Automatic")
     assert w.contrast.preset.currentText() == "Automatic"
 
