@@ -450,8 +450,8 @@ class MainWindow(QMainWindow):
 
         file_windows = [p for p in getattr(self, "window_presets", []) if p.source == "file"]
         if file_windows and s.mode == "single":
-            s = replace(s, lo=window_to_levels(file_windows[0].centre, file_windows[0].width)[0],
-                        hi=window_to_levels(file_windows[0].centre, file_windows[0].width)[1])
+            lo, hi = window_to_levels(file_windows[0].centre, file_windows[0].width)
+            s = replace(s, lo=lo, hi=hi)
         self.contrast.set_source(s, getattr(self.view, "hist_data", None), getattr(self.view, "hist_channels", None))
         if file_windows and s.mode == "single":
             self.view.set_display(s)
