@@ -57,7 +57,8 @@ def _undo_filters(frame: np.ndarray, codecs: tuple, dtype: np.dtype) -> np.ndarr
     """The inverse of the array->array filters Mzarr writes (offset of signed ints, bool as uint8)."""
     for codec in codecs:
         if isinstance(codec, FixedScaleOffset):
-            return (frame.astype(np.int64) + int(codec.codec_config["offset"])).astype(dtype)
+            config: Any = codec.codec_config  # numcodecs' JSON configuration
+            return (frame.astype(np.int64) + int(config["offset"])).astype(dtype)
         if isinstance(codec, AsType):
             return frame.astype(dtype)
     return frame
@@ -66,10 +67,13 @@ def _undo_filters(frame: np.ndarray, codecs: tuple, dtype: np.dtype) -> np.ndarr
 def _stored_dtype(codecs: tuple, dtype: np.dtype) -> np.dtype:
     """The dtype JPEG XL holds: unsigned for offset signed ints, uint8 for bool."""
     for codec in codecs:
+        config: Any  # numcodecs' JSON configuration
         if isinstance(codec, FixedScaleOffset):
-            return np.dtype(codec.codec_config.get("astype", dtype))
+            config = codec.codec_config
+            return np.dtype(config.get("astype", dtype))
         if isinstance(codec, AsType):
-            return np.dtype(codec.codec_config["encode_dtype"])
+            config = codec.codec_config
+            return np.dtype(config["encode_dtype"])
     return dtype
 
 

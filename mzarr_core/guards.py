@@ -145,7 +145,8 @@ class JxlHeader:
     def dtype(self) -> np.dtype | None:
         """imagecodecs' output dtype, None for sample types it refuses anyway (float24...)."""
         if self.exponent_bits:
-            return {32: np.dtype("float32"), 16: np.dtype("float16")}.get(self.bits_per_sample)
+            floats: dict[int, np.dtype] = {32: np.dtype("float32"), 16: np.dtype("float16")}
+            return floats.get(self.bits_per_sample)
         if self.bits_per_sample <= 8:
             return np.dtype("uint8")
         return np.dtype("uint16") if self.bits_per_sample <= 16 else np.dtype("float32")
@@ -426,7 +427,9 @@ def decode_recompressed_jpeg(data: Any, shape: tuple[int, ...], dtype: Any, *, n
     if dtype != np.dtype("uint8"):
         raise ValueError(f"a recompressed JPEG decodes to uint8, but {what}")
     try:
-        jpeg = imagecodecs.jpegxl_decode_jpeg(data, numthreads=numthreads, out=bytearray(jpeg_limit(values)))
+        jpeg = imagecodecs.jpegxl_decode_jpeg(  # its stub says int; None is its own default (all threads)
+            data, numthreads=numthreads, out=bytearray(jpeg_limit(values))  # type: ignore[arg-type]
+        )
     except ValueError as exc:
         if "resize" in str(exc):
             raise ChunkTooLargeError(
@@ -484,7 +487,7 @@ def zstd_declared_size(data: Any) -> int | None:
     return None
 
 
-def decode_zstd(data: Any, limit: int, what: str) -> bytes:
+def decode_zstd(data: Any, limit: int, what: str) -> bytes | bytearray | memoryview:
     """zstd-decode ``data`` (one frame or several) into at most ``limit`` bytes, else ChunkTooLargeError.
 
     ``what`` describes the expected chunk for the message (e.g. "this array's chunks are (512, 512) float32").
@@ -596,7 +599,7 @@ def guard_v2_array(array: Any) -> Any:
     import dataclasses
 
     meta = array.metadata
-    compressor = getattr(meta, "compressor", None)
+    compressor: Any = getattr(meta, "compressor", None)
     if getattr(compressor, "codec_id", None) != "imagecodecs_jpegxl" or isinstance(compressor, BoundedJpegxlV2):
         return array
     config = {k: v for k, v in compressor.get_config().items() if k != "id"}

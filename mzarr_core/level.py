@@ -184,6 +184,7 @@ class Level:
         y, x = index[self.axes.index("y")], index[self.axes.index("x")]
         if y.step != 1 or x.step != 1 or y.reverse or x.reverse or not self.plane_reads_are_fast:
             return self._read(index)
+        assert self._source is not None  # plane reads are fast only for a level backed by a file
         plane = self._source.read_z_plane(index[self.axes.index("z")].start, (y.start, y.stop), (x.start, x.stop))
         if self.axes.endswith("c"):
             plane = np.moveaxis(plane, 0, -1)
@@ -218,8 +219,8 @@ class Level:
             block = self[self.chunk_region(tuple(coords[i] for i in self.inverse))]
             block.flags.writeable = False  # a fresh array (in memory: nothing is cached), read-only like a cached one
             return block
-        block = self._source.read_chunk(coords, cached_only)
-        return None if block is None else np.transpose(block, self.inverse)
+        stored = self._source.read_chunk(coords, cached_only)
+        return None if stored is None else np.transpose(stored, self.inverse)
 
     def read_chunk_plane(self, chunk_index: Any, z: int, *, cached_only: bool = False) -> np.ndarray | None:
         """Plane ``z`` (this level's z coordinate) of chunk ``chunk_index`` of a volume: ``level[region]`` of the chunk
@@ -242,6 +243,7 @@ class Level:
         if not self.plane_reads_are_fast:
             chunk = self.read_chunk(chunk_index, cached_only=cached_only)
             return None if chunk is None else chunk[(slice(None),) * zi + (z - region[zi].start,)]
+        assert self._source is not None  # plane reads are fast only for a level backed by a file
         plane = self._source.read_chunk_plane(coords, z - region[zi].start, cached_only)
         if plane is None:
             return None
