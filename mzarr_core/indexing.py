@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def _one(item: object, n: int, axis: int) -> AxisIndex:
     if isinstance(item, bool) or item is None:
         raise IndexError(f"Mzarr indexing takes integers, slices and Ellipsis; got {item!r} for axis {axis}")
     try:
-        i = operator.index(item)
+        i = operator.index(cast(Any, item))  # TypeError for what is not an integer
     except TypeError:
         raise IndexError(
             f"Mzarr indexing takes integers, slices and Ellipsis; got {type(item).__name__} for axis {axis}. "
@@ -94,5 +95,5 @@ def broadcast_value(value: object, target: tuple[int, ...]) -> "np.ndarray":
         return np.broadcast_to(arr, target)
     except ValueError:
         raise MzarrValueError(
-            f"cannot assign a value of shape {np.shape(value)} to a region of shape {target}"
+            f"cannot assign a value of shape {np.shape(cast(Any, value))} to a region of shape {target}"
         ) from None

@@ -100,7 +100,7 @@ def optimize(path: str | os.PathLike, effort: int = DEFAULT_EFFORT, progress: Pr
         if progress:
             progress(0, total)
         for level in levels:
-            array = level.storage
+            array: Any = level.storage  # the zarr array (path, chunks, metadata)
             meta_key = f"{array.path}/zarr.json"
             doc = json.loads(store.get_bytes_sync(meta_key))
             config = _jpegxl_config(doc)

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -213,7 +213,8 @@ class OpenSlideArray:
     def __init__(self, slide: Any, *, background: tuple[int, int, int] = (255, 255, 255), name: str = "slide",
                  tile: int = READ_TILE, threads: int = READ_THREADS):
         width, height = (int(n) for n in slide.level_dimensions[0])
-        self.slide, self.background, self.name = slide, tuple(background), name
+        self.slide, self.name = slide, name
+        self.background = cast(tuple[int, int, int], tuple(background))
         self.tile, self.threads = int(tile), max(1, int(threads))
         self.shape = (height, width, 3)
         self.dtype = np.dtype(np.uint8)
@@ -339,7 +340,8 @@ def _tiff_compression(path: Path) -> tuple[str, bool] | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            page = max(tif.pages, key=lambda p: int(p.imagewidth) * int(p.imagelength))
+            pages: Any = tif.pages  # TiffPage | TiffFrame to the type checker; a slide's are pages
+            page = max(pages, key=lambda p: int(p.imagewidth) * int(p.imagelength))
             code = int(page.compression)
             return _slide.LOSSY_SOURCE.get(code, _slide._compression_name(page)), code in _slide.LOSSY_SOURCE
     except Exception:  # noqa: BLE001 - a TIFF tifffile cannot read (the reason to force OpenSlide)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -68,8 +68,9 @@ def _read(path: Path, tif: Any, zarr: Any) -> Source:
     spacing, unit = None, None
     ome = tif.ome_metadata or ""
     sizes = {a: re.search(rf'PhysicalSize{a.upper()}="([0-9.eE+-]+)"', ome) for a in "zyx"}
-    if all(sizes[a] for a in axes if a != "c"):
-        spacing = tuple(float(sizes[a].group(1)) for a in axes if a != "c")
+    found_sizes = [sizes[a] for a in axes if a != "c"]
+    if all(found_sizes):
+        spacing = tuple(float(m.group(1)) for m in found_sizes if m is not None)
         found = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
         unit = FROM_OME_UNITS.get(found.group(1) if found else "µm", "micrometer")
     return Source(array, axes, spacing, unit, {"source": path.name}, owner=tif)
@@ -115,7 +116,8 @@ class _Pages:
             block = [slice(where[a], where[a] + 1) if a in where else (rows if a == "y" else slice(None))
                      for a in sel.axes]
             data = sel.read(tuple(block))
-            return data.reshape(data.shape[sel.axes.index("y")], sel.shape[sel.axes.index("x")], sel.channels)
+            channels = cast(int, sel.channels)  # an RGB(A) selection has its samples
+            return data.reshape(data.shape[sel.axes.index("y")], sel.shape[sel.axes.index("x")], channels)
         return sel.read_plane(where, rows)
 
     def tiles(self, counter: Counter) -> Iterator[np.ndarray]:
@@ -138,7 +140,7 @@ class _Pages:
                 yield from row
 
     def shape(self) -> tuple[int, ...]:
-        return (*self.counts, self.ny, self.nx) + ((self.sel.channels,) if self.rgb else ())
+        return (*self.counts, self.ny, self.nx) + ((cast(int, self.sel.channels),) if self.rgb else ())
 
     @property
     def tile_rows(self) -> int:
