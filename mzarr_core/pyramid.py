@@ -78,11 +78,89 @@ def _accumulator(dtype: np.dtype) -> np.dtype:
     return np.dtype("float64")
 
 
-def _mode(values: np.ndarray) -> np.ndarray:
-    """Most frequent value along the last axis; ties go to the first one (top-left)."""
-    counts = np.stack([(values == values[..., j : j + 1]).sum(-1) for j in range(values.shape[-1])], axis=-1)
-    best = counts.argmax(-1)
-    return np.take_along_axis(values, best[..., None], -1)[..., 0]
+_MODE_CHUNK = 1 << 15  # output pixels per chunk of the mode kernel: its temporaries stay in the CPU cache
+
+
+def _mode(views: list[np.ndarray]) -> np.ndarray:
+    """Most frequent value across ``views`` (the 2^k inputs of each output pixel, in C order); ties go to the first.
+
+    Exactly ``argmax`` over the counts ``sum_i(views[i] == views[j])`` (first maximum wins), computed chunk by chunk
+    from pairwise equality tests, never stacking or sorting the inputs. Values compare with ``==`` (so ``-0.0 ==
+    0.0`` and a NaN equals nothing, not even itself)."""
+    out = np.empty(views[0].shape, views[0].dtype)
+    if out.size == 0:
+        return out
+    shape = out.shape
+    # Split the leading axes into single indices and one axis into row blocks so each chunk has <= _MODE_CHUNK pixels.
+    axis, inner = len(shape) - 1, 1
+    while axis > 0 and inner * shape[axis] <= _MODE_CHUNK:
+        inner *= shape[axis]
+        axis -= 1
+    step = max(1, _MODE_CHUNK // inner)
+    kernel = _mode_kernel(out.dtype, len(views))
+    for lead in np.ndindex(*shape[:axis]):
+        for start in range(0, shape[axis], step):
+            sel = lead + (slice(start, start + step),)
+            kernel([v[sel] for v in views], out[sel])
+    return out
+
+
+def _mode_kernel(dtype: np.dtype, n: int):
+    exact = dtype.kind in "biu"  # every value equals itself: the self-match adds 1 to every count and can be left out
+    if exact and n == 2:
+        return _mode2_exact
+    if exact and n == 4:
+        return _mode4_exact
+    return _mode_counts if exact else _mode_counts_self
+
+
+def _mode2_exact(vs: list[np.ndarray], out: np.ndarray) -> None:
+    out[...] = vs[0]  # either both equal or a 1-1 tie: the first wins
+
+
+def _mode4_exact(vs: list[np.ndarray], out: np.ndarray) -> None:
+    """2x2 block a b / c d: a if it occurs twice (nothing can then occur 3 times); else b if it occurs twice; else
+    c if c == d; else all differ and a wins the tie."""
+    a, b, c, d = vs
+    out[...] = a
+    tmp = np.empty(out.shape, bool)
+    np.equal(c, d, out=tmp)
+    np.copyto(out, c, where=tmp)
+    hit = np.equal(b, c)
+    hit |= np.equal(b, d, out=tmp)
+    np.copyto(out, b, where=hit)
+    np.equal(a, b, out=hit)
+    hit |= np.equal(a, c, out=tmp)
+    hit |= np.equal(a, d, out=tmp)
+    np.copyto(out, a, where=hit)
+
+
+def _mode_counts(vs: list[np.ndarray], out: np.ndarray, self_match: bool = False) -> None:
+    """General case: count the matches of each candidate from the n(n-1)/2 pairwise tests, then keep the first
+    candidate with the highest count. ``self_match`` also counts ``v == v`` (false only for NaN)."""
+    n = len(vs)
+    vs = [np.ascontiguousarray(v) for v in vs]  # each input is compared n-1 times: read it contiguously
+    counts = [np.zeros(out.shape, np.uint8) for _ in range(n)]
+    eq = np.empty(out.shape, bool)
+    eq8 = eq.view(np.uint8)
+    for i in range(n):
+        if self_match:
+            np.equal(vs[i], vs[i], out=eq)
+            counts[i] += eq8
+        for j in range(i + 1, n):
+            np.equal(vs[i], vs[j], out=eq)
+            counts[i] += eq8
+            counts[j] += eq8
+    out[...] = vs[0]
+    best = counts[0]
+    for j in range(1, n):
+        np.greater(counts[j], best, out=eq)
+        np.copyto(out, vs[j], where=eq)
+        np.maximum(best, counts[j], out=best)
+
+
+def _mode_counts_self(vs: list[np.ndarray], out: np.ndarray) -> None:
+    _mode_counts(vs, out, self_match=True)
 
 
 def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean") -> np.ndarray:
@@ -98,7 +176,7 @@ def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean")
     views = _offset_views(padded, halve)
     n = len(views)
     if method == "mode":
-        return _mode(np.stack(views, axis=-1))
+        return _mode(views)
     if block.dtype.kind in "ui" and block.dtype.itemsize == 8:
         return _exact_int_mean(views)
     if block.dtype.kind == "f":

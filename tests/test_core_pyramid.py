@@ -177,3 +177,72 @@ def test_small_float_mean_is_correctly_rounded(dtype, data):
     for idx, values, _ in _groups(a, (True, True)):
         expected = np.float64(sum(np.float64(v) for v in values) / len(values)).astype(dtype)
         assert got[idx] == expected, f"mean of {values} is {got[idx]!r}, expected {expected!r}"
+
+
+def slow_mode_reference(a: np.ndarray, halve: tuple[bool, ...]) -> np.ndarray:
+    """The mode rule written out plainly, pixel by pixel: the group of each output pixel (odd edges repeat their last
+    pixel) in C order; each value's count is how many group members compare ``==`` to it; the first value with the
+    highest count wins."""
+    out_shape = tuple((n + 1) // 2 if h else n for n, h in zip(a.shape, halve))
+    out = np.empty(out_shape, a.dtype)
+    for idx in np.ndindex(*out_shape):
+        group = []
+        for offsets in np.ndindex(*(2 if h else 1 for h in halve)):
+            src = tuple(min(2 * i + o, n - 1) if h else i for i, o, n, h in zip(idx, offsets, a.shape, halve))
+            group.append(a[src])
+        counts = [sum(bool(other == value) for other in group) for value in group]
+        out[idx] = group[counts.index(max(counts))]
+    return out
+
+
+def _few_values(dtype: np.dtype):
+    """A small pool of values (so ties and majorities are frequent), including the dtype's extremes."""
+    if dtype.kind == "b":
+        return st.booleans()
+    if dtype.kind == "f":
+        return st.sampled_from([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf, float(np.finfo(dtype).max)])
+    info = np.iinfo(dtype)
+    pool = [info.min, info.min + 1, 0, 1, info.max - 1, info.max]
+    return st.lists(st.sampled_from(pool), min_size=1, max_size=4, unique=True).flatmap(st.sampled_from)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_mode_equals_slow_reference(dtype, data):
+    """The vectorised mode kernel equals the plain reference for every dtype (64-bit extremes, bool, floats with
+    NaN and signed zeros), 2D and 3D, odd edges, any subset of halved axes, and chunk boundaries anywhere."""
+    import mzarr_core.pyramid as pyramid
+
+    d = np.dtype(dtype)
+    pool = data.draw(st.lists(_few_values(d), min_size=1, max_size=3))
+    a = data.draw(
+        hnp.arrays(d, hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=7), elements=st.sampled_from(pool))
+    )
+    halve = tuple(data.draw(st.lists(st.booleans(), min_size=a.ndim, max_size=a.ndim).filter(any)))
+    chunk = data.draw(st.sampled_from([1, 2, 5, 16, pyramid._MODE_CHUNK]))
+    saved = pyramid._MODE_CHUNK
+    pyramid._MODE_CHUNK = chunk
+    try:
+        got = downsample(a, halve, "mode")
+    finally:
+        pyramid._MODE_CHUNK = saved
+    expected = slow_mode_reference(a, halve)
+    assert got.dtype == d and got.shape == expected.shape
+    np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))  # bit for bit (NaN, -0.0)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_mode_on_real_labels_spanning_many_chunks(ndim, monkeypatch):
+    """A labelled segmentation several chunks of the kernel wide, with odd edges, equals the plain reference."""
+    from skimage import data, measure
+
+    monkeypatch.setattr("mzarr_core.pyramid._MODE_CHUNK", 50)
+
+    if ndim == 2:
+        labels = measure.label(data.coins()[:61, :87] > 100).astype(np.uint16)
+    else:
+        labels = measure.label(data.binary_blobs(length=21, n_dim=3, volume_fraction=0.3, rng=3)).astype(np.int64)
+        labels = labels[:, :19, :] - 2**62
+    halve = (True,) * ndim
+    np.testing.assert_array_equal(downsample(labels, halve, "mode"), slow_mode_reference(labels, halve))
