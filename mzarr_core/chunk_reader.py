@@ -155,7 +155,7 @@ class ChunkCodec:
         if not isinstance(array, zarr.Array) or array.metadata.zarr_format != 3:
             return None
         meta = array.metadata
-        if not isinstance(meta.chunk_grid, RegularChunkGridMetadata) or getattr(meta, "storage_transformers", ()):
+        if not isinstance(meta.chunk_grid, RegularChunkGridMetadata) or getattr(meta, "storage_transformers", None):
             return None
         try:
             dtype = np.dtype(array.dtype)
@@ -163,7 +163,7 @@ class ChunkCodec:
             return None
         if dtype.hasobject or dtype.itemsize == 0:
             return None
-        codecs = list(meta.codecs)
+        codecs: list[Any] = list(meta.codecs)  # the exact classes are checked below
         spec = _spec(tuple(array.chunks), array)
         steps: list[tuple[str, Any]] = []
         while codecs and type(codecs[0]) in FILTER_TYPES:  # exact classes: a subclass may decode otherwise
@@ -172,7 +172,7 @@ class ChunkCodec:
             if isinstance(codec, TransposeCodec):
                 steps.append(("transpose", tuple(int(i) for i in np.argsort(codec.order))))
             elif isinstance(codec, FixedScaleOffset):
-                config = codec.codec_config
+                config: Any = codec.codec_config  # numcodecs' JSON configuration
                 if before.kind != "i" or config.get("scale", 1) != 1:
                     return None
                 stored = np.dtype(config.get("astype", before))
@@ -519,9 +519,9 @@ class ChunkReader:
         for c0, cy, cx in itertools.product(channel_chunks, y_chunks, x_chunks):
             coords = ((c0 // chunks["c"],) if c0 is not None else ()) + (cz, cy, cx)
             y0, x0 = cy * chunks["y"], cx * chunks["x"]
-            src = (slice(max(rows[0], y0) - y0, min(rows[1], y0 + chunks["y"]) - y0),
+            src: tuple[slice, ...] = (slice(max(rows[0], y0) - y0, min(rows[1], y0 + chunks["y"]) - y0),
                    slice(max(cols[0], x0) - x0, min(cols[1], x0 + chunks["x"]) - x0))
-            dst = (slice(max(rows[0], y0) - rows[0], min(rows[1], y0 + chunks["y"]) - rows[0]),
+            dst: tuple[slice, ...] = (slice(max(rows[0], y0) - rows[0], min(rows[1], y0 + chunks["y"]) - rows[0]),
                    slice(max(cols[0], x0) - cols[0], min(cols[1], x0 + chunks["x"]) - cols[0]))
             if c0 is not None:
                 c_stop = min(n_channels, c0 + chunks["c"])

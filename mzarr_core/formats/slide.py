@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -272,7 +272,8 @@ def _short(value: Any) -> Any:
 
 
 def _keep(properties: dict[str, Any], keep_identifiers: bool) -> tuple[dict[str, Any], list[str]]:
-    kept, dropped = {}, []
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
     for key, value in properties.items():
         if len(kept) >= MAX_PROPERTIES:
             break
@@ -327,7 +328,8 @@ def _vendor_metadata(tif: Any, kind: str, page: Any) -> _Metadata:
             if spacing:
                 values = [_float(v) for v in spacing[0].replace('"', " ").split()]
                 if len(values) >= 2 and all(values):
-                    meta.mpp = (values[1] * 1000.0, values[0] * 1000.0)  # (row, column) spacing in mm
+                    row_mm, column_mm = cast(float, values[0]), cast(float, values[1])  # (row, column) spacing in mm
+                    meta.mpp = (column_mm * 1000.0, row_mm * 1000.0)
             meta.scanner = " ".join(str(meta.properties[k]) for k in ("DICOM_MANUFACTURER", "DICOM_DEVICE_SERIAL_NUMBER")
                                     if k in meta.properties) or None
     elif kind == "bif":
@@ -360,12 +362,12 @@ def _vendor_metadata(tif: Any, kind: str, page: Any) -> _Metadata:
         if all(sizes):
             factors = [scale.get(u.group(1), None) if u else 1.0 for u in units]
             if all(f is not None for f in factors):
-                x, y = (_float(float(s.group(1)) * f) for s, f in zip(sizes, factors))
+                x, y = (_float(float(cast(re.Match, s).group(1)) * cast(float, f)) for s, f in zip(sizes, factors))
                 meta.mpp = (x, y) if x and y else None
         power = re.search(r'NominalMagnification="([0-9.eE+-]+)"', ome)
         meta.objective_power = _float(power.group(1)) if power else None
-        model = re.search(r'<Microscope[^>]*Model="([^"]+)"', ome)
-        meta.scanner = model.group(1) if model else None
+        microscope = re.search(r'<Microscope[^>]*Model="([^"]+)"', ome)
+        meta.scanner = microscope.group(1) if microscope else None
     if meta.mpp is None:
         meta.mpp = _resolution_mpp(page)
     return meta
