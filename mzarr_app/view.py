@@ -19,6 +19,7 @@ from .contrast import DisplaySettings
 from .document import Document, Edit
 from .layers import HISTOGRAM_MAX_ELEMENTS, Layer, TileItem, _Tile  # noqa: F401 - re-exported
 from .layers import CacheSnapshot
+from .label_layer import LabelLayer, label_documents
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -162,6 +163,8 @@ class TiledImageView(pg.GraphicsView):
     cursorInfo = Signal(object)
     autoDisplayReady = Signal(object)
     tileFailed = Signal(str)
+    #: the label layers changed (a document was opened or closed)
+    labelsChanged = Signal()
 
     def __init__(self, parent: QWidget | None = None, cache_mb: float = 512, threads: int | None = None) -> None:
         super().__init__(parent, background="k")
@@ -184,6 +187,9 @@ class TiledImageView(pg.GraphicsView):
         self._step_dir = 1
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
+        #: display of new label layers: overlay opacity and contour (else filled)
+        self.label_opacity = 0.5
+        self.label_contour = False
 
     # --- the image layer under the view's historical names ------------------------------------------------------
     @property
@@ -269,7 +275,7 @@ class TiledImageView(pg.GraphicsView):
     # --- document / plane / display -----------------------------------------------------------------------
     def _start_layer(self, layer: Layer) -> None:
         layer.start_loading(self.cache_mb, self.threads, self, self._chunk_loaded, self._chunk_failed)
-        if layer is self.image and layer.probe is not None:
+        if layer.probe is not None:
             layer.probe.found.connect(self._value_found)
 
     def set_document(self, doc: Document | None, plane: T.Plane | None = None) -> None:
@@ -281,9 +287,17 @@ class TiledImageView(pg.GraphicsView):
         image = Layer(doc, self.vb, "image", 0.0, self._edits)
         self.layers = [image]
         self._start_layer(image)
+        label_docs, errors = label_documents(doc)
+        for i, ld in enumerate(label_docs):  # each label image above the image, later ones on top
+            layer = LabelLayer(ld, self.vb, 2000.0 * (i + 1), self.label_opacity, self.label_contour)
+            self.layers.append(layer)
+            self._start_layer(layer)
+        for msg in errors:
+            self.tileFailed.emit(msg)
         self.plane = plane or T.default_plane(doc.axes, channels=None)
         image.display = None
         image.start_histogram()
+        self.labelsChanged.emit()
         self.fit()
         self.schedule()
 
@@ -302,6 +316,7 @@ class TiledImageView(pg.GraphicsView):
         """Stop loading and forget the document (does not close the file)."""
         self._teardown()
         self.layers = []
+        self.labelsChanged.emit()
 
     def reload(self) -> None:
         """Drop every cached chunk and tile (after the file changed) and load again."""
@@ -311,6 +326,12 @@ class TiledImageView(pg.GraphicsView):
         self._saved_range = None
         self._teardown()
         for layer in self.layers:
+            refresh = getattr(layer.doc, "refresh", None)  # a label image: open it again in the reopened file
+            if refresh is not None:
+                try:
+                    refresh()
+                except Exception as exc:
+                    self.tileFailed.emit(f"label image {layer.name}: {type(exc).__name__}: {exc}")
             self._start_layer(layer)
         self.plane = self._plane
         self.vb.setRange(rng, padding=0)
@@ -423,6 +444,10 @@ class TiledImageView(pg.GraphicsView):
         was_complete, drawn, again = self.complete, False, False
         for i, layer in enumerate(self.layers):
             assert layer.loader is not None and layer.plane is not None
+            if not getattr(layer, "visible", True):  # a hidden label image: nothing drawn or read
+                layer.clear_tiles(lambda k, t: True)
+                layer.target, layer.complete, layer.covered = [], True, True
+                continue
             cache = CacheSnapshot(layer.loader.cache)
             plan = P.plan_frame(layer.frame_request(layer.plane, rect, spx, self._step_dir, cache, PREFETCH_SLICES))
             if plan.empty:
@@ -467,6 +492,60 @@ class TiledImageView(pg.GraphicsView):
         self.tileFailed.emit(f"level {key[0]} chunk {key[1]}{plane}: {message}")
         self.schedule()
 
+    # --- label images ----------------------------------------------------------------------------------------
+    @property
+    def label_layers(self) -> list[LabelLayer]:
+        """The label layers, bottom to top."""
+        return [layer for layer in self.layers if isinstance(layer, LabelLayer)]
+
+    def label_layer(self, name: str) -> LabelLayer | None:
+        """The label layer of label image ``name`` (None if there is none)."""
+        return next((layer for layer in self.label_layers if layer.name == name), None)
+
+    def set_label_visible(self, name: str, visible: bool) -> None:
+        """Show or hide label image ``name`` (a hidden one is neither drawn nor read)."""
+        layer = self.label_layer(name)
+        if layer is not None and layer.visible != bool(visible):
+            layer.set_visible(visible)
+            layer.complete = False
+            self.schedule()
+
+    def set_label_opacity(self, opacity: float) -> None:
+        """Overlay opacity (0..1) of every label layer."""
+        self.label_opacity = float(min(1.0, max(0.0, opacity)))
+        for layer in self.label_layers:
+            layer.set_opacity(self.label_opacity)
+
+    def set_label_contour(self, contour: bool) -> None:
+        """Draw label images as contours (True) or filled (False)."""
+        self.label_contour = bool(contour)
+        for layer in self.label_layers:
+            layer.set_contour(self.label_contour)
+
+    def label_values(self, row: float, col: float) -> list[dict[str, Any]]:
+        """Per visible label image: ``{"name", "value", "level", "exact", "label"}`` under level-0 point (row, col)
+        (``label``: the value's name from ``properties``); the level-0 value is read in the background when only a
+        coarser level is cached (``cursorInfo`` follows when it arrives)."""
+        out: list[dict[str, Any]] = []
+        for layer in self.label_layers:
+            if not layer.visible or layer.loader is None or layer.plane is None:
+                continue
+            coarse = layer.value_at(row, col)
+            if coarse is not None and coarse[1] == 0:
+                value, level, exact = coarse[0], 0, True
+            else:
+                known, v = layer.full_value(row, col)
+                if known:
+                    value, level, exact = v, 0, True
+                else:
+                    layer.request_full_value(row, col)
+                    if coarse is None:
+                        continue
+                    value, level, exact = coarse[0], coarse[1], False
+            out.append({"name": layer.name, "value": value, "level": level, "exact": exact,
+                        "label": layer.doc.name_of(value)})  # type: ignore[attr-defined]
+        return out
+
     # --- inspection helpers (status bar, tests, smoke test) ---------------------------------------------------
     def shown_tiles(self) -> dict[T.TileKey, np.ndarray]:
         """Raw data of every tile of the image on screen."""
@@ -509,7 +588,7 @@ class TiledImageView(pg.GraphicsView):
     def _cursor_info(self, row: float, col: float) -> dict[str, Any]:
         value, exact = self.cursor_value(row, col)
         return {"row": row, "col": col, "plane": self.plane, "level": self.level, "value": value,
-                "exact": exact}
+                "exact": exact, "labels": self.label_values(row, col)}
 
     def _mouse_moved(self, pos: QPointF) -> None:
         if self.doc is None or self.plane is None:
@@ -523,7 +602,8 @@ class TiledImageView(pg.GraphicsView):
         at = getattr(self, "_cursor_at", None)
         image = self.image
         if at is None or image is None or self.plane is None or image.probe_key(*at) != key:
-            return
+            if at is None or not any(layer.probe_key(*at) == key for layer in self.label_layers):
+                return
         self.cursorInfo.emit(self._cursor_info(*at))
 
     def _update_scale_bar(self) -> None:

@@ -17,6 +17,7 @@ from .import_dialog import ImportDialog
 from .importer import IMPORT_FILTER, drop_action, run_import
 from .panels.contrast import ContrastPanel
 from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
+from .panels.labels import LabelsPanel
 from .panels.metadata import MetadataPanel
 from .panels.slicing import SlicingPanel
 from .tiles import Plane
@@ -30,6 +31,19 @@ def resolve_open_path(path: str) -> str:
     if os.path.basename(path) in ("zarr.json", ".zattrs", ".zgroup"):
         return os.path.dirname(path)
     return path
+
+
+def format_labels(labels: list[dict[str, Any]]) -> str:
+    """Status bar text of the label values under the cursor: ``nuclei: 3 "cell"`` per label image."""
+    parts = []
+    for d in labels:
+        v = d["value"]
+        vs = f"{v:g}" if isinstance(v, (int, float)) else str(v)
+        if not d.get("exact", True):
+            vs = f"≈{vs}"
+        name = f' "{d["label"]}"' if d.get("label") else ""
+        parts.append(f"{d['name']}: {vs}{name}")
+    return ("label " + ", ".join(parts)) if parts else ""
 
 
 class MainWindow(QMainWindow):
@@ -57,27 +71,33 @@ class MainWindow(QMainWindow):
         self.slicing = SlicingPanel()
         self.editing = EditingPanel(self.model)
         self.metadata = MetadataPanel()
+        self.labels = LabelsPanel()
         self.docks: dict[str, QDockWidget] = {}
         for name, w, area in (("Contrast", self.contrast, Qt.DockWidgetArea.RightDockWidgetArea),
                               ("Slicing", self.slicing, Qt.DockWidgetArea.RightDockWidgetArea),
                               ("Editing", self.editing, Qt.DockWidgetArea.RightDockWidgetArea),
-                              ("Metadata", self.metadata, Qt.DockWidgetArea.RightDockWidgetArea)):
+                              ("Metadata", self.metadata, Qt.DockWidgetArea.RightDockWidgetArea),
+                              ("Labels", self.labels, Qt.DockWidgetArea.RightDockWidgetArea)):
             d = QDockWidget(name, self)
             d.setObjectName(f"dock{name}")
             d.setWidget(w)
             self.addDockWidget(area, d)
             self.docks[name] = d
         self.tabifyDockWidget(self.docks["Editing"], self.docks["Metadata"])
+        self.tabifyDockWidget(self.docks["Editing"], self.docks["Labels"])
         self.docks["Editing"].raise_()
         self.pos_label = QLabel("")
         self.value_label = QLabel("")
+        self.label_label = QLabel("")
         self.level_label = QLabel("")
+        self.label_label.setObjectName("statusLabel")
         self.pos_label.setObjectName("statusPosition")
         self.value_label.setObjectName("statusValue")
         self.level_label.setObjectName("statusLevel")
         sb = self.statusBar()
         sb.addWidget(self.pos_label, 1)
         sb.addWidget(self.value_label)
+        sb.addWidget(self.label_label)
         sb.addPermanentWidget(self.level_label)
         self._make_actions()
         self._connect()
@@ -240,6 +260,10 @@ class MainWindow(QMainWindow):
         self.view.levelChanged.connect(lambda lv: self._show_level())
         self.view.frameComplete.connect(self._show_level)
         self.view.cursorInfo.connect(self._cursor)
+        self.view.labelsChanged.connect(self._labels_changed)
+        self.labels.visibilityChanged.connect(self.view.set_label_visible)
+        self.labels.opacityChanged.connect(self.view.set_label_opacity)
+        self.labels.contourChanged.connect(self.view.set_label_contour)
         self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
         self.view.vb.rectDrawn.connect(lambda r: self.statusBar().showMessage(
             f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
@@ -505,6 +529,7 @@ class MainWindow(QMainWindow):
         if not (0 <= row < h and 0 <= col < w):
             self.pos_label.setText("")
             self.value_label.setText("")
+            self.label_label.setText("")
             return
         coords = {plane.row: int(row), plane.col: int(col)}
         if plane.slice_axis:
@@ -526,6 +551,14 @@ class MainWindow(QMainWindow):
             self.value_label.setText(f"value: {vs}" if exact else f"value: ≈{vs} (level {lv}, reading…)")
             self.value_label.setToolTip("" if exact else "The value of a coarse level; the full-resolution pixel "
                                         "is being read")
+        self.label_label.setText(format_labels(info.get("labels") or []))
+
+    def _labels_changed(self) -> None:
+        """List the open file's label images in the Labels panel (its opacity and style apply to them)."""
+        layers = self.view.label_layers
+        self.labels.set_labels([la.name for la in layers], [la.visible for la in layers])
+        self.view.set_label_opacity(self.labels.opacity.value() / 100.0)
+        self.view.set_label_contour(self.labels.contour.isChecked())
 
     # --- editing -------------------------------------------------------------------------------------------
     def _tool_changed(self, tool: str | None) -> None:

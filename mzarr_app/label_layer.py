@@ -1,0 +1,238 @@
+"""Label images of the open file drawn over the image: a document per label image and its layer.
+
+A :class:`LabelDocument` wraps one ``mzarr_core`` ``LabelImage`` of the open :class:`~mzarr_app.document.Document`
+(its levels, read through the library's chunk reader and decoded-chunk cache of the file) with the interface a
+:class:`~mzarr_app.layers.Layer` needs. A :class:`LabelLayer` is planned like the image (same planner, same
+factors: the same level as the image underneath) and renders its tiles as RGBA: NGFF ``colors`` when given, else a
+stable pseudo-random colour per label value (a hash of the value, so the same value has the same colour in every
+session and any 64-bit value works without a table), 0 transparent; filled or as contours (pixels whose
+4-neighbours within the tile differ); the overlay opacity is the items' opacity (Qt blends).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+
+from . import chunk_loader
+from .contrast import DisplaySettings
+from .document import Document
+from .layers import Layer, _Tile
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser of ``values`` (any integer dtype, viewed as uint64): well-spread 64-bit hashes."""
+    x = values.astype(np.int64, copy=False).view(np.uint64) if values.dtype.kind == "i" else values.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x = x + _GOLDEN
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        return x ^ (x >> np.uint64(31))
+
+
+def hashed_colors(values: np.ndarray) -> np.ndarray:
+    """(n, 4) uint8 RGBA: a stable bright colour per label value (HSV from a hash of the value), 0 transparent."""
+    v = np.asarray(values).ravel()
+    if v.dtype == bool:
+        v = v.astype(np.uint8)
+    h = _mix(v)
+    hue = (h & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
+    sat = 0.6 + 0.4 * ((h >> np.uint64(16)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    val = 0.75 + 0.25 * ((h >> np.uint64(24)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    i = np.floor(hue * 6).astype(int) % 6
+    f = hue * 6 - np.floor(hue * 6)
+    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
+    r = np.choose(i, [val, q, p, p, t, val])
+    g = np.choose(i, [t, val, val, q, p, p])
+    b = np.choose(i, [p, p, t, val, val, q])
+    out = np.round(np.stack([r, g, b, np.ones_like(r)], axis=1) * 255).astype(np.uint8)
+    out[v == 0] = 0
+    return out
+
+
+def color_table(values: np.ndarray, colors: dict[int, tuple[int, ...]] | None) -> np.ndarray:
+    """(n, 4) uint8 RGBA of label ``values``: ``colors[value]`` (NGFF) when given, else :func:`hashed_colors`."""
+    out = hashed_colors(values)
+    if colors:
+        for j, v in enumerate(np.asarray(values).ravel().tolist()):
+            c = colors.get(int(v))
+            if c is not None:
+                out[j] = (tuple(c) + (255,))[:4]
+    return out
+
+
+def contour_mask(labels: np.ndarray) -> np.ndarray:
+    """True where a pixel's label differs from one of its 4-neighbours inside ``labels`` (edges replicated)."""
+    d = np.asarray(labels)
+    m = np.zeros(d.shape, bool)
+    if d.shape[0] > 1:
+        dr = d[1:] != d[:-1]
+        m[1:] |= dr
+        m[:-1] |= dr
+    if d.shape[1] > 1:
+        dc = d[:, 1:] != d[:, :-1]
+        m[:, 1:] |= dc
+        m[:, :-1] |= dc
+    return m
+
+
+def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = None,
+               contour: bool = False) -> np.ndarray:
+    """(rows, cols, 4) uint8 RGBA of a label tile: each value's colour (0 transparent); ``contour``: only
+    pixels on a boundary (:func:`contour_mask`) keep their colour."""
+    d = data if data.ndim == 2 else data[:, :, 0]
+    uniq, inv = np.unique(d, return_inverse=True)
+    rgba = color_table(uniq, colors)[inv.reshape(d.shape)]
+    if contour:
+        rgba[~contour_mask(d)] = 0
+    return np.ascontiguousarray(rgba)
+
+
+class LabelDocument:
+    """One label image of an open :class:`Document`, with the interface a :class:`Layer` reads through.
+
+    Reads go through ``Level.read_chunk`` / ``read_chunk_plane`` of the label image's levels (the file's
+    decoded-chunk cache); the cache budget is the image's (one cache per file). :meth:`refresh` opens the label
+    image again after the image's document was reopened (a save)."""
+
+    is_label = True
+    channel_count = None
+
+    def __init__(self, image: Document, name: str) -> None:
+        self.image = image
+        self.name = name
+        self.path = image.path
+        self._m: Any = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Open the label image again if the image's file handle changed."""
+        if self._m is self.image.m:
+            return
+        lab = self.image.m.label(self.name)
+        self._m = self.image.m
+        self.label = lab
+        self.levels = list(lab.levels)
+        self.shape: tuple[int, ...] = tuple(int(s) for s in lab.shape)
+        self.dtype = np.dtype(lab.dtype)
+        self.axes: str = lab.axes
+        self.spatial_axes = self.axes
+        self.chunks = tuple(lab.chunks)
+        self.spacing = self.image.spacing
+        self.unit = self.image.unit
+        self.plane_reads: list[bool] = [chunk_loader.plane_decodable(lev) for lev in self.levels]
+        self.colors: dict[int, tuple[int, ...]] = {int(k): tuple(v) for k, v in dict(lab.colors).items()}
+        self.properties: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in dict(lab.properties).items()}
+
+    # --- reading (as Document) ---------------------------------------------------------------------------------
+    def read_chunk(self, key: tuple) -> np.ndarray:
+        if len(key) == 3:
+            return chunk_loader.read_chunk_plane(self.levels[key[0]], key[1], key[2])
+        return chunk_loader.read_chunk(self.levels[key[0]], key[1])
+
+    def cached(self, key: tuple) -> np.ndarray | None:
+        try:
+            if len(key) == 3:
+                return self.levels[key[0]].read_chunk_plane(tuple(key[1]), int(key[2]), cached_only=True)
+            return self.levels[key[0]].read_chunk(tuple(key[1]), cached_only=True)
+        except Exception:  # a closed file (being reopened): not cached
+            return None
+
+    def shared_chunk_cache(self, max_bytes: int) -> chunk_loader.LibraryCache:
+        """A view of the file's decoded-chunk cache (sized and emptied by the image's loader, which starts first)."""
+        return chunk_loader.LibraryCache(self)
+
+    @property
+    def cache_bytes(self) -> int:
+        return int(self.image.cache_bytes or self.image.m.cache_info().max_bytes)
+
+    def set_cache_bytes(self, n: int) -> None:
+        self.image.set_cache_bytes(n)
+
+    def cache_nbytes(self) -> int:
+        return self.image.cache_nbytes()
+
+    def cache_entries(self) -> int:
+        return self.image.cache_entries()
+
+    def clear_cache(self) -> None:
+        self.image.clear_cache()
+
+    def overlay(self, data: np.ndarray, *args: Any) -> np.ndarray:
+        return data  # label edits (painting) are not there yet
+
+    def name_of(self, value: Any) -> str | None:
+        """The ``name`` (or first string property) of label ``value`` from ``properties``, if any."""
+        try:
+            props = self.properties.get(int(value))
+        except (TypeError, ValueError):
+            return None
+        if not props:
+            return None
+        for k in ("name", "label", "class"):
+            if isinstance(props.get(k), str):
+                return str(props[k])
+        for v in props.values():
+            if isinstance(v, str):
+                return v
+        return None
+
+
+class LabelLayer(Layer):
+    """A label image drawn over the image: coloured by value, filled or contour, with an overlay opacity."""
+
+    def __init__(self, doc: LabelDocument, vb: pg.ViewBox, z_base: float, opacity: float = 0.5,
+                 contour: bool = False, visible: bool = True) -> None:
+        super().__init__(doc, vb, doc.name, z_base)  # type: ignore[arg-type]
+        self.display = DisplaySettings(mode="labels", colormap="labels")  # no automatic contrast to compute
+        self.opacity = float(opacity)
+        self.contour = bool(contour)
+        self.visible = bool(visible)
+
+    def start_histogram(self) -> None:
+        self.hist_keys = []
+
+    def finish_histogram(self) -> tuple[bool, bool]:
+        return True, False
+
+    def render_into(self, t: _Tile) -> None:
+        doc: LabelDocument = self.doc  # type: ignore[assignment]
+        t.item.setImage(label_rgba(t.raw, doc.colors, self.contour), autoLevels=False, levels=None, lut=None)
+        t.item.setOpacity(self.opacity)
+        t.item.setVisible(self.visible)
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = float(min(1.0, max(0.0, opacity)))
+        for t in self.tiles.values():
+            t.item.setOpacity(self.opacity)
+
+    def set_contour(self, contour: bool) -> None:
+        if bool(contour) != self.contour:
+            self.contour = bool(contour)
+            self.render_all()
+
+    def set_visible(self, visible: bool) -> None:
+        self.visible = bool(visible)
+        for t in self.tiles.values():
+            t.item.setVisible(self.visible)
+
+
+def label_documents(image: Document) -> tuple[list[LabelDocument], list[str]]:
+    """The label images of ``image`` as documents, and messages for those that cannot be opened."""
+    docs, errors = [], []
+    try:
+        names: Sequence[str] = image.m.labels()
+    except Exception as exc:  # a damaged labels group: the image still opens
+        return [], [f"labels: {type(exc).__name__}: {exc}"]
+    for name in names:
+        try:
+            docs.append(LabelDocument(image, name))
+        except Exception as exc:
+            errors.append(f"label image {name}: {type(exc).__name__}: {exc}")
+    return docs, errors

@@ -1,0 +1,202 @@
+"""GUI tests of label images drawn over the image (issue 10, deliverable 2): rendered pixels against the alpha
+blend of the image's grey and the label colours, NGFF colours, hide/show, opacity, contours, status bar, 3D."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from skimage import data as skdata
+from skimage.measure import label as sklabel
+
+from app_fixtures import (grab_view, isolated_settings, open_and_wait, set_identity_grey, volume_3d,  # noqa: F401
+                          wait_idle, window)
+from mzarr_app.label_layer import color_table, contour_mask, hashed_colors, label_rgba
+from mzarr_core import Mzarr
+
+TOL = 3  # Qt's premultiplied ARGB32 and opacity blending round
+
+
+@pytest.fixture(scope="module")
+def coins_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """coins (303x384 uint8) with a label image of its bright coins; a pyramid of 64-chunks; NGFF colours."""
+    d = tmp_path_factory.mktemp("labels")
+    coins = skdata.coins()
+    seg = sklabel(coins > 110).astype(np.uint16)
+    out = {}
+    p = d / "coins.mzarr"
+    Mzarr(coins).save(p, chunks=(64, 64), levels=3)
+    with Mzarr(p, "r+") as m:
+        m.create_labels("coins", seg, properties={int(seg[150, 200]) or 1: {"name": "big coin"}})
+    out["coins"] = p
+    p = d / "coins_colors.mzarr"
+    Mzarr(coins).save(p, chunks=(64, 64), levels=3)
+    with Mzarr(p, "r+") as m:
+        m.create_labels("coins", seg, colors={int(v): (255, 0, 0, 255) for v in np.unique(seg) if v})
+    out["colors"] = p
+    p = d / "volume.mzarr"
+    vol = volume_3d(z=16, y=120, x=150)
+    Mzarr(vol).save(p, chunks=(8, 64, 64), levels=2)
+    vseg = sklabel(vol > np.percentile(vol, 70)).astype(np.uint32)
+    with Mzarr(p, "r+") as m:
+        m.create_labels("cells", vseg)
+    out["volume"] = p
+    return out
+
+
+def pixel_map(w, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Screen pixel centres mapped to level-0 (row, col): (screen ys, screen xs, inside) with rows/cols."""
+    img_h, img_w = shape
+    vb = w.view.vb
+    r = vb.viewRect()
+    size = vb.size()
+    gh, gw = int(size.height()), int(size.width())
+    off = vb.mapToScene(vb.boundingRect().topLeft())
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    col = r.left() + (xs + 0.5) * r.width() / gw
+    row = r.top() + (ys + 0.5) * r.height() / gh
+    return ys + int(round(off.y())), xs + int(round(off.x())), row, col
+
+
+def expected_blend(grey: np.ndarray, seg: np.ndarray, opacity: float, colors=None, contour: bool = False):
+    """The image's grey with each label's colour blended over it at ``opacity`` * the colour's alpha."""
+    rgba = label_rgba(seg, colors, contour).astype(np.float64)
+    a = rgba[..., 3:4] / 255.0 * opacity
+    g = np.repeat(grey[..., None].astype(np.float64), 3, axis=2)
+    return g * (1 - a) + rgba[..., :3] * a
+
+
+def compare(w, expected: np.ndarray, factor: int = 1, margin: int = 3) -> None:
+    """The rendered view equals ``expected`` (level-0 pixels; at ``factor``, expected is the level's pixels) at
+    screen pixels well inside a level pixel (away from pixel edges, where sampling may round either way)."""
+    img = grab_view(w)
+    h, wd = expected.shape[:2]
+    sy, sx, row, col = pixel_map(w, (h * factor, wd * factor))
+    lr, lc = row / factor, col / factor
+    fr, fc = lr - np.floor(lr), lc - np.floor(lc)
+    ok = (row >= 0) & (col >= 0) & (lr < h) & (lc < wd) & (sy < img.shape[0]) & (sx < img.shape[1])
+    ok &= (fr > 0.2) & (fr < 0.8) & (fc > 0.2) & (fc < 0.8)
+    assert ok.sum() > 1000
+    got = img[sy[ok], sx[ok], :3].astype(np.float64)
+    want = expected[np.floor(lr[ok]).astype(int), np.floor(lc[ok]).astype(int)]
+    diff = np.abs(got - want)
+    assert diff.max() <= TOL, f"max difference {diff.max()} at {np.argmax(diff.max(axis=1))} of {ok.sum()} pixels"
+
+
+def test_colours_are_stable_and_hashed() -> None:
+    v = np.array([0, 1, 2, 3, 2**31 + 5, 2**40], np.uint64)
+    c = hashed_colors(v)
+    assert c[0].tolist() == [0, 0, 0, 0] and (c[1:, 3] == 255).all()
+    assert (hashed_colors(v) == c).all()  # the same value, the same colour
+    assert len({tuple(x) for x in c[1:4].tolist()}) == 3
+    # known values: the colour of a value does not depend on the session or on the other values of a tile
+    assert hashed_colors(np.array([7], np.int64)).tolist() == hashed_colors(np.array([0, 9, 7], np.uint16))[2:].tolist()
+    assert color_table(np.array([0, 1, 2]), {2: (1, 2, 3, 4)})[2].tolist() == [1, 2, 3, 4]
+    m = contour_mask(np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]]))
+    assert m.tolist() == [[False, False, True, True]] * 3
+
+
+def _open(qtbot, w, path) -> None:
+    open_and_wait(qtbot, w, path)
+    set_identity_grey(w)
+    wait_idle(qtbot, w)
+
+
+def test_overlay_full_resolution_and_coarser_level(qtbot, window, coins_files) -> None:  # noqa: F811 - pytest fixture
+    w = window
+    _open(qtbot, w, coins_files["coins"])
+    m = Mzarr(coins_files["coins"])
+    lab = m.label("coins")
+    assert [la.name for la in w.view.label_layers] == ["coins"]
+    assert w.labels.list.count() == 1
+    layer = w.view.label_layers[0]
+    # full resolution: 1:1 around the middle
+    w.view.show_rect(100, 80, 100 + 320, 80 + 240)
+    wait_idle(qtbot, w)
+    assert w.view.level == 0 and layer.level == 0
+    compare(w, expected_blend(skdata.coins(), lab[...], 0.5))
+    # coarser: the whole image is smaller than the view at level 1 or 2; the label tile is the label pyramid's level
+    w.view.show_rect(-200, -150, 1080, 810)  # 2 level-0 px per screen px: level 1
+    wait_idle(qtbot, w)
+    assert w.view.level == 1 and layer.level == 1
+    img1 = np.asarray(m.levels[1][...])
+    lab1 = np.asarray(lab.levels[1][...])
+    compare(w, expected_blend(img1, lab1, 0.5), factor=2)
+    m.close()
+
+
+def test_ngff_colours_hide_show_opacity_contour(qtbot, window, coins_files) -> None:  # noqa: F811 - pytest fixture
+    w = window
+    _open(qtbot, w, coins_files["colors"])
+    m = Mzarr(coins_files["colors"])
+    lab = m.label("coins")
+    seg, colors = lab[...], lab.colors
+    assert set(colors.values()) == {(255, 0, 0, 255)}
+    w.view.show_rect(100, 80, 100 + 320, 80 + 240)
+    wait_idle(qtbot, w)
+    grey = skdata.coins()
+    compare(w, expected_blend(grey, seg, 0.5, colors))
+    # opacity 80 % from the panel's slider
+    w.labels.opacity.setValue(80)
+    qtbot.wait(50)
+    compare(w, expected_blend(grey, seg, 0.8, colors))
+    # hide: the image alone; show again
+    w.labels.item("coins").setCheckState(Qt.CheckState.Unchecked)
+    wait_idle(qtbot, w)
+    assert not w.view.label_layers[0].visible
+    compare(w, np.repeat(grey[..., None].astype(float), 3, axis=2))
+    w.labels.item("coins").setCheckState(Qt.CheckState.Checked)
+    wait_idle(qtbot, w)
+    compare(w, expected_blend(grey, seg, 0.8, colors))
+    # contours: per tile (64x64 chunks at level 0), only pixels whose 4-neighbours differ keep a colour
+    w.labels.contour.setChecked(True)
+    qtbot.wait(50)
+    want = np.zeros(seg.shape + (3,))
+    for r in range(0, seg.shape[0], 64):
+        for c in range(0, seg.shape[1], 64):
+            t = (slice(r, r + 64), slice(c, c + 64))
+            want[t] = expected_blend(grey[t], seg[t], 0.8, colors, contour=True)
+    compare(w, want)
+    assert (contour_mask(seg) & (seg > 0)).sum() < 0.5 * (seg > 0).sum()  # boundaries only
+    m.close()
+
+
+def test_status_bar_shows_label_value_and_name(qtbot, window, coins_files) -> None:  # noqa: F811 - pytest fixture
+    w = window
+    _open(qtbot, w, coins_files["coins"])
+    m = Mzarr(coins_files["coins"])
+    seg = m.label("coins")[...]
+    props = m.label("coins").properties
+    w.view.show_rect(100, 80, 100 + 320, 80 + 240)
+    wait_idle(qtbot, w)
+    (value, p), = props.items()
+    rows, cols = np.nonzero(seg == value)
+    row, col = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
+    w.view._cursor_at = (row + 0.5, col + 0.5)
+    w.view.cursorInfo.emit(w.view._cursor_info(row + 0.5, col + 0.5))
+    qtbot.waitUntil(lambda: f"coins: {value}" in w.label_label.text(), timeout=5000)
+    assert p["name"] in w.label_label.text()
+    bg = np.argwhere(seg == 0)[0]
+    w.view.cursorInfo.emit(w.view._cursor_info(bg[0] + 0.5, bg[1] + 0.5))
+    assert "coins: 0" in w.label_label.text()
+    m.close()
+
+
+def test_volume_labels_follow_the_slice(qtbot, window, coins_files) -> None:  # noqa: F811 - pytest fixture
+    w = window
+    open_and_wait(qtbot, w, coins_files["volume"])
+    m = Mzarr(coins_files["volume"])
+    lab = m.label("cells")
+    vol = m[...]
+    lo, hi = float(vol.min()), float(vol.max())
+    set_identity_grey(w, lo, hi)
+    for z in (3, 11):
+        w.slicing.set_index(z)  # the Slicing panel, as a user does
+        w.view.show_rect(10, 5, 10 + 160, 5 + 120)
+        wait_idle(qtbot, w)
+        assert w.view.level == 0 and w.view.label_layers[0].plane.slice_index == z
+        grey = np.clip(np.round((vol[z].astype(float) - lo) * 255.0 / (hi - lo)), 0, 255)
+        compare(w, expected_blend(grey, lab[z], 0.5))
+    m.close()
