@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -176,9 +176,9 @@ class _Store:
                 yield fh
         else:
             with self._lock:  # ZipFile.open is cheap; the member stream itself is independent
-                fh = self.zf.open(name)
-            with fh:
-                yield fh
+                member = self.zf.open(name)
+            with member:
+                yield member
 
     def label(self, name: str) -> str:
         if self.zf is not None:
@@ -276,6 +276,16 @@ def _float(value: Any) -> float | None:
         return f if math.isfinite(f) else None
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _floats3(value: Any) -> tuple[float, float, float] | None:
+    """:func:`_floats` of 3 values (a position), typed as such."""
+    return cast("tuple[float, float, float] | None", _floats(value, 3))
+
+
+def _floats2(value: Any) -> tuple[float, float] | None:
+    """:func:`_floats` of 2 values (a pixel spacing), typed as such."""
+    return cast("tuple[float, float] | None", _floats(value, 2))
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
@@ -407,12 +417,12 @@ def _frames_of(ds: Any, file: _File) -> list[_Frame]:
     """One record per frame: where it is, how it scales, which series part it belongs to."""
     n = file.nframes
     uid = _text(ds.get("SeriesInstanceUID"))
-    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    ipp = _floats3(ds.get("ImagePositionPatient"))
     iop = _floats(ds.get("ImageOrientationPatient"), 6)
-    spacing, spacing_source = _floats(ds.get("PixelSpacing"), 2), "PixelSpacing"
+    spacing, spacing_source = _floats2(ds.get("PixelSpacing")), "PixelSpacing"
     if spacing is None and _floats(ds.get("ImagerPixelSpacing"), 2) is not None:
-        spacing, spacing_source = _floats(ds.get("ImagerPixelSpacing"), 2), "ImagerPixelSpacing"
-    common = dict(
+        spacing, spacing_source = _floats2(ds.get("ImagerPixelSpacing")), "ImagerPixelSpacing"
+    common: dict[str, Any] = dict(
         uid=uid,
         number=_int(ds.get("SeriesNumber")),
         description=_text(ds.get("SeriesDescription")),
@@ -438,7 +448,7 @@ def _frames_of(ds: Any, file: _File) -> list[_Frame]:
                 value = _group_item(item, seq, kw)
                 return value if value is not None else _group_item(shared, seq, kw)
 
-            ps = _floats(fg("PixelMeasuresSequence", "PixelSpacing"), 2)
+            ps = _floats2(fg("PixelMeasuresSequence", "PixelSpacing"))
             s, b = (
                 _float(fg("PixelValueTransformationSequence", "RescaleSlope")),
                 _float(fg("PixelValueTransformationSequence", "RescaleIntercept")),
@@ -448,7 +458,7 @@ def _frames_of(ds: Any, file: _File) -> list[_Frame]:
                 _Frame(
                     file=file,
                     index=i,
-                    position=_floats(fg("PlanePositionSequence", "ImagePositionPatient"), 3)
+                    position=_floats3(fg("PlanePositionSequence", "ImagePositionPatient"))
                     or (ipp if n == 1 else None),
                     orientation=_floats(fg("PlaneOrientationSequence", "ImageOrientationPatient"), 6) or iop,
                     spacing=ps or spacing,
@@ -491,6 +501,11 @@ def _frames_of(ds: Any, file: _File) -> list[_Frame]:
             )
         )
     return frames
+
+
+def _series_frames(series: DicomSeries) -> tuple[_Frame, ...]:
+    """The scan's per-frame records of ``series`` (the attribute ``_frames``, outside its dataclass fields)."""
+    return getattr(series, "_frames")
 
 
 @dataclass(frozen=True)
@@ -769,11 +784,11 @@ def _arrange(frames: Sequence[_Frame]) -> _Geometry:
         steps = [b - a for a, b in zip(positions, positions[1:])]
         sorted_by = "ImagePositionPatient"
         if len(clusters) > 1:
-            first = np.asarray(ordered[clusters[0][0]].position)
+            first_position = np.asarray(ordered[clusters[0][0]].position)
             last = np.asarray(ordered[clusters[-1][0]].position)
-            step_vector = (last - first) / (len(clusters) - 1)
-            along = float(np.dot(last - first, normal))
-            lateral = float(np.linalg.norm((last - first) - along * normal))
+            step_vector = (last - first_position) / (len(clusters) - 1)
+            along = float(np.dot(last - first_position, normal))
+            lateral = float(np.linalg.norm((last - first_position) - along * normal))
             angle = math.degrees(math.atan2(lateral, abs(along)))
             if angle > _SHEAR_DEGREES:
                 notes.append(
@@ -810,12 +825,12 @@ def _arrange(frames: Sequence[_Frame]) -> _Geometry:
                 "the positions are in attrs dicom.geometry.slice_positions_mm"
             )
     else:
-        dz = first.between or first.thickness
-        if dz is None and len(clusters) > 1:
+        header_dz = first.between or first.thickness
+        if header_dz is None and len(clusters) > 1:
             notes.append(
                 "no slice spacing in the headers (SpacingBetweenSlices / SliceThickness): z spacing 1.0 assumed"
             )
-        dz = dz or 1.0
+        dz = header_dz or 1.0
     spacing = None
     if first.spacing is not None:
         spacing = (abs(dz) or 1.0, first.spacing[0], first.spacing[1])
@@ -859,7 +874,7 @@ def _decode_encapsulated(data: bytes, file: _File) -> np.ndarray:
         arr = imagecodecs.jpeg2k_decode(data)
     elif ts in _RLE:
         le = stored.newbyteorder("<")
-        raw = np.frombuffer(imagecodecs.dicomrle_decode(data, le.str), le)
+        raw: np.ndarray = np.frombuffer(imagecodecs.dicomrle_decode(data, le.str), le)
         raw = raw.reshape(file.samples, file.rows, file.cols)
         arr = raw[0] if file.samples == 1 else raw.transpose(1, 2, 0)
         if file.photometric == "YBR_FULL":
@@ -911,7 +926,7 @@ def _read_native(fh: IO[bytes], file: _File, index: int) -> np.ndarray:
         raise MzarrFormatError(
             f"{file.label}: frame {index} is truncated ({len(buf)} of {size} bytes); the file is damaged or incomplete"
         )
-    arr = np.frombuffer(buf, stored.newbyteorder("<" if file.little else ">"))
+    arr: np.ndarray = np.frombuffer(buf, stored.newbyteorder("<" if file.little else ">"))
     if file.samples == 1:
         arr = arr.reshape(file.rows, file.cols)
     elif file.planar:
@@ -1334,7 +1349,7 @@ def list_dicom_series(path: str | os.PathLike[str]) -> list[DicomSeries]:
     scan = _scan(Path(path), pyd)
     scan.store.close()
     if scan.preferred is not None:  # a picked file: just its series
-        keep = [s for s in scan.series if any(f.file.name == scan.preferred for f in s._frames)]
+        keep = [s for s in scan.series if any(f.file.name == scan.preferred for f in _series_frames(s))]
         uid = keep[0].uid if keep else None
         return [s for s in scan.series if s.uid == uid] or scan.series
     return scan.series
@@ -1395,7 +1410,7 @@ def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> D
     elif series is None:
         cands = list(found)
         if scan.preferred is not None:
-            mine = [s for s in found if any(f.file.name == scan.preferred for f in s._frames)]
+            mine = [s for s in found if any(f.file.name == scan.preferred for f in _series_frames(s))]
             if mine:
                 return mine[0]
     else:
@@ -1477,7 +1492,7 @@ def open_dicom(
         )
         chosen = _choose(scan, series, what)
         label = f"#{chosen.index} {chosen.label}"
-        frames = list(chosen._frames)
+        frames = list(_series_frames(chosen))
         bad = sorted({f.file.ts for f in frames if f.file.ts not in _DECODABLE})
         if bad:
             raise MzarrFormatError(
