@@ -82,13 +82,40 @@ def contour_mask(labels: np.ndarray) -> np.ndarray:
     return m
 
 
+def small_table(dtype: np.dtype, colors: dict[int, tuple[int, ...]] | None,
+                hidden: frozenset[int] = frozenset()) -> np.ndarray | None:
+    """(2^bits, 4) RGBA table indexed by ``value - min`` for 8- and 16-bit (and bool) label dtypes, else None."""
+    dt = np.dtype(dtype)
+    if dt == bool:
+        dt = np.dtype(np.uint8)
+    if dt.kind not in "ui" or dt.itemsize > 2:
+        return None
+    info = np.iinfo(dt)
+    table = color_table(np.arange(info.min, int(info.max) + 1, dtype=np.int64), colors)
+    for v in hidden:
+        if info.min <= v <= info.max:
+            table[v - info.min] = 0
+    return table
+
+
 def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = None,
-               contour: bool = False) -> np.ndarray:
-    """(rows, cols, 4) uint8 RGBA of a label tile: each value's colour (0 transparent); ``contour``: only
-    pixels on a boundary (:func:`contour_mask`) keep their colour."""
+               contour: bool = False, table: np.ndarray | None = None,
+               hidden: frozenset[int] = frozenset()) -> np.ndarray:
+    """(rows, cols, 4) uint8 RGBA of a label tile: each value's colour (0 transparent; values in ``hidden`` too);
+    ``contour``: only pixels on a boundary (:func:`contour_mask`) keep their colour. ``table``: the
+    :func:`small_table` of the tile's dtype (a lookup instead of finding the tile's values)."""
     d = data if data.ndim == 2 else data[:, :, 0]
-    uniq, inv = np.unique(d, return_inverse=True)
-    rgba = color_table(uniq, colors)[inv.reshape(d.shape)]
+    if table is not None:
+        if d.dtype == bool:
+            d = d.view(np.uint8)
+        lo = int(np.iinfo(d.dtype).min)
+        rgba = table[d.astype(np.int32) - lo] if lo else table[d]
+    else:
+        uniq, inv = np.unique(d, return_inverse=True)
+        cols = color_table(uniq, colors)
+        if hidden:
+            cols[np.isin(uniq, np.fromiter(hidden, np.int64, len(hidden)))] = 0
+        rgba = cols[inv.reshape(d.shape)]
     if contour:
         rgba[~contour_mask(d)] = 0
     return np.ascontiguousarray(rgba)
@@ -194,6 +221,18 @@ class LabelLayer(Layer):
         self.opacity = float(opacity)
         self.contour = bool(contour)
         self.visible = bool(visible)
+        #: label values not drawn
+        self.hidden_values: frozenset[int] = frozenset()
+        self._table: np.ndarray | None = None
+        self._table_of: Any = None
+
+    def table(self) -> np.ndarray | None:
+        """The colour lookup of an 8/16-bit label image (rebuilt when its colours or hidden values change)."""
+        doc: LabelDocument = self.doc  # type: ignore[assignment]
+        of = (doc.dtype, tuple(sorted(doc.colors.items())), self.hidden_values)
+        if self._table_of != of:
+            self._table_of, self._table = of, small_table(doc.dtype, doc.colors, self.hidden_values)
+        return self._table
 
     def start_histogram(self) -> None:
         self.hist_keys = []
@@ -201,11 +240,20 @@ class LabelLayer(Layer):
     def finish_histogram(self) -> tuple[bool, bool]:
         return True, False
 
+    def apply(self, plan: Any, cache: Any) -> tuple[bool, bool]:
+        """As :meth:`Layer.apply`, but tiles of another slice are hidden, not kept beneath: labels of another slice
+        are never drawn over this one (the overlay of a new slice appears as its tiles arrive)."""
+        out = super().apply(plan, cache)
+        for t in self.tiles.values():
+            t.item.setVisible(self.visible and t.plane == self.plane)
+        return out
+
     def render_into(self, t: _Tile) -> None:
         doc: LabelDocument = self.doc  # type: ignore[assignment]
-        t.item.setImage(label_rgba(t.raw, doc.colors, self.contour), autoLevels=False, levels=None, lut=None)
+        rgba = label_rgba(t.raw, doc.colors, self.contour, self.table(), self.hidden_values)
+        t.item.setImage(rgba, autoLevels=False, levels=None, lut=None)
         t.item.setOpacity(self.opacity)
-        t.item.setVisible(self.visible)
+        t.item.setVisible(self.visible and t.plane == self.plane)
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(min(1.0, max(0.0, opacity)))
@@ -217,10 +265,17 @@ class LabelLayer(Layer):
             self.contour = bool(contour)
             self.render_all()
 
+    def set_hidden_values(self, values: Sequence[int]) -> None:
+        """Label values not to draw (the others keep their colours)."""
+        hidden = frozenset(int(v) for v in values)
+        if hidden != self.hidden_values:
+            self.hidden_values = hidden
+            self.render_all()
+
     def set_visible(self, visible: bool) -> None:
         self.visible = bool(visible)
         for t in self.tiles.values():
-            t.item.setVisible(self.visible)
+            t.item.setVisible(self.visible and t.plane == self.plane)
 
 
 def label_documents(image: Document) -> tuple[list[LabelDocument], list[str]]:

@@ -510,6 +510,12 @@ class TiledImageView(pg.GraphicsView):
             layer.complete = False
             self.schedule()
 
+    def set_label_hidden_values(self, name: str, values: Sequence[int]) -> None:
+        """Label values of label image ``name`` not to draw."""
+        layer = self.label_layer(name)
+        if layer is not None:
+            layer.set_hidden_values(values)
+
     def set_label_opacity(self, opacity: float) -> None:
         """Overlay opacity (0..1) of every label layer."""
         self.label_opacity = float(min(1.0, max(0.0, opacity)))

@@ -262,6 +262,7 @@ class MainWindow(QMainWindow):
         self.view.cursorInfo.connect(self._cursor)
         self.view.labelsChanged.connect(self._labels_changed)
         self.labels.visibilityChanged.connect(self.view.set_label_visible)
+        self.labels.hiddenValuesChanged.connect(self.view.set_label_hidden_values)
         self.labels.opacityChanged.connect(self.view.set_label_opacity)
         self.labels.contourChanged.connect(self.view.set_label_contour)
         self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))

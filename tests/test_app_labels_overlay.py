@@ -200,3 +200,35 @@ def test_volume_labels_follow_the_slice(qtbot, window, coins_files) -> None:  # 
         grey = np.clip(np.round((vol[z].astype(float) - lo) * 255.0 / (hi - lo)), 0, 255)
         compare(w, expected_blend(grey, lab[z], 0.5))
     m.close()
+
+
+def test_hidden_values_and_labels_after_saving_an_edit(qtbot, window, coins_files, tmp_path) -> None:  # noqa: F811
+    import shutil
+
+    w = window
+    p = tmp_path / "coins.mzarr"
+    shutil.copyfile(coins_files["coins"], p)
+    _open(qtbot, w, p)
+    m = Mzarr(p)
+    seg = m.label("coins")[...]
+    m.close()
+    grey = skdata.coins().copy()
+    w.view.show_rect(100, 80, 100 + 320, 80 + 240)
+    wait_idle(qtbot, w)
+    # hide two label values of the selected label image from the panel
+    values = [int(v) for v in np.unique(seg[80:320, 100:420]) if v][:2]
+    assert w.labels.list.currentItem().text() == "coins"
+    w.labels.hide_values.setText(f"{values[0]}, {values[1]}")
+    w.labels.hide_values.editingFinished.emit()
+    assert w.view.label_layers[0].hidden_values == frozenset(values)
+    shown = np.where(np.isin(seg, values), 0, seg)
+    compare(w, expected_blend(grey, shown, 0.5))
+    w.labels.hide_values.setText("")
+    w.labels.hide_values.editingFinished.emit()
+    # an image edit saved: the file is reopened, the label image with it, and drawn again over the new pixels
+    assert w.select_and_fill((150, 100, 250, 180), 0)
+    assert w.save()
+    wait_idle(qtbot, w)
+    grey[100:180, 150:250] = 0
+    assert [la.name for la in w.view.label_layers] == ["coins"]
+    compare(w, expected_blend(grey, seg, 0.5))

@@ -5,14 +5,32 @@ from __future__ import annotations
 from typing import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QSlider,
+                               QVBoxLayout, QWidget)
+
+
+def parse_values(text: str) -> list[int]:
+    """Label values from ``"1, 4-6 9"`` (ValueError on anything else; ranges of at most 65536 values)."""
+    out: list[int] = []
+    for part in text.replace(",", " ").split():
+        if "-" in part[1:]:
+            i = part.index("-", 1)
+            a, b = int(part[:i]), int(part[i + 1:])
+            if b < a or b - a > 65535:
+                raise ValueError(f"bad range {part!r}")
+            out.extend(range(a, b + 1))
+        else:
+            out.append(int(part))
+    return out
 
 
 class LabelsPanel(QWidget):
-    """Lists label images (checkable), an opacity slider (0-100 %) and a "Contours only" switch."""
+    """Lists label images (checkable), the label values hidden in the selected one, an opacity slider (0-100 %)
+    and a "Contours only" switch."""
 
     visibilityChanged = Signal(str, bool)
+    #: (label image, values not to draw)
+    hiddenValuesChanged = Signal(str, list)
     opacityChanged = Signal(float)
     contourChanged = Signal(bool)
 
@@ -22,7 +40,17 @@ class LabelsPanel(QWidget):
         self.list = QListWidget()
         self.list.setObjectName("labelsList")
         self.list.itemChanged.connect(self._item_changed)
+        self.list.currentItemChanged.connect(self._current_changed)
         self.empty = QLabel("No label images in this file")
+        self._hidden: dict[str, str] = {}
+        hide_row = QHBoxLayout()
+        hide_row.addWidget(QLabel("Hide values"))
+        self.hide_values = QLineEdit()
+        self.hide_values.setObjectName("labelsHideValues")
+        self.hide_values.setPlaceholderText("e.g. 1, 4-6")
+        self.hide_values.setToolTip("Label values of the selected label image not to draw")
+        self.hide_values.editingFinished.connect(self._hide_edited)
+        hide_row.addWidget(self.hide_values)
         row = QHBoxLayout()
         row.addWidget(QLabel("Opacity"))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
@@ -36,6 +64,7 @@ class LabelsPanel(QWidget):
         self.contour.toggled.connect(self.contourChanged.emit)
         lay.addWidget(self.list)
         lay.addWidget(self.empty)
+        lay.addLayout(hide_row)
         lay.addLayout(row)
         lay.addWidget(self.contour)
 
@@ -50,6 +79,10 @@ class LabelsPanel(QWidget):
             it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.list.addItem(it)
         self.list.blockSignals(False)
+        self._hidden = {}
+        self.hide_values.clear()
+        if names:
+            self.list.setCurrentRow(0)
         self.empty.setVisible(not names)
 
     def item(self, name: str) -> QListWidgetItem | None:
@@ -61,3 +94,20 @@ class LabelsPanel(QWidget):
 
     def _item_changed(self, item: QListWidgetItem) -> None:
         self.visibilityChanged.emit(item.text(), item.checkState() == Qt.CheckState.Checked)
+
+    def _current_changed(self, item: QListWidgetItem | None, _previous: object = None) -> None:
+        self.hide_values.setText(self._hidden.get(item.text(), "") if item is not None else "")
+
+    def _hide_edited(self) -> None:
+        item = self.list.currentItem()
+        if item is None:
+            return
+        text = self.hide_values.text()
+        try:
+            values = parse_values(text)
+        except ValueError:
+            self.hide_values.setStyleSheet("color: red")
+            return
+        self.hide_values.setStyleSheet("")
+        self._hidden[item.text()] = text
+        self.hiddenValuesChanged.emit(item.text(), values)
