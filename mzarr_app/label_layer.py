@@ -58,12 +58,19 @@ def hashed_colors(values: np.ndarray) -> np.ndarray:
 
 def color_table(values: np.ndarray, colors: dict[int, tuple[int, ...]] | None) -> np.ndarray:
     """(n, 4) uint8 RGBA of label ``values``: ``colors[value]`` (NGFF) when given, else :func:`hashed_colors`."""
-    out = hashed_colors(values)
+    v = np.asarray(values).ravel()
+    out = hashed_colors(v)
     if colors:
-        for j, v in enumerate(np.asarray(values).ravel().tolist()):
-            c = colors.get(int(v))
-            if c is not None:
-                out[j] = (tuple(c) + (255,))[:4]
+        if v.size > 1 and v.dtype != bool and bool(np.all(v[1:] > v[:-1])):  # sorted (a table, np.unique)
+            for value, c in colors.items():
+                j = int(np.searchsorted(v, value))
+                if j < v.size and int(v[j]) == int(value):
+                    out[j] = (tuple(c) + (255,))[:4]
+        else:
+            for j, x in enumerate(v.tolist()):
+                c = colors.get(int(x))
+                if c is not None:
+                    out[j] = (tuple(c) + (255,))[:4]
     return out
 
 
@@ -109,16 +116,29 @@ def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = Non
         if d.dtype == bool:
             d = d.view(np.uint8)
         lo = int(np.iinfo(d.dtype).min)
-        rgba = table[d.astype(np.int32) - lo] if lo else table[d]
+        idx = d.astype(np.int32) - lo if lo else d
     else:
-        uniq, inv = np.unique(d, return_inverse=True)
-        cols = color_table(uniq, colors)
+        lo, hi = (int(d.min()), int(d.max())) if d.size else (0, 0)
+        if hi - lo < max(4096, d.size // 4):  # values in a narrow range: a table of that range
+            if d.dtype.kind == "u":  # uint64 values above 2^63 too
+                uniq = np.arange(lo, hi + 1, dtype=np.uint64)
+                idx = (d - d.dtype.type(lo)).astype(np.intp)
+            else:
+                uniq = np.arange(lo, hi + 1, dtype=np.int64)
+                idx = d.astype(np.int64) - lo
+        else:  # scattered values (e.g. hashes as labels): colour the values present
+            uniq, inv = np.unique(d, return_inverse=True)
+            idx = inv.reshape(d.shape)
+        table = color_table(uniq, colors)
         if hidden:
-            cols[np.isin(uniq, np.fromiter(hidden, np.int64, len(hidden)))] = 0
-        rgba = cols[inv.reshape(d.shape)]
+            info = np.iinfo(uniq.dtype)
+            fit = [v for v in hidden if info.min <= v <= info.max]
+            table[np.isin(uniq, np.array(fit, dtype=uniq.dtype))] = 0
+    # one 4-byte gather per pixel (4x faster than gathering rows of 4 bytes)
+    px = np.ascontiguousarray(table).view(np.uint32).ravel()[idx]
     if contour:
-        rgba[~contour_mask(d)] = 0
-    return np.ascontiguousarray(rgba)
+        px[~contour_mask(d)] = 0
+    return px.view(np.uint8).reshape(d.shape + (4,))
 
 
 class LabelDocument:

@@ -13,7 +13,7 @@ from skimage.measure import label as sklabel
 
 from app_fixtures import (grab_view, isolated_settings, open_and_wait, set_identity_grey, volume_3d,  # noqa: F401
                           wait_idle, window)
-from mzarr_app.label_layer import color_table, contour_mask, hashed_colors, label_rgba
+from mzarr_app.label_layer import color_table, contour_mask, hashed_colors, label_rgba, small_table
 from mzarr_core import Mzarr
 
 TOL = 3  # Qt's premultiplied ARGB32 and opacity blending round
@@ -94,6 +94,23 @@ def test_colours_are_stable_and_hashed() -> None:
     # known values: the colour of a value does not depend on the session or on the other values of a tile
     assert hashed_colors(np.array([7], np.int64)).tolist() == hashed_colors(np.array([0, 9, 7], np.uint16))[2:].tolist()
     assert color_table(np.array([0, 1, 2]), {2: (1, 2, 3, 4)})[2].tolist() == [1, 2, 3, 4]
+    # every dtype and colouring path (8/16-bit table, a narrow range of wide values, scattered values, uint64
+    # above 2^63) gives each pixel the colour of its value: NGFF colour, else the hash; hidden values transparent
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 40, (64, 64))
+    for dt, shift in ((np.uint8, 0), (np.int8, -20), (np.uint16, 0), (np.int16, -5), (np.uint32, 70000),
+                      (np.int64, -(2**40)), (np.uint64, 2**63 + 3), (np.uint32, 0)):
+        x = (base + shift).astype(dt) if dt != np.uint64 else base.astype(np.uint64) + np.uint64(shift)
+        if dt == np.uint32 and shift == 0:
+            x[0, 0] = 2**31  # scattered: the values present are coloured
+        colors = {int(x[1, 1]): (1, 2, 3, 4)}
+        ref = hashed_colors(x.ravel()).reshape(x.shape + (4,))
+        ref[x == x[1, 1]] = (1, 2, 3, 4)
+        got = label_rgba(x, colors, table=small_table(x.dtype, colors))
+        assert (got == ref).all(), dt
+        hidden = frozenset({int(x[2, 2])})
+        ref[x == x[2, 2]] = 0
+        assert (label_rgba(x, colors, hidden=hidden) == ref).all(), dt
     m = contour_mask(np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]]))
     assert m.tolist() == [[False, False, True, True]] * 3
 
