@@ -397,8 +397,8 @@ def run(args: argparse.Namespace) -> int:
 
         args.interrupt_note = "the chunks re-encoded so far are kept; the file is whole: run optimize again to finish"
         with progress_bar(f"optimizing {args.file.name}", not args.quiet) as bar:
-            report = optimize(args.file, args.effort, bar)
-        for line in report.lines():
+            optimized = optimize(args.file, args.effort, bar)
+        for line in optimized.lines():
             print(line)
         return 0
     raise AssertionError(args.command)

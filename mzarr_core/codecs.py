@@ -70,7 +70,7 @@ JPEGXL_OFFSET: dict[np.dtype, np.dtype] = {np.dtype("int8"): np.dtype("uint8"), 
 ZSTD_DTYPES = tuple(
     np.dtype(d) for d in ("float16", "float32", "float64", "int32", "uint32", "int64", "uint64")
 )
-SUPPORTED_DTYPES = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dtype(bool), *ZSTD_DTYPES)
+SUPPORTED_DTYPES: tuple[np.dtype, ...] = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dtype(bool), *ZSTD_DTYPES)
 DEFAULT_EFFORT = 2  # 2-D tiles and frames: decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
 STRIP_EFFORT = 1  # strip bricks: libjxl's single-frame fast path (effort 2 is ~9 % smaller but 2x slower)
 ZSTD_LEVEL = 5

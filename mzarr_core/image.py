@@ -8,7 +8,7 @@ import os
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class _Zeros:
 def _check_spacing(spacing: Any, n_spatial: int) -> tuple[float, ...] | None:
     if spacing is None:
         return None
-    values = (spacing,) * n_spatial if np.isscalar(spacing) else tuple(spacing)
+    values: tuple[Any, ...] = (spacing,) * n_spatial if np.isscalar(spacing) else tuple(spacing)
     if len(values) != n_spatial or not all(np.isfinite(v) and float(v) > 0 for v in values):
         raise MzarrValueError(f"spacing must be {n_spatial} positive numbers (one per spatial axis), got {spacing!r}")
     return tuple(float(v) for v in values)
@@ -479,7 +479,7 @@ class Mzarr:
             def encoded(coords: tuple[int, ...]) -> bytes | None:  # storage order -> the caller's chunk index
                 jpeg = jpeg_tiles(tuple(int(coords[p]) for p in np.argsort(perm)))
                 try:
-                    return None if jpeg is None else codec.transcode(jpeg)
+                    return None if jpeg is None else cast(Any, codec).transcode(jpeg)  # JpegxlJpeg
                 except (ValueError, RuntimeError):  # libjxl refuses this JPEG (12-bit, arithmetic...): from pixels
                     return None
         kept_labels = self._labels_to_keep(user_axes)
@@ -539,7 +539,7 @@ class Mzarr:
 
         backend = self._backend
         if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
-            if backend.kind == "directory" and doing is not None and not (Path(backend.path) / "zarr.json").is_file():
+            if backend.kind == "directory" and doing is not None and not (backend.path / "zarr.json").is_file():
                 raise MzarrValueError(
                     f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; label images are written in "
                     f"Zarr v3 (NGFF 0.5): convert it first, e.g. 'mzarr convert {backend.path} new.ome.zarr'"

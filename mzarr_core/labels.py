@@ -140,8 +140,8 @@ def parse_image_label(attributes: Any, where: str, key: str) -> tuple[dict[int, 
     if not isinstance(raw_colors, list):
         raise metadata_error(where, key, f"{path}.colors must be a list, got {show(raw_colors)}")
     for i, entry in enumerate(raw_colors):
-        value = entry.get("label-value") if isinstance(entry, dict) else None
-        rgba = entry.get("rgba") if isinstance(entry, dict) else None
+        value: Any = entry.get("label-value") if isinstance(entry, dict) else None
+        rgba: Any = entry.get("rgba") if isinstance(entry, dict) else None
         if not (is_number(value) and float(value).is_integer()):
             raise metadata_error(where, key, f"{path}.colors[{i}].label-value must be an integer, got {show(value)}")
         if not (isinstance(rgba, list) and len(rgba) == 4 and all(
@@ -153,7 +153,7 @@ def parse_image_label(attributes: Any, where: str, key: str) -> tuple[dict[int, 
     if not isinstance(raw_props, list):
         raise metadata_error(where, key, f"{path}.properties must be a list, got {show(raw_props)}")
     for i, entry in enumerate(raw_props):
-        value = entry.get("label-value") if isinstance(entry, dict) else None
+        value = entry.get("label-value") if isinstance(entry, dict) else None  # checked below
         if not (is_number(value) and float(value).is_integer()):
             raise metadata_error(
                 where, key, f"{path}.properties[{i}] must be an object with an integer 'label-value', got {show(entry)}"

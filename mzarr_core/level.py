@@ -21,6 +21,8 @@ class StorageArray(Protocol):
 
     def __getitem__(self, key: Any) -> Any: ...
 
+    def __setitem__(self, key: Any, value: Any) -> None: ...
+
 
 class StorageView:
     """A user-order array seen in storage order, without copying (for in-memory and out-of-core sources)."""
@@ -57,8 +59,10 @@ class StorageView:
 class ChunkSource(Protocol):
     """How a stored level reads (:class:`mzarr_core.chunk_reader.ChunkReader`): storage order, cached, parallel."""
 
-    fast: bool
     frames: Any
+
+    @property
+    def fast(self) -> bool: ...
 
     def read(self, key: tuple, out: np.ndarray | None = None) -> np.ndarray: ...
 

@@ -190,7 +190,7 @@ def _positive_ints(value: Any, rank: int | None = None) -> bool:
 
 
 def _check_shape(doc: dict, where: str, key: str, names: str | None) -> tuple[int, ...]:
-    shape = doc.get("shape")
+    shape: Any = doc.get("shape")
     if not _positive_ints(shape):
         raise metadata_error(where, key, f"'shape' must be a list of positive integers, got {show(shape)}")
     if names is not None and len(shape) != len(names):
@@ -253,7 +253,7 @@ def _zarr_dtype(spec: Any, zarr_format: int, where: str, key: str, field: str, s
     from zarr.core.dtype import get_data_type_from_json
 
     try:
-        native = get_data_type_from_json(spec, zarr_format=zarr_format).to_native_dtype()
+        native = get_data_type_from_json(spec, zarr_format=zarr_format).to_native_dtype()  # type: ignore[arg-type]
     except ZARR_METADATA_ERRORS:
         shown = spec if shown is None else shown
         raise metadata_error(where, key, f"'{field}' {show(shown)} is not a data type zarr knows") from None

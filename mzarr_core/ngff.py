@@ -6,7 +6,7 @@ import json
 import math
 import reprlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .axes import USER_AXES, storage_axes
 from .codecs import format_version_of
@@ -204,7 +204,7 @@ def parse_group_attributes(
     if scales and all(sc is not None for sc in scales):
         for i, sc in enumerate(scales):
             factor = []
-            for a, b in zip(sc, scales[0]):
+            for a, b in zip(cast("list[float]", sc), cast("list[float]", scales[0])):
                 ratio = float(a) / float(b)
                 if not math.isfinite(ratio) or ratio > MAX_FACTOR:
                     raise doc.error(

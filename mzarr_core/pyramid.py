@@ -195,9 +195,9 @@ def downsample(block: np.ndarray, halve: tuple[bool, ...], method: str = "mean")
 def _exact_int_mean(views: list[np.ndarray]) -> np.ndarray:
     """Mean rounded half up for 64-bit integers without overflow: sum the quotients and remainders by n apart."""
     n = len(views)
-    quotient = sum(v // n for v in views)
-    remainder = sum(v % n for v in views)
-    return (quotient + (remainder + n // 2) // n).astype(views[0].dtype)
+    quotient: np.ndarray = sum((v // n for v in views), np.zeros_like(views[0]))
+    remainder: np.ndarray = sum((v % n for v in views), np.zeros_like(views[0]))
+    return np.asarray(quotient + (remainder + n // 2) // n).astype(views[0].dtype)
 
 
 def _float_mean(views: list[np.ndarray]) -> np.ndarray:

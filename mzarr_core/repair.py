@@ -142,7 +142,7 @@ def level_link(prev: Level, cur: Level) -> tuple[bool, ...] | str:
 def chunk_key(level: Level, coords: tuple[int, ...]) -> str:
     """The store key of a chunk (user-order chunk index), e.g. ``1/c/0/2``."""
     storage_coords = tuple(coords[p] for p in level.perm)
-    arr = level.storage
+    arr: Any = level.storage
     try:
         return f"{arr.path}/{arr.metadata.encode_chunk_key(storage_coords)}"
     except (AttributeError, TypeError, ValueError):  # in-memory levels, legacy arrays
@@ -350,7 +350,9 @@ class PyramidWalk:
     def _plan(self) -> tuple[list[tuple[int, int]], list[int]]:
         n = len(self.levels)
         itemsize = self.levels[0].dtype.itemsize
-        passes, visited, s = [], set(), 0
+        passes: list[tuple[int, int]] = []
+        visited: set[int] = set()
+        s = 0
         while s < n - 1:
             if not isinstance(self.links[s + 1], tuple):
                 s += 1

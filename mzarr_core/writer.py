@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -211,7 +211,7 @@ def build_pyramid(
                     progress(done, total)
         if start + k >= len(plan) - 1:
             break
-        start, src = start + k, arrays[start + k]
+        start, src = start + k, cast(StorageArray, arrays[start + k])
 
 
 def write_image(

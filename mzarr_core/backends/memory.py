@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
 from ..axes import is_colour
 from ..chunking import auto_chunks
 from ..indexing import AxisIndex
-from ..level import Level, StorageView
+from ..level import Level, StorageArray, StorageView
 from ..ngff import ImageInfo
 from ..pyramid import downsample, plan_levels
 from .base import Backend
@@ -54,7 +54,7 @@ class MemoryBackend(Backend):
             halve = tuple(a != b for a, b in zip(plan[i].factor, plan[i - 1].factor))
             data = downsample(data, halve, self.info.downsample)
             chunks = tuple(min(c, n) for c, n in zip(storage_chunks, data.shape))
-            out.append(Level(i, data, base.perm, self.info.axes, chunks, plan[i].factor))
+            out.append(Level(i, cast(StorageArray, data), base.perm, self.info.axes, chunks, plan[i].factor))
         return out
 
     @property

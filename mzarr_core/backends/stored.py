@@ -31,6 +31,7 @@ class StoredBackend(Backend):
     chunks named in the error. Writes (where the subclass allows them) update every pyramid level."""
 
     persistent: ClassVar[bool] = True
+    path: Path  # a stored image always has one (Backend allows None for in-memory images)
     #: where this image's group lives in the store ("" the root; ``labels/<name>/`` a label image)
     prefix: str = ""
     #: False for a label image's backend, which shares its image's store (closing it leaves the store open)
