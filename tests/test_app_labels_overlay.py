@@ -249,3 +249,44 @@ def test_hidden_values_and_labels_after_saving_an_edit(qtbot, window, coins_file
     grey[100:180, 150:250] = 0
     assert [la.name for la in w.view.label_layers] == ["coins"]
     compare(w, expected_blend(grey, seg, 0.5))
+
+
+def test_labels_of_another_slice_are_never_drawn(qtbot, window, coins_files, monkeypatch) -> None:  # noqa: F811
+    """Stepping to a slice whose label chunks are not read yet shows the new image slice without any overlay
+    (the previous slice's labels are hidden, not kept beneath), then the new slice's labels when they arrive."""
+    import threading
+
+    import mzarr_app.chunk_loader as chunk_loader
+
+    w = window
+    open_and_wait(qtbot, w, coins_files["volume"])
+    m = Mzarr(coins_files["volume"])
+    lab = m.label("cells")
+    vol = m[...]
+    lo, hi = float(vol.min()), float(vol.max())
+    set_identity_grey(w, lo, hi)
+    w.slicing.set_index(3)
+    w.view.show_rect(10, 5, 10 + 160, 5 + 120)
+    wait_idle(qtbot, w)
+    gate = threading.Event()
+    label_levels = w.view.label_layers[0].doc.levels
+    real = chunk_loader.read_chunk
+
+    def slow(level, chunk_index):
+        if any(level is lv for lv in label_levels):
+            gate.wait(10)
+        return real(level, chunk_index)
+
+    monkeypatch.setattr(chunk_loader, "read_chunk", slow)
+    w.doc.clear_cache()  # the file's decoded bricks (they hold every slice of this small volume)
+    try:
+        w.slicing.set_index(11)
+        qtbot.waitUntil(lambda: w.view.layers[0].complete and not w.view.label_layers[0].complete, timeout=10000)
+        qtbot.wait(50)
+        grey = np.clip(np.round((vol[11].astype(float) - lo) * 255.0 / (hi - lo)), 0, 255)
+        compare(w, np.repeat(grey[..., None], 3, axis=2))
+    finally:
+        gate.set()
+    wait_idle(qtbot, w)
+    compare(w, expected_blend(grey, lab[11], 0.5))
+    m.close()
