@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         self._action(v, "Next slice ×10", lambda: self.slicing.step(10), "Shift+PgDown", "actNextSlice10")
         self._action(v, "Previous slice ×10", lambda: self.slicing.step(-10), "Shift+PgUp", "actPrevSlice10")
         self._action(v, "&Auto contrast", self.contrast.auto_levels, "A", "actAuto")
+        self._action(v, "Show/hide &label images", self.toggle_labels, "L", "actToggleLabels")
+        self._action(v, "Label &contours", lambda: self.labels.contour.toggle(), "Shift+L", "actLabelContours")
         v.addSeparator()
         for d in self.docks.values():
             v.addAction(d.toggleViewAction())
@@ -553,6 +555,14 @@ class MainWindow(QMainWindow):
             self.value_label.setToolTip("" if exact else "The value of a coarse level; the full-resolution pixel "
                                         "is being read")
         self.label_label.setText(format_labels(info.get("labels") or []))
+
+    def toggle_labels(self) -> None:
+        """Hide every label image if one is shown, else show them all (through the Labels panel's checkboxes)."""
+        items = [self.labels.list.item(i) for i in range(self.labels.list.count())]
+        state = Qt.CheckState.Unchecked if any(it.checkState() == Qt.CheckState.Checked for it in items) \
+            else Qt.CheckState.Checked
+        for it in items:
+            it.setCheckState(state)
 
     def _labels_changed(self) -> None:
         """List the open file's label images in the Labels panel (its opacity and style apply to them)."""

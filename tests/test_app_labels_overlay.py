@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from skimage import data as skdata
 from skimage.measure import label as sklabel
 
@@ -165,6 +166,14 @@ def test_ngff_colours_hide_show_opacity_contour(qtbot, window, coins_files) -> N
     assert not w.view.label_layers[0].visible
     compare(w, np.repeat(grey[..., None].astype(float), 3, axis=2))
     w.labels.item("coins").setCheckState(Qt.CheckState.Checked)
+    wait_idle(qtbot, w)
+    compare(w, expected_blend(grey, seg, 0.8, colors))
+    # L hides every label image, L again shows them
+    w.findChild(QAction, "actToggleLabels").trigger()
+    wait_idle(qtbot, w)
+    assert not w.view.label_layers[0].visible and w.labels.item("coins").checkState() == Qt.CheckState.Unchecked
+    compare(w, np.repeat(grey[..., None].astype(float), 3, axis=2))
+    w.findChild(QAction, "actToggleLabels").trigger()
     wait_idle(qtbot, w)
     compare(w, expected_blend(grey, seg, 0.8, colors))
     # contours: per tile (64x64 chunks at level 0), only pixels whose 4-neighbours differ keep a colour
