@@ -68,9 +68,9 @@ def color_table(values: np.ndarray, colors: dict[int, tuple[int, ...]] | None) -
                     out[j] = (tuple(c) + (255,))[:4]
         else:
             for j, x in enumerate(v.tolist()):
-                c = colors.get(int(x))
-                if c is not None:
-                    out[j] = (tuple(c) + (255,))[:4]
+                given = colors.get(int(x))
+                if given is not None:
+                    out[j] = (tuple(given) + (255,))[:4]
     return out
 
 
@@ -119,6 +119,7 @@ def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = Non
         idx = d.astype(np.int32) - lo if lo else d
     else:
         lo, hi = (int(d.min()), int(d.max())) if d.size else (0, 0)
+        uniq: np.ndarray
         if hi - lo < max(4096, d.size // 4):  # values in a narrow range: a table of that range
             if d.dtype.kind == "u":  # uint64 values above 2^63 too
                 uniq = np.arange(lo, hi + 1, dtype=np.uint64)
