@@ -35,7 +35,8 @@ def coins_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     p = d / "coins_colors.mzarr"
     Mzarr(coins).save(p, chunks=(64, 64), levels=3)
     with Mzarr(p, "r+") as m:
-        m.create_labels("coins", seg, colors={int(v): (255, 0, 0, 255) for v in np.unique(seg) if v})
+        m.create_labels("coins", seg, colors={int(v): (255, 0, 0, 255) if v % 2 else (0, 0, 255, 128)
+                                              for v in np.unique(seg) if v})
     out["colors"] = p
     p = d / "volume.mzarr"
     vol = volume_3d(z=16, y=120, x=150)
@@ -151,7 +152,7 @@ def test_ngff_colours_hide_show_opacity_contour(qtbot, window, coins_files) -> N
     m = Mzarr(coins_files["colors"])
     lab = m.label("coins")
     seg, colors = lab[...], lab.colors
-    assert set(colors.values()) == {(255, 0, 0, 255)}
+    assert set(colors.values()) == {(255, 0, 0, 255), (0, 0, 255, 128)}  # a colour's alpha scales the opacity
     w.view.show_rect(100, 80, 100 + 320, 80 + 240)
     wait_idle(qtbot, w)
     grey = skdata.coins()
