@@ -208,6 +208,20 @@ def test_status_bar_shows_label_value_and_name(qtbot, window, coins_files) -> No
     bg = np.argwhere(seg == 0)[0]
     w.view.cursorInfo.emit(w.view._cursor_info(bg[0] + 0.5, bg[1] + 0.5))
     assert "coins: 0" in w.label_label.text()
+    # zoomed out (level 1 on screen, level 0 of the labels not read): the coarse value marked ≈, then the
+    # full-resolution one once the background read arrives
+    w.view.show_rect(-200, -150, 1080, 810)
+    w.doc.clear_cache()  # the file's decoded chunks: level 0 of the labels is not cached any more
+    w.view.reload()
+    wait_idle(qtbot, w)
+    assert w.view.label_layers[0].level == 1
+    lab1 = m.label("coins").levels[1][...]
+    r, c = 201, 203  # an odd pixel: its level-1 pixel covers others
+    w.view._cursor_at = (r + 0.5, c + 0.5)
+    w.view.cursorInfo.emit(w.view._cursor_info(r + 0.5, c + 0.5))
+    first = w.label_label.text()
+    assert first.startswith(f"label coins: ≈{int(lab1[r // 2, c // 2])}"), first
+    qtbot.waitUntil(lambda: w.label_label.text().startswith(f"label coins: {int(seg[r, c])}"), timeout=5000)
     m.close()
 
 
