@@ -479,6 +479,10 @@ def choose_codec(
         if bricks == "strip":
             raise MzarrValueError("strip bricks are lossless only: save lossy volumes with bricks='frames' (default)")
         return JpegxlFrames(lossless=False, distance=distance, effort=DEFAULT_EFFORT if effort is None else effort)
+    if is_label:
+        # segmentations: zstd decodes a label chunk 9-22x faster than lossless JPEG XL (what the overlay and painting
+        # wait for) at a size from half to twice JPEG XL's (docs/BENCHMARKS.md, "Label image codec")
+        return Zstd()
     if dtype in JPEGXL_NATIVE or dtype in JPEGXL_OFFSET or dtype == np.dtype(bool):
         if volume and bricks != "frames":
             return JpegxlStrip(effort=STRIP_EFFORT if effort is None else effort)
