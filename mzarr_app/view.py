@@ -190,6 +190,8 @@ class TiledImageView(pg.GraphicsView):
         #: display of new label layers: overlay opacity and contour (else filled)
         self.label_opacity = 0.5
         self.label_contour = False
+        #: draw pixels at their physical aspect (the plane's row and column spacing) when the file has a spacing
+        self.physical_aspect = True
 
     # --- the image layer under the view's historical names ------------------------------------------------------
     @property
@@ -298,6 +300,7 @@ class TiledImageView(pg.GraphicsView):
         image.display = None
         image.start_histogram()
         self.labelsChanged.emit()
+        self._apply_aspect()
         self.fit()
         self.schedule()
 
@@ -348,6 +351,7 @@ class TiledImageView(pg.GraphicsView):
         if axes_changed:
             for layer in self.layers:
                 layer.clear_tiles(lambda k, t: True)
+            self._apply_aspect()
             self.fit()
         self.schedule()
 
@@ -377,15 +381,71 @@ class TiledImageView(pg.GraphicsView):
         assert self.doc is not None and self.plane is not None
         return (self.doc.shape[self.doc.axes.index(self.plane.row)], self.doc.shape[self.doc.axes.index(self.plane.col)])
 
+    def has_spacing(self) -> bool:
+        """The document records a spacing (physical aspect and units are possible)."""
+        return self.doc is not None and self.doc.spacing is not None
+
+    def plane_spacing(self) -> tuple[float, float] | None:
+        """(row, column) spacing of the displayed plane in the file's unit, or None without a spacing."""
+        doc, plane = self.doc, self.plane
+        if doc is None or plane is None or doc.spacing is None:
+            return None
+        try:
+            sr = float(doc.spacing[doc.spatial_axes.index(plane.row)])
+            sc = float(doc.spacing[doc.spatial_axes.index(plane.col)])
+        except (ValueError, IndexError):
+            return None
+        if not (sr > 0 and sc > 0 and math.isfinite(sr) and math.isfinite(sc)):
+            return None
+        return sr, sc
+
+    def aspect_ratio(self) -> float:
+        """The ViewBox's locked aspect: pyqtgraph's ratio is x scale / y scale (screen pixels per level-0 column
+        over screen pixels per level-0 row), so a physical plane uses column spacing / row spacing; 1 (square
+        pixels) with the voxel aspect or without a spacing."""
+        sp = self.plane_spacing() if self.physical_aspect else None
+        return 1.0 if sp is None else sp[1] / sp[0]
+
+    def _apply_aspect(self) -> None:
+        self.vb.setAspectLocked(True, ratio=self.aspect_ratio())
+
+    def set_physical_aspect(self, on: bool) -> None:
+        """Draw pixels at their physical aspect (True) or square (False), keeping the centre and the column
+        scale."""
+        on = bool(on)
+        if on == self.physical_aspect:
+            return
+        self.physical_aspect = on
+        if self.doc is None or self.plane is None:
+            return
+        r = self.vb.viewRect()
+        size = self.vb.size()
+        self._apply_aspect()
+        self._set_limits()
+        bw, bh = max(1.0, size.width()), max(1.0, size.height())
+        h = bh * self.aspect_ratio() * r.width() / bw
+        c = r.center()
+        self.vb.setRange(QRectF(r.left(), c.y() - h / 2, r.width(), h), padding=0)
+        self._update_scale_bar()
+        self.schedule()
+
+    def _set_limits(self) -> None:
+        """Zoom out until the image is a small thumbnail in the middle (ZOOM_OUT x its larger side, measured at
+        the drawn aspect), not just 3x."""
+        h, w = self.plane_shape()
+        a = self.aspect_ratio()  # a row is drawn 1/a times as tall as a column is wide
+        far_x = ZOOM_OUT * max(w, h / a)
+        far_y = ZOOM_OUT * max(w * a, h)
+        self.vb.setLimits(xMin=w / 2 - far_x / 2, xMax=w / 2 + far_x / 2, yMin=h / 2 - far_y / 2,
+                          yMax=h / 2 + far_y / 2, minXRange=4 * min(1.0, 1 / a), minYRange=4 * min(1.0, a),
+                          maxXRange=far_x, maxYRange=far_y)
+
     def fit(self) -> None:
         """Show the whole plane."""
         if self.doc is None:
             return
         h, w = self.plane_shape()
-        # zoom out until the image is a small thumbnail in the middle (ZOOM_OUT x its larger side), not just 3x
-        far = ZOOM_OUT * max(w, h)
-        self.vb.setLimits(xMin=w / 2 - far / 2, xMax=w / 2 + far / 2, yMin=h / 2 - far / 2, yMax=h / 2 + far / 2,
-                          minXRange=4, minYRange=4, maxXRange=far, maxYRange=far)
+        self._set_limits()
         self.vb.setRange(QRectF(0, 0, w, h), padding=0)
 
     def zoom(self, factor: float, center: QPointF | None = None) -> None:
@@ -402,7 +462,8 @@ class TiledImageView(pg.GraphicsView):
         r = self.vb.viewRect()
         size = self.vb.size()
         dpr = self.devicePixelRatioF() or 1.0
-        w, h = size.width() / dpr, size.height() / dpr  # image pixels across the view at 1:1 device pixels
+        # image pixels across the view at 1:1 device pixels along the columns (rows follow the locked aspect)
+        w, h = size.width() / dpr, size.height() / dpr * self.aspect_ratio()
         x0, y0 = round(r.center().x() - w / 2), round(r.center().y() - h / 2)
         self.vb.setRange(QRectF(x0, y0, w, h), padding=0)
 
@@ -417,12 +478,15 @@ class TiledImageView(pg.GraphicsView):
         return (max(0.0, r.left()), max(0.0, r.top()), min(float(w), r.right()), min(float(h), r.bottom()))
 
     def screen_pixel(self) -> float:
-        """Size of one device pixel in level-0 pixels."""
+        """Size of one device pixel in level-0 pixels (square pixels: the larger of the two axes, as the view may
+        be a hair off its locked aspect; physical aspect: the finer axis, so the stretched one stays sharp)."""
         r = self.vb.viewRect()
         size = self.vb.size()
         px = (r.width() / max(1.0, size.width()), r.height() / max(1.0, size.height()))
         dpr = self.devicePixelRatioF() or 1.0
-        return max(px[0], px[1]) / dpr
+        if abs(self.aspect_ratio() - 1.0) < 1e-6:
+            return max(px[0], px[1]) / dpr
+        return min(px[0], px[1]) / dpr
 
     # --- scheduling ----------------------------------------------------------------------------------------
     def schedule(self) -> None:

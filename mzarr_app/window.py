@@ -155,6 +155,13 @@ class MainWindow(QMainWindow):
                      "actZoomOut")
         self._action(v, "&Fit to window", self.view.fit, ["Ctrl+0", "0"], "actFit")
         self._action(v, "Actual pixels (1:1)", self.actual_size, "Ctrl+1", "actActual")
+        self.act_physical = self._action(v, "&Physical aspect", lambda: self.set_physical_aspect(
+            self.act_physical.isChecked()), None, "actPhysicalAspect")
+        self.act_physical.setCheckable(True)
+        self.act_physical.setChecked(True)
+        self.act_physical.setEnabled(False)
+        self.act_physical.setToolTip("Draw pixels at their physical aspect (the file's spacing per axis); "
+                                     "off: square pixels (voxel aspect)")
         self._action(v, "Next slice", lambda: self.slicing.step(1), ["PgDown", "."], "actNextSlice")
         self._action(v, "Previous slice", lambda: self.slicing.step(-1), ["PgUp", ","], "actPrevSlice")
         self._action(v, "Next slice ×10", lambda: self.slicing.step(10), "Shift+PgDown", "actNextSlice10")
@@ -315,6 +322,9 @@ class MainWindow(QMainWindow):
             self.metadata.set_attrs({})
             self.metadata.error.emit(f"attributes could not be read: {exc}")
         self._set_window_presets(doc)
+        # the physical aspect choice is remembered for the session; a file without spacing has square pixels
+        self.view.physical_aspect = self.act_physical.isChecked()
+        self.act_physical.setEnabled(doc.spacing is not None)
         self.view.set_document(doc, self.slicing.plane())
         settings.add_recent(path)
         self._update_title()
@@ -323,6 +333,7 @@ class MainWindow(QMainWindow):
 
     def _close_doc(self) -> None:
         self.view.close_document()
+        self.act_physical.setEnabled(False)
         if self.doc is not None:
             self.doc.close()
         self.doc = None
@@ -510,6 +521,11 @@ class MainWindow(QMainWindow):
         """Zoom so one level-0 pixel is one screen pixel, the view's corner on a whole pixel (with an odd-sized
         view, a centre on a half pixel put every tile edge on half device pixels: a seam row between tiles)."""
         self.view.actual_size()
+
+    def set_physical_aspect(self, on: bool) -> None:
+        """View > Physical aspect: pixels at their physical aspect (True) or square (False), for this session."""
+        self.act_physical.setChecked(bool(on))
+        self.view.set_physical_aspect(bool(on))
 
     def _show_level(self) -> None:
         if self.doc is None:
