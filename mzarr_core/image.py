@@ -264,6 +264,11 @@ class Mzarr:
             raise IndexError(f"level {index} does not exist: this image has {len(levels)} levels (0..{len(levels) - 1})")
         return levels[index]
 
+    def to_dask(self, level: int = 0) -> Any:
+        """Pyramid level ``level`` as a lazy ``dask.array.Array`` chunked like the file: :meth:`Level.to_dask`."""
+        self._check_open()
+        return self.level(level).to_dask()
+
     def attrs(self) -> LiveAttrs:
         """The user metadata as a live mapping: changes are saved at once in mode 'r+' (JSON values only).
 

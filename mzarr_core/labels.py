@@ -245,6 +245,11 @@ class LabelImage:
             raise IndexError(f"level {index} does not exist: this label image has {len(levels)} levels")
         return levels[index]
 
+    def to_dask(self, level: int = 0) -> Any:
+        """Level ``level`` of this label image as a lazy dask array chunked like the file (:meth:`Level.to_dask`)."""
+        self._check()
+        return self.level(level).to_dask()
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self._backend.level0.shape)

@@ -194,6 +194,20 @@ class Level:
             plane = np.moveaxis(plane, 0, -1)
         return np.ascontiguousarray(plane)
 
+    def to_dask(self) -> Any:
+        """This level as a lazy ``dask.array.Array`` (user axis order, chunked exactly like the level, its dtype).
+
+        For a file, each task reads one chunk through the library and carries only the file's path, the level and
+        the file's identity, not the open image: its pickle is small, and a process that runs it (dask's
+        ``processes`` scheduler, a ``dask.distributed`` worker) opens the file read-only once. A task whose file
+        changed since the array was made raises MzarrError ("... rebuild it"). In memory (no path), the array is
+        built from the in-memory arrays, which are then part of the graph (pickling it pickles the pixels).
+        Needs dask: ``pip install "mzarr[dask]"``; docs/API.md "dask".
+        """
+        from .dask_array import level_to_dask
+
+        return level_to_dask(self)
+
     # -- whole chunks and their planes ------------------------------------------------------------------------------
     @property
     def plane_reads_are_fast(self) -> bool:
