@@ -13,9 +13,10 @@ task whose file was replaced or committed to since the array was made raises :cl
 * single file (.mzarr, SQLite): device, inode, size, mtime and the SQLite header's file change counter (incremented
   by every commit: the file always uses the rollback journal);
 * legacy ZIP: device, inode, size and mtime of the ZIP;
-* OME-Zarr folder: the same of the group's and the level's metadata documents: a save or conversion over the folder,
-  a new pyramid or new attributes are noticed; chunk files rewritten in place by another program are not (a
-  folder has no change counter; the same limit as the decoded-chunk cache's).
+* OME-Zarr folder: the same of the group's and the level's metadata documents (a save or conversion over the folder,
+  a new pyramid, new attributes), and each task checks that the files of its chunks are older than the array (an
+  edit in place; best effort: a folder has no change counter, and a chunk rewritten within the file system's
+  timestamp granularity of the array's making, or stamped by a clock behind this one, is not noticed).
 
 In-memory images (no path) are built from their arrays with :func:`dask.array.from_array` (the arrays are in the
 graph: pickling it pickles the pixels).
@@ -24,8 +25,11 @@ graph: pickling it pickles the pixels).
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import itertools
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +103,7 @@ class _LevelRef:
     chunks: tuple[int, ...]
     dtype_str: str
     identity: tuple
+    built_ns: int = 0  # a folder's: when the array was made (a chunk file written since then is stale)
 
     @property
     def ndim(self) -> int:
@@ -119,7 +124,33 @@ class _LevelRef:
         level = _open_level(self)
         out = level[key]
         self.check()  # a commit while reading: the pixels may mix old and new
+        if self.built_ns:
+            self._check_chunk_files(level, key)
         return out
+
+    def _check_chunk_files(self, level: "Level", key: tuple) -> None:
+        """In a folder: the chunk files of ``key`` must be older than the array (best effort: a chunk rewritten
+        within the file system's timestamp granularity of the array's making is not noticed)."""
+        source = getattr(level, "_source", None)
+        try:
+            array = source.array  # type: ignore[union-attr]
+            first = tuple(k.start // c for k, c in zip(key, self.chunks))
+            last = tuple(max(k.start, k.stop - 1) // c for k, c in zip(key, self.chunks))
+            user_chunks = itertools.product(*(range(a, b + 1) for a, b in zip(first, last)))
+            files = []
+            for idx in user_chunks:
+                coords = tuple(idx[p] for p in level.perm)
+                name = array.metadata.encode_chunk_key(coords)
+                files.append(Path(self.path) / (f"{array.path}/{name}" if array.path else name))
+        except (AttributeError, TypeError):
+            return
+        for file in files:
+            try:
+                mtime = file.stat().st_mtime_ns
+            except OSError:
+                continue  # no file: the fill value (a chunk created since would have a new mtime)
+            if mtime > self.built_ns:
+                raise MzarrError(f"{_STALE} ({file} was written after the dask array was made)")
 
 
 # -- the per-process cache of open images --------------------------------------------------------------------------
@@ -208,4 +239,6 @@ def level_to_dask(level: "Level", label: str | None = None) -> Any:
         chunks=level.chunks, dtype_str=level.dtype.str, identity=file_identity(kind, Path(real), array_path),
     )
     name = "mzarr-" + tokenize(ref)
+    if kind == "directory":  # its chunk files have no change counter: their mtimes are checked against this
+        ref = dataclasses.replace(ref, built_ns=time.time_ns())
     return da.from_array(ref, chunks=level.chunks, name=name, meta=meta, asarray=True, fancy=False, lock=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import builtins
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -151,6 +152,19 @@ def test_folder_form_and_foreign_ome_zarr(tmp_path):
         arr = m.to_dask()
     with dask.config.set(scheduler="processes", num_workers=2):
         assert_bit_exact(arr.compute(), a)
+    arr1 = Mzarr(path).to_dask(1)
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    with Mzarr(path, "r+") as m:
+        m[:8, :8] = 0  # an edit in place: only chunk files change
+    with pytest.raises(MzarrError, match="written after the dask array was made"):
+        arr.compute()
+    with pytest.raises(MzarrError, match="rebuild it"):
+        arr1[:4, :4].compute()  # its coarser level's chunk was rewritten by the pyramid update
+    assert_bit_exact(Mzarr(path).to_dask()[4:40, 30:].compute(), a[4:40, 30:])  # untouched chunks
+    arr = Mzarr(path).to_dask()
+    Mzarr(a[::-1].copy()).save(path, chunks=(32, 32, 3), levels=2)  # saved over: new metadata documents
+    with pytest.raises(MzarrError, match="rebuild it"):
+        arr.compute()
     # another pipeline's OME-Zarr: blosc-compressed zarr arrays, NGFF multiscales written by hand
     import zarr
 
