@@ -157,6 +157,7 @@ class _LevelRef:
 _MAX_OPEN = 8
 _open: "OrderedDict[tuple, Any]" = OrderedDict()  # (path, identity) -> Mzarr, least recently used first
 _open_lock = threading.Lock()
+_levels: dict[tuple, "Level"] = {}  # (path, identity, label, index) -> a level of an image in _open
 
 
 def _open_level(ref: _LevelRef) -> "Level":
@@ -172,18 +173,32 @@ def _open_level(ref: _LevelRef) -> "Level":
         with _open_lock:
             image = _open.setdefault(key, fresh)
             while len(_open) > _MAX_OPEN:
-                _open.popitem(last=False)[1].close()
+                _drop(*_open.popitem(last=False))
         if image is not fresh:
             fresh.close()
         # An older identity of the same path is stale: close it
         with _open_lock:
             for old in [k for k in _open if k[0] == ref.path and k != key]:
-                _open.pop(old).close()
-    owner = image.label(ref.label) if ref.label else image
-    level = owner.levels[ref.index]
+                _drop(old, _open.pop(old))
+    level_key = (ref.path, ref.identity, ref.label, ref.index)
+    level = _levels.get(level_key)
+    if level is None:
+        owner = image.label(ref.label) if ref.label else image  # a label image's documents: read once
+        level = owner.levels[ref.index]
+        with _open_lock:
+            if len(_levels) > 64:
+                _levels.clear()
+            _levels[level_key] = level
     if level.shape != ref.shape or level.chunks != ref.chunks or level.dtype != ref.dtype:
         raise MzarrError(f"{_STALE} ({ref.path}, level {ref.index} is now {level.shape} {level.dtype})")
     return level
+
+
+def _drop(key: tuple, image: Any) -> None:
+    """Forget and close an open image and its levels (the caller holds the lock)."""
+    for k in [k for k in _levels if k[:2] == key]:
+        del _levels[k]
+    image.close()
 
 
 def close_open_images() -> None:
@@ -191,6 +206,7 @@ def close_open_images() -> None:
     with _open_lock:
         images = list(_open.values())
         _open.clear()
+        _levels.clear()
     for image in images:
         try:
             image.close()
@@ -201,6 +217,7 @@ def close_open_images() -> None:
 def _forget_after_fork() -> None:
     global _open_lock
     _open.clear()  # the parent's connections are not this process's: never closed or used here
+    _levels.clear()
     _open_lock = threading.Lock()
 
 
