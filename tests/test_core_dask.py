@@ -121,7 +121,17 @@ def test_distributed_local_cluster(grey_file):
         assert int(total) == int(a.sum(dtype=np.int64))
         pids = set(client.run(os.getpid).values())
         assert os.getpid() not in pids and len(pids) == 2
+        # each worker process opened the file once, read-only, and keeps it for its next tasks
+        opened = client.run(_opened_here)
+        assert all(modes == [(str(path.resolve()), "r")] for modes in opened.values() if modes), opened
+        assert sum(1 for modes in opened.values() if modes) >= 1
         assert_bit_exact(client.compute(arr[::3, 1::2]).result(), a[::3, 1::2])
+
+
+def _opened_here() -> list[tuple[str, str]]:
+    from mzarr_core import dask_array
+
+    return [(key[0], image.mode) for key, image in dask_array._open.items()]
 
 
 def test_changed_file_is_a_clear_error(grey_file, tmp_path):
@@ -223,3 +233,14 @@ def test_missing_dask_is_a_clear_error(grey_file, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_dask)
     with Mzarr(path) as m, pytest.raises(MzarrError, match=r'pip install "mzarr\[dask\]"'):
         m.to_dask()
+
+
+def test_dask_extra_is_in_all_and_dev():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert {d.split(">")[0] for d in extras["dask"]} == {"dask[array]", "distributed"}
+    assert set(extras["dask"]) <= set(extras["all"]) and set(extras["dask"]) <= set(extras["dev"])
+    assert not any(d.startswith("dask") or d.startswith("distributed") for d in project["dependencies"])
