@@ -245,12 +245,12 @@ class Layer:
         return replace(plane, axes=self.doc.axes, channels=plane.channels if "c" in self.doc.axes else None)
 
     def frame_request(self, plane: T.Plane, rect: P.Rect, screen_pixel: float, step: int,
-                      cache: Any, prefetch_slices: int) -> P.FrameRequest:
+                      cache: Any, prefetch_slices: int, prefetch_layers: int = 0) -> P.FrameRequest:
         """The planner's request for this layer's next frame (``cache``: this update's snapshot of the loader's)."""
         assert self.loader is not None
         return P.FrameRequest(self.geometry(), plane, rect, screen_pixel, cache, self.loader.failed.keys(),
                               frozenset((t.key, t.plane) for t in self.tiles.values()), tuple(self.target),
-                              self.complete, step, prefetch_slices)
+                              self.complete, step, prefetch_slices, prefetch_layers)
 
     def apply(self, plan: P.FramePlan, cache: Any) -> tuple[bool, bool]:
         """Put ``plan`` on screen (its reads were requested); returns (frame complete, a ready tile went missing)."""

@@ -29,6 +29,9 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 ARRIVAL_BATCH_S = 0.2
 #: z-slices read by plane: once a frame is complete, the planes of this many next slices are read ahead
 PREFETCH_SLICES = 1
+#: brick layers read ahead (whole bricks: strip-brick volumes, y/x slices) once a frame is complete: stepping
+#: across a 64-slice layer boundary then finds its bricks decoded
+PREFETCH_LAYERS = 1
 
 
 #: how far the view zooms out: the visible extent may reach this many times the image's larger side
@@ -513,7 +516,8 @@ class TiledImageView(pg.GraphicsView):
                 layer.target, layer.complete, layer.covered = [], True, True
                 continue
             cache = CacheSnapshot(layer.loader.cache)
-            plan = P.plan_frame(layer.frame_request(layer.plane, rect, spx, self._step_dir, cache, PREFETCH_SLICES))
+            plan = P.plan_frame(layer.frame_request(layer.plane, rect, spx, self._step_dir, cache, PREFETCH_SLICES,
+                                                    PREFETCH_LAYERS))
             if plan.empty:
                 layer.clear_tiles(lambda k, t: True)
                 layer.target, layer.complete = [], True

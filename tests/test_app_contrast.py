@@ -256,7 +256,10 @@ def test_status_value_is_read_from_full_resolution_while_zoomed_out(qtbot, windo
     import threading
 
     import mzarr_app.layers as layers
+    import mzarr_app.view as view_module
     from mzarr_core import Mzarr
+
+    monkeypatch.setattr(view_module, "PREFETCH_LAYERS", 0)  # nothing read ahead: the probe's chunk is not cached
 
     gate, calls = threading.Event(), []
     real = layers.read_value

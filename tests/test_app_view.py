@@ -219,7 +219,10 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
     assert w.view.plane.slice_index == m.shape["zyx".index(axis)] // 2 + 1
 
 
-def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, image_dir, read_log) -> None:
+def test_3d_zoomed_in_slice_uses_full_resolution_chunks_only(qtbot, window, image_dir, read_log, monkeypatch) -> None:
+    import mzarr_app.view as view_module
+
+    monkeypatch.setattr(view_module, "PREFETCH_LAYERS", 0)  # what this view reads, without the layer read-ahead
     w = window
     open_and_wait(qtbot, w, image_dir / "volume.mzarr")
     read_log.clear()
@@ -379,3 +382,26 @@ def test_z_slices_decode_planes_only_and_match_the_library(qtbot, window, tmp_pa
     assert {k[2] for k in read_log.keys()} == {v.plane.slice_index - 1}
     for row, col in ((0, 0), (100, 200), (339, 429)):  # the status bar's value comes from the cached planes
         assert v.value_at(row, col) == (int(m.levels[0][40, row, col]), 0)
+
+
+def test_strip_bricks_read_the_next_layer_ahead(qtbot, window, image_dir, read_log) -> None:
+    """Strip bricks decode whole: once a slice is sharp, the bricks of the next 64-slice layer (in the step
+    direction) are read ahead, so stepping across the layer boundary finds them decoded."""
+    from app_fixtures import set_identity_grey
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    set_identity_grey(w, 0, 65535)
+    lv = w.view.level
+    depth = w.doc.levels[lv].chunks[0] * w.doc.levels[lv].factor[0]  # slices per brick layer at this level
+    w.slicing.set_index(depth - 1)  # the last slice of layer 0, stepping up
+    wait_idle(qtbot, w)
+    assert w.view.level == lv and w.view.complete
+    ahead = {k for k in read_log.keys() if k[0] == lv and k[1][0] == 1}
+    assert ahead, "the next brick layer was not read ahead"
+    read_log.clear()
+    qtbot.keyClick(w, Qt.Key.Key_PageDown)  # into layer 1
+    assert w.view.plane.slice_index == depth
+    wait_idle(qtbot, w)
+    assert not [k for k in read_log.keys() if k[0] == lv and k[1][0] == 1], "layer 1 was decoded again"
+
