@@ -55,10 +55,10 @@ def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless,
                     assert np.array_equal(got, expected), (level.index, z, rows, cols)
 
 
-def test_z_plane_decodes_one_frame_per_brick(tmp_path, monkeypatch):
-    vol = moon_volume(130, "uint8")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="frames")
-    calls = []
+@pytest.fixture
+def decode_calls(monkeypatch) -> list:
+    """The ``index`` argument of every JPEG XL decode from here on (None: the whole stream)."""
+    calls: list = []
     real = frames.imagecodecs.jpegxl_decode
 
     def spy(data, index=None, **kw):
@@ -66,34 +66,32 @@ def test_z_plane_decodes_one_frame_per_brick(tmp_path, monkeypatch):
         return real(data, index=index, **kw)
 
     monkeypatch.setattr(frames.imagecodecs, "jpegxl_decode", spy)
+    return calls
+
+
+def test_z_plane_decodes_one_frame_per_brick(tmp_path, decode_calls):
+    vol = moon_volume(130, "uint8")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="frames")
     with Mzarr(path) as m:
         plane = m.levels[0].z_plane(100)
     assert np.array_equal(plane, vol[100])
-    assert calls and set(calls) == {100 % 64}  # frame 36 of each brick in z-row 1, nothing else decoded
-    assert len(calls) == 3 * 3  # 150 x 130 in 64 x 64 bricks
+    assert decode_calls and set(decode_calls) == {100 % 64}  # frame 36 of each brick in z-row 1, nothing else decoded
+    assert len(decode_calls) == 3 * 3  # 150 x 130 in 64 x 64 bricks
 
 
-def test_z_plane_of_strip_bricks_decodes_each_brick_once(tmp_path, monkeypatch):
+def test_z_plane_of_strip_bricks_decodes_each_brick_once(tmp_path, decode_calls):
     """A strip brick is one frame: a z-plane decodes the bricks of its layer whole (each once, into the file's
     cache), and every other plane of that layer is then cut from the cache without decoding."""
     vol = moon_volume(130, "uint8")
     path = Mzarr(vol).save(tmp_path / "v.mzarr")
-    calls = []
-    real = frames.imagecodecs.jpegxl_decode
-
-    def spy(data, index=None, **kw):
-        calls.append(index)
-        return real(data, index=index, **kw)
-
-    monkeypatch.setattr(frames.imagecodecs, "jpegxl_decode", spy)
     with Mzarr(path) as m:
         assert np.array_equal(m.levels[0].z_plane(100), vol[100])
-        assert calls == [None] * 9  # 3 x 3 bricks of z-layer 1, whole
+        assert decode_calls == [None] * 9  # 3 x 3 bricks of z-layer 1, whole
         for z in (64, 101, 127):
             assert np.array_equal(m.levels[0].z_plane(z, slice(5, 140), slice(0, 99)), vol[z, 5:140, 0:99])
-        assert len(calls) == 9, "planes of a decoded brick layer come from the cache"
+        assert len(decode_calls) == 9, "planes of a decoded brick layer come from the cache"
         assert np.array_equal(m.levels[0].z_plane(3), vol[3])
-        assert len(calls) == 18
+        assert len(decode_calls) == 18
 
 
 def test_z_plane_falls_back_for_zstd_and_steps(tmp_path):
