@@ -123,8 +123,19 @@ class TileItem(pg.ImageItem):
 
     def __init__(self) -> None:
         super().__init__(axisOrder="row-major")
+        #: the image set is (rows, cols, 4) uint8 already in the ARGB32_Premultiplied byte layout (label tiles)
+        self.premultiplied = False
 
     def render(self) -> None:  # noqa: D401 - pyqtgraph override
+        data = self.image
+        if self.premultiplied and data is not None:
+            data = np.ascontiguousarray(data)
+            self.image = data  # the QImage borrows this buffer: keep it alive with the item
+            rows, cols = data.shape[:2]
+            self.qimage = QImage(data.data, cols, rows, cols * 4, QImage.Format.Format_ARGB32_Premultiplied)
+            self._renderRequired = False
+            self._unrenderable = False
+            return
         super().render()
         if self.qimage is not None and self.qimage.format() != QImage.Format.Format_ARGB32_Premultiplied:
             self.qimage = self.qimage.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)

@@ -314,3 +314,48 @@ def test_labels_of_another_slice_are_never_drawn(qtbot, window, coins_files, mon
     wait_idle(qtbot, w)
     compare(w, expected_blend(grey, lab[11], 0.5))
     m.close()
+
+
+def test_premultiplied_table_is_what_qt_reads_as_the_colour(qapp):
+    """Label tiles are handed to Qt in ARGB32_Premultiplied layout: read back as RGBA they are the table's colours."""
+    from PySide6.QtGui import QImage
+
+    from mzarr_app.label_layer import premultiplied
+
+    rgba = np.array([[0, 0, 0, 0], [255, 0, 0, 255], [10, 200, 30, 255], [200, 100, 50, 128], [255, 255, 255, 1]],
+                    np.uint8)
+    px = premultiplied(rgba)
+    img = QImage(px.tobytes(), len(px), 1, len(px) * 4, QImage.Format.Format_ARGB32_Premultiplied)
+    back = img.convertToFormat(QImage.Format.Format_RGBA8888)
+    got = np.frombuffer(back.constBits(), np.uint8, count=len(px) * 4).reshape(-1, 4)
+    assert (got[:, 3] == rgba[:, 3]).all()
+    opaque = rgba[:, 3] == 255
+    assert (got[opaque] == rgba[opaque]).all()
+    half = rgba[:, 3] == 128  # premultiplied storage loses at most one step of the colour at alpha 128
+    assert np.abs(got[half, :3].astype(int) - rgba[half, :3]).max() <= 2
+
+
+def test_background_tiles_are_not_drawn_unless_label_0_has_a_colour(qtbot, window, tmp_path) -> None:  # noqa: F811
+    """A tile of label 0 only is skipped (nothing to colour or draw); with an NGFF colour for 0 it is drawn."""
+    coins = skdata.coins()
+    seg = np.zeros(coins.shape, np.uint16)
+    seg[130:170, 200:240] = 7  # labels in one 64-tile only
+    for name, colors in (("plain", None), ("zero_coloured", {0: (0, 255, 0, 255), 7: (255, 0, 0, 255)})):
+        p = tmp_path / f"{name}.mzarr"
+        Mzarr(coins).save(p, chunks=(64, 64), levels=2)
+        with Mzarr(p, "r+") as m:
+            m.create_labels("seg", seg, colors=colors)
+        _open(qtbot, window, p)
+        window.view.show_rect(100, 80, 100 + 320, 80 + 240)
+        wait_idle(qtbot, window)
+        layer = window.view.label_layers[0]
+        assert layer.level == 0
+        shown = [t for t in layer.tiles.values() if t.item.isVisible()]
+        background = [t for t in layer.tiles.values() if not np.any(t.raw)]
+        assert background, "the label image has background-only tiles"
+        if colors is None:
+            assert len(shown) == len(layer.tiles) - len(background) == 1
+            compare(window, expected_blend(coins, seg, 0.5))
+        else:
+            assert len(shown) == len(layer.tiles)
+            compare(window, expected_blend(coins, seg, 0.5, colors=colors))
