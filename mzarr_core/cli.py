@@ -1,4 +1,4 @@
-"""The ``mzarr`` command: convert, info, export, verify, repair, optimize."""
+"""The ``mzarr`` command: convert, info, export, verify, repair, optimize, annotations, stats."""
 
 from __future__ import annotations
 
@@ -313,7 +313,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--effort", type=int, default=3,
         help="JPEG XL effort 1-10 (default 3: ~10%% smaller than the default 2, decodes ~2x slower; see BENCHMARKS.md)",
     )
-    for p in (conv, ver, rep, opt):
+    ann = sub.add_parser(
+        "annotations", help="list a file's annotations, export them to GeoJSON or import GeoJSON (QuPath's convention)",
+        description="List the annotations stored in a .mzarr (or OME-Zarr folder), write them as GeoJSON in QuPath's "
+        "convention (--export), or add the features of a GeoJSON file (--import; QuPath: File > Object data > Export "
+        "as GeoJSON). Coordinates are full-resolution pixels (x, y).",
+    )
+    ann.add_argument("file", type=path_arg)
+    what = ann.add_mutually_exclusive_group()
+    what.add_argument("--export", type=path_arg, metavar="OUT.geojson", help="write every annotation to this file")
+    what.add_argument("--import", dest="import_", type=path_arg, metavar="IN.geojson",
+                      help="add these features (one with the id of a stored annotation replaces it)")
+    ann.add_argument("--replace", action="store_true", help="--import: drop the stored annotations first")
+    ann.add_argument("--plane", help="--import into a volume: the plane of features that name none, e.g. z=10")
+    ann.add_argument("--json", action="store_true", help="print the list as JSON")
+
+    sts = sub.add_parser(
+        "stats", help="statistics of a region (or length and profile of a line) from full-resolution pixels",
+        description="Pixel count, physical area, mean, std, min, max (per channel) of a rectangle, ellipse or "
+        "polygon, streamed chunk by chunk from level 0; or the physical length and the profile of a line. "
+        "Coordinates are full-resolution pixels x,y (column, row) of the plane.",
+    )
+    sts.add_argument("file", type=path_arg)
+    shape = sts.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--rect", metavar="X0,Y0,X1,Y1", help="rectangle given by two opposite corners")
+    shape.add_argument("--ellipse", metavar="X0,Y0,X1,Y1", help="ellipse given by its bounding box")
+    shape.add_argument("--polygon", metavar="X,Y,X,Y,...", help="polygon vertices (3 or more)")
+    shape.add_argument("--line", metavar="X,Y,X,Y,...", help="line (or polyline): length and profile")
+    shape.add_argument("--annotation", metavar="NAME", help="a stored annotation, by name or id")
+    sts.add_argument("--plane", help="volumes: the plane, e.g. z=10 (y=... or x=... for the other axes)")
+    sts.add_argument("--bins", type=int, default=256, help="histogram bins (0: none; default 256)")
+    sts.add_argument("--json", action="store_true", help="print JSON (with the histogram or the profile)")
+    for p in (conv, ver, rep, opt, sts):
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -392,6 +423,10 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if args.command == "repair":
         return _repair(args)
+    if args.command == "annotations":
+        return _annotations(args)
+    if args.command == "stats":
+        return _stats(args)
     if args.command == "optimize":
         from .optimizer import optimize
 
@@ -531,6 +566,108 @@ def _repair(args: argparse.Namespace) -> int:
         print(line)
     if not report.atomic and report.rewritten:
         print("note: a folder is repaired chunk by chunk, not in one transaction")
+    return 0
+
+
+def _plane(text: str | None) -> tuple[str, int] | None:
+    """``"z=10"`` -> ("z", 10)."""
+    if text is None:
+        return None
+    axis, _, index = text.partition("=")
+    if axis.strip() not in ("z", "y", "x") or not index.strip().isdigit():
+        raise MzarrError(f"--plane must be AXIS=INDEX with AXIS z, y or x, e.g. z=10; got {text!r}")
+    return axis.strip(), int(index)
+
+
+def _numbers(text: str, option: str, count: int | None = None) -> list[tuple[float, float]]:
+    """``"1,2,3,4"`` -> [(1, 2), (3, 4)]."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise MzarrError(f"--{option} takes numbers separated by commas (x,y,x,y...), got {text!r}") from None
+    if len(values) % 2 or (count is not None and len(values) != 2 * count):
+        need = f"{2 * count} numbers" if count else "an even count of numbers"
+        raise MzarrError(f"--{option} takes {need} (x,y pairs), got {len(values)}")
+    return list(zip(values[0::2], values[1::2]))
+
+
+def _annotations(args: argparse.Namespace) -> int:
+    from .annotations import read_geojson, write_geojson
+
+    if args.import_ is None and (args.replace or args.plane):
+        raise MzarrError("--replace and --plane apply to --import only")
+    if args.import_ is not None:
+        plane = _plane(args.plane)
+        incoming = [a if a.plane is not None or plane is None else a.with_(plane=plane) for a in read_geojson(args.import_)]
+        with Mzarr(args.file, "r+") as image:
+            kept = [] if args.replace else image.annotations()
+            ids = {a.id for a in incoming}
+            image.set_annotations([a for a in kept if a.id not in ids] + incoming)
+            total = len(image.annotations())
+        print(f"imported {len(incoming)} annotations from {args.import_.name}; {args.file.name} holds {total}")
+        return 0
+    with Mzarr(args.file) as image:
+        items = image.annotations()
+    if args.export is not None:
+        write_geojson(items, args.export)
+        print(f"wrote {len(items)} annotations to {args.export}")
+        return 0
+    if args.json:
+        print(json.dumps([a.to_json() for a in items], indent=2))
+        return 0
+    for a in items:
+        where = f" on {a.plane[0]}={a.plane[1]}" if a.plane else ""
+        klass = f" [{a.class_name}]" if a.class_name else ""
+        print(f"{a.kind:9} {a.name or '(no name)'}{klass}{where}: {len(a.points)} points, id {a.id}")
+    print(f"{len(items)} annotations")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from .annotations import Annotation
+    from .regions import line_profile, region_stats
+
+    plane = _plane(args.plane)
+    with Mzarr(args.file) as image:
+        if args.annotation is not None:
+            found = [a for a in image.annotations() if args.annotation in (a.name, a.id)]
+            if not found:
+                raise MzarrError(f"{args.file.name} has no annotation named {args.annotation!r} ('mzarr annotations "
+                                 f"{args.file}' lists them)")
+            shape = found[0]
+        elif args.line is not None:
+            shape = Annotation("line", _numbers(args.line, "line"), plane=plane)
+        elif args.polygon is not None:
+            shape = Annotation("polygon", _numbers(args.polygon, "polygon"), plane=plane)
+        else:
+            kind, text = ("rectangle", args.rect) if args.rect is not None else ("ellipse", args.ellipse)
+            shape = Annotation(kind, _numbers(text, "rect" if kind == "rectangle" else kind, 2), plane=plane)
+        if shape.kind == "point":
+            raise MzarrError(f"{args.annotation!r} is a point: statistics need a region or a line")
+        if shape.kind == "line":
+            with progress_bar(f"profile of {args.file.name}", not args.quiet) as bar:
+                prof = line_profile(image, shape, progress=bar)
+            unit = prof.unit or "px"
+            if args.json:
+                print(json.dumps({"length": prof.length, "length_px": prof.length_px, "unit": prof.unit,
+                                  "distance": prof.distance.tolist(), "values": prof.values.tolist()}))
+            else:
+                print(f"length: {prof.length:.6g} {unit} ({prof.length_px:.6g} px), {len(prof.values)} samples, "
+                      f"min {prof.values.min()} max {prof.values.max()}")
+            return 0
+        with progress_bar(f"statistics of {args.file.name}", not args.quiet) as bar:
+            stats = region_stats(image, shape, bins=args.bins, progress=bar)
+    if stats.count == 0:
+        raise MzarrError("no pixel of the image has its centre inside that region (coordinates are full-resolution "
+                         f"pixels x,y; the image is {image.shape} {image.axes!r})")
+    if args.json:
+        print(json.dumps({
+            "count": stats.count, "area": stats.area, "unit": stats.unit, "mean": stats.mean, "std": stats.std,
+            "min": stats.min, "max": stats.max, "histogram": [h.tolist() for h in stats.histogram],
+            "bin_edges": [e.tolist() for e in stats.bin_edges],
+        }))
+    else:
+        print("\n".join(stats.lines()))
     return 0
 
 

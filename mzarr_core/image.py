@@ -30,6 +30,7 @@ from .values import coerce
 from .writer import Progress, write_image
 
 if TYPE_CHECKING:
+    from .annotations import Annotation
     from .labels import LabelImage
 
 MODES = ("r", "r+", "a", "w", "w-")
@@ -493,6 +494,7 @@ class Mzarr:
                                  encoded_chunks=encoded)
             write_associated(store, extras)
             self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays))
+            self._copy_annotations(store)
         note_write(os.path.realpath(path))  # other open images of this path drop their cached chunks
         if same_file:  # swap to the new file while no other thread is reading
             with self._lock.writing():
@@ -527,6 +529,18 @@ class Mzarr:
             block = image_label_block(lab.colors, lab.properties)
             write_label_image(store, lab.name, lab.levels[0].storage, lab_info, chunks, level_count, block)
         put_json(store, f"{GROUP}/zarr.json", labels_index_doc([lab.name for lab in labels]))
+
+    def _copy_annotations(self, store: Any) -> None:
+        """Write this image's annotations into the image being saved to ``store`` (they keep their coordinates)."""
+        from .annotations import KEY, document
+        from .labels import put_json
+
+        try:
+            items = self.annotations()
+        except MzarrFormatError:
+            return  # damaged annotations are not carried into a new file (the image is)
+        if items:
+            put_json(store, KEY, document(items))
 
     def associated_images(self) -> dict[str, np.ndarray]:
         """The named small pictures stored beside the pyramid (a slide's ``thumbnail``, ``macro``, ``label``...;
@@ -729,6 +743,71 @@ class Mzarr:
             if obj.name == name:
                 obj._gone = reason
                 self._label_objects().discard(obj)
+
+    # -- annotations (docs/FORMAT.md "Annotations") -------------------------------------------------------------
+    def _annotation_host(self, doing: str | None = None) -> Any:
+        """The stored backend holding annotations (None in memory; an MzarrValueError if this storage cannot)."""
+        from .backends import StoredBackend
+
+        backend = self._backend
+        if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
+            if backend.kind == "directory" and doing is not None and not (backend.path / "zarr.json").is_file():
+                raise MzarrValueError(
+                    f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; annotations are written in "
+                    f"Zarr v3: convert it first, e.g. 'mzarr convert {backend.path} new.ome.zarr'"
+                )
+            return backend
+        if backend.kind == "memory":
+            return None
+        raise MzarrValueError(f"cannot {doing or 'read annotations'}: {self.path} is an Mzarr 0.0.x ZIP: convert it first")
+
+    def _spatial_shape(self) -> tuple[int, ...]:
+        return tuple(n for a, n in zip(self.axes, self.shape) if a != "c")
+
+    def annotations(self) -> list["Annotation"]:
+        """The annotations stored with this image (points, lines, rectangles, ellipses, polygons), in order; []
+        if none. A damaged annotations document is an MzarrFormatError (the image itself still reads)."""
+        from .annotations import KEY, parse_document
+        from .metadata_check import Documents
+
+        self._check_open()
+        try:
+            host = self._annotation_host()
+        except MzarrValueError:
+            return []  # a legacy ZIP has none
+        if host is None:
+            return list(getattr(self, "_memory_annotations", []))
+        with self._lock.reading(), self._transaction(write=False):
+            doc = Documents(host.store, host.kind, host.path).load(KEY)
+        return [] if doc is None else parse_document(doc, str(self.path))
+
+    def set_annotations(self, items: list["Annotation"]) -> None:
+        """Replace all annotations with ``items`` in one transaction (or in the caller's ``with m.transaction():``);
+        in memory they are kept until :meth:`save`. Each is checked against the image (a plane exactly for volumes)."""
+        from .annotations import KEY, NODE, check_annotations, document
+
+        self._check_open()
+        checked = check_annotations(list(items) if isinstance(items, (list, tuple)) else items,
+                                    self.spatial_axes, self._spatial_shape())
+        host = self._annotation_host("store annotations")
+        if host is None:
+            self._memory_annotations = checked
+            return
+        if not self.writable:
+            raise MzarrReadOnlyError(self._read_only_reason())
+        doc = document(checked)
+        from .attrs import _check_size
+
+        _check_size(json.dumps(doc).encode(), "annotations")
+        with self._lock.writing(), self._transaction():
+            try:
+                if checked:
+                    host.put_document(KEY, doc)
+                else:
+                    host.delete_prefix(f"{NODE}/")
+            except BaseException:
+                self._close_if_broken()
+                raise
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
