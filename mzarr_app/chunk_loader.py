@@ -182,6 +182,13 @@ class LibraryCache:
         self.owner.clear_cache()
         self._spill.clear()
 
+    def release(self) -> None:
+        """The loader is closed: the owner's next loader may start with an empty cache (if no other uses it)."""
+        release = getattr(self.owner, "release_chunk_cache", None)
+        if release is not None:
+            release(self)
+        self._spill.clear()
+
     def keys(self) -> list[Hashable]:
         """Keys loaded through this cache that are still cached."""
         with self._lock:
@@ -323,6 +330,9 @@ class ChunkLoader(QObject):
             self.cancelled += len(self._pending)
             self._pending = []
             self._pending_set = set()
+        release = getattr(self.cache, "release", None)
+        if release is not None:
+            release()
         # wait in Python (sleep releases the GIL so running reads can finish), then let Qt join its threads
         deadline = time.monotonic() + timeout_ms / 1000
         while time.monotonic() < deadline:

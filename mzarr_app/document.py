@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -49,6 +50,11 @@ class Document:
         self.cache_bytes = cache_bytes
         self.m = Mzarr(self.path, mode="r", cache_bytes=cache_bytes)
         self.edits: list[Edit] = []
+        #: the loader caches using this image's decoded-chunk cache now (several views of one image share it)
+        self._cache_users: set[int] = set()
+        #: reads running now, by key: a second view asking for the same chunk waits for that decode
+        self._reading: dict[tuple, threading.Event] = {}
+        self._reading_lock = threading.Lock()
         self._load_props()
 
     def _load_props(self) -> None:
@@ -70,7 +76,29 @@ class Document:
     # --- reading -------------------------------------------------------------------------------------------
     def read_chunk(self, key: tuple) -> np.ndarray:
         """``(level, chunk_index)`` (whole chunk) or ``(level, chunk_index, z)`` (one z-plane of it), read-only:
-        from the library's decoded-chunk cache of this image, or decoded into it."""
+        from the library's decoded-chunk cache of this image, or decoded into it. A key another thread is reading
+        now is not decoded twice: this call waits for that read and takes its result from the cache."""
+        while True:
+            with self._reading_lock:
+                running = self._reading.get(key)
+                if running is None:
+                    mine = self._reading[key] = threading.Event()
+            if running is None:
+                break
+            running.wait()
+            done = self.cached(key)
+            if done is not None:
+                return done
+            # that read failed or its result was not kept (larger than the budget): read it here
+        try:
+            return self._read(key)
+        finally:
+            with self._reading_lock:
+                del self._reading[key]
+            mine.set()
+
+    def _read(self, key: tuple) -> np.ndarray:
+        """Decode ``key`` through the single readers of ``chunk_loader``."""
         if len(key) == 3:
             return chunk_loader.read_chunk_plane(self.levels[key[0]], key[1], key[2])
         level_index, chunk_index = key
@@ -86,11 +114,24 @@ class Document:
             return None
 
     def shared_chunk_cache(self, max_bytes: int) -> chunk_loader.LibraryCache:
-        """The library's cache of this image sized to ``max_bytes`` (the app's budget), emptied, as the cache of a
-        new ChunkLoader (a new loader starts empty: the view's reload() means "read everything again")."""
+        """The library's cache of this image sized to ``max_bytes`` (the app's budget) as the cache of a new
+        ChunkLoader. The first loader starts it empty (a view's reload() means "read everything again"); while a
+        loader uses it, further ones (the other views of the orthogonal layout) share it: one budget, and what one
+        view decoded serves the others. A loader gives it back with ``LibraryCache.release()``."""
         self.set_cache_bytes(max_bytes)
-        self.clear_cache()
-        return chunk_loader.LibraryCache(self)
+        if not self._cache_users:
+            self.clear_cache()
+        cache = chunk_loader.LibraryCache(self)
+        self._cache_users.add(id(cache))
+        return cache
+
+    def release_chunk_cache(self, cache: chunk_loader.LibraryCache) -> None:
+        """``cache`` (from :meth:`shared_chunk_cache`) is no longer used by its loader."""
+        self._cache_users.discard(id(cache))
+
+    def cache_users(self) -> int:
+        """How many loaders share this image's decoded-chunk cache now."""
+        return len(self._cache_users)
 
     def set_cache_bytes(self, n: int) -> None:
         """Bound the library's decoded-chunk cache of this image (kept across :meth:`reopen`)."""

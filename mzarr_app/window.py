@@ -20,6 +20,7 @@ from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
 from .panels.labels import LabelsPanel
 from .panels.metadata import MetadataPanel
 from .panels.slicing import SlicingPanel
+from .ortho import ORTHO, SINGLE, ViewLayout, is_volume
 from .tiles import Plane
 from .view import TiledImageView, format_length
 
@@ -63,7 +64,9 @@ class MainWindow(QMainWindow):
         self.about_box: QMessageBox | None = None
         self.licences_dialog: QDialog | None = None
         self.view = TiledImageView(self, cache_mb or settings.cache_mb(), threads)
-        self.setCentralWidget(self.view)
+        #: the views: the main one alone, or the orthogonal views of a volume (View > Layout)
+        self.layout_views = ViewLayout(self.view, self)
+        self.setCentralWidget(self.layout_views)
         self.setAcceptDrops(True)
         self.resize(1200, 800)
         self.model = EditModel(self)
@@ -153,7 +156,7 @@ class MainWindow(QMainWindow):
         self._action(v, "Zoom &in", lambda: self.view.zoom(2.0), [QKeySequence.StandardKey.ZoomIn, "="], "actZoomIn")
         self._action(v, "Zoom &out", lambda: self.view.zoom(0.5), [QKeySequence.StandardKey.ZoomOut, "-"],
                      "actZoomOut")
-        self._action(v, "&Fit to window", self.view.fit, ["Ctrl+0", "0"], "actFit")
+        self._action(v, "&Fit to window", self.layout_views.fit, ["Ctrl+0", "0"], "actFit")
         self._action(v, "Actual pixels (1:1)", self.actual_size, "Ctrl+1", "actActual")
         self.act_physical = self._action(v, "&Physical aspect", lambda: self.set_physical_aspect(
             self.act_physical.isChecked()), None, "actPhysicalAspect")
@@ -162,6 +165,17 @@ class MainWindow(QMainWindow):
         self.act_physical.setEnabled(False)
         self.act_physical.setToolTip("Draw pixels at their physical aspect (the file's spacing per axis); "
                                      "off: square pixels (voxel aspect)")
+        lay = v.addMenu("&Layout")
+        self.act_single = self._action(lay, "&Single view", lambda: self.set_layout(SINGLE), None, "actLayoutSingle")
+        self.act_ortho = self._action(lay, "&Orthogonal views", lambda: self.set_layout(ORTHO), None,
+                                      "actLayoutOrtho")
+        self._action(lay, "Toggle layout", lambda: self.set_layout(
+            SINGLE if self.layout_views.mode == ORTHO else ORTHO), "O", "actLayoutToggle")
+        for a in (self.act_single, self.act_ortho):
+            a.setCheckable(True)
+        self.act_single.setChecked(True)
+        self.act_ortho.setToolTip("Volumes: the z, y and x planes through a cursor, side by side (O toggles)")
+        self.act_ortho.setEnabled(False)
         self._action(v, "Next slice", lambda: self.slicing.step(1), ["PgDown", "."], "actNextSlice")
         self._action(v, "Previous slice", lambda: self.slicing.step(-1), ["PgUp", ","], "actPrevSlice")
         self._action(v, "Next slice ×10", lambda: self.slicing.step(10), "Shift+PgDown", "actNextSlice10")
@@ -270,15 +284,20 @@ class MainWindow(QMainWindow):
         self.view.frameComplete.connect(self._show_level)
         self.view.cursorInfo.connect(self._cursor)
         self.view.labelsChanged.connect(self._labels_changed)
-        self.labels.visibilityChanged.connect(self.view.set_label_visible)
-        self.labels.hiddenValuesChanged.connect(self.view.set_label_hidden_values)
-        self.labels.opacityChanged.connect(self.view.set_label_opacity)
-        self.labels.contourChanged.connect(self.view.set_label_contour)
+        lv = self.layout_views
+        for signal, method in ((self.labels.visibilityChanged, "set_label_visible"),
+                               (self.labels.hiddenValuesChanged, "set_label_hidden_values"),
+                               (self.labels.opacityChanged, "set_label_opacity"),
+                               (self.labels.contourChanged, "set_label_contour")):
+            signal.connect(getattr(self.view, method))
+            signal.connect(lambda *a, method=method: lv.for_extra(method, *a))
+        lv.positionChanged.connect(self._position_changed)
+        lv.layoutChanged.connect(self._layout_changed)
         self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
         self.view.vb.rectDrawn.connect(lambda r: self.statusBar().showMessage(
             f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
         self.view.vb.brushStroke.connect(self._brush_stroke)
-        self.contrast.settingsChanged.connect(self.view.set_display)
+        self.contrast.settingsChanged.connect(self._set_display)
         self.view.vb.windowDrag.connect(self._window_drag)
         self.slicing.planeChanged.connect(self._plane_changed)
         self.editing.toolChanged.connect(self._tool_changed)
@@ -325,14 +344,23 @@ class MainWindow(QMainWindow):
         # the physical aspect choice is remembered for the session; a file without spacing has square pixels
         self.view.physical_aspect = self.act_physical.isChecked()
         self.act_physical.setEnabled(doc.spacing is not None)
+        self.act_ortho.setEnabled(is_volume(doc))
+        if self.layout_views.mode == ORTHO and is_volume(doc):
+            self.slicing.blockSignals(True)
+            self.slicing.set_axis(doc.spatial_axes[0])  # the main view is the first orthogonal view
+            self.slicing.blockSignals(False)
+        self.slicing.axis.setEnabled(is_volume(doc) and self.layout_views.mode != ORTHO)
         self.view.set_document(doc, self.slicing.plane())
+        self.layout_views.set_document(doc)
         settings.add_recent(path)
         self._update_title()
         self._show_level()
         return True
 
     def _close_doc(self) -> None:
+        self.layout_views.close_document()
         self.view.close_document()
+        self.act_ortho.setEnabled(False)
         self.act_physical.setEnabled(False)
         if self.doc is not None:
             self.doc.close()
@@ -492,7 +520,7 @@ class MainWindow(QMainWindow):
             s = replace(s, lo=lo, hi=hi)
         self.contrast.set_source(s, getattr(self.view, "hist_data", None), getattr(self.view, "hist_channels", None))
         if file_windows and s.mode == "single":
-            self.view.set_display(s)
+            self._set_display(s)
         self.act_invert.blockSignals(True)
         self.act_invert.setChecked(s.invert)
         self.act_invert.blockSignals(False)
@@ -500,7 +528,45 @@ class MainWindow(QMainWindow):
 
     def _plane_changed(self, plane: Plane) -> None:
         self.view.set_plane(plane)
+        self.layout_views.main_plane_changed(plane)
         self._sync_plane_display()
+
+    def _set_display(self, s: DisplaySettings) -> None:
+        """Contrast/colour settings of the image, in every view on screen."""
+        self.view.set_display(s)
+        self.layout_views.set_display(s)
+
+    def set_layout(self, mode: str) -> None:
+        """View > Layout: the single view or (volumes) the orthogonal views; the main view becomes the view of
+        the first spatial axis (z), its slice kept as the cursor's."""
+        lv, doc = self.layout_views, self.doc
+        if mode == ORTHO and is_volume(doc) and lv.mode != ORTHO:
+            assert doc is not None
+            p = self.view.plane
+            pos = [n // 2 for n in (doc.shape[doc.axes.index(a)] for a in doc.spatial_axes)]
+            if p is not None and p.slice_axis in doc.spatial_axes:
+                pos[doc.spatial_axes.index(p.slice_axis)] = p.slice_index
+            self.slicing.set_axis(doc.spatial_axes[0])
+            self.slicing.set_index(pos[0])
+            lv.set_mode(mode)
+            lv.set_position(pos)
+        else:
+            lv.set_mode(mode)
+
+    def _layout_changed(self, mode: str) -> None:
+        self.act_single.setChecked(mode == SINGLE)
+        self.act_ortho.setChecked(mode == ORTHO)
+        self.slicing.axis.setEnabled(mode != ORTHO and is_volume(self.doc))
+        for v in self.layout_views.extra:
+            if not getattr(v, "_window_hooked", False):
+                v._window_hooked = True  # type: ignore[attr-defined]
+                v.cursorInfo.connect(self._cursor)
+                v.vb.windowDrag.connect(self._window_drag)
+                v.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
+
+    def _position_changed(self, pos: tuple[int, ...]) -> None:
+        """The orthogonal views' cursor moved: the slicing panel shows the main view's slice."""
+        self.slicing.set_index(pos[0])
 
     def _sync_plane_display(self) -> None:
         """Single-channel selection of a composite shows that channel in grey with its levels."""
@@ -513,9 +579,9 @@ class MainWindow(QMainWindow):
         if p.channels is not None and len(p.channels) == 1:
             ch = s.channels[p.channels[0]]
             self.contrast.channel.setCurrentIndex(p.channels[0])
-            self.view.set_display(replace(s, mode="single", lo=ch.lo, hi=ch.hi))
+            self._set_display(replace(s, mode="single", lo=ch.lo, hi=ch.hi))
         else:
-            self.view.set_display(replace(s, mode="composite"))
+            self._set_display(replace(s, mode="composite"))
 
     def actual_size(self) -> None:
         """Zoom so one level-0 pixel is one screen pixel, the view's corner on a whole pixel (with an odd-sized
@@ -526,6 +592,7 @@ class MainWindow(QMainWindow):
         """View > Physical aspect: pixels at their physical aspect (True) or square (False), for this session."""
         self.act_physical.setChecked(bool(on))
         self.view.set_physical_aspect(bool(on))
+        self.layout_views.set_physical_aspect(bool(on))
 
     def _show_level(self) -> None:
         if self.doc is None:
@@ -544,7 +611,7 @@ class MainWindow(QMainWindow):
             return
         plane: Plane = info["plane"]
         row, col = info["row"], info["col"]
-        h, w = self.view.plane_shape()
+        h, w = doc.shape[doc.axes.index(plane.row)], doc.shape[doc.axes.index(plane.col)]  # the view's plane
         if not (0 <= row < h and 0 <= col < w):
             self.pos_label.setText("")
             self.value_label.setText("")
@@ -631,6 +698,7 @@ class MainWindow(QMainWindow):
 
     def _edits_changed(self) -> None:
         self.view.set_edits(self.model.edits)
+        self.layout_views.set_edits(self.model.edits)
         self._update_title()
 
     def is_modified(self) -> bool:
@@ -642,6 +710,7 @@ class MainWindow(QMainWindow):
         if self.doc is None or not ((pixels and self.model.dirty) or (metadata and self.metadata.dirty)):
             return True
         doc = self.doc
+        self.layout_views.stop_loading()
         self.view.stop_loading()
         ok = True
         try:
@@ -661,7 +730,9 @@ class MainWindow(QMainWindow):
             except Exception:
                 pass
         self.view.set_edits(self.model.edits)
+        self.layout_views.set_edits(self.model.edits)
         self.view.reload()
+        self.layout_views.reload()
         self._update_title()
         return ok
 
@@ -724,6 +795,7 @@ class MainWindow(QMainWindow):
         if ok:
             settings.set_cache_mb(mb)
             self.view.set_cache_mb(mb)
+            self.layout_views.set_cache_mb(mb)
 
     def about(self) -> QMessageBox:
         """About box (non-blocking) with the version, the licence and a "Licences…" button."""
@@ -758,7 +830,7 @@ class MainWindow(QMainWindow):
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
             QApplication.processEvents()
-            if self.view.is_idle():
+            if self.layout_views.is_idle():
                 return True
             time.sleep(0.002)
         return False
