@@ -1,0 +1,309 @@
+"""GUI tests of the orthogonal layout (View > Layout): three views of a volume through a linked crosshair, zoom and
+pan shared along common axes, one decoded-chunk cache for the three (real widgets, offscreen)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication
+
+import mzarr_app.tiles as T
+from app_fixtures import grab_view, image_dir, open_and_wait, read_log, set_identity_grey  # noqa: F401 - fixtures
+from app_fixtures import isolated_settings, window  # noqa: F401 - fixtures
+from mzarr_app.ortho import ORTHO, SINGLE
+
+
+def wait_all(qtbot, w, timeout: float = 30.0) -> None:
+    """Wait until every view on screen is idle."""
+    qtbot.waitUntil(w.layout_views.is_idle, timeout=int(timeout * 1000))
+
+
+def ortho(qtbot, w, path: Path) -> None:
+    """Open ``path`` and switch to the orthogonal layout (View > Layout > Orthogonal views)."""
+    open_and_wait(qtbot, w, path)
+    assert w.act_ortho.isEnabled()
+    w.findChild(type(w.act_ortho), "actLayoutOrtho").trigger()
+    for v in w.layout_views.extra:
+        v.setFixedSize(400, 300)
+    qtbot.wait(20)
+    w.layout_views.fit()
+    wait_all(qtbot, w)
+
+
+def check_tiles(view, m) -> int:
+    """Every tile on screen of ``view`` holds exactly the file's pixels of its plane; returns how many."""
+    p = view.plane
+    n = 0
+    for key, raw in view.shown_tiles().items():
+        lev = m.levels[key.level]
+        x, y, tw, th = T.tile_rect(lev, p, key)
+        f = dict(zip(p.axes, lev.factor))
+        sel = {p.slice_axis: p.slice_index // f[p.slice_axis],
+               p.row: slice(int(y) // f[p.row], int(y + th) // f[p.row]),
+               p.col: slice(int(x) // f[p.col], int(x + tw) // f[p.col])}
+        want = lev[tuple(sel[a] for a in p.axes)]
+        if p.axes.index(p.row) > p.axes.index(p.col):
+            want = want.T
+        np.testing.assert_array_equal(raw, want)
+        n += 1
+    return n
+
+
+def click(view, row: float, col: float) -> None:
+    """A real left click (press + release) on level-0 point (row, col) of ``view``."""
+    sp = view.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    vp = view.mapFromScene(sp)
+    for kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease):
+        buttons = Qt.MouseButton.LeftButton if kind == QEvent.Type.MouseButtonPress else Qt.MouseButton.NoButton
+        ev = QMouseEvent(kind, QPointF(vp), view.viewport().mapToGlobal(QPointF(vp)), Qt.MouseButton.LeftButton,
+                         buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view.viewport(), ev)
+
+
+def drag(view, start: QPointF, end: QPointF, steps: int = 6) -> None:
+    """A real left-button drag in ``view`` between two viewport points."""
+    def send(kind, p: QPointF, buttons) -> None:
+        ev = QMouseEvent(kind, p, view.viewport().mapToGlobal(p), Qt.MouseButton.LeftButton if kind !=
+                         QEvent.Type.MouseMove else Qt.MouseButton.NoButton, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(view.viewport(), ev)
+
+    left = Qt.MouseButton.LeftButton
+    send(QEvent.Type.MouseButtonPress, start, left)
+    for i in range(1, steps + 1):
+        time.sleep(0.02)  # pyqtgraph's scene drops moves closer than a screen refresh
+        send(QEvent.Type.MouseMove, start + (end - start) * (i / steps), left)
+    send(QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.NoButton)
+
+
+def test_layout_switch_shows_three_planes_of_the_file(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    from mzarr_core import Mzarr
+
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    assert lv.mode == ORTHO and lv.active and w.act_ortho.isChecked() and not w.act_single.isChecked()
+    views = lv.views()
+    assert len(views) == 3 and views[0] is w.view and all(v.isVisible() for v in views) and lv.info.isVisible()
+    z, y, x = (96, 200, 260)
+    assert lv.position == [48, 100, 130]
+    assert [(v.plane.slice_axis, v.plane.slice_index) for v in views] == [("z", 48), ("y", 100), ("x", 130)]
+    assert [(v.plane.row, v.plane.col) for v in views] == [("y", "x"), ("z", "x"), ("z", "y")]
+    assert not w.slicing.axis.isEnabled() and w.slicing.spin.value() == 48  # the main view is the z view
+    m = Mzarr(image_dir / "volume.mzarr")
+    assert all(check_tiles(v, m) for v in views)
+    assert "axial  z 48/95" in lv.caption("z") and "coronal  y 100/199" in lv.caption("y")
+    assert lv.caption("x") == "sagittal  x 130/259  65.25 µm"  # (130 + 0.5) * 0.5 µm (no unit: µm)
+    assert "z = 48  y = 100  x = 130" in lv.info.text()
+    # back to a single view: the other views stop (no document, no loader), the slice axis can be chosen again
+    w.findChild(type(w.act_ortho), "actLayoutToggle").trigger()
+    assert lv.mode == SINGLE and not lv.active and lv.views() == [w.view]
+    assert all(v.doc is None and v.loader is None and not v.isVisible() for v in lv.extra)
+    assert w.slicing.axis.isEnabled() and not lv.info.isVisible() and w.doc.cache_users() == 1
+
+
+def test_click_moves_the_other_views_planes(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    from mzarr_core import Mzarr
+
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    axial, coronal, sagittal = lv.views()
+    set_identity_grey(w, 0, 4000)
+    wait_all(qtbot, w)
+    before = grab_view_of(coronal)
+    click(axial, 37, 201)  # row y=37, column x=201 of the axial plane
+    assert lv.position == [48, 37, 201]
+    assert coronal.plane.slice_axis == "y" and coronal.plane.slice_index == 37
+    assert sagittal.plane.slice_axis == "x" and sagittal.plane.slice_index == 201
+    assert axial.plane.slice_index == 48  # its own slice unchanged
+    wait_all(qtbot, w)
+    m = Mzarr(image_dir / "volume.mzarr")
+    assert check_tiles(coronal, m) and check_tiles(sagittal, m)
+    assert not np.array_equal(grab_view_of(coronal), before)  # the new plane is what is drawn
+    assert coronal.display == axial.display  # one contrast setting for the three
+    # the coronal view's vertical line is the x plane (red) at column 201, its horizontal one the z plane at 48
+    ch = lv._crosshairs[id(coronal)]
+    assert ch.vline.value() == 201.5 and ch.hline.value() == 48.5 and ch.vline.isVisible()
+    img = grab_view_of(coronal)
+    sx = int(coronal.mapFromScene(coronal.vb.mapViewToScene(QPointF(201.5, 10))).x())
+    colum = img[:, sx - 1:sx + 2, :3].astype(int)
+    assert ((colum[..., 0] > 200) & (colum[..., 1] < 160)).any(axis=1).mean() > 0.5  # a red line, top to bottom
+    # a click in the sagittal view (rows z, columns y) moves z and y: the main view (and the slicing panel) follow
+    click(sagittal, 20, 150)  # (a screen pixel is ~1.5 y voxels here: the click lands on 150 or its neighbour)
+    z, y, x = lv.position
+    assert z == 20 and abs(y - 150) <= 1 and x == 201
+    assert axial.plane.slice_index == 20 and w.slicing.spin.value() == 20 and coronal.plane.slice_index == y
+    wait_all(qtbot, w)
+    assert check_tiles(axial, m) and check_tiles(coronal, m)
+    # the slicing panel moves the cursor along z too
+    w.slicing.set_index(70)
+    assert lv.position == [70, y, 201] and lv._crosshairs[id(coronal)].hline.value() == 70.5
+    assert "axial  z 70/95" in lv.caption("z")
+
+
+def grab_view_of(view) -> np.ndarray:
+    """The rendered viewport of one view as RGBA."""
+    class W:
+        pass
+
+    holder = W()
+    holder.view = view  # type: ignore[attr-defined]
+    return grab_view(holder)
+
+
+def test_dragging_a_crosshair_line_moves_the_cursor(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    axial, coronal, sagittal = lv.views()
+    line = lv._crosshairs[id(axial)].vline  # the x plane's line in the axial view, at x = 130
+    to = lambda col, row: QPointF(axial.mapFromScene(axial.vb.mapViewToScene(QPointF(col, row))))  # noqa: E731
+    drag(axial, to(130.5, 60), to(90.5, 60))
+    assert abs(line.value() - 90.5) < 2 and abs(lv.position[2] - 90) <= 2
+    assert sagittal.plane.slice_index == lv.position[2] and lv.position[:2] == [48, 100]
+    # a drag away from the lines pans (as in the single view) and does not move the cursor
+    r0 = axial.vb.viewRect()
+    drag(axial, to(30, 30), to(60, 40))
+    assert lv.position[:2] == [48, 100] and axial.vb.viewRect().center() != r0.center()
+
+
+def test_zoom_and_pan_follow_along_shared_axes(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    axial, coronal, sagittal = lv.views()
+
+    def per_px(v):  # level-0 pixels per screen pixel along (columns, rows) and the centre (x, y) of the view
+        r, s = v.vb.viewRect(), v.vb.size()
+        return r.width() / s.width(), r.height() / s.height(), r.center().x(), r.center().y()
+
+    # physical aspect: z voxels are 2 µm, y and x 0.5 µm: one screen pixel covers 4x fewer z voxels than x voxels
+    a, c, s = per_px(axial), per_px(coronal), per_px(sagittal)
+    assert c[1] == pytest.approx(c[0] / 4, rel=1e-3) and s[1] == pytest.approx(s[0] / 4, rel=1e-3)
+    assert a[0] == pytest.approx(c[0], rel=1e-3) and a[1] == pytest.approx(s[0], rel=1e-3)  # one scale for all
+    axial.zoom(2.0)
+    a2, c2, s2 = per_px(axial), per_px(coronal), per_px(sagittal)
+    assert a2[0] == pytest.approx(a[0] / 2, rel=1e-3)
+    assert c2[0] == pytest.approx(a2[0], rel=1e-3) and c2[1] == pytest.approx(a2[0] / 4, rel=1e-3)  # x shared
+    assert s2[0] == pytest.approx(a2[1], rel=1e-3)  # y: the axial view's rows, the sagittal view's columns
+    axial.pan(37, 11)  # x by 37, y by 11
+    a3, c3, s3 = per_px(axial), per_px(coronal), per_px(sagittal)
+    assert c3[2] == pytest.approx(a3[2], abs=1e-3) and s3[2] == pytest.approx(a3[3], abs=1e-3)
+    assert c3[3] == pytest.approx(c2[3], abs=1e-3)  # z (the coronal view's rows) untouched by an axial pan
+    sagittal.pan(0, 5)  # z by 5: the coronal view follows, the axial view (no z axis) does not move
+    assert per_px(coronal)[3] == pytest.approx(per_px(sagittal)[3], abs=1e-3)
+    assert per_px(axial)[2:] == pytest.approx(a3[2:], abs=1e-6)
+    # View > Physical aspect off: square voxels in all three views, one scale
+    w.set_physical_aspect(False)
+    c4, s4 = per_px(coronal), per_px(sagittal)
+    assert c4[1] == pytest.approx(c4[0], rel=1e-3) and s4[1] == pytest.approx(s4[0], rel=1e-3)
+    assert c4[0] == pytest.approx(per_px(axial)[0], rel=1e-3)
+    wait_all(qtbot, w)
+
+
+def test_one_cache_for_the_three_views(qtbot, window, image_dir, read_log) -> None:  # noqa: F811 - fixtures
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    doc = w.doc
+    read_log.clear()
+    w.set_layout(ORTHO)
+    wait_all(qtbot, w)
+    assert doc.cache_users() == 3  # the three loaders share the document's cache
+    keys = read_log.keys()
+    assert keys and len(keys) == len(set(keys)), "a chunk was decoded twice (once per view)"
+    cached = doc.cache_entries()
+    assert cached > 0
+    # the main view's frame is still there: its chunks were not dropped when the other views started
+    assert all(doc.cached(k) is not None for k in w.view.requested)
+    # single, then orthogonal again: nothing cleared, so the other views read nothing new
+    w.set_layout(SINGLE)
+    assert doc.cache_users() == 1 and doc.cache_entries() == cached
+    read_log.clear()
+    w.set_layout(ORTHO)
+    wait_all(qtbot, w)
+    assert read_log.keys() == [] and doc.cache_entries() == cached
+    # the budget is the app's one budget for the image (the views do not add theirs up)
+    assert doc.cache_bytes == 256 * 2**20 and doc.cache_nbytes() <= doc.cache_bytes
+
+
+def test_same_chunk_asked_by_two_loaders_is_decoded_once(qtbot, image_dir, read_log) -> None:  # noqa: F811
+    import threading
+
+    from mzarr_app.document import Document
+
+    doc = Document(image_dir / "volume.mzarr")
+    read_log.delay = 0.2  # a slow decode: the second thread arrives while the first is reading
+    key = (0, (0, 0, 0))
+    out: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: out.append(doc.read_chunk(key))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert read_log.keys() == [key] and len(out) == 3
+    assert all(np.shares_memory(a, out[0]) for a in out)  # the one decoded array from the cache
+    doc.close()
+
+
+def test_closing_and_2d_files_in_orthogonal_layout(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    doc = w.doc
+    loaders = [v.loader for v in lv.extra]
+    assert all(ld is not None for ld in loaders)
+    # a 2D file opened while the orthogonal layout is chosen: one view, the layout action disabled
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    assert doc.cache_users() == 0 and all(ld._closed for ld in loaders)
+    assert lv.mode == ORTHO and not lv.active and lv.views() == [w.view] and not w.act_ortho.isEnabled()
+    assert all(not v.isVisible() and v.doc is None for v in lv.extra) and not lv.info.isVisible()
+    w.set_layout(ORTHO)  # nothing to do for a 2D image
+    assert not lv.active and w.view.plane.slice_axis is None
+    # a volume again: the orthogonal layout comes back
+    open_and_wait(qtbot, w, image_dir / "volume.mzarr")
+    wait_all(qtbot, w)
+    assert lv.active and [v.plane.slice_axis for v in lv.views()] == ["z", "y", "x"]
+    # File > Close (the window) in the orthogonal layout: every loader stops, nothing raises
+    loaders = [v.loader for v in lv.views()]
+    w._close_doc()
+    assert w.doc is None and not lv.active and all(ld._closed for ld in loaders)
+    assert all(v.doc is None for v in lv.extra) and w.view.doc is None
+
+
+def test_edits_and_labels_shown_in_every_view(qtbot, window, image_dir, tmp_path) -> None:  # noqa: F811
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+
+    vol = volume_3d()
+    lab = np.zeros(vol.shape, np.uint16)
+    lab[40:60, 90:110, 120:140] = 7
+    path = tmp_path / "vol_labels.mzarr"
+    Mzarr(vol).save(path)
+    with Mzarr(path, "r+") as m:
+        m.create_labels("cells", lab)
+    w = window
+    ortho(qtbot, w, path)
+    lv = w.layout_views
+    assert all(len(v.label_layers) == 1 and v.label_layers[0].visible for v in lv.views())
+    w.labels.list.item(0).setCheckState(Qt.CheckState.Unchecked)  # Labels panel: hide it in every view
+    assert all(not v.label_layers[0].visible for v in lv.views())
+    set_identity_grey(w, 0, 4000)
+    # a pending edit of the main (z) view is drawn in the y view through it: black voxels x 120..139 at z = 48
+    w.select_and_fill((120, 95, 140, 105), 0)  # x 120..140, y 95..105 of slice z = 48
+    wait_all(qtbot, w)
+    coronal = lv.views()[1]  # y = 100: rows z, columns x
+    assert coronal.edits == w.view.edits and len(coronal.edits) == 1
+    img = grab_view_of(coronal)
+
+    def pixel(col: float, row: float) -> int:
+        p = coronal.mapFromScene(coronal.vb.mapViewToScene(QPointF(col, row)))
+        return int(img[int(p.y()), int(p.x()), 0])
+
+    assert pixel(130.5, 48.5) == 0 and pixel(125.5, 48.5) == 0
+    assert pixel(130.5, 46.5) > 0 and pixel(110.5, 48.5) > 0  # the slice above and beside: the image
