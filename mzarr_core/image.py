@@ -409,6 +409,9 @@ class Mzarr:
         progress: Progress | None = None,
         jpeg_tiles: Any = None,
         associated: dict[str, Any] | None = None,
+        scheduler: Any = None,
+        workers: int | None = None,
+        dask_stats: Any = None,
     ) -> Path:
         """Write full resolution + pyramid + metadata to ``path`` (``.mzarr`` file, or ``*.zarr`` OME-Zarr folder).
 
@@ -424,18 +427,26 @@ class Mzarr:
         pixels. Coarser levels and later edits are lossy at ``distance``. ``associated``: named small pictures
         stored beside the pyramid (:meth:`associated_images`; ``(array, distance)`` stores one lossy); by default a
         file's own are kept.
+
+        With dask (an image made from a dask array, or ``scheduler``/``workers`` given) the chunks and the pyramid
+        are computed and encoded by dask tasks and inserted here as they arrive, bit for bit the plain save's
+        (:mod:`mzarr_core.dask_write`, docs/API.md "Writing with dask"). ``scheduler``: "threads", "processes", a
+        dask.distributed scheduler address or ``Client``, or a ``concurrent.futures`` executor (default: the
+        active distributed client, else threads); ``workers``: how many tasks run at once (at most twice as many
+        are in flight); ``dask_stats``: a :class:`~mzarr_core.dask_write.DaskSaveStats` to fill.
         """
         return self._save(
             Path(path), lossless=lossless, distance=distance, quality=quality, effort=effort, chunks=chunks,
             levels=levels, downsample=downsample, channel_axis=channel_axis, axes=axes, spacing=spacing, unit=unit,
             is_label=is_label, attrs=attrs, bricks=bricks, progress=progress, jpeg_tiles=jpeg_tiles,
-            associated=associated,
+            associated=associated, scheduler=scheduler, workers=workers, dask_stats=dask_stats,
         )
 
     def _save(
         self, path: Path, *, empty: bool = False, lossless: bool = True, distance=None, quality=None, effort=None,
         chunks=None, levels=None, downsample=None, channel_axis=None, axes=None, spacing=None, unit=None,
-        is_label=None, attrs=None, bricks=None, progress=None, jpeg_tiles=None, associated=None,
+        is_label=None, attrs=None, bricks=None, progress=None, jpeg_tiles=None, associated=None, scheduler=None,
+        workers=None, dask_stats=None,
     ) -> Path:
         self._check_open()
         path = Path(path)
@@ -488,10 +499,13 @@ class Mzarr:
                     return None if jpeg is None else cast(Any, codec).transcode(jpeg)  # JpegxlJpeg
                 except (ValueError, RuntimeError):  # libjxl refuses this JPEG (12-bit, arithmetic...): from pixels
                     return None
+        build = self._dask_build(perm, info, codec, scheduler, workers, dask_stats) if not empty else None
+        if build is not None and jpeg_tiles is not None:
+            raise MzarrValueError("a dask save cannot keep JPEG tiles (jpeg_tiles): save without scheduler/workers")
         kept_labels = self._labels_to_keep(user_axes)
         with atomic_target(path) as (store, _tmp):
             arrays = write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty,
-                                 encoded_chunks=encoded)
+                                 encoded_chunks=encoded, build=build)
             write_associated(store, extras)
             self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays))
             self._copy_annotations(store)
@@ -506,6 +520,19 @@ class Mzarr:
                     obj._gone = f"{path} was saved again: open its label image with m.label({obj.name!r})"
                     self._label_objects().discard(obj)
         return path
+
+    def _dask_build(self, perm: tuple[int, ...], info: ImageInfo, codec: Any, scheduler: Any, workers: int | None,
+                    stats: Any) -> Any:
+        """The dask pyramid build of this image's save (:mod:`.dask_write`), or None for the plain threaded one:
+        an image made from a dask array or a :class:`~.dask_write.PathSource`, or ``scheduler``/``workers`` given."""
+        from .dask_write import PathSource, dask_builder, is_dask_array
+
+        source = getattr(self._backend, "source", None)  # in memory: the array given, in the user's order
+        if not (is_dask_array(source) or isinstance(source, PathSource)):
+            if scheduler is None and workers is None:
+                return None
+            source = self.to_dask(0) if self.path is not None else source
+        return dask_builder(source, perm, info, codec, scheduler=scheduler, workers=workers, stats=stats)
 
     def _labels_to_keep(self, user_axes: str) -> list["LabelImage"]:
         """The label images a save carries over: all of them, unless the save changes the image's axes (then

@@ -99,8 +99,12 @@ def _chunk_coords(region: tuple[slice, ...], chunks: tuple[int, ...]) -> list[tu
 
 def store_chunk_bytes(array: zarr.Array, coords: tuple[int, ...], data: bytes) -> None:
     """Store ``data`` as the encoded chunk ``coords`` of ``array`` as it is (no codec runs)."""
-    store = array.store_path.store
     key = (f"{array.path}/" if array.path else "") + array.metadata.encode_chunk_key(coords)
+    store_key_bytes(array.store_path.store, key, data)
+
+
+def store_key_bytes(store: Store, key: str, data: bytes) -> None:
+    """Store ``data`` under ``key`` of ``store`` as it is (an encoded chunk)."""
     set_bytes = getattr(store, "set_bytes_sync", None)  # the single-file store's capability
     if set_bytes is not None:
         set_bytes(key, data)
@@ -138,6 +142,35 @@ def _levels_per_pass(plan: list[LevelGeometry], start: int, chunks: tuple[int, .
     return max(k, 1) if start + 1 < len(plan) else 0
 
 
+def plan_pass(
+    plan: list[LevelGeometry], start: int, chunks: tuple[int, ...], itemsize: int
+) -> tuple[int, list[list[int]], list[int], list[tuple[slice, ...]]]:
+    """One pass of the build from level ``start``: how many levels ``k`` it produces, each one's factor relative to
+    ``start``, the superblock shape and the superblocks (regions of level ``start``, C order)."""
+    k = _levels_per_pass(plan, start, chunks, itemsize)
+    base = plan[start]
+    rel = [[f1 // f0 for f1, f0 in zip(plan[start + j].factor, base.factor)] for j in range(k + 1)]
+    block = [c * r for c, r in zip(chunks, rel[k])]
+    origins = itertools.product(*(range(0, n, b) for n, b in zip(base.shape, block)))
+    regions = [tuple(slice(o, min(o + b, n)) for o, b, n in zip(org, block, base.shape)) for org in origins]
+    return k, rel, block, regions
+
+
+def superblock_blocks(
+    arrays: list[zarr.Array], start: int, k: int, rel: list[list[int]], region: tuple[slice, ...], data: np.ndarray,
+    method: str, with_start: bool,
+) -> list[tuple[zarr.Array, tuple[slice, ...], np.ndarray]]:
+    """The chunk-aligned blocks one superblock (``data`` at ``region`` of level ``start``) gives: itself if
+    ``with_start``, then levels ``start+1..start+k`` downsampled from it."""
+    batch = [(arrays[start], region, data)] if with_start else []
+    for j in range(1, k + 1):
+        halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
+        data = downsample(data, halve, method)
+        origin = [s.start // r for s, r in zip(region, rel[j])]
+        batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
+    return batch
+
+
 def build_pyramid(
     source: StorageArray,
     arrays: list[zarr.Array],
@@ -156,12 +189,7 @@ def build_pyramid(
         progress(0, total)
     start, src = 0, source
     while True:
-        k = _levels_per_pass(plan, start, chunks, itemsize)
-        base = plan[start]
-        rel = [[f1 // f0 for f1, f0 in zip(plan[start + j].factor, base.factor)] for j in range(k + 1)]
-        block = [c * r for c, r in zip(chunks, rel[k])]
-        origins = list(itertools.product(*(range(0, n, b) for n, b in zip(base.shape, block))))
-        regions = [tuple(slice(o, min(o + b, n)) for o, b, n in zip(org, block, base.shape)) for org in origins]
+        k, rel, block, regions = plan_pass(plan, start, chunks, itemsize)
 
         def read(region: tuple[slice, ...], src: StorageArray = src) -> np.ndarray:
             return np.asarray(src[region])
@@ -177,18 +205,11 @@ def build_pyramid(
 
         def process(region: tuple[slice, ...], data: np.ndarray, start: int = start, k: int = k,
                     rel: list = rel, transcode: Any = transcode, encoder: Any = None) -> int:
-            batch = []
             level0 = None
             if transcode is not None:
                 encoded = [(c, encoder.submit(transcode, c)) for c in _chunk_coords(region, tuple(arrays[0].chunks))]
                 level0 = (arrays[0], region, data, encoded)
-            elif start == 0:
-                batch.append((arrays[0], region, data))
-            for j in range(1, k + 1):
-                halve = tuple(a != b for a, b in zip(rel[j], rel[j - 1]))
-                data = downsample(data, halve, method)
-                origin = [s.start // r for s, r in zip(region, rel[j])]
-                batch.append((arrays[start + j], tuple(slice(o, o + n) for o, n in zip(origin, data.shape)), data))
+            batch = superblock_blocks(arrays, start, k, rel, region, data, method, with_start=start == 0 and level0 is None)
             return (_write_encoded(*level0) if level0 is not None else 0) + _write_batch(batch)
 
         with ThreadPoolExecutor(1, "mzarr-read") as reader, ThreadPoolExecutor(in_flight, "mzarr-build") as builder, \
@@ -226,15 +247,17 @@ def write_image(
     encoded_chunks: EncodedChunks | None = None,
     path: str = "",
     ome_extra: dict[str, Any] | None = None,
+    build: Callable[..., None] | None = None,
 ) -> list[zarr.Array]:
     """Write a whole image (all levels + metadata) into an empty store. ``empty`` leaves every chunk unwritten;
     ``encoded_chunks`` supplies level 0's chunks already encoded (see the module docstring); ``path`` and
-    ``ome_extra`` as for :func:`create_arrays` (a label image inside an image's hierarchy)."""
+    ``ome_extra`` as for :func:`create_arrays` (a label image inside an image's hierarchy); ``build`` replaces
+    :func:`build_pyramid` (same arguments; :func:`mzarr_core.dask_write.dask_builder`)."""
     dtype = np.dtype(source.dtype)
     plan = plan_levels(tuple(source.shape), info.storage_axes, chunks, levels)
     arrays = create_arrays(store, info, plan, dtype, chunks, codec, path, ome_extra)
     if not empty:
-        build_pyramid(source, arrays, plan, chunks, info.downsample, progress, encoded_chunks)
+        (build or build_pyramid)(source, arrays, plan, chunks, info.downsample, progress, encoded_chunks)
     elif progress:
         progress(1, 1)
     return arrays

@@ -1,0 +1,448 @@
+"""Saving with dask: chunks and pyramid levels computed and encoded in parallel by dask workers (threads, processes
+or a ``dask.distributed`` cluster), the encoded bytes inserted by the one writer (the caller: SQLite has one writer).
+
+The build is :func:`mzarr_core.writer.build_pyramid`'s, cut into tasks: one task per superblock of a pass
+(:func:`~mzarr_core.writer.plan_pass`). A task gets its superblock's input, builds the blocks of the pass's levels
+(:func:`~mzarr_core.writer.superblock_blocks`) and encodes them into an in-memory Zarr store holding arrays made
+exactly as the file's (:func:`~mzarr_core.writer.create_arrays`), then returns the encoded chunks as bytes, never
+decoded pixels. So every stored chunk is bit for bit the plain save's. The input of a task is:
+
+* pass 0 (from level 0): the culled, optimised graph of the superblock's region of the source dask array, computed
+  inside the task (``scheduler="sync"``): workers read the source themselves (a cluster's workers need the input
+  files on a shared file system); a :class:`PathSource` (what ``mzarr convert --workers`` reads through) is cut to
+  the region and read by the task; any other source is read by the writer and its pixels shipped;
+* later passes (from the coarsest level of the previous pass, as stored): that level's encoded chunks of the region,
+  read back from the file being written and decoded by the task, as the plain save decodes them.
+
+Memory is bounded on every side: at most ``2 x workers`` tasks are in flight (submitted, not yet inserted), each
+holding one superblock (at most ``BLOCK_BUDGET`` bytes of pixels) on its worker and its encoded chunks until the
+writer has inserted them; the writer never holds more than those results (docs/API.md, "Writing with dask").
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import multiprocessing
+import os
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.storage import MemoryStore
+
+from .codecs import StorageCodec
+from .errors import MzarrError, MzarrValueError
+from .level import StorageArray, StorageView
+from .ngff import ImageInfo
+from .pyramid import LevelGeometry
+from .writer import (
+    Progress,
+    _chunk_coords,
+    _count_chunks,
+    _cores,
+    _write_batch,
+    create_arrays,
+    plan_pass,
+    store_key_bytes,
+    superblock_blocks,
+)
+
+__all__ = ["DaskSaveStats", "PathSource", "dask_builder", "is_dask_array"]
+
+IN_FLIGHT_PER_WORKER = 2  # one task running and one queued per worker: workers never wait for the writer
+
+
+@dataclass
+class DaskSaveStats:
+    """What a dask save measured; pass one as ``Mzarr.save(..., dask_stats=)`` to have it filled."""
+
+    workers: int = 0  # tasks that run at once
+    max_in_flight: int = 0  # the bound on tasks submitted and not yet inserted
+    peak_in_flight: int = 0  # the most there were at once
+    tasks: int = 0
+    chunks_stored: int = 0
+    bytes_stored: int = 0
+    insert_seconds: float = 0.0  # the writer inserting encoded chunks into the file
+    wall_seconds: float = 0.0  # the whole build (the file's metadata before it and its commit after it excluded)
+    worker_peak_rss: dict[int, int] = field(default_factory=dict)  # worker process id -> peak resident bytes
+    writer_peak_rss: int = 0  # the writer process's peak resident bytes
+
+    @property
+    def writer_busy(self) -> float:
+        """The fraction of the build's wall time the writer spent inserting (near 1: the writer is the bottleneck)."""
+        return self.insert_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def is_dask_array(obj: Any) -> bool:
+    """Whether ``obj`` is a dask array (without importing dask when it was never imported)."""
+    if "dask.array" not in sys.modules:
+        return False
+    import dask.array as da
+
+    return isinstance(obj, da.Array)
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+# -- a source read by path in every process ------------------------------------------------------------------------
+_sources = threading.local()  # per thread of each process: (path, options) -> the opened Source
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """An image file read through :func:`mzarr_core.formats.read` by path, lazily: what each worker process (and
+    thread) opens once for itself. Cheap to pickle; the file must be readable at ``path`` where the tasks run."""
+
+    path: str
+    read_options: tuple[tuple[str, Any], ...]
+    shape: tuple[int, ...]
+    dtype_str: str
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.dtype_str)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @classmethod
+    def of(cls, path: Any, read_options: dict[str, Any] | None, array: Any) -> "PathSource":
+        """The source ``read(path, **read_options)`` gives (its ``array`` already opened here)."""
+        return cls(str(os.path.realpath(path)), tuple(sorted((read_options or {}).items())),
+                   tuple(int(n) for n in array.shape), np.dtype(array.dtype).str)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from .formats import read
+
+        opened = getattr(_sources, "opened", None)
+        if opened is None:
+            opened = _sources.opened = {}
+        source = opened.get((self.path, self.read_options))
+        if source is None:
+            source = opened[(self.path, self.read_options)] = read(self.path, **dict(self.read_options))
+            if tuple(int(n) for n in source.array.shape) != self.shape:
+                raise MzarrError(f"{self.path} changed while it was being converted (its shape is now "
+                                 f"{tuple(source.array.shape)}, not {self.shape}): convert it again")
+        return np.asarray(source.array[key]).astype(self.dtype, copy=False)
+
+
+# -- what a task gets ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Spec:
+    """How to make the file's arrays (in memory) in any process: the same call as the writer's."""
+
+    info: ImageInfo
+    plan: list[LevelGeometry]
+    dtype_str: str
+    chunks: tuple[int, ...]
+    codec: StorageCodec
+
+    def arrays(self) -> tuple[list[zarr.Array], dict[str, Any]]:
+        """Fresh in-memory arrays made like the file's, and the dict holding their keys."""
+        store: dict[str, Any] = {}
+        arrays = create_arrays(MemoryStore(store), copy.deepcopy(self.info), self.plan, np.dtype(self.dtype_str),
+                               self.chunks, self.codec)
+        return arrays, store
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """Pass 0 from a dask array: the superblock's region of the source (storage order), computed in the task."""
+
+    array: Any
+
+    def load(self, spec: _Spec, start: int, region: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self.array.compute(scheduler="sync"))
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Pass 0 from a :class:`PathSource`: the region read by the task."""
+
+    source: PathSource
+    perm: tuple[int, ...]
+
+    def load(self, spec: _Spec, start: int, region: tuple[slice, ...]) -> np.ndarray:
+        return StorageView(self.source, self.perm)[region]
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """Pass 0 from a source only the writer can read: its pixels."""
+
+    data: np.ndarray
+
+    def load(self, spec: _Spec, start: int, region: tuple[slice, ...]) -> np.ndarray:
+        return self.data
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A later pass: level ``start``'s encoded chunks of the region (key in the level -> bytes), decoded here."""
+
+    chunks: dict[str, bytes]
+
+    def load(self, spec: _Spec, start: int, region: tuple[slice, ...]) -> np.ndarray:
+        from zarr.core.buffer import default_buffer_prototype
+
+        arrays, store = spec.arrays()
+        prefix = f"{arrays[start].path}/"
+        for key, blob in self.chunks.items():
+            store[prefix + key] = default_buffer_prototype().buffer.from_bytes(blob)
+        return np.asarray(arrays[start][region])
+
+
+@dataclass
+class _Result:
+    chunks: list[tuple[int, str, bytes]]  # (level, key in the level, encoded bytes)
+    covered: int  # chunks of the pass's levels the superblock covers (stored or left empty)
+    pid: int
+    peak_rss: int
+
+
+def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...], source: Any) -> _Result:
+    """A task: the superblock at ``region`` of level ``start`` and its levels ``start+1..start+k``, encoded."""
+    data = source.load(spec, start, region)
+    if data.shape != tuple(s.stop - s.start for s in region) or data.dtype != np.dtype(spec.dtype_str):
+        raise MzarrError(f"the source gave a block of shape {data.shape} {data.dtype} for the region {region} "
+                         f"(expected {tuple(s.stop - s.start for s in region)} {spec.dtype_str})")
+    base = spec.plan[start].factor
+    rel = [[f1 // f0 for f1, f0 in zip(spec.plan[start + j].factor, base)] for j in range(k + 1)]
+    arrays, store = spec.arrays()
+    covered = _write_batch(superblock_blocks(arrays, start, k, rel, region, data, spec.info.downsample, start == 0))
+    del data
+    paths = {f"{a.path}/": i for i, a in enumerate(arrays)}
+    out = []
+    for key, buffer in store.items():
+        if key.endswith("zarr.json"):
+            continue
+        head, rest = key.split("/", 1)
+        out.append((paths[head + "/"], rest, buffer.to_bytes()))
+    return _Result(out, covered, os.getpid(), _peak_rss())
+
+
+# -- where the tasks run -------------------------------------------------------------------------------------------
+class _Runner:
+    """A pool of workers behind one interface: ``concurrent.futures`` executors and ``dask.distributed`` clients."""
+
+    def __init__(self, scheduler: Any, workers: int | None):
+        self.owned: Any = None
+        self.client: Any = None
+        self.executor: Any = None
+        if scheduler is None:
+            self.client = _active_client()
+            scheduler = "threads" if self.client is None else None
+        if isinstance(scheduler, str):
+            if scheduler in ("threads", "processes"):
+                n = workers or _cores()
+                if scheduler == "threads":
+                    self.executor = concurrent.futures.ThreadPoolExecutor(n, "mzarr-dask")
+                else:
+                    # spawn: a forked child would inherit the parent's open SQLite connections and zarr's threads
+                    self.executor = concurrent.futures.ProcessPoolExecutor(n, multiprocessing.get_context("spawn"))
+                self.owned = self.executor
+                workers = n
+            elif "://" in scheduler or ":" in scheduler:
+                distributed = _distributed()
+                try:
+                    self.client = self.owned = distributed.Client(scheduler, set_as_default=False)
+                except (OSError, TimeoutError) as exc:
+                    raise MzarrError(f"cannot reach the dask scheduler at {scheduler} ({exc}): start it "
+                                     "(dask scheduler / dask worker) or give another address") from None
+            else:
+                raise MzarrValueError(
+                    f"scheduler must be 'threads', 'processes', a dask.distributed scheduler address such as "
+                    f"'tcp://host:8786', a distributed Client or a concurrent.futures Executor; got {scheduler!r}"
+                )
+        elif isinstance(scheduler, concurrent.futures.Executor):
+            self.executor = scheduler
+        elif scheduler is not None:
+            if not _is_client(scheduler):
+                raise MzarrValueError(f"scheduler must be a name, an address, a Client or an Executor; got {scheduler!r}")
+            self.client = scheduler
+        if self.client is not None and workers is None:
+            workers = sum(self.client.nthreads().values())
+            if not workers:
+                raise MzarrError("the dask cluster has no workers: start some (dask worker ADDRESS) and save again")
+        if workers is None:
+            workers = getattr(self.executor, "_max_workers", None) or _cores()
+        if workers < 1:
+            raise MzarrValueError(f"workers must be at least 1, got {workers}")
+        self.workers = int(workers)
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        if self.client is not None:
+            return self.client.submit(fn, *args, pure=False)
+        return self.executor.submit(fn, *args)
+
+    def wait_first(self, pending: list[Any]) -> set[Any]:
+        if self.client is not None:
+            return set(_distributed().wait(pending, return_when="FIRST_COMPLETED").done)
+        return concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED).done
+
+    def cancel(self, pending: list[Any]) -> None:
+        if self.client is not None and pending:
+            self.client.cancel(pending)
+        for future in pending if self.client is None else ():
+            future.cancel()
+
+    def close(self) -> None:
+        if self.owned is not None:
+            if self.client is not None:
+                self.owned.close()
+            else:
+                self.owned.shutdown(wait=True, cancel_futures=True)
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise MzarrError('a dask.distributed scheduler needs the distributed package: pip install "mzarr[dask]"') from None
+    return distributed
+
+
+def _is_client(obj: Any) -> bool:
+    return "distributed" in sys.modules and isinstance(obj, sys.modules["distributed"].Client)
+
+
+def _active_client() -> Any:
+    """The dask.distributed client in use in this process (``Client(...)`` made default), or None."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        return sys.modules["distributed"].default_client()
+    except ValueError:
+        return None
+
+
+# -- the writer ----------------------------------------------------------------------------------------------------
+def _level0_input(source: Any, perm: tuple[int, ...], region: tuple[slice, ...]) -> Any:
+    """What a pass-0 task gets for ``region`` (storage order) of ``source`` (user order)."""
+    if is_dask_array(source):
+        import dask
+
+        (sub,) = dask.optimize(source.transpose(perm)[region])  # culled to the region's chunks
+        return _Graph(sub)
+    if isinstance(source, PathSource):
+        return _Cut(source, perm)
+    return _Pixels(np.ascontiguousarray(StorageView(source, perm)[region]))
+
+
+def _stored_input(array: zarr.Array, region: tuple[slice, ...]) -> _Stored:
+    """Level ``array``'s encoded chunks of ``region`` as the file being written holds them."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    store = array.store_path.store
+    prefix = f"{array.path}/" if array.path else ""
+    keys = [array.metadata.encode_chunk_key(c) for c in _chunk_coords(region, tuple(array.chunks))]
+    many = getattr(store, "get_many_bytes_sync", None)  # the single-file store's capability
+    if many is not None:
+        found = many([prefix + key for key in keys])
+        return _Stored({key: found[prefix + key] for key in keys if prefix + key in found})
+    out = {}
+    for key in keys:
+        buffer = sync(store.get(prefix + key, default_buffer_prototype()))
+        if buffer is not None:
+            out[key] = buffer.to_bytes()
+    return _Stored(out)
+
+
+def dask_builder(source: Any, perm: tuple[int, ...], info: ImageInfo, codec: StorageCodec, *, scheduler: Any = None,
+                 workers: int | None = None, stats: DaskSaveStats | None = None) -> Any:
+    """A ``build`` for :func:`~mzarr_core.writer.write_image` that runs the pyramid's tasks on dask (see the module
+    docstring). ``source``: level 0 in the user's axis order (a dask array, a :class:`PathSource` or any array);
+    ``perm``: user -> storage axis order."""
+
+    def build(_storage: StorageArray, arrays: list[zarr.Array], plan: list[LevelGeometry], chunks: tuple[int, ...],
+              method: str, progress: Progress | None = None, encoded_chunks: Any = None) -> None:
+        if encoded_chunks is not None:
+            raise MzarrValueError("a dask save cannot keep JPEG tiles (jpeg_tiles): save without scheduler/workers")
+        run_build(source, perm, arrays, plan, chunks, info, codec, scheduler, workers, progress, stats)
+
+    return build
+
+
+def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan: list[LevelGeometry],
+              chunks: tuple[int, ...], info: ImageInfo, codec: StorageCodec, scheduler: Any, workers: int | None,
+              progress: Progress | None, stats: DaskSaveStats | None) -> None:
+    """Build every level of ``arrays`` from ``source`` on the workers, inserting their encoded chunks here."""
+    t0 = time.perf_counter()
+    stats = stats if stats is not None else DaskSaveStats()
+    dtype = np.dtype(arrays[0].dtype)
+    spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec)
+    total = sum(_count_chunks(tuple(slice(0, n) for n in g.shape), chunks) for g in plan)
+    done = 0
+    if progress:
+        progress(0, total)
+    runner = _Runner(scheduler, workers)
+    stats.workers = runner.workers
+    stats.max_in_flight = bound = IN_FLIGHT_PER_WORKER * runner.workers
+    pending: list[Any] = []
+    where: dict[Any, tuple[int, tuple[slice, ...]]] = {}
+
+    def collect() -> None:
+        nonlocal done
+        for future in runner.wait_first(pending):
+            pending.remove(future)
+            start, region = where.pop(future)
+            try:
+                result: _Result = future.result()
+            except MzarrError:
+                raise
+            except BaseException as exc:
+                raise MzarrError(
+                    f"a dask task failed building the superblock {_describe(region)} of level {start} "
+                    f"({type(exc).__name__}: {exc}); nothing was saved (a previous file is untouched)"
+                ) from exc
+            del future
+            t = time.perf_counter()
+            for level, key, blob in result.chunks:
+                array = arrays[level]
+                store_key_bytes(array.store_path.store, (f"{array.path}/" if array.path else "") + key, blob)
+                stats.bytes_stored += len(blob)
+            stats.insert_seconds += time.perf_counter() - t
+            stats.chunks_stored += len(result.chunks)
+            stats.worker_peak_rss[result.pid] = max(stats.worker_peak_rss.get(result.pid, 0), result.peak_rss)
+            done += result.covered
+            if progress:
+                progress(done, total)
+
+    try:
+        start = 0
+        while True:
+            k, _rel, _block, regions = plan_pass(plan, start, chunks, dtype.itemsize)
+            for region in regions:
+                while len(pending) >= bound:
+                    collect()
+                task_input = _level0_input(source, perm, region) if start == 0 else _stored_input(arrays[start], region)
+                future = runner.submit(encode_superblock, spec, start, k, region, task_input)
+                del task_input
+                pending.append(future)
+                where[future] = (start, region)
+                stats.tasks += 1
+                stats.peak_in_flight = max(stats.peak_in_flight, len(pending))
+            while pending:  # the next pass reads this pass's coarsest level as stored
+                collect()
+            if start + k >= len(plan) - 1:
+                break
+            start += k
+    finally:
+        runner.cancel(pending)
+        runner.close()
+        stats.wall_seconds = time.perf_counter() - t0
+        stats.writer_peak_rss = _peak_rss()
+
+
+def _describe(region: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
