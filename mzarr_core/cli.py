@@ -267,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(lossless for slides stored without loss)",
     )
     conv.add_argument(
+        "--workers", type=int, metavar="N",
+        help="encode on N local worker processes through dask (default: the threaded save on this machine's cores)",
+    )
+    conv.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="encode on a dask.distributed cluster, e.g. tcp://host:8786: its workers read INPUT by the same path "
+        "(a shared file system); this process writes OUTPUT",
+    )
+    conv.add_argument(
         "--keep-label", action="store_true",
         help="whole-slide images: keep the label picture and the fields that may identify the patient (left out "
         "by default: labels show barcodes and handwriting)",
@@ -366,6 +375,12 @@ def run(args: argparse.Namespace) -> int:
                 options[name] = getattr(args, name)
         if args.labels:
             options["is_label"] = True
+        if args.scheduler is not None:
+            options["scheduler"] = args.scheduler
+        elif args.workers is not None:
+            options["scheduler"] = "processes"
+        if args.workers is not None:
+            options["workers"] = args.workers
         read_options = {"series": args.series, "keep_phi": args.keep_phi, "compression": args.slide_compression,
                         "keep_label": args.keep_label}
         if args.lossy and args.slide_compression is None and getattr(_import_format(args.input), "name", "") in SLIDE_FORMATS:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .dask_write import PathSource
 from .errors import MzarrValueError
 from .formats import export, read
 from .image import Mzarr
@@ -31,7 +32,8 @@ def convert(
     """Read ``src`` (lazily where possible) and save it to ``dst`` with a pyramid.
 
     ``read_options`` go to the source's reader (DICOM: ``series``, ``keep_phi``; slides: ``compression``,
-    ``keep_label``); ``save_options`` are those of :meth:`Mzarr.save`; ``axes``/``spacing``/``unit``/``attrs``
+    ``keep_label``); ``save_options`` are those of :meth:`Mzarr.save` (with ``scheduler``/``workers`` the
+    conversion runs on dask, each worker reading ``src`` by path: :mod:`mzarr_core.dask_write`); ``axes``/``spacing``/``unit``/``attrs``
     default to what the source file says. ``report(line)`` is told choices made for the user before writing (a
     slide's compression and why). ``labels_from``: any readable file holding a segmentation of the image (integer
     values, the image's spatial shape), attached as the label image ``labels_name`` (default: its file name); it is
@@ -55,15 +57,22 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
     source = read(src, **(read_options or {}))
     from .formats.slide import SlideSource
 
+    on_dask = save_options.get("scheduler") is not None or save_options.get("workers") is not None
     if isinstance(source, SlideSource):  # a whole-slide image stores itself (its JPEG tiles, associated images)
+        if on_dask:
+            source.close()
+            raise MzarrValueError("--workers/--scheduler do not apply to whole-slide images (they convert tile by "
+                                  "tile on this machine's cores already): leave them out")
         try:
             return source.save(dst, progress, report=report, **save_options)
         finally:
             source.close()
     try:
         axes = save_options.pop("axes", None) or (None if save_options.get("channel_axis") is not None else source.axes)
+        # on dask, every worker reads the file itself, by path (a cluster's workers: on a shared file system)
+        array = PathSource.of(src, read_options, source.array) if on_dask else source.array
         image = Mzarr(
-            source.array,
+            array,
             axes=axes,
             channel_axis=save_options.pop("channel_axis", None),
             spacing=save_options.pop("spacing", None) or source.spacing,

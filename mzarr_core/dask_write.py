@@ -25,7 +25,6 @@ import concurrent.futures
 import copy
 import multiprocessing
 import os
-import resource
 import sys
 import threading
 import time
@@ -89,7 +88,13 @@ def is_dask_array(obj: Any) -> bool:
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    """This process's peak resident memory in bytes (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; Linux: KiB
 
 
 # -- a source read by path in every process ------------------------------------------------------------------------
@@ -238,6 +243,9 @@ class _Runner:
         self.owned: Any = None
         self.client: Any = None
         self.executor: Any = None
+        self._finished = threading.Event()  # a distributed future finished
+        if workers is not None and int(workers) < 1:
+            raise MzarrValueError(f"workers must be at least 1, got {workers}")
         if scheduler is None:
             self.client = _active_client()
             scheduler = "threads" if self.client is None else None
@@ -275,19 +283,26 @@ class _Runner:
                 raise MzarrError("the dask cluster has no workers: start some (dask worker ADDRESS) and save again")
         if workers is None:
             workers = getattr(self.executor, "_max_workers", None) or _cores()
-        if workers < 1:
-            raise MzarrValueError(f"workers must be at least 1, got {workers}")
         self.workers = int(workers)
 
     def submit(self, fn: Any, *args: Any) -> Any:
         if self.client is not None:
-            return self.client.submit(fn, *args, pure=False)
+            future = self.client.submit(fn, *args, pure=False)
+            future.add_done_callback(lambda _: self._finished.set())
+            return future
         return self.executor.submit(fn, *args)
 
     def wait_first(self, pending: list[Any]) -> set[Any]:
-        if self.client is not None:
-            return set(_distributed().wait(pending, return_when="FIRST_COMPLETED").done)
-        return concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED).done
+        """The futures of ``pending`` that have finished, once at least one has."""
+        if self.client is None:
+            return concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED).done
+        # distributed.wait needs the client to be the default one: wait on the futures' own callbacks instead
+        while True:
+            done = {future for future in pending if future.done()}
+            if done:
+                return done
+            self._finished.wait(1.0)
+            self._finished.clear()
 
     def cancel(self, pending: list[Any]) -> None:
         if self.client is not None and pending:
