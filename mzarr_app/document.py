@@ -7,23 +7,26 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from mzarr_core import Mzarr
+from mzarr_core.errors import MzarrValueError
 
 from . import chunk_loader
 from .tiles import Plane, TileKey, tile_rect
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: an undo removes this very edit
 class Edit:
-    """A pending edit: ``region`` (level-0, every axis) set to ``value`` where ``mask`` (broadcastable) is true."""
+    """A pending edit: ``region`` (level-0, every axis of its target) set to ``value`` where ``mask``
+    (broadcastable) is true. ``target``: the label image it paints (its name), or None for the image itself."""
 
     region: tuple[slice, ...]
     value: float
     mask: np.ndarray | None = None
     label: str = "edit"
+    target: str | None = None
 
     def apply_to(self, block: np.ndarray) -> np.ndarray:
         """Apply this edit to ``block`` (the level-0 data of ``region``) and return it."""
@@ -33,6 +36,116 @@ class Edit:
             m = np.broadcast_to(self.mask, block.shape)
             block[m] = self.value
         return block
+
+
+def full_region(axes: str, shape: Sequence[int], spatial: dict[str, slice]) -> tuple[slice, ...]:
+    """n-D region over every axis of ``axes`` from per-spatial-axis slices (others, e.g. channels: all)."""
+    return tuple(spatial.get(a, slice(0, n)) if a != "c" else slice(0, n) for a, n in zip(axes, shape))
+
+
+def check_value(dtype: np.dtype, value: float) -> float | int | bool:
+    """``value`` converted to ``dtype``; :class:`MzarrValueError` (a ValueError) if it does not fit."""
+    dt = np.dtype(dtype)
+    if dt.kind in "ui":
+        if float(value) != int(value):
+            raise MzarrValueError(f"{value} is not an integer; the image is {dt}: enter a whole number")
+        info = np.iinfo(dt)
+        if not info.min <= int(value) <= info.max:
+            raise MzarrValueError(f"{value} does not fit in {dt} ({info.min}..{info.max}): enter a value in range")
+        return int(value)
+    if dt.kind == "b":
+        if float(value) not in (0.0, 1.0):
+            raise MzarrValueError(f"{value} is not 0 or 1; the label image is a bool mask")
+        return bool(value)
+    return float(value)
+
+
+def apply_edits(region: Sequence[slice], block: np.ndarray, edits: Sequence[Edit]) -> np.ndarray:
+    """``block`` (the level-0 data of ``region``, every axis) with the parts of ``edits`` inside it applied in
+    order (in place; returned)."""
+    for e in edits:
+        inter = []
+        for a, b in zip(region, e.region):
+            lo, hi = max(a.start, b.start), min(a.stop, b.stop)
+            if hi <= lo:
+                break
+            inter.append((lo, hi, a.start, b.start))
+        else:
+            dst = block[tuple(slice(lo - a0, hi - a0) for lo, hi, a0, _ in inter)]
+            if e.mask is None:
+                dst[...] = e.value
+            else:
+                m = e.mask[tuple(slice(0, 1) if n == 1 else slice(lo - b0, hi - b0)
+                                 for n, (lo, hi, _, b0) in zip(e.mask.shape, inter))]
+                dst[np.broadcast_to(m, dst.shape)] = e.value
+    return block
+
+
+def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, tile: TileKey,
+                  edits: Sequence[Edit]) -> np.ndarray:
+    """Tile ``data`` of level ``level_index`` of ``doc`` (a :class:`Document` or a label image's document: levels,
+    axes, shape) with the pending ``edits`` drawn in (nearest sampling at coarse levels)."""
+    if not edits:
+        return data
+    lev = doc.levels[level_index]
+    x, y, w, h = tile_rect(lev, plane, tile)
+    axes, shape = doc.axes, doc.shape
+    ri, ci = axes.index(plane.row), axes.index(plane.col)
+    fr, fc = float(lev.factor[ri]), float(lev.factor[ci])
+    rows, cols = data.shape[:2]
+    r0 = np.minimum((y + np.arange(rows) * fr + fr // 2).astype(np.int64), shape[ri] - 1)
+    c0 = np.minimum((x + np.arange(cols) * fc + fc // 2).astype(np.int64), shape[ci] - 1)
+    out = None
+    for e in edits:
+        if plane.slice_axis is not None:
+            sa = axes.index(plane.slice_axis)
+            sl = e.region[sa]
+            if not sl.start <= plane.slice_index < sl.stop:
+                continue
+        rs, cs = e.region[ri], e.region[ci]
+        rsel = (r0 >= rs.start) & (r0 < rs.stop)
+        csel = (c0 >= cs.start) & (c0 < cs.stop)
+        if not rsel.any() or not csel.any():
+            continue
+        sel = rsel[:, None] & csel[None, :]
+        if e.mask is not None:
+            idx: list[np.ndarray] = []
+            for ax, a in enumerate(axes):
+                if e.mask.shape[ax] == 1:
+                    idx.append(np.array([0]))
+                elif ax == ri:
+                    idx.append(np.clip(r0 - rs.start, 0, e.mask.shape[ax] - 1))
+                elif ax == ci:
+                    idx.append(np.clip(c0 - cs.start, 0, e.mask.shape[ax] - 1))
+                elif a == plane.slice_axis:
+                    idx.append(np.array([plane.slice_index - e.region[ax].start]))
+                else:
+                    idx.append(np.array([0]))
+            mk = e.mask[np.ix_(*idx)]
+            mk = mk[tuple(slice(None) if ax in (ri, ci) else 0 for ax in range(len(axes)))]
+            if ri > ci:
+                mk = mk.T
+            sel &= np.broadcast_to(mk, (rows, cols))
+        if out is None:
+            out = data.copy()
+        out[sel] = e.value
+    return data if out is None else out
+
+
+def level0_max(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequence[int], chunks: Sequence[int],
+               cancelled: Callable[[], bool] = lambda: False) -> int | None:
+    """The largest value of a level 0 of ``shape`` read by ``read(region)`` in slabs one chunk thick along the
+    first axis (None if cancelled); exact, for the next free label value."""
+    best: int | None = None
+    step = max(1, int(chunks[0]))
+    for s in range(0, int(shape[0]), step):
+        if cancelled():
+            return None
+        block = read((slice(s, min(int(shape[0]), s + step)),) + tuple(slice(0, int(n)) for n in shape[1:]))
+        if block.size:
+            v = int(np.max(block))
+            best = v if best is None else max(best, v)
+    return 0 if best is None else best
 
 
 def _json_copy(obj: Any) -> Any:
@@ -181,34 +294,39 @@ class Document:
     # --- editing -------------------------------------------------------------------------------------------
     def full_region(self, spatial: dict[str, slice]) -> tuple[slice, ...]:
         """n-D region over every axis from per-spatial-axis slices (channels: all)."""
-        return tuple(spatial.get(a, slice(0, n)) if a != "c" else slice(0, n) for a, n in zip(self.axes, self.shape))
+        return full_region(self.axes, self.shape, spatial)
 
-    def check_value(self, value: float) -> float | int:
+    def check_value(self, value: float) -> float | int | bool:
         """``value`` converted to the image dtype; ValueError if it does not fit."""
-        dt = self.dtype
-        if dt.kind in "ui":
-            if float(value) != int(value):
-                raise ValueError(f"{value} is not an integer; the image is {dt}")
-            info = np.iinfo(dt)
-            if not info.min <= int(value) <= info.max:
-                raise ValueError(f"{value} does not fit in {dt} ({info.min}..{info.max})")
-            return int(value)
-        if dt.kind == "b":
-            return bool(value)
-        return float(value)
+        return check_value(self.dtype, value)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Level-0 pixels of ``region`` (every axis), as saved (pending edits not applied)."""
+        return np.asarray(self.m[region])
+
+    def create_label_image(self, name: str, dtype: Any = "uint16") -> None:
+        """Add an empty label image ``name`` of ``dtype`` (the image's spatial shape) to the file, then reopen."""
+        with Mzarr(self.path, mode="r+") as w:
+            w.create_labels(name, dtype=dtype)
+        self.reopen()
 
     def save_edits(self, edits: Sequence[Edit] | None = None) -> int:
-        """Write ``edits`` (default: the pending ones) through ``mzarr_core`` and reopen; returns how many."""
+        """Write ``edits`` (default: the pending ones) of every target (the image, its label images) through
+        ``mzarr_core`` in one transaction (every pyramid updated; all saved or none) and reopen; returns how many."""
         todo = list(self.edits if edits is None else edits)
         if not todo:
             return 0
         with Mzarr(self.path, mode="r+") as w, w.transaction():  # all edits are saved, or none
+            targets: dict[str | None, Any] = {None: w}
             for e in todo:
+                if e.target not in targets:
+                    targets[e.target] = w.label(e.target)
+                dst = targets[e.target]
                 if e.mask is None:
-                    w[e.region] = self.check_value(e.value)
+                    dst[e.region] = check_value(dst.dtype, e.value)
                 else:
-                    block = np.asarray(w[e.region]).copy()
-                    w[e.region] = e.apply_to(block)
+                    block = np.asarray(dst[e.region]).copy()
+                    dst[e.region] = e.apply_to(block)
         self.reopen()
         if edits is None:
             self.edits = []
@@ -217,47 +335,4 @@ class Document:
     def overlay(self, data: np.ndarray, level_index: int, plane: Plane, tile: TileKey,
                 edits: Sequence[Edit]) -> np.ndarray:
         """Tile ``data`` with the pending ``edits`` drawn in (nearest sampling at coarse levels)."""
-        if not edits:
-            return data
-        lev = self.levels[level_index]
-        x, y, w, h = tile_rect(lev, plane, tile)
-        ri, ci = self.axes.index(plane.row), self.axes.index(plane.col)
-        fr, fc = float(lev.factor[ri]), float(lev.factor[ci])
-        rows, cols = data.shape[:2]
-        r0 = np.minimum((y + np.arange(rows) * fr + fr // 2).astype(np.int64), self.shape[ri] - 1)
-        c0 = np.minimum((x + np.arange(cols) * fc + fc // 2).astype(np.int64), self.shape[ci] - 1)
-        out = None
-        for e in edits:
-            if plane.slice_axis is not None:
-                sa = self.axes.index(plane.slice_axis)
-                sl = e.region[sa]
-                if not sl.start <= plane.slice_index < sl.stop:
-                    continue
-            rs, cs = e.region[ri], e.region[ci]
-            rsel = (r0 >= rs.start) & (r0 < rs.stop)
-            csel = (c0 >= cs.start) & (c0 < cs.stop)
-            if not rsel.any() or not csel.any():
-                continue
-            sel = rsel[:, None] & csel[None, :]
-            if e.mask is not None:
-                idx: list[np.ndarray] = []
-                for ax, a in enumerate(self.axes):
-                    if e.mask.shape[ax] == 1:
-                        idx.append(np.array([0]))
-                    elif ax == ri:
-                        idx.append(np.clip(r0 - rs.start, 0, e.mask.shape[ax] - 1))
-                    elif ax == ci:
-                        idx.append(np.clip(c0 - cs.start, 0, e.mask.shape[ax] - 1))
-                    elif a == plane.slice_axis:
-                        idx.append(np.array([plane.slice_index - e.region[ax].start]))
-                    else:
-                        idx.append(np.array([0]))
-                mk = e.mask[np.ix_(*idx)]
-                mk = mk[tuple(slice(None) if ax in (ri, ci) else 0 for ax in range(len(self.axes)))]
-                if ri > ci:
-                    mk = mk.T
-                sel &= np.broadcast_to(mk, (rows, cols))
-            if out is None:
-                out = data.copy()
-            out[sel] = e.value
-        return data if out is None else out
+        return overlay_edits(self, data, level_index, plane, tile, edits)

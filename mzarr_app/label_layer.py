@@ -19,7 +19,7 @@ import pyqtgraph as pg
 
 from . import chunk_loader
 from .contrast import DisplaySettings
-from .document import Document
+from .document import Document, Edit, check_value, full_region, overlay_edits
 from .layers import Layer, _Tile
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -227,8 +227,22 @@ class LabelDocument:
     def clear_cache(self) -> None:
         self.image.clear_cache()
 
-    def overlay(self, data: np.ndarray, *args: Any) -> np.ndarray:
-        return data  # label edits (painting) are not there yet
+    # --- painting (as Document) ---------------------------------------------------------------------------------
+    def full_region(self, spatial: dict[str, slice]) -> tuple[slice, ...]:
+        """Region over every axis of the label image from per-axis slices."""
+        return full_region(self.axes, self.shape, spatial)
+
+    def check_value(self, value: float) -> float | int | bool:
+        """``value`` as a label value of this image's dtype (ValueError if it does not fit)."""
+        return check_value(self.dtype, value)
+
+    def read(self, region: tuple[slice, ...]) -> np.ndarray:
+        """Level-0 label values of ``region``, as saved (pending edits not applied)."""
+        return np.asarray(self.label[region])
+
+    def overlay(self, data: np.ndarray, level_index: int, plane: Any, tile: Any, edits: Sequence[Edit]) -> np.ndarray:
+        """Tile ``data`` with pending label ``edits`` drawn in (nearest sampling at coarse levels)."""
+        return overlay_edits(self, data, level_index, plane, tile, edits)
 
     def name_of(self, value: Any) -> str | None:
         """The ``name`` (or first string property) of label ``value`` from ``properties``, if any."""
@@ -288,12 +302,13 @@ class LabelLayer(Layer):
 
     def render_into(self, t: _Tile) -> None:
         doc: LabelDocument = self.doc  # type: ignore[assignment]
+        data = doc.overlay(t.raw, t.key.level, t.plane, t.key, self.edits) if self.edits else t.raw
         t.item.premultiplied = True  # drawn as is: no conversion on the GUI thread
         #: a tile of background only (label 0) is transparent: neither coloured nor drawn
         zero = doc.colors.get(0)
-        t.item.background = not np.any(t.raw) and (zero is None or (len(zero) == 4 and zero[3] == 0))
+        t.item.background = not np.any(data) and (zero is None or (len(zero) == 4 and zero[3] == 0))
         if not t.item.background:
-            argb = label_rgba(t.raw, doc.colors, self.contour, self.table(), self.hidden_values,
+            argb = label_rgba(data, doc.colors, self.contour, self.table(), self.hidden_values,
                               as_premultiplied=True)
             t.item.setImage(argb, autoLevels=False, levels=None, lut=None)
         t.item.setOpacity(self.opacity)

@@ -153,13 +153,13 @@ def stroke_masks(points: Sequence[Point], radii: tuple[float, float], shape: tup
         m = np.zeros((r1 - r0, c1 - c0), bool)
         for a, b in run:
             _sweep(m, r0, c0, a, b, ry, rx)
-        piece = _crop(r0, c0, m)
+        piece = crop_mask(r0, c0, m)
         if piece is not None:
             out.append(piece)
     return out
 
 
-def _crop(r0: int, c0: int, m: np.ndarray) -> PlaneMask | None:
+def crop_mask(r0: int, c0: int, m: np.ndarray) -> PlaneMask | None:
     """``m`` (origin (r0, c0)) cropped to its true pixels; None if it has none; ``mask=None`` if all are true."""
     rows = np.flatnonzero(m.any(axis=1))
     if not rows.size:
@@ -210,7 +210,7 @@ def polygon_masks(vertices: Sequence[Point], shape: tuple[int, int], max_side: i
     for br in range(r0, r1, max_side):
         for bc in range(c0, c1, max_side):
             m = _polygon_block(xs, ys, br, min(r1, br + max_side), bc, min(c1, bc + max_side))
-            piece = _crop(br, bc, m)
+            piece = crop_mask(br, bc, m)
             if piece is not None:
                 out.append(piece)
     return out

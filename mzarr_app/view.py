@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QWidget
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from . import planner as P
 from . import tiles as T
@@ -37,12 +37,27 @@ PREFETCH_LAYERS = 1
 #: how far the view zooms out: the visible extent may reach this many times the image's larger side
 ZOOM_OUT = 16
 
+#: tools whose left-button drag paints a stroke (every raw mouse move is a stroke point)
+STROKE_TOOLS = ("brush", "eraser")
+#: tools acting on one left click: flood fill, pick the label value under the cursor
+CLICK_TOOLS = ("fill", "pick")
+
+
 class EditViewBox(pg.ViewBox):
-    """ViewBox that turns left-drags into rectangle selections or brush strokes when a tool is active, and
-    right-drags into window/level changes (``windowDrag``); a right click without motion opens pyqtgraph's menu."""
+    """ViewBox that turns left-button input into edits when a tool is active: rectangle selections, brush/eraser
+    strokes, polygons, clicks (fill, pick); and right-drags into window/level changes (``windowDrag``); a right
+    click without motion opens pyqtgraph's menu.
+
+    Strokes take every raw mouse move (an event filter on the scene), not pyqtgraph's drag events, which the
+    scene rate-limits: a fast drag would arrive as a few points."""
 
     rectDrawn = Signal(QRectF)
+    #: a finished brush/eraser stroke: [(x, y), ...] level-0
     brushStroke = Signal(list)
+    #: a closed polygon: [(x, y), ...] level-0
+    polygonDrawn = Signal(list)
+    #: a left click with the fill or pick tool: (tool, x, y) level-0
+    pointClicked = Signal(str, float, float)
     #: right-button drag: (dx, dy) in screen pixels from where the button went down, is start, is finish
     windowDrag = Signal(float, float, bool, bool)
 
@@ -53,16 +68,115 @@ class EditViewBox(pg.ViewBox):
         self.tool: str | None = None
         self.brush_radius = 5.0
         self._stroke: list[tuple[float, float]] = []
+        self._stroking = False
+        self._polygon: list[tuple[float, float]] = []
         self._band = QGraphicsRectItem()
         self._band.setPen(QPen(QColor(255, 200, 0), 0, Qt.PenStyle.DashLine))
         self._band.setZValue(1e6)
         self._band.hide()
         self.addItem(self._band, ignoreBounds=True)
+        self._path = QGraphicsPathItem()  # the stroke or polygon being drawn
+        self._path.setPen(QPen(QColor(255, 200, 0), 0))
+        self._path.setZValue(1e6)
+        self.addItem(self._path, ignoreBounds=True)
         self.selection: QRectF | None = None
+        self._filtered: Any = None
+
+    def itemChange(self, change: Any, value: Any) -> Any:  # noqa: N802 - Qt naming
+        """Watch the raw mouse events of the scene this box is put in (stroke points)."""
+        out = super().itemChange(change, value)
+        if change == QGraphicsItem.GraphicsItemChange.ItemSceneHasChanged:
+            scene = self.scene()
+            if scene is not None and scene is not self._filtered:
+                scene.installEventFilter(self)
+                self._filtered = scene
+        return out
+
+    def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt naming
+        """Stroke points from every mouse press/move/release on the scene (never consumes the event)."""
+        t = ev.type()
+        if self.tool not in STROKE_TOOLS:
+            self._stroking = False
+            return False
+        if t in (QEvent.Type.GraphicsSceneMousePress, QEvent.Type.GraphicsSceneMouseDoubleClick):
+            if ev.button() == Qt.MouseButton.LeftButton and self.sceneBoundingRect().contains(ev.scenePos()):
+                self._stroking = True
+                self._stroke = [self._view_point(ev.scenePos())]
+                self._show_path(self._stroke, False)
+        elif t == QEvent.Type.GraphicsSceneMouseMove and self._stroking:
+            self._stroke.append(self._view_point(ev.scenePos()))
+            self._show_path(self._stroke, False)
+        elif t == QEvent.Type.GraphicsSceneMouseRelease and self._stroking \
+                and ev.button() == Qt.MouseButton.LeftButton:
+            self._stroke.append(self._view_point(ev.scenePos()))
+            stroke, self._stroke, self._stroking = self._stroke, [], False
+            self._path.hide()
+            self.brushStroke.emit(stroke)
+        return False
+
+    def _view_point(self, scene_pos: Any) -> tuple[float, float]:
+        p = self.mapSceneToView(scene_pos)
+        return (float(p.x()), float(p.y()))
+
+    def _show_path(self, points: list[tuple[float, float]], closed: bool) -> None:
+        """Draw the stroke or polygon being made (a thin line over the image)."""
+        path = QPainterPath()
+        if points:
+            path.moveTo(QPointF(*points[0]))
+            for p in points[1:]:
+                path.lineTo(QPointF(*p))
+            if closed:
+                path.closeSubpath()
+        self._path.setPath(path)
+        self._path.show()
+
+    def set_tool(self, tool: str | None) -> None:
+        """Switch tool, dropping a half-drawn stroke or polygon."""
+        self.tool = tool
+        self._stroking, self._stroke = False, []
+        self.cancel_polygon()
+
+    def cancel_polygon(self) -> None:
+        """Forget the polygon being drawn."""
+        self._polygon = []
+        self._path.hide()
+
+    def finish_polygon(self) -> bool:
+        """Close the polygon being drawn (``polygonDrawn``) if it has at least 3 vertices."""
+        pts, self._polygon = self._polygon, []
+        self._path.hide()
+        if len(pts) < 3:
+            return False
+        self.polygonDrawn.emit(pts)
+        return True
+
+    def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
+        """Left clicks: fill / pick at the point; polygon vertices (a double click, or a click on the first
+        vertex, closes it); stroke tools handle their own clicks (a dab)."""
+        if ev.button() == Qt.MouseButton.LeftButton and self.tool is not None:
+            ev.accept()
+            x, y = self._view_point(ev.scenePos())
+            if self.tool in CLICK_TOOLS:
+                self.pointClicked.emit(self.tool, x, y)
+            elif self.tool == "polygon":
+                if self._polygon and (ev.double() or self._near_first(ev.scenePos())):
+                    self.finish_polygon()
+                    return
+                self._polygon.append((x, y))
+                self._show_path(self._polygon, True)
+            return
+        super().mouseClickEvent(ev)
+
+    def _near_first(self, scene_pos: Any) -> bool:
+        """The scene point is within 6 screen pixels of the polygon's first vertex (and it has 3 vertices)."""
+        if len(self._polygon) < 3:
+            return False
+        first = self.mapViewToScene(QPointF(*self._polygon[0]))
+        return (first - scene_pos).manhattanLength() <= 6
 
     def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - Qt naming
-        """Draw a selection or a brush stroke with the left button when a tool is active; else pan. A right-button
-        drag changes window/level (``windowDrag``)."""
+        """Draw a selection with the left button (rectangle tool); other tools keep the left button (no pan);
+        pan without a tool. A right-button drag changes window/level (``windowDrag``)."""
         if ev.button() == Qt.MouseButton.RightButton and self.window_level:
             ev.accept()
             d = ev.scenePos() - ev.buttonDownScenePos()
@@ -71,22 +185,15 @@ class EditViewBox(pg.ViewBox):
         if self.tool is None or ev.button() != Qt.MouseButton.LeftButton:
             return super().mouseDragEvent(ev, axis)
         ev.accept()
-        p0 = self.mapSceneToView(ev.buttonDownScenePos())
-        p1 = self.mapSceneToView(ev.scenePos())
         if self.tool == "rect":
+            p0 = self.mapSceneToView(ev.buttonDownScenePos())
+            p1 = self.mapSceneToView(ev.scenePos())
             r = QRectF(p0, p1).normalized()
             self._band.setRect(r)
             self._band.show()
             if ev.isFinish():
                 self.set_selection(r)
                 self.rectDrawn.emit(r)
-        elif self.tool == "brush":
-            if ev.isStart():
-                self._stroke = [(p0.x(), p0.y())]
-            self._stroke.append((p1.x(), p1.y()))
-            if ev.isFinish():
-                stroke, self._stroke = self._stroke, []
-                self.brushStroke.emit(stroke)
 
     def set_selection(self, r: QRectF | None) -> None:
         """Show (or hide with None) the current selection rectangle."""
@@ -366,11 +473,13 @@ class TiledImageView(pg.GraphicsView):
         self.schedule()
 
     def set_edits(self, edits: Sequence[Edit]) -> None:
-        """Pending edits to draw over the image."""
-        self._edits = list(edits)
-        if self.layers:
-            self.layers[0].edits = self._edits
-            self.layers[0].render_all()
+        """Pending edits to draw: those of the image over it, those of a label image in its layer."""
+        self._edits = [e for e in edits if e.target is None]
+        for i, layer in enumerate(self.layers):
+            mine = self._edits if i == 0 else [e for e in edits if e.target is not None and e.target == layer.name]
+            if i == 0 or mine or layer.edits:
+                layer.edits = mine
+                layer.render_all()
 
     def set_cache_mb(self, mb: float) -> None:
         """Change the chunk cache budget."""

@@ -16,7 +16,8 @@ from .document import Document
 from .import_dialog import ImportDialog
 from .importer import IMPORT_FILTER, drop_action, run_import
 from .panels.contrast import ContrastPanel
-from .panels.editing import EditingPanel, EditModel, brush_edit, rect_edit
+from .edit_controller import EditController
+from .panels.editing import EditingPanel, EditModel
 from .panels.labels import LabelsPanel
 from .panels.metadata import MetadataPanel
 from .panels.slicing import SlicingPanel
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         sb.addWidget(self.value_label)
         sb.addWidget(self.label_label)
         sb.addPermanentWidget(self.level_label)
+        self.edit_tools = EditController(self)
         self._make_actions()
         self._connect()
         self._update_title()
@@ -149,9 +151,16 @@ class MainWindow(QMainWindow):
         self._action(e, "Set selection to value", lambda: self.fill_selection(self.editing.value.value()),
                      "Ctrl+Return", "actFill")
         self._action(e, "Clear selection", lambda: self.fill_selection(0.0), "Ctrl+Backspace", "actClear")
-        self._action(e, "Rectangle tool", lambda: self.editing.set_tool("rect"), "R", "actRect")
-        self._action(e, "Brush tool", lambda: self.editing.set_tool("brush"), "B", "actBrush")
-        self._action(e, "Pan tool", lambda: self.editing.set_tool(None), "Esc", "actPan")
+        for tool, text, key in (("rect", "Rectangle", "R"), ("brush", "Brush", "B"), ("eraser", "Eraser", "E"),
+                                ("fill", "Flood fill", "F"), ("pick", "Pick label", "K"), ("polygon", "Polygon", "P")):
+            self._action(e, f"{text} tool", lambda t=tool: self.editing.set_tool(t), key, f"act{text.replace(' ', '')}")
+        self._action(e, "Pan tool", self._escape, "Esc", "actPan")
+        self._action(e, "New label value", self.edit_tools.new_label_value, "N", "actNewLabel")
+        self._action(e, "Smaller brush", lambda: self.editing.radius.setValue(self.editing.radius.value() / 1.25),
+                     "[", "actBrushSmaller")
+        self._action(e, "Larger brush", lambda: self.editing.radius.setValue(self.editing.radius.value() * 1.25),
+                     "]", "actBrushLarger")
+        self._action(e, "New label image…", lambda: self.edit_tools.new_label_image(), None, "actNewLabelImage")
         v = mb.addMenu("&View")
         self._action(v, "Zoom &in", lambda: self.view.zoom(2.0), [QKeySequence.StandardKey.ZoomIn, "="], "actZoomIn")
         self._action(v, "Zoom &out", lambda: self.view.zoom(0.5), [QKeySequence.StandardKey.ZoomOut, "-"],
@@ -296,14 +305,11 @@ class MainWindow(QMainWindow):
         self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
         self.view.vb.rectDrawn.connect(lambda r: self.statusBar().showMessage(
             f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
-        self.view.vb.brushStroke.connect(self._brush_stroke)
         self.contrast.settingsChanged.connect(self._set_display)
         self.view.vb.windowDrag.connect(self._window_drag)
         self.slicing.planeChanged.connect(self._plane_changed)
-        self.editing.toolChanged.connect(self._tool_changed)
         self.editing.fillRequested.connect(self.fill_selection)
         self.editing.saveRequested.connect(lambda: self.save(metadata=False))
-        self.editing.radius.valueChanged.connect(lambda r: setattr(self.view.vb, "brush_radius", r))
         self.model.changed.connect(self._edits_changed)
         self.metadata.changed.connect(self._update_title)
         self.metadata.saveRequested.connect(lambda _d: self.save(pixels=False))
@@ -654,47 +660,34 @@ class MainWindow(QMainWindow):
         self.view.set_label_opacity(self.labels.opacity.value() / 100.0)
         self.view.set_label_contour(self.labels.contour.isChecked())
 
-    # --- editing -------------------------------------------------------------------------------------------
-    def _tool_changed(self, tool: str | None) -> None:
-        self.view.vb.tool = tool
-        if tool is None:
-            self.view.vb.set_selection(None)
+    # --- editing (the tools: edit_controller.EditController) ----------------------------------------------
+    def _escape(self) -> None:
+        """Esc: drop a half-drawn polygon, else back to the pan tool."""
+        if self.view.vb.tool == "polygon" and self.view.vb._polygon:
+            self.view.vb.cancel_polygon()
+        else:
+            self.editing.set_tool(None)
 
     def fill_selection(self, value: float) -> bool:
-        """Set the selected rectangle of the current slice to ``value`` (a pending, undoable edit)."""
+        """Set the selected rectangle of the current slice of the paint target to ``value`` (pending, undoable)."""
         if self.doc is None or self.view.plane is None:
             return False
         r = self.view.vb.selection
         if r is None:
             self.statusBar().showMessage("Draw a rectangle first (R, then drag)", 5000)
             return False
-        return self.select_and_fill((r.left(), r.top(), r.right(), r.bottom()), value)
+        return self.edit_tools.fill_rect((r.left(), r.top(), r.right(), r.bottom()), value, self.editing.target())
 
-    def select_and_fill(self, rect: tuple[float, float, float, float], value: float) -> bool:
-        """Pending edit setting level-0 rectangle (x0, y0, x1, y1) of the current slice to ``value``."""
-        assert self.doc is not None and self.view.plane is not None
-        return self._push_edit(lambda: rect_edit(self.doc, self.view.plane, rect, value, "clear" if value == 0 else "fill"))
+    def select_and_fill(self, rect: tuple[float, float, float, float], value: float,
+                        target: str | None = None) -> bool:
+        """Pending edit setting level-0 rectangle (x0, y0, x1, y1) of the current slice of ``target`` (a label
+        image's name; None: the image) to ``value``."""
+        return self.edit_tools.fill_rect(rect, value, target)
 
-    def _brush_stroke(self, points: list[tuple[float, float]]) -> None:
-        self.paint(points, self.editing.radius.value(), self.editing.value.value())
-
-    def paint(self, points: list[tuple[float, float]], radius: float, value: float) -> bool:
-        """Pending brush edit along ``points`` ((x, y) level-0)."""
-        if self.doc is None or self.view.plane is None:
-            return False
-        return self._push_edit(lambda: brush_edit(self.doc, self.view.plane, points, radius, value))
-
-    def _push_edit(self, make_edit) -> bool:
-        """Build a pending edit and push it on the undo stack; a value the dtype cannot hold shows a message."""
-        try:
-            edit = make_edit()
-        except ValueError as exc:
-            self.show_error("Invalid value", str(exc))
-            return False
-        if edit is None:
-            return False
-        self.model.push(edit)
-        return True
+    def paint(self, points: list[tuple[float, float]], radius: float, value: float,
+              target: str | None = None) -> bool:
+        """Pending brush edit of ``target`` along ``points`` ((x, y) level-0), ``radius`` in level-0 pixels."""
+        return self.edit_tools.paint(points, radius, value, target)
 
     def _edits_changed(self) -> None:
         self.view.set_edits(self.model.edits)

@@ -94,7 +94,7 @@ def test_brush_paints_labels_and_saves_with_mode_pyramid(qtbot, window, image_co
     assert w.view.display.mode == "labels"
     w.editing.set_tool("brush")
     w.editing.value.setValue(77)
-    w.editing.radius.setValue(20)
+    w.editing.radius.setValue(20 / w.view.vb.viewPixelSize()[0])  # screen pixels: 20 level-0 pixels
     # a real mouse stroke on the view
     vp = w.view.viewport()
     a = w.view.mapFromScene(w.view.vb.mapViewToScene(QPointF(300, 300)))
