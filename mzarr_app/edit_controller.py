@@ -37,8 +37,9 @@ class EditController(QObject):
         self.view = window.view
         self.model = window.model
         self.panel = window.editing
-        #: largest level-0 value per (target, open file handle)
-        self._max_cache: dict[tuple[Any, int], int] = {}
+        #: largest saved level-0 value per (target, id of the open handle): (that handle, the value); the handle is
+        #: kept so its id is not reused by a later one
+        self._max_cache: dict[tuple[Any, int], tuple[Any, int]] = {}
         self._max_running: set[tuple[Any, int]] = set()
         self._want_new_value: tuple[Any, int] | None = None
         vb = self.view.vb
@@ -56,6 +57,7 @@ class EditController(QObject):
     def refresh_targets(self) -> None:
         """Offer the open file's label images as paint targets (keeping the current one if it is still there)."""
         doc = self.w.doc
+        self._max_cache = {}  # another file, or the same with another label image: scanned again when asked
         names = [la.name for la in self.view.label_layers]
         self.panel.set_targets(names, bool(doc is not None and doc.is_label), self.panel.target())
         self.panel.set_spacing(doc.unit or "units" if doc is not None and doc.spacing is not None else None)
@@ -214,31 +216,35 @@ class EditController(QObject):
         td = self.target_doc(target)
         if td is None:
             return None
-        key = (target, id(td.label if target is not None else td.m))
-        if key in self._max_cache:
-            return self._apply_new_value(target, td, self._max_cache[key])
+        handle = td.label if target is not None else td.m
+        key = (target, id(handle))
+        cached = self._max_cache.get(key)
+        if cached is not None and cached[0] is handle:
+            return self._apply_new_value(target, td, cached[1])
         self._want_new_value = key
         self.panel.notice.setText("Finding the next free label value (reading the full-resolution labels)…")
         if key not in self._max_running:
             self._max_running.add(key)
-            threading.Thread(target=self._scan_max, args=(key, td), daemon=True, name="mzarr-label-max").start()
+            threading.Thread(target=self._scan_max, args=(key, td, handle), daemon=True,
+                             name="mzarr-label-max").start()
         return None
 
-    def _scan_max(self, key: tuple[Any, int], td: Any) -> None:
+    def _scan_max(self, key: tuple[Any, int], td: Any, handle: Any) -> None:
         try:
-            m = level0_max(td.read, td.shape, td.chunks, cancelled=lambda: self.w.doc is None)
+            m = level0_max(handle.__getitem__, td.shape, td.chunks, cancelled=lambda: self.w.doc is None)
         except Exception:  # the file was reopened or closed meanwhile: no value
             m = None
-        self._maxFound.emit(key, m)
+        self._maxFound.emit(key, None if m is None else (handle, m))
 
-    def _max_found(self, key: tuple[Any, int], value: int | None) -> None:
+    def _max_found(self, key: tuple[Any, int], found: tuple[Any, int] | None) -> None:
         self._max_running.discard(key)
-        if value is None:
+        if found is None:
             if self._want_new_value == key:
                 self._want_new_value = None
                 self.panel.notice.setText("The next free label value could not be found (the file changed)")
             return
-        self._max_cache[key] = int(value)
+        self._max_cache[key] = found
+        value = found[1]
         if self._want_new_value == key:
             self._want_new_value = None
             target = key[0]

@@ -8,8 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
-                               QHBoxLayout, QLabel, QPushButton, QRadioButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGridLayout,
+                               QHBoxLayout, QLabel, QPushButton, QRadioButton, QScrollArea, QVBoxLayout, QWidget)
 
 from .. import paint as PT
 from ..document import Edit
@@ -201,10 +201,13 @@ class EditingPanel(QWidget):
         form.addRow("Tool", grid)
         form.addRow("Value / label", value_row)
         form.addRow("Brush radius", radius_row)
-        lay = QVBoxLayout(self)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
         lay.addLayout(form)
+        fill_row = QHBoxLayout()
         for b in (self.fill, self.clear):
-            lay.addWidget(b)
+            fill_row.addWidget(b)
+        lay.addLayout(fill_row)
         row = QHBoxLayout()
         for b in (self.undo, self.redo, self.save):
             row.addWidget(b)
@@ -212,6 +215,14 @@ class EditingPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(self.notice)
         lay.addStretch(1)
+        # scrolls rather than making the docks (and the window) taller than before the paint tools
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
         self.group.buttonClicked.connect(lambda _b: self.toolChanged.emit(self.tool()))
         self.fill.clicked.connect(lambda: self.fillRequested.emit(self.value.value()))
         self.clear.clicked.connect(lambda: self.fillRequested.emit(0.0))
