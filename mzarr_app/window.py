@@ -502,7 +502,7 @@ class MainWindow(QMainWindow):
     # --- view state ----------------------------------------------------------------------------------------
     def _set_window_presets(self, doc: Document) -> None:
         """The windows offered for ``doc``: its DICOM windows, the HU presets for Hounsfield data."""
-        from .presets import presets_for
+        from mzarr_core.display import presets_for
 
         try:
             attrs = doc.attrs()
@@ -518,7 +518,7 @@ class MainWindow(QMainWindow):
         MR) opens with the file's first window; every other image with automatic contrast."""
         from dataclasses import replace
 
-        from .presets import window_to_levels
+        from mzarr_core.display import window_to_levels
 
         file_windows = [p for p in getattr(self, "window_presets", []) if p.source == "file"]
         if file_windows and s.mode == "single":

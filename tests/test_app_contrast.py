@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 import app_fixtures as fx
 from app_fixtures import VIEW_H, VIEW_W, grab_view, open_and_wait, set_identity_grey, wait_idle
-from mzarr_app.presets import HU_PRESETS, file_windows, looks_like_hu, presets_for, window_to_levels
+from mzarr_core.display import HU_PRESETS, file_windows, looks_like_hu, presets_for, window_to_levels
 
 
 # the shared fixtures (bound as names so pytest finds them here)

@@ -12,8 +12,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton,
                                QSlider, QVBoxLayout, QWidget)
 
+from mzarr_core.display import WindowPreset, levels_to_window, window_to_levels
+
 from ..contrast import COLORMAPS, DisplaySettings, auto_levels
-from ..presets import WindowPreset, levels_to_window, window_to_levels
 
 #: the gamma slider's range: gamma = 10 ** (value / GAMMA_STEPS), 0.2 .. 5
 GAMMA_STEPS = 100

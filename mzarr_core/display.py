@@ -1,4 +1,6 @@
-"""Window/level presets (no Qt): the file's own DICOM windows, Hounsfield presets, and window <-> levels.
+"""Display windows: the file's own DICOM windows, Hounsfield presets, and window <-> levels.
+
+Public (docs/API.md, "Display windows"): the viewer and the napari plugin both read an image's contrast from here.
 
 A window is (centre C, width W); the view maps ``C - W/2 .. C + W/2`` to black..white (the usual viewer
 convention; DICOM's "LINEAR" VOI function of PS3.3 C.11.2.1.2 differs from it by half a unit).
@@ -160,3 +162,13 @@ def presets_for(dtype: Any, attrs: Mapping[str, Any] | None) -> list[WindowPrese
     else:
         out += hu_presets_in_stored_units(attrs)
     return out
+
+
+def opening_window(dtype: Any, attrs: Mapping[str, Any] | None, channel_count: int | None = None,
+                   is_label: bool = False) -> tuple[float, float] | None:
+    """(lo, hi) an image opens with from its own metadata: the file's first window for a single-channel image that
+    is not a label image; None otherwise (the viewer then uses automatic contrast)."""
+    if is_label or channel_count:
+        return None
+    windows = file_windows(attrs)
+    return windows[0].levels if windows else None
