@@ -68,7 +68,8 @@ def _save(path: str, layers: list[tuple[Any, dict[str, Any], str]]) -> Path:
                         f"labels layer {name!r} has shape {tuple(label_data.shape)}, but a label image must have "
                         f"the image's spatial shape {tuple(s for s, a in zip(m.shape, m.axes) if a != 'c')}"
                     )
-                m.create_labels(name, np.asarray(label_data))
+                m.create_labels(name, np.asarray(label_data), colors=_label_colors(meta.get("colormap")),
+                                properties=_label_properties(meta.get("features")))
     return out
 
 
@@ -96,6 +97,40 @@ def _mzarr(data: Any, meta: dict[str, Any], is_label: bool) -> Mzarr:
     spacing = None if all(s == 1.0 for s in scale) and unit is None else tuple(scale)
     attrs = _json_attrs(meta.get("metadata") or {})
     return Mzarr(array, axes=axes, spacing=spacing, unit=unit if spacing else None, is_label=is_label, attrs=attrs)
+
+
+def _label_colors(colormap: Any) -> dict[int, tuple[int, ...]] | None:
+    """The colours of a labels layer in napari's direct mode (``{value: RGBA 0-255}``), None in its automatic mode."""
+    color_dict = getattr(colormap, "color_dict", None)
+    if not color_dict:
+        return None
+    out = {}
+    for value, rgba in color_dict.items():
+        if value is None or (value == 0 and float(rgba[3]) == 0.0):
+            continue  # napari's default and its transparent background
+        out[int(value)] = tuple(int(round(float(c) * 255)) for c in rgba)
+    return out or None
+
+
+def _label_properties(features: Any) -> dict[int, dict[str, Any]] | None:
+    """A labels layer's ``features`` table as ``{value: {column: JSON value}}`` (the value from its ``index`` column,
+    else the row number, as napari counts them); missing values (NaN, None) are left out."""
+    if features is None or not len(features):
+        return None
+    columns = [c for c in features.columns if c != "index"]
+    values = features["index"] if "index" in features.columns else range(len(features))
+    out: dict[int, dict[str, Any]] = {}
+    for row, value in enumerate(values):
+        entry = {}
+        for column in columns:
+            v = features[column].iloc[row]
+            v = v.item() if isinstance(v, np.generic) else v
+            if v is None or (isinstance(v, float) and not np.isfinite(v)):
+                continue
+            entry[str(column)] = v
+        if entry:
+            out[int(value)] = entry
+    return out or None
 
 
 def _unit(units: Any, spatial: int) -> str | None:

@@ -316,6 +316,10 @@ def test_an_image_and_its_labels_save_as_one_file(viewer, volume_file, tmp_path)
     assert sorted(m.labels()) == ["mask", "nuclei"]
     np.testing.assert_array_equal(m.label("nuclei").numpy(), labels)
     np.testing.assert_array_equal(m.label("mask").numpy(), labels > 0)
+    # the colours and properties the reader gave napari come back (the new mask has napari's automatic colours)
+    assert m.label("nuclei").colors == {7: (255, 0, 0, 255)}
+    assert m.label("nuclei").properties == {2: {"kind": "debris"}, 7: {"kind": "nucleus"}}
+    assert m.label("mask").colors == {} and m.label("mask").properties == {}
 
 
 def test_writer_refusals_say_what_to_do(viewer, tmp_path):
