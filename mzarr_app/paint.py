@@ -9,6 +9,7 @@ Coordinates are level-0 pixels of the plane: ``x`` the column, ``y`` the row, a 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -277,8 +278,8 @@ def flood_fill(block: np.ndarray, seed: tuple[int, int], max_pixels: int | None 
             if lo == hi:
                 continue
             # runs of row nr overlapping [s, e): end > s and start < e (starts and ends increase along a row)
-            j0 = lo + int(np.searchsorted(run_end[lo:hi], s, side="right"))
-            j1 = lo + int(np.searchsorted(run_start[lo:hi], e, side="left"))
+            j0 = bisect_right(ends, s, lo, hi)
+            j1 = bisect_left(starts, e, j0, hi)
             for j in range(j0, j1):
                 if not visited[j]:
                     visited[j] = True

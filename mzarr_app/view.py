@@ -104,8 +104,11 @@ class EditViewBox(pg.ViewBox):
                 self._stroke = [self._view_point(ev.scenePos())]
                 self._show_path(self._stroke, False)
         elif t == QEvent.Type.GraphicsSceneMouseMove and self._stroking:
-            self._stroke.append(self._view_point(ev.scenePos()))
-            self._show_path(self._stroke, False)
+            p = self._view_point(ev.scenePos())
+            self._stroke.append(p)
+            path = self._path.path()  # one segment more (not the whole stroke again)
+            path.lineTo(QPointF(*p))
+            self._path.setPath(path)
         elif t == QEvent.Type.GraphicsSceneMouseRelease and self._stroking \
                 and ev.button() == Qt.MouseButton.LeftButton:
             self._stroke.append(self._view_point(ev.scenePos()))

@@ -1,0 +1,216 @@
+"""Painting benchmark (issue 10, deliverable 3): a stroke painted at 1:8 zoom on a big label image, saved, reopened.
+
+Uses the file of ``bench_overlay.py`` (a square uint16 image with a uint16 label image of the same size, built once
+under ``benchmarks/out/``), copied, and the real main window offscreen (1920x1080 view). At 1:8 zoom it paints a
+curved brush stroke with real mouse events (one per screen pixel step, sent as fast as possible), then measures:
+the stroke's edits (mask pieces built, drawn in the overlay), Save (one transaction: level 0 and every level of the
+label pyramid), the view sharp again after the reopen, a flood fill of a label, and the "New label" level-0 scan;
+and checks the saved file: level 0 changed exactly on the stroke's mask, every level in the stroke's footprint equals
+the core's mode downsampling of the level below, nothing else changed.
+
+    python benchmarks/bench_paint.py --size 8192      # quick run
+    python benchmarks/bench_paint.py                  # 30000² (bench_overlay's file; building takes minutes once)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overlay import LABEL, build_file  # noqa: E402  (benchmarks are scripts)
+from bench_viewer import _peak_mb  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measure(path: str, vw: int, vh: int) -> dict:
+    """Paint, save, reopen and check in a real window; the timings and checks as a dict."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import mzarr_app.settings as st
+
+    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_app.window import MainWindow
+    from mzarr_core import Mzarr
+    from mzarr_core.pyramid import downsample
+
+    app = QApplication.instance() or QApplication([])
+    w = MainWindow(cache_mb=512)
+    for d in w.docks.values():
+        d.hide()
+    w.show()
+    w.view.setFixedSize(vw, vh)
+    app.processEvents()
+    v = w.view
+
+    def pump_until(cond, timeout: float = 300.0) -> None:
+        t0 = time.perf_counter()
+        while not cond():
+            app.processEvents()
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("timed out")
+            time.sleep(0.0005)
+
+    def send(kind, x: float, y: float, button, buttons) -> None:
+        p = QPointF(v.mapFromScene(v.vb.mapViewToScene(QPointF(x, y))))
+        ev = QMouseEvent(kind, p, QPointF(v.viewport().mapToGlobal(p.toPoint())), button, buttons,
+                         Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(v.viewport(), ev)
+
+    out: dict = {"file": path, "view": f"{vw}x{vh}"}
+    assert w.open_path(path), w.last_error
+    pump_until(v.is_idle)
+    rows, cols = v.plane_shape()
+    cx, cy = cols / 2, rows / 2
+    v.show_rect(cx - vw * 4, cy - vh * 4, cx + vw * 4, cy + vh * 4)  # 1:8
+    pump_until(v.is_idle)
+    out["level_on_screen"] = v.label_layer(LABEL).level
+    w.editing.set_tool("brush")
+    w.editing.radius.setValue(3)  # screen pixels: 24 level-0 pixels at 1:8
+    value = 65000
+    w.editing.value.setValue(value)
+    strokes: list = []
+    v.vb.brushStroke.connect(strokes.append)
+    # a curve 6000 level-0 pixels wide (750 screen pixels), one mouse move per screen pixel
+    n = 750
+    xs = cx - 3000 + 6000 * np.arange(n) / (n - 1)
+    ys = cy + 1500 * np.sin(np.linspace(0, 2 * np.pi, n))
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    t0 = time.perf_counter()
+    send(QEvent.Type.MouseButtonPress, xs[0], ys[0], left, left)
+    for x, y in zip(xs[1:], ys[1:]):
+        send(QEvent.Type.MouseMove, x, y, none, left)
+    t_moves = time.perf_counter() - t0
+    send(QEvent.Type.MouseButtonRelease, xs[-1], ys[-1], left, none)
+    out["stroke_events_s"] = t_moves
+    out["stroke_release_to_drawn_s"] = time.perf_counter() - t0 - t_moves
+    out["stroke_points"] = len(strokes[0]) if strokes else 0
+    edits = [e for e in w.model.edits if e.target == LABEL]
+    out["stroke_pieces"] = len(edits)
+    layer = v.label_layer(LABEL)
+    t0 = time.perf_counter()
+    layer.render_all()
+    out["overlay_rerender_s"] = time.perf_counter() - t0
+    out["overlay_tiles"] = len(layer.tiles)
+    # the box checked: the stroke's pieces, widened to whole blocks of the coarsest level
+    r0 = min(e.region[0].start for e in edits)
+    r1 = max(e.region[0].stop for e in edits)
+    c0 = min(e.region[1].start for e in edits)
+    c1 = max(e.region[1].stop for e in edits)
+    with Mzarr(path) as m:
+        lab = m.label(LABEL)
+        f_top = int(lab.levels[-1].factor[0])
+        r0, c0 = r0 // f_top * f_top, c0 // f_top * f_top
+        r1, c1 = min(rows, -(-r1 // f_top) * f_top), min(cols, -(-c1 // f_top) * f_top)
+        before = [lev[r0 // int(lev.factor[0]):-(-r1 // int(lev.factor[0])),
+                      c0 // int(lev.factor[1]):-(-c1 // int(lev.factor[1]))] for lev in lab.levels]
+    mask = np.zeros((r1 - r0, c1 - c0), bool)  # the stroke's pixels in the box
+    for e in edits:
+        view = mask[e.region[0].start - r0:e.region[0].stop - r0, e.region[1].start - c0:e.region[1].stop - c0]
+        view |= np.broadcast_to(True if e.mask is None else e.mask, view.shape)
+    out["stroke_pixels"] = int(mask.sum())
+    # Save: one transaction, then the reopened file on screen
+    t0 = time.perf_counter()
+    assert w.save(), w.last_error
+    out["save_s"] = time.perf_counter() - t0
+    pump_until(v.is_idle)
+    out["save_to_sharp_s"] = time.perf_counter() - t0
+    with Mzarr(path) as m:
+        lab = m.label(LABEL)
+        after = [lev[r0 // int(lev.factor[0]):-(-r1 // int(lev.factor[0])),
+                     c0 // int(lev.factor[1]):-(-c1 // int(lev.factor[1]))] for lev in lab.levels]
+        sub = mask
+        ok0 = bool(np.array_equal(after[0] != before[0], sub & (before[0] != value)) and (after[0][sub] == value).all())
+        ok_levels = True
+        for i in range(1, len(after)):
+            halve = tuple(int(a) == 2 * int(b) for a, b in zip(lab.levels[i].factor, lab.levels[i - 1].factor))
+            expected = downsample(after[i - 1], halve, "mode")
+            ok_levels &= bool(np.array_equal(after[i], expected[:after[i].shape[0], :after[i].shape[1]]))
+            f = int(lab.levels[i].factor[0])
+            h, wd = after[i].shape
+            pad = np.zeros((h * f, wd * f), bool)
+            pad[:sub.shape[0], :sub.shape[1]] = sub[:h * f, :wd * f]
+            touched = pad.reshape(h, f, wd, f).any(axis=(1, 3))
+            ok_levels &= not bool((after[i] != before[i])[~touched].any())
+            ok_levels &= bool((after[i] == value).any())
+        out["level0_exact"] = ok0
+        out["levels_mode_rule_and_only_stroke"] = ok_levels
+        out["levels"] = len(lab.levels)
+    # flood fills at 1:8: the background (0) around a point (bounded by the fill's window), then one label
+    y_bg, x_bg = int(cy - 2000), int(cx)
+    with Mzarr(path) as m:
+        near = m.label(LABEL)[y_bg - 256:y_bg + 256, x_bg - 256:x_bg + 256]
+    bg = np.argwhere(near == 0)
+    cell = np.argwhere(near > 0)
+    for name, (py, px) in (("background", bg[len(bg) // 2]), ("label", cell[len(cell) // 2])):
+        t0 = time.perf_counter()
+        w.edit_tools.flood_fill(x_bg - 256 + px + 0.5, y_bg - 256 + py + 0.5, 64999, LABEL)
+        out[f"flood_fill_{name}_s"] = time.perf_counter() - t0
+        out[f"flood_fill_{name}_pixels"] = int(sum(int(np.count_nonzero(e.mask)) if e.mask is not None
+                                                   else int(np.prod([sl.stop - sl.start for sl in e.region]))
+                                                   for e in w.model.edits[-1:]))
+        out[f"flood_fill_{name}_notice"] = w.editing.notice.text()
+        w.model.stack.undo()
+    # "New label": the level-0 scan in the background
+    w.editing.set_target(LABEL)
+    t0 = time.perf_counter()
+    w.editing.new_value.click()
+    pump_until(lambda: "New label:" in w.editing.notice.text() or "could not" in w.editing.notice.text(), 1800)
+    out["new_label_scan_s"] = time.perf_counter() - t0
+    out["new_label_value"] = w.editing.value.value()
+    out["peak_rss_mb"] = _peak_mb()
+    w.model.reset()
+    w.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=30_000, help="side of the square image and label image")
+    p.add_argument("--view", default="1920x1080")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    p.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    vw, vh = (int(x) for x in a.view.lower().split("x"))
+    if a.measure:
+        print(json.dumps(measure(a.measure, vw, vh)))
+        return 0
+    a.out.mkdir(parents=True, exist_ok=True)
+    src = a.out / f"overlay_{a.size}.mzarr"
+    dt = build_file(src, a.size)
+    if dt:
+        print(f"built {src} in {dt:.0f} s ({src.stat().st_size / 2**20:.0f} MB)", flush=True)
+    path = a.out / f"paint_{a.size}.mzarr"
+    shutil.copyfile(src, path)  # painted and saved: a copy
+    load = os.getloadavg()
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    child = subprocess.run([sys.executable, __file__, "--measure", str(path), "--view", a.view],
+                           capture_output=True, text=True, env=env)
+    path.unlink(missing_ok=True)
+    if child.returncode != 0:
+        raise RuntimeError(f"measurement failed:\n{child.stderr[-3000:]}")
+    r = json.loads(child.stdout.strip().splitlines()[-1])
+    load_after = os.getloadavg()
+    print(f"\n{a.size}x{a.size} uint16 image + uint16 label image ({r['levels']} levels), view {r['view']}, "
+          f"load average {load[0]:.1f} before / {load_after[0]:.1f} after")
+    for k, val in r.items():
+        if k not in ("file", "view"):
+            print(f"  {k:36s} {val:.3f}" if isinstance(val, float) else f"  {k:36s} {val}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
