@@ -96,6 +96,7 @@ def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, ti
     r0 = np.minimum((y + np.arange(rows) * fr + fr // 2).astype(np.int64), shape[ri] - 1)
     c0 = np.minimum((x + np.arange(cols) * fc + fc // 2).astype(np.int64), shape[ci] - 1)
     out = None
+    top, bottom, left, right = y, y + h, x, x + w  # the tile's level-0 extent
     for e in edits:
         if plane.slice_axis is not None:
             sa = axes.index(plane.slice_axis)
@@ -103,6 +104,8 @@ def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, ti
             if not sl.start <= plane.slice_index < sl.stop:
                 continue
         rs, cs = e.region[ri], e.region[ci]
+        if rs.start >= bottom or rs.stop <= top or cs.start >= right or cs.stop <= left:
+            continue  # elsewhere: no array work
         rsel = (r0 >= rs.start) & (r0 < rs.stop)
         csel = (c0 >= cs.start) & (c0 < cs.stop)
         if not rsel.any() or not csel.any():

@@ -43,6 +43,7 @@ class EditController(QObject):
         self._max_running: set[tuple[Any, int]] = set()
         self._want_new_value: tuple[Any, int] | None = None
         vb = self.view.vb
+        vb.brush_radii = self.brush_radii
         vb.brushStroke.connect(self._stroke)
         vb.polygonDrawn.connect(self.polygon)
         vb.pointClicked.connect(self._clicked)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QWidget
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QWidget
 
 from . import planner as P
 from . import tiles as T
@@ -79,6 +79,13 @@ class EditViewBox(pg.ViewBox):
         self._path.setPen(QPen(QColor(255, 200, 0), 0))
         self._path.setZValue(1e6)
         self.addItem(self._path, ignoreBounds=True)
+        self._outline = QGraphicsEllipseItem()  # the brush under the cursor
+        self._outline.setPen(QPen(QColor(255, 255, 255, 180), 0))
+        self._outline.setZValue(1e6)
+        self._outline.hide()
+        self.addItem(self._outline, ignoreBounds=True)
+        #: the brush's (row, column) radius in level-0 pixels now (set by the edit controller), for the outline
+        self.brush_radii: Callable[[], tuple[float, float]] | None = None
         self.selection: QRectF | None = None
         self._filtered: Any = None
 
@@ -98,6 +105,8 @@ class EditViewBox(pg.ViewBox):
         if self.tool not in STROKE_TOOLS:
             self._stroking = False
             return False
+        if t == QEvent.Type.GraphicsSceneMouseMove:
+            self._move_outline(ev.scenePos())
         if t in (QEvent.Type.GraphicsSceneMousePress, QEvent.Type.GraphicsSceneMouseDoubleClick):
             if ev.button() == Qt.MouseButton.LeftButton and self.sceneBoundingRect().contains(ev.scenePos()):
                 self._stroking = True
@@ -116,6 +125,16 @@ class EditViewBox(pg.ViewBox):
             self._path.hide()
             self.brushStroke.emit(stroke)
         return False
+
+    def _move_outline(self, scene_pos: Any) -> None:
+        """Centre the brush outline on the cursor (hidden outside the box or without a radius source)."""
+        if self.brush_radii is None or not self.sceneBoundingRect().contains(scene_pos):
+            self._outline.hide()
+            return
+        x, y = self._view_point(scene_pos)
+        ry, rx = self.brush_radii()
+        self._outline.setRect(QRectF(x - rx, y - ry, 2 * rx, 2 * ry))
+        self._outline.show()
 
     def _view_point(self, scene_pos: Any) -> tuple[float, float]:
         p = self.mapSceneToView(scene_pos)
@@ -137,6 +156,7 @@ class EditViewBox(pg.ViewBox):
         """Switch tool, dropping a half-drawn stroke or polygon."""
         self.tool = tool
         self._stroking, self._stroke = False, []
+        self._outline.hide()
         self.cancel_polygon()
 
     def cancel_polygon(self) -> None:

@@ -229,6 +229,16 @@ def test_fast_drag_keeps_every_mouse_move(qtbot, window, copy_of) -> None:  # no
         assert painted[int(y), int(x)], (x, y)
     # the path between far-apart points is painted too (a connected curve, not dots)
     assert sklabel(painted, connectivity=2).max() == 1
+    # hovering shows the brush's outline at its radius, centred on the cursor
+    w.editing.radius.setValue(10)
+    send_mouse(w.view.viewport(), QEvent.Type.MouseMove, to_screen(w, 200, 150), Qt.MouseButton.NoButton,
+               Qt.MouseButton.NoButton)
+    outline = w.view.vb._outline
+    ry, rx = w.edit_tools.brush_radii()
+    assert outline.isVisible() and abs(outline.rect().width() - 2 * rx) < 1e-6 and abs(rx - 10) < 0.5
+    assert abs(outline.rect().center().x() - 200) < 1.5 and abs(outline.rect().center().y() - 150) < 1.5
+    w.editing.set_tool(None)
+    assert not outline.isVisible()
 
 
 def test_undo_redo_and_eraser(qtbot, window, copy_of) -> None:  # noqa: F811
