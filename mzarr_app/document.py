@@ -135,6 +135,43 @@ def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, ti
     return data if out is None else out
 
 
+#: largest region (elements) :func:`write_regions` merges edits into
+MAX_WRITE_ELEMENTS = 1 << 24
+#: edits this close (pixels, every axis) are merged into one write
+MERGE_GAP = 64
+
+
+def write_regions(regions: Sequence[Sequence[slice]], max_elements: int = MAX_WRITE_ELEMENTS,
+                  gap: int = MERGE_GAP) -> list[tuple[slice, ...]] | None:
+    """Disjoint-or-not bounding regions covering every one of ``regions``, nearby ones (within ``gap``) merged
+    while the merged region stays within ``max_elements``; None if a single region is larger than that."""
+    def size(b: list[list[int]]) -> int:
+        return int(np.prod([hi - lo for lo, hi in b]))
+
+    boxes: list[list[list[int]]] = []
+    for reg in regions:
+        box = [[int(sl.start), int(sl.stop)] for sl in reg]
+        if size(box) > max_elements:
+            return None
+        boxes.append(box)
+    merged = True
+    while merged:  # merge until no two boxes are near each other within the bound
+        merged = False
+        out: list[list[list[int]]] = []
+        for box in boxes:
+            for other in out:
+                near = all(lo - gap < o_hi and o_lo < hi + gap for (lo, hi), (o_lo, o_hi) in zip(box, other))
+                union = [[min(lo, o_lo), max(hi, o_hi)] for (lo, hi), (o_lo, o_hi) in zip(box, other)]
+                if near and size(union) <= max_elements:
+                    other[:] = union
+                    merged = True
+                    break
+            else:
+                out.append(box)
+        boxes = out
+    return [tuple(slice(lo, hi) for lo, hi in b) for b in boxes]
+
+
 def level0_max(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequence[int], chunks: Sequence[int],
                cancelled: Callable[[], bool] = lambda: False) -> int | None:
     """The largest value of a level 0 of ``shape`` read by ``read(region)`` in slabs one chunk thick along the
@@ -315,21 +352,27 @@ class Document:
 
     def save_edits(self, edits: Sequence[Edit] | None = None) -> int:
         """Write ``edits`` (default: the pending ones) of every target (the image, its label images) through
-        ``mzarr_core`` in one transaction (every pyramid updated; all saved or none) and reopen; returns how many."""
+        ``mzarr_core`` in one transaction (every pyramid updated; all saved or none) and reopen; returns how many.
+
+        Edits of a target that lie together (the pieces of a stroke, strokes over one cell) are written as one
+        region (:func:`write_regions`): each write updates the pyramid above it, so fewer writes save faster."""
         todo = list(self.edits if edits is None else edits)
         if not todo:
             return 0
         with Mzarr(self.path, mode="r+") as w, w.transaction():  # all edits are saved, or none
-            targets: dict[str | None, Any] = {None: w}
-            for e in todo:
-                if e.target not in targets:
-                    targets[e.target] = w.label(e.target)
-                dst = targets[e.target]
-                if e.mask is None:
-                    dst[e.region] = check_value(dst.dtype, e.value)
-                else:
-                    block = np.asarray(dst[e.region]).copy()
-                    dst[e.region] = e.apply_to(block)
+            for target in dict.fromkeys(e.target for e in todo):
+                dst = w if target is None else w.label(target)
+                mine = [e for e in todo if e.target == target]
+                regions = write_regions([e.region for e in mine], MAX_WRITE_ELEMENTS)
+                if regions is None:  # a region too big to merge: one write per edit, in order
+                    for e in mine:
+                        if e.mask is None:
+                            dst[e.region] = check_value(dst.dtype, e.value)
+                        else:
+                            dst[e.region] = e.apply_to(np.asarray(dst[e.region]).copy())
+                    continue
+                for region in regions:  # every edit touching the region, in order: the same as one by one
+                    dst[region] = apply_edits(region, np.asarray(dst[region]).copy(), mine)
         self.reopen()
         if edits is None:
             self.edits = []

@@ -436,3 +436,47 @@ def test_new_label_image_then_paint_it(qtbot, window, copy_of) -> None:  # noqa:
     np.testing.assert_array_equal(nuc[...], expected)
     assert m.label("cells")[300, 300] == 11
     check_label_pyramid(nuc)
+
+
+def test_saving_merged_writes_equals_edits_one_by_one(tmp_path, monkeypatch) -> None:
+    """Save merges nearby edits of a target into one write (each write updates the pyramid): the file ends exactly
+    as applying every edit in order, with overlapping edits of different values, far-apart ones, and a region
+    too large to merge (one write per edit then)."""
+    import shutil
+
+    from mzarr_app import document
+    from mzarr_app.document import Edit, write_regions
+
+    rng = np.random.default_rng(5)
+    seg = sklabel(rng.random((300, 400)) > 0.6).astype(np.uint16)
+    p = tmp_path / "small.mzarr"
+    Mzarr(rng.integers(0, 255, (300, 400), dtype=np.uint8)).save(p, chunks=(64, 64), levels=3)
+    with Mzarr(p, "r+") as m:
+        m.create_labels("cells", seg)
+    edits, expected = [], seg.copy()
+    for i in range(40):
+        r0, c0 = int(rng.integers(0, 280)), int(rng.integers(0, 380))
+        if i == 20:
+            r0, c0 = 250, 350  # far from most: its own write
+        h, w = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        mask = None if i % 3 == 0 else rng.random((h, w)) > 0.5
+        region = (slice(r0, min(300, r0 + h)), slice(c0, min(400, c0 + w)))
+        if mask is not None:
+            mask = mask[:region[0].stop - r0, :region[1].stop - c0]
+        e = Edit(region, 1000 + i % 5, mask, "t", "cells")
+        edits.append(e)
+        expected[region] = e.apply_to(expected[region].copy())
+    regions = write_regions([e.region for e in edits], 4000, 8)
+    assert regions is not None and 1 < len(regions) < len(edits)
+    assert all(int(np.prod([s.stop - s.start for s in r])) <= 4000 for r in regions)
+    assert write_regions([(slice(0, 100), slice(0, 100))], 4000) is None
+    for limit in (4000, 10):  # merged writes; then every region too large: one write per edit
+        q = tmp_path / f"copy{limit}.mzarr"
+        shutil.copyfile(p, q)
+        monkeypatch.setattr(document, "MAX_WRITE_ELEMENTS", limit)
+        doc = document.Document(q)
+        assert doc.save_edits(edits) == len(edits)
+        doc.close()
+        with Mzarr(q) as m:
+            np.testing.assert_array_equal(m.label("cells")[...], expected)
+            check_label_pyramid(m.label("cells"))
