@@ -17,6 +17,33 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 
+#: glibc's mallopt option M_MMAP_THRESHOLD, and the fixed threshold the loaders set (glibc's initial default)
+_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 128 * 1024
+#: None until the first loader starts; then whether the threshold was fixed (glibc) or not (another C library)
+malloc_tuned: bool | None = None
+
+
+def fix_malloc_threshold() -> bool:
+    """Fix glibc's mmap threshold (once per process): decoded chunks (>= 128 KB) then live in their own mappings,
+    returned to the system when the cache drops them. glibc otherwise raises the threshold after the first such
+    free, and chunks decoded and dropped by many reader threads fragment its per-thread heaps (docs/VIEWER.md,
+    "Orthogonal views", has the peak memory with and without). False where the C library has no ``mallopt``."""
+    global malloc_tuned
+    if malloc_tuned is None:
+        malloc_tuned = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            libc = ctypes.CDLL(name) if name else None
+            if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
+                malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+        except (OSError, AttributeError):  # no C library to load (Windows) or no mallopt (macOS, musl)
+            malloc_tuned = False
+    return malloc_tuned
+
+
 def read_chunk(level: Any, chunk_index: Sequence[int]) -> np.ndarray:
     """One whole chunk of ``level`` (read-only, from the file's cache or decoded into it): every whole-chunk read
     in the app goes through here (``Level.read_chunk``)."""
@@ -222,6 +249,7 @@ class ChunkLoader(QObject):
     def __init__(self, fetch: Callable[[Hashable], np.ndarray], cache_mb: float = 512,
                  threads: int | None = None, parent: QObject | None = None, cache: Any = None) -> None:
         super().__init__(parent)
+        fix_malloc_threshold()
         self.fetch = fetch
         max_bytes = int(cache_mb * 1024 * 1024)
         shared = getattr(getattr(fetch, "__self__", None), "shared_chunk_cache", None)

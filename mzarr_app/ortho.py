@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 from . import tiles as T
 from .contrast import DisplaySettings
 from .document import Document, Edit
+from .overview import OverviewInset
 from .view import TiledImageView, format_length
 
 SINGLE, ORTHO = "single", "ortho"
@@ -104,6 +105,9 @@ class ViewLayout(QWidget):
         self._syncing = False
         self._crosshairs: dict[int, Crosshair] = {}
         self._captions: dict[int, QLabel] = {}
+        self._insets: dict[int, OverviewInset] = {}
+        #: View > Overview: each view shows the whole plane in its lower-left corner
+        self.overview = False
         self._hook(main)
 
     # --- the views -------------------------------------------------------------------------------------------
@@ -134,6 +138,8 @@ class ViewLayout(QWidget):
         cap.move(4, 4)
         cap.hide()
         self._captions[id(v)] = cap
+        self._insets[id(v)] = OverviewInset(v, lambda: self.main.image)  # the main view read the coarse level
+        self._insets[id(v)].set_enabled(self.overview)
         v.scene().sigMouseClicked.connect(lambda ev, v=v: self._clicked(v, ev))
         v.vb.sigRangeChanged.connect(lambda *_a, v=v: self._range_changed(v))
 
@@ -188,6 +194,7 @@ class ViewLayout(QWidget):
             self._captions[id(v)].hide()
         if not want:
             self._stop_extra()
+            self.main.prefetch_layers = None
             self.info.hide()
             self.grid.setRowStretch(1, 0)
             self.grid.setColumnStretch(1, 0)
@@ -199,6 +206,9 @@ class ViewLayout(QWidget):
             self.position = [n // 2 for n in (doc.shape[doc.axes.index(a)] for a in spatial)]
             if m.plane.slice_axis in spatial:
                 self.position[spatial.index(m.plane.slice_axis)] = m.plane.slice_index
+        # three planes' bricks share one cache budget: no brick layers read ahead (they would evict the planes shown)
+        for v in (m, *self.extra):
+            v.prefetch_layers = 0
         for i, v in enumerate(self.extra, start=1):
             if v.doc is not doc:
                 v.physical_aspect = m.physical_aspect
@@ -405,10 +415,25 @@ class ViewLayout(QWidget):
 
     # --- settings that apply to every view -------------------------------------------------------------------
     def set_display(self, settings: DisplaySettings) -> None:
-        """Contrast/colour settings of the main view, also for the other views."""
+        """Contrast/colour settings of the main view, also for the other views (and their overviews)."""
         for v in self.extra:
             if v.doc is not None:
                 v.set_display(settings)
+        self.refresh_overviews()
+
+    def set_overview(self, on: bool) -> None:
+        """Show or hide the overview inset of every view."""
+        self.overview = bool(on)
+        for inset in self._insets.values():
+            inset.set_enabled(self.overview)
+
+    def inset(self, v: TiledImageView) -> OverviewInset:
+        """The overview inset of view ``v``."""
+        return self._insets[id(v)]
+
+    def refresh_overviews(self) -> None:
+        for inset in self._insets.values():
+            inset.refresh()
 
     def set_edits(self, edits: Sequence[Edit]) -> None:
         """Pending edits drawn in the other views too."""
@@ -449,6 +474,7 @@ class ViewLayout(QWidget):
         super().resizeEvent(ev)
         for v in (self.main, *self.extra):
             self._captions[id(v)].move(4, 4)
+            self._insets[id(v)].refresh()
 
 
 __all__ = ["ORTHO", "SINGLE", "ViewLayout", "is_volume"]

@@ -325,6 +325,8 @@ class TiledImageView(pg.GraphicsView):
         self.label_contour = False
         #: draw pixels at their physical aspect (the plane's row and column spacing) when the file has a spacing
         self.physical_aspect = True
+        #: brick layers read ahead once a frame is sharp (None: ``PREFETCH_LAYERS``; the orthogonal layout sets 0)
+        self.prefetch_layers: int | None = None
 
     # --- the image layer under the view's historical names ------------------------------------------------------
     @property
@@ -648,8 +650,9 @@ class TiledImageView(pg.GraphicsView):
                 layer.target, layer.complete, layer.covered = [], True, True
                 continue
             cache = CacheSnapshot(layer.loader.cache)
+            layers_ahead = PREFETCH_LAYERS if self.prefetch_layers is None else self.prefetch_layers
             plan = P.plan_frame(layer.frame_request(layer.plane, rect, spx, self._step_dir, cache, PREFETCH_SLICES,
-                                                    PREFETCH_LAYERS))
+                                                    layers_ahead))
             if plan.empty:
                 layer.clear_tiles(lambda k, t: True)
                 layer.target, layer.complete = [], True

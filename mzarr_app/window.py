@@ -185,6 +185,11 @@ class MainWindow(QMainWindow):
         self.act_single.setChecked(True)
         self.act_ortho.setToolTip("Volumes: the z, y and x planes through a cursor, side by side (O toggles)")
         self.act_ortho.setEnabled(False)
+        self.act_overview = self._action(v, "O&verview", lambda: self.layout_views.set_overview(
+            self.act_overview.isChecked()), "Shift+O", "actOverview")
+        self.act_overview.setCheckable(True)
+        self.act_overview.setToolTip("The whole plane in a corner of the view, the visible part outlined; click or "
+                                     "drag in it to move there")
         self._action(v, "Next slice", lambda: self.slicing.step(1), ["PgDown", "."], "actNextSlice")
         self._action(v, "Previous slice", lambda: self.slicing.step(-1), ["PgUp", ","], "actPrevSlice")
         self._action(v, "Next slice ×10", lambda: self.slicing.step(10), "Shift+PgDown", "actNextSlice10")
@@ -535,6 +540,7 @@ class MainWindow(QMainWindow):
     def _plane_changed(self, plane: Plane) -> None:
         self.view.set_plane(plane)
         self.layout_views.main_plane_changed(plane)
+        self.layout_views.refresh_overviews()
         self._sync_plane_display()
 
     def _set_display(self, s: DisplaySettings) -> None:

@@ -3,6 +3,7 @@ pan shared along common axes, one decoded-chunk cache for the three (real widget
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -216,13 +217,24 @@ def test_one_cache_for_the_three_views(qtbot, window, image_dir, read_log) -> No
     assert doc.cache_users() == 3  # the three loaders share the document's cache
     keys = read_log.keys()
     assert keys and len(keys) == len(set(keys)), "a chunk was decoded twice (once per view)"
+    # nothing read ahead (the next brick layers would evict the planes shown from the one budget): every brick
+    # read holds one of the three planes
+    assert all(v.prefetch_layers == 0 for v in w.layout_views.views())
+    hist = w.view.image.hist_level
+    for level, ci in (k[:2] for k in keys):
+        if level == hist:
+            continue
+        lev = doc.levels[level]
+        reg = lev.chunk_region(ci)
+        assert any(reg[i].start <= p // lev.factor[i] < reg[i].stop for i, p in enumerate(w.layout_views.position)), \
+            f"brick {level} {ci} holds none of the planes"
     cached = doc.cache_entries()
     assert cached > 0
     # the main view's frame is still there: its chunks were not dropped when the other views started
     assert all(doc.cached(k) is not None for k in w.view.requested)
     # single, then orthogonal again: nothing cleared, so the other views read nothing new
     w.set_layout(SINGLE)
-    assert doc.cache_users() == 1 and doc.cache_entries() == cached
+    assert doc.cache_users() == 1 and doc.cache_entries() == cached and w.view.prefetch_layers is None
     read_log.clear()
     w.set_layout(ORTHO)
     wait_all(qtbot, w)
@@ -307,3 +319,43 @@ def test_edits_and_labels_shown_in_every_view(qtbot, window, image_dir, tmp_path
 
     assert pixel(130.5, 48.5) == 0 and pixel(125.5, 48.5) == 0
     assert pixel(130.5, 46.5) > 0 and pixel(110.5, 48.5) > 0  # the slice above and beside: the image
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux only)")
+def test_dropped_chunks_return_their_memory(qtbot) -> None:
+    """The loaders fix glibc's mmap threshold: chunks decoded by reader threads and dropped by the cache give their
+    memory back (the three views' churn otherwise grew the peak far beyond the cache budget)."""
+    import gc
+    import threading
+
+    import psutil
+
+    from mzarr_app import chunk_loader
+    from mzarr_app.chunk_loader import ChunkLoader
+
+    loader = ChunkLoader(lambda k: np.zeros(1), cache_mb=1)
+    loader.close()
+    assert chunk_loader.malloc_tuned is True
+    proc = psutil.Process()
+    big = np.ones(8 << 20, np.uint8)  # an 8 MB array freed: glibc alone would now keep smaller ones in its heaps
+    del big
+    held: list[np.ndarray] = []
+    lock = threading.Lock()
+
+    def decode() -> None:  # like a reader thread: 64 x 64 x 64 uint16 bricks (512 KB each)
+        for _ in range(100):
+            a = np.ones((64, 64, 64), np.uint16)
+            with lock:
+                held.append(a)
+
+    threads = [threading.Thread(target=decode) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    full = proc.memory_info().rss
+    del held[::2]  # the cache drops every other brick (LRU order is not allocation order)
+    gc.collect()
+    after = proc.memory_info().rss
+    assert full - after > 0.8 * 200 * 512 * 1024, "dropped bricks stayed in the process's heaps"
+    held.clear()
