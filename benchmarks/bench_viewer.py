@@ -7,6 +7,13 @@ regions through plain zarr (the level-0 array, no pyramid) into a single pyqtgra
 
     python benchmarks/bench_viewer.py                       # full size (building takes several minutes once)
     python benchmarks/bench_viewer.py --size2d 8192 --size3d 256 --skip-baseline   # quick run
+    python benchmarks/bench_viewer.py --ortho               # only the orthogonal-views part (issue 11), below
+
+``--ortho`` builds a 1024^3 uint16 volume (:class:`Volume16`: the same real pictures at 12 bits plus 4 bits of
+noise, isotropic 1 µm) and a 256 x 1024 x 1024 one with (4, 1, 1) µm voxels (the same physical extent), then times
+in the real window at 1920x1080: a crosshair move in the orthogonal layout until all three views are sharp, a jump
+of 100 planes along z, y and x in the single view, the same on the anisotropic volume drawn at its physical aspect,
+and the peak memory of the process.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"first_frame_s": 0.5, "sharp_after_move_s": 0.2, "peak_rss_mb": 1024}
+#: issue 11: all three orthogonal views sharp after a crosshair move; a y/x/z plane after a jump of 100 planes
+ORTHO_GOALS = {"ortho_move_sharp_s": 0.4, "plane_jump_sharp_s": 0.3, "peak_rss_mb": 1024}
 
 
 # --------------------------------------------------------------------------------------------- sources (lazy)
@@ -91,9 +100,9 @@ class Volume16:
     """Lazy 3D uint16 array-like: :class:`Volume`'s real pictures at 12 bits (x16) plus 4 bits of deterministic
     noise (a hash of z, y, x), so the low bits are as incompressible as a camera's or scanner's noise floor."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, nz: int | None = None) -> None:
         self.base = Volume(n)
-        self.shape, self.dtype, self.ndim = self.base.shape, np.dtype(np.uint16), 3
+        self.shape, self.dtype, self.ndim = (nz or n, n, n), np.dtype(np.uint16), 3
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
         (z0, z1, _), (y0, y1, _), (x0, x1, _) = (s.indices(n) for s, n in zip(key, self.shape))
@@ -264,6 +273,154 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     return out
 
 
+def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> dict:
+    """The orthogonal layout and single-view plane jumps on a volume in the real window (offscreen)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import mzarr_app.settings as st
+
+    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_app.ortho import ORTHO, SINGLE
+    from mzarr_app.window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    w = MainWindow(cache_mb=cache_mb)
+    for d in w.docks.values():
+        d.hide()
+    w.show()
+    lv = w.layout_views
+    lv.setFixedSize(vw, vh)
+    app.processEvents()
+    peak = [_rss_mb()]
+
+    def pump_until(cond, timeout: float = 120.0) -> float:
+        t0 = time.perf_counter()
+        while not cond():
+            app.processEvents()
+            peak[0] = max(peak[0], _rss_mb())
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("no complete frame")
+            time.sleep(0.0005)
+        for v in lv.views():
+            v.viewport().repaint()
+        return time.perf_counter() - t0
+
+    def sharp() -> bool:
+        return all(v.complete and not v._timer.isActive() for v in lv.views())
+
+    covered_at: list[float] = []
+
+    def sharp_after(action) -> float:
+        """Seconds from ``action`` until every view on screen is sharp (``covered_at``: until each shows at least a
+        coarse stand-in)."""
+        t0 = time.perf_counter()
+        action()
+        for v in lv.views():
+            v._update()
+        pump_until(lambda: all(v.covered for v in lv.views()))
+        covered_at.append(time.perf_counter() - t0)
+        pump_until(sharp)
+        return time.perf_counter() - t0
+
+    def decoded() -> tuple[int, float]:
+        loaders = [v.loader for v in lv.views() if v.loader is not None]
+        return sum(len(ld.decoded) for ld in loaders), sum(ld.decode_seconds for ld in loaders)
+
+    def moves_at(tag: str) -> None:
+        """``moves`` crosshair moves >= 100 voxels along every axis (three new planes), each then a step of one
+        voxel (a crosshair drag: the planes' bricks are cached)."""
+        times, steps, n0 = [], [], decoded()
+        covered_at.clear()
+        for _ in range(moves):
+            pos = list(lv.position)
+            d = [min(100, n // 4) for n in shape]
+            new = [int((p + rng.integers(k, n - k + 1)) % n) for p, n, k in zip(pos, shape, d)]
+            pump_until(lambda: lv.is_idle())
+            times.append(sharp_after(lambda new=new: lv.set_position(new)))
+            nxt = [min(n - 1, p + 1) for p, n in zip(new, shape)]
+            pump_until(lambda: lv.is_idle())
+            steps.append(sharp_after(lambda nxt=nxt: lv.set_position(nxt)))
+        n1 = decoded()
+        out[f"ortho{tag}_levels"] = [v.level for v in lv.views()]
+        out[f"ortho{tag}_move_covered_s"] = float(np.median(covered_at[0::2]))
+        out[f"ortho{tag}_move_sharp_s"] = float(np.median(times))
+        out[f"ortho{tag}_move_sharp_max_s"] = float(np.max(times))
+        out[f"ortho{tag}_step_sharp_s"] = float(np.median(steps))
+        out[f"ortho{tag}_chunks_per_move"] = (n1[0] - n0[0]) / moves
+        out[f"ortho{tag}_ms_per_chunk"] = 1000 * (n1[1] - n0[1]) / max(1, n1[0] - n0[0])
+
+    out: dict = {"file": path, "view": f"{vw}x{vh}", "cache_mb": cache_mb}
+    assert w.open_path(path), w.last_error
+    doc = w.doc
+    out["shape"], out["spacing"], out["levels"] = list(doc.shape), list(doc.spacing or ()), len(doc.levels)
+    pump_until(lambda: w.view.is_idle())
+    rng = np.random.default_rng(1)
+    shape = doc.shape
+    # orthogonal layout: each move puts the cursor >= 100 voxels away along every axis (three new planes)
+    t0 = time.perf_counter()
+    w.set_layout(ORTHO)
+    pump_until(lambda: lv.is_idle())
+    out["ortho_first_s"] = time.perf_counter() - t0
+    out["ortho_view_sizes"] = [f"{v.width()}x{v.height()}" for v in lv.views()]
+    moves_at("")  # fitted: each view at the level its scale needs
+    # zoomed out to 2 level-0 voxels (display units) per screen pixel: level 1 where the aspect is square
+    lv._set_ranges(lv.views(), 2.0 * min(lv._units().values()), {a: n / 2 for a, n in zip(doc.spatial_axes, shape)})
+    pump_until(lambda: lv.is_idle())
+    moves_at("_zoom2")
+    out["cache_mb_used"] = doc.cache_nbytes() / 2**20
+    # single view: jumps of 100 planes along each axis, fitted
+    w.set_layout(SINGLE)
+    for axis in doc.spatial_axes:
+        w.slicing.set_axis(axis)
+        w.view.fit()
+        pump_until(lambda: w.view.is_idle())
+        n = shape[doc.axes.index(axis)]
+        jumps = []
+        for k in range(3):
+            pump_until(lambda: w.view.is_idle())
+            target = (w.slicing.spin.value() + min(100, n // 2)) % n
+            jumps.append(sharp_after(lambda target=target: w.slicing.set_index(target)))
+        out[f"jump_{axis}_sharp_s"] = float(np.median(jumps))
+        out[f"jump_{axis}_level"] = w.view.level
+    out["peak_rss_mb"] = max(peak[0], _peak_mb())
+    w.close()
+    return out
+
+
+def print_ortho_table(rows: list[tuple[str, dict]]) -> None:
+    """Print the orthogonal-views results against issue 11's goals."""
+    metrics = [("ortho layout first sharp (3 views)", "ortho_first_s", " s", None)]
+    for tag, where in (("", "fit"), ("_zoom2", "2 vx/px")):
+        metrics += [(f"{where}: crosshair move -> 3 views covered", f"ortho{tag}_move_covered_s", " s", None),
+                    (f"{where}: crosshair move -> 3 views sharp", f"ortho{tag}_move_sharp_s", " s",
+                     ORTHO_GOALS["ortho_move_sharp_s"]),
+                    (f"{where}: crosshair move -> sharp (max)", f"ortho{tag}_move_sharp_max_s", " s", None),
+                    (f"{where}: crosshair step +1 voxel -> sharp", f"ortho{tag}_step_sharp_s", " s", None),
+                    (f"{where}: chunks decoded per move", f"ortho{tag}_chunks_per_move", "", None),
+                    (f"{where}: decode per chunk (wall, threads)", f"ortho{tag}_ms_per_chunk", " ms", None)]
+    metrics += [
+               ("single view: z jump of 100 planes", "jump_z_sharp_s", " s", ORTHO_GOALS["plane_jump_sharp_s"]),
+               ("single view: y jump of 100 planes", "jump_y_sharp_s", " s", ORTHO_GOALS["plane_jump_sharp_s"]),
+               ("single view: x jump of 100 planes", "jump_x_sharp_s", " s", ORTHO_GOALS["plane_jump_sharp_s"]),
+               ("decoded-chunk cache used", "cache_mb_used", " MB", None),
+               ("peak memory (RSS)", "peak_rss_mb", " MB", ORTHO_GOALS["peak_rss_mb"])]
+    for name, r in rows:
+        print()
+        print(f"== {name}: shape {tuple(r['shape'])}, spacing {tuple(r['spacing'])}, {r['levels']} levels, "
+              f"window {r['view']} (views {', '.join(r['ortho_view_sizes'])} at levels {r['ortho_levels']}, "
+              f"{r['ortho_zoom2_levels']} at 2 vx/px), "
+              f"cache {r['cache_mb']} MB ==")
+        print(f"{'metric':42s} {'mzarr_app':>12s} {'goal':>10s}  ok")
+        for label, key, unit, goal in metrics:
+            if key not in r:
+                continue
+            val = r[key]
+            ok = "" if goal is None else ("yes" if val <= goal else "NO")
+            gtxt = "" if goal is None else f"<= {goal:g}{unit}"
+            print(f"{label:42s} {fmt(val, unit):>12s} {gtxt:>10s}  {ok}")
+
+
 def measure_baseline(path: str, kind: str, vw: int, vh: int) -> dict:
     """Same regions through plain zarr (level-0 array, no pyramid) into one pyqtgraph ImageItem."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -376,6 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-baseline", action="store_true", help="do not measure plain zarr + pyqtgraph")
     p.add_argument("--build-only", action="store_true", help="only build (and cache) the benchmark files")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--ortho", action="store_true", help="only the orthogonal-views part (uint16 volumes, issue 11)")
+    p.add_argument("--ortho-size", type=int, default=1024, help="side of the ortho part's cubic volume (1024)")
+    p.add_argument("--moves", type=int, default=5, help="crosshair moves timed in the ortho part (5)")
+    p.add_argument("--measure-ortho", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     p.add_argument("--baseline", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -386,7 +547,31 @@ def main(argv: list[str] | None = None) -> int:
     if a.baseline:
         print(json.dumps(measure_baseline(a.baseline[1], a.baseline[0], vw, vh)))
         return 0
+    if a.measure_ortho:
+        print(json.dumps(measure_ortho(a.measure_ortho, vw, vh, a.cache_mb, a.moves)))
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.ortho:
+        n = a.ortho_size
+        vols = [(f"3D volume {n}^3 uint16, 1 µm", a.out / f"volume16_{n}.mzarr", Volume16(n), (1.0, 1.0, 1.0)),
+                (f"3D volume {n // 4}x{n}x{n} uint16, (4, 1, 1) µm, physical aspect",
+                 a.out / f"volume16_{n // 4}x{n}_aniso.mzarr", Volume16(n, n // 4), (4.0, 1.0, 1.0))]
+        rows = []
+        for name, path, source, spacing in vols:
+            dt = build(path, source, spacing=spacing, unit="micrometer")
+            if dt:
+                print(f"built {path} in {dt:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
+            if a.build_only:
+                continue
+            r = run_child(["--measure-ortho", str(path), "--view", a.view, "--cache-mb", str(a.cache_mb),
+                           "--moves", str(a.moves)])
+            r["load"] = os.getloadavg()
+            rows.append((name, r))
+        print_ortho_table(rows)
+        print(f"\nload average after the runs (1, 5, 15 min): {os.getloadavg()}")
+        if a.json:
+            a.json.write_text(json.dumps(dict(rows), indent=2))
+        return 0
     jobs = []
     if not a.skip_2d:
         jobs.append(("2d", f"2D mosaic {a.size2d}x{a.size2d} uint8", a.out / f"mosaic_{a.size2d}.mzarr",

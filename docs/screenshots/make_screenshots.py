@@ -1,6 +1,8 @@
-"""Regenerate docs/screenshots/viewer-2d.png and viewer-3d.png (offscreen; real scikit-image pictures).
+"""Regenerate docs/screenshots/viewer-2d.png and viewer-3d.png (offscreen; real scikit-image pictures), and with
+``--ct FOLDER`` (a folder of CT DICOM slices, e.g. the abdomen CT of /work/data, never downloaded here)
+viewer-ortho.png (the orthogonal views) and viewer-aniso.png (a coronal plane drawn at its physical aspect).
 
-    PYTHONPATH=. QT_QPA_PLATFORM=offscreen python docs/screenshots/make_screenshots.py
+    PYTHONPATH=. QT_QPA_PLATFORM=offscreen python docs/screenshots/make_screenshots.py [--ct FOLDER] [--only-ct]
 """
 
 from __future__ import annotations
@@ -32,11 +34,78 @@ def colour_mosaic(rows: int = 6, cols: int = 8, tile: int = 512) -> np.ndarray:
     return out
 
 
+def save_small(w: object, path: Path) -> None:
+    """Grab window ``w`` to a 256-colour PNG (greyscale views and Qt's widgets lose nothing visible; < 300 KB)."""
+    from PIL import Image
+    from PySide6.QtCore import QBuffer, QIODevice
+
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    w.grab().save(buf, "PNG")  # type: ignore[attr-defined]
+    import io
+
+    img = Image.open(io.BytesIO(bytes(buf.data()))).convert("RGB")
+    img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    print("wrote", path, f"{path.stat().st_size / 1024:.0f} KB")
+
+
+def ct_screenshots(folder: str, tmp: Path) -> None:
+    """The orthogonal layout and a physical-aspect coronal plane of a real CT (DICOM folder)."""
+    from PySide6.QtWidgets import QApplication
+
+    from mzarr_app.ortho import ORTHO, SINGLE
+    from mzarr_app.window import MainWindow
+    from mzarr_core.convert import convert
+
+    app = QApplication.instance()
+    ct = tmp / "ct.mzarr"
+    convert(folder, ct)
+    w = MainWindow(cache_mb=256)
+    w.resize(1280, 800)
+    w.show()
+    assert w.open_path(str(ct)), w.last_error
+    w.wait_until_idle(30)
+    doc = w.doc
+    assert doc is not None
+    w.set_layout(ORTHO)
+    w.wait_until_idle(30)
+    z, y, x = doc.shape
+    w.layout_views.set_position([int(z * 0.45), int(y * 0.55), int(x * 0.42)])
+    for p in w.window_presets:  # an abdomen: the soft-tissue window
+        if p.name.lower().startswith("soft"):
+            w.contrast.apply_preset(p)
+    w.wait_until_idle(30)
+    app.processEvents()
+    save_small(w, HERE / "viewer-ortho.png")
+    w.set_layout(SINGLE)
+    w.slicing.set_axis("y")
+    w.slicing.set_index(int(y * 0.55))
+    w.wait_until_idle(30)
+    w.view.fit()
+    w.wait_until_idle(30)
+    app.processEvents()
+    save_small(w, HERE / "viewer-aniso.png")
+    w.close()
+
+
 def main() -> int:
+    import argparse
+
     import mzarr_app.settings as st
 
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ct", help="a folder of CT DICOM slices for viewer-ortho.png and viewer-aniso.png")
+    ap.add_argument("--only-ct", action="store_true", help="only the two CT screenshots")
+    a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     st.SETTINGS_FILE = str(tmp / "s.ini")
+    if a.ct:
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance() or QApplication([])
+        ct_screenshots(a.ct, tmp)
+    if a.only_ct:
+        return 0
     from bench_viewer import Volume
     from PySide6.QtCore import QPointF
     from PySide6.QtWidgets import QApplication
