@@ -14,7 +14,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 import mzarr_app.tiles as T
-from app_fixtures import grab_view, image_dir, open_and_wait, read_log, set_identity_grey  # noqa: F401 - fixtures
+from app_fixtures import grab_view, image_copy, image_dir, open_and_wait, read_log, set_identity_grey  # noqa: F401
 from app_fixtures import isolated_settings, window  # noqa: F401 - fixtures
 from mzarr_app.ortho import ORTHO, SINGLE
 
@@ -359,3 +359,23 @@ def test_dropped_chunks_return_their_memory(qtbot) -> None:
     after = proc.memory_info().rss
     assert full - after > 0.8 * 200 * 512 * 1024, "dropped bricks stayed in the process's heaps"
     held.clear()
+
+
+def test_saving_an_edit_in_orthogonal_layout(qtbot, window, image_copy) -> None:  # noqa: F811 - fixtures
+    from mzarr_core import Mzarr
+
+    w = window
+    path = image_copy("volume")
+    ortho(qtbot, w, path)
+    lv = w.layout_views
+    w.select_and_fill((100, 90, 160, 110), 7)  # x 100..160, y 90..110 of slice z = 48
+    assert w.save()
+    wait_all(qtbot, w)
+    assert lv.active and w.doc.cache_users() == 3  # every view reading the saved file again, one cache
+    m = Mzarr(path)
+    assert (m[48, 90:110, 100:160] == 7).all()
+    for v in lv.views():  # the saved voxels in every plane through them
+        assert check_tiles(v, m)
+    coronal = lv.views()[1]
+    assert coronal.plane.slice_index == 100 and any(
+        (raw == 7).any() for raw in coronal.shown_tiles().values())
