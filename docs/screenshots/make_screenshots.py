@@ -82,8 +82,8 @@ def ct_screenshots(folder: str, tmp: Path) -> None:
     w.slicing.set_index(int(y * 0.55))
     w.wait_until_idle(30)
     w.view.fit()
-    w.view.zoom(1.8)
-    w.view.pan(-40, 20)
+    w.view.zoom(1.35)
+    w.view.pan(-30, 25)
     w.act_overview.trigger()  # View > Overview: where the zoomed view is
     w.wait_until_idle(30)
     app.processEvents()
