@@ -241,6 +241,26 @@ def test_fast_drag_keeps_every_mouse_move(qtbot, window, copy_of) -> None:  # no
     assert not outline.isVisible()
 
 
+def test_brush_radius_in_physical_units(qtbot, window, copy_of) -> None:  # noqa: F811
+    """The mosaic has a 0.5 µm spacing: a 10 µm brush is 20 pixels whatever the zoom; screen pixels scale with it."""
+    path = copy_of("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert w.editing.physical.isEnabled()
+    w.editing.radius.setValue(10)
+    w.view.show_rect(0, 0, 4 * 640, 4 * 480)
+    assert w.edit_tools.brush_radii() == pytest.approx((40.0, 40.0), rel=0.01)  # 10 screen px at 1:4
+    w.editing.physical.setChecked(True)
+    assert w.editing.radius.suffix().strip() == "micrometer"
+    assert w.edit_tools.brush_radii() == pytest.approx((20.0, 20.0))
+    w.view.show_rect(0, 0, 640, 480)
+    assert w.edit_tools.brush_radii() == pytest.approx((20.0, 20.0))
+    w.editing.set_tool("brush")
+    fast_drag(w, [(300.5, 200.5)])
+    painted = edits_plane(w.model.edits, (2048, 3072))
+    assert painted.sum() == pytest.approx(np.pi * 400, rel=0.05) and painted[200, 319] and not painted[200, 321]
+
+
 def test_undo_redo_and_eraser(qtbot, window, copy_of) -> None:  # noqa: F811
     path = copy_of("mosaic")
     seg = Mzarr(path).label("cells")[...]

@@ -163,7 +163,7 @@ class EditingPanel(QWidget):
             self.group.addButton(b)
             self.buttons[tool] = b
             grid.addWidget(b, i // 4, i % 4)
-        self.pan, self.rect, self.brush = self.buttons[None], self.buttons["rect"], self.buttons["brush"]
+        self.pan = self.buttons[None]
         self.pan.setChecked(True)
         self.value = QDoubleSpinBox(minimum=-1e12, maximum=1e12, decimals=0)
         self.value.setObjectName("editValue")
@@ -205,12 +205,12 @@ class EditingPanel(QWidget):
         lay = QVBoxLayout(inner)
         lay.addLayout(form)
         fill_row = QHBoxLayout()
-        for b in (self.fill, self.clear):
-            fill_row.addWidget(b)
+        for button in (self.fill, self.clear):
+            fill_row.addWidget(button)
         lay.addLayout(fill_row)
         row = QHBoxLayout()
-        for b in (self.undo, self.redo, self.save):
-            row.addWidget(b)
+        for button in (self.undo, self.redo, self.save):
+            row.addWidget(button)
         lay.addLayout(row)
         lay.addWidget(self.status)
         lay.addWidget(self.notice)
