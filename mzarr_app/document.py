@@ -135,25 +135,25 @@ def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, ti
     return data if out is None else out
 
 
-#: largest region (elements) :func:`write_regions` merges edits into
-MAX_WRITE_ELEMENTS = 1 << 24
+#: largest region (elements) :func:`write_regions` merges edits into (measured: docs/BENCHMARKS.md, "Painting")
+MAX_WRITE_ELEMENTS = 1 << 20
 #: edits this close (pixels, every axis) are merged into one write
 MERGE_GAP = 64
 
 
+def region_size(region: Sequence[slice]) -> int:
+    """Elements of ``region``."""
+    return int(np.prod([sl.stop - sl.start for sl in region]))
+
+
 def write_regions(regions: Sequence[Sequence[slice]], max_elements: int = MAX_WRITE_ELEMENTS,
-                  gap: int = MERGE_GAP) -> list[tuple[slice, ...]] | None:
-    """Disjoint-or-not bounding regions covering every one of ``regions``, nearby ones (within ``gap``) merged
-    while the merged region stays within ``max_elements``; None if a single region is larger than that."""
+                  gap: int = MERGE_GAP) -> list[tuple[slice, ...]]:
+    """Bounding regions covering every one of ``regions``: nearby ones (within ``gap``) merged while the merged
+    region stays within ``max_elements``; a region larger than that stays alone."""
     def size(b: list[list[int]]) -> int:
         return int(np.prod([hi - lo for lo, hi in b]))
 
-    boxes: list[list[list[int]]] = []
-    for reg in regions:
-        box = [[int(sl.start), int(sl.stop)] for sl in reg]
-        if size(box) > max_elements:
-            return None
-        boxes.append(box)
+    boxes = [[[int(sl.start), int(sl.stop)] for sl in reg] for reg in regions]
     merged = True
     while merged:  # merge until no two boxes are near each other within the bound
         merged = False
@@ -354,8 +354,8 @@ class Document:
         """Write ``edits`` (default: the pending ones) of every target (the image, its label images) through
         ``mzarr_core`` in one transaction (every pyramid updated; all saved or none) and reopen; returns how many.
 
-        Edits of a target that lie together (the pieces of a stroke, strokes over one cell) are written as one
-        region (:func:`write_regions`): each write updates the pyramid above it, so fewer writes save faster."""
+        Small edits of a target that lie together (the pieces of a stroke, strokes over one cell) are written as
+        one region (:func:`write_regions`): each write updates the pyramid above it, so fewer writes save faster."""
         todo = list(self.edits if edits is None else edits)
         if not todo:
             return 0
@@ -363,15 +363,17 @@ class Document:
             for target in dict.fromkeys(e.target for e in todo):
                 dst = w if target is None else w.label(target)
                 mine = [e for e in todo if e.target == target]
-                regions = write_regions([e.region for e in mine], MAX_WRITE_ELEMENTS)
-                if regions is None:  # a region too big to merge: one write per edit, in order
-                    for e in mine:
-                        if e.mask is None:
-                            dst[e.region] = check_value(dst.dtype, e.value)
-                        else:
-                            dst[e.region] = e.apply_to(np.asarray(dst[e.region]).copy())
-                    continue
-                for region in regions:  # every edit touching the region, in order: the same as one by one
+                small = [e for e in mine if region_size(e.region) <= MAX_WRITE_ELEMENTS]
+                for e in mine:  # big edits first, alone, in order (a big fill is written without reading it)
+                    if region_size(e.region) <= MAX_WRITE_ELEMENTS:
+                        continue
+                    if e.mask is None:
+                        dst[e.region] = check_value(dst.dtype, e.value)
+                    else:
+                        dst[e.region] = e.apply_to(np.asarray(dst[e.region]).copy())
+                # then the small ones merged: each region gets every edit touching it (big ones too) in order,
+                # so every pixel ends as if the edits were written one by one
+                for region in write_regions([e.region for e in small], MAX_WRITE_ELEMENTS):
                     dst[region] = apply_edits(region, np.asarray(dst[region]).copy(), mine)
         self.reopen()
         if edits is None:

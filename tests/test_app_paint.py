@@ -487,9 +487,17 @@ def test_saving_merged_writes_equals_edits_one_by_one(tmp_path, monkeypatch) -> 
         edits.append(e)
         expected[region] = e.apply_to(expected[region].copy())
     regions = write_regions([e.region for e in edits], 4000, 8)
-    assert regions is not None and 1 < len(regions) < len(edits)
+    assert 1 < len(regions) < len(edits)
     assert all(int(np.prod([s.stop - s.start for s in r])) <= 4000 for r in regions)
-    assert write_regions([(slice(0, 100), slice(0, 100))], 4000) is None
+    for e in edits:  # every edit inside one of the regions
+        assert any(all(a.start <= b.start and b.stop <= a.stop for a, b in zip(r, e.region)) for r in regions)
+    big = (slice(0, 100), slice(0, 100))
+    assert write_regions([big, (slice(0, 2), slice(0, 2))], 4000) == [big, (slice(0, 2), slice(0, 2))]
+    edits.insert(10, Edit((slice(50, 250), slice(60, 300)), 77, None, "big fill", "cells"))  # written alone
+    edits.insert(30, Edit((slice(0, 300), slice(0, 200)), 78, rng.random((300, 200)) > 0.7, "big mask", "cells"))
+    expected = seg.copy()
+    for e in edits:
+        expected[e.region] = e.apply_to(expected[e.region].copy())
     for limit in (4000, 10):  # merged writes; then every region too large: one write per edit
         q = tmp_path / f"copy{limit}.mzarr"
         shutil.copyfile(p, q)
