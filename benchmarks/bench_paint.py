@@ -176,11 +176,56 @@ def measure(path: str, vw: int, vh: int) -> dict:
     return out
 
 
+def merge_bench(src: Path, work: Path, rounds: int) -> dict:
+    """Save time (no window) of the same edits with Save's merging bound at 1 (one write per edit) .. 2^24
+    pixels: a long curved stroke (8 pieces) and 30 short strokes in a 2000² area; bounds alternate per round."""
+    import mzarr_app.document as D
+    from mzarr_app.label_layer import LabelDocument
+    from mzarr_app.panels.editing import brush_edits
+    from mzarr_app.tiles import default_plane
+
+    limits = (1, 1 << 20, 1 << 22, 1 << 24)
+    times: dict[str, dict[int, list[float]]] = {"curve": {k: [] for k in limits}, "cluster": {k: [] for k in limits}}
+    saved = D.MAX_WRITE_ELEMENTS
+    try:
+        for _ in range(rounds):
+            for kind in times:
+                for limit in limits:
+                    shutil.copyfile(src, work)
+                    doc = D.Document(work)
+                    ld = LabelDocument(doc, LABEL)
+                    plane = default_plane(doc.axes, channels=None)
+                    cy, cx = doc.shape[0] / 2, doc.shape[1] / 2
+                    if kind == "curve":
+                        n = 750
+                        xs = cx - 3000 + 6000 * np.arange(n) / (n - 1)
+                        ys = cy + 1500 * np.sin(np.linspace(0, 2 * np.pi, n))
+                        edits = brush_edits(ld, plane, list(zip(xs, ys)), 24, 65000, LABEL)
+                    else:
+                        rng = np.random.default_rng(0)
+                        edits = []
+                        for i in range(30):
+                            x, y = rng.uniform(-1000, 1000, 2)
+                            edits += brush_edits(ld, plane, [(cx + x, cy + y), (cx + x + 200, cy + y + 50)], 20,
+                                                 100 + i, LABEL)
+                    D.MAX_WRITE_ELEMENTS = limit
+                    t0 = time.perf_counter()
+                    doc.save_edits(edits)
+                    times[kind][limit].append(time.perf_counter() - t0)
+                    doc.close()
+    finally:
+        D.MAX_WRITE_ELEMENTS = saved
+        work.unlink(missing_ok=True)
+    return {kind: {str(k): float(np.median(v)) for k, v in d.items()} for kind, d in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=30_000, help="side of the square image and label image")
     p.add_argument("--view", default="1920x1080")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    p.add_argument("--merge", type=int, metavar="ROUNDS", default=0,
+                   help="also time Save with merging bounds 1..2^24 (median of ROUNDS alternating rounds)")
     p.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     vw, vh = (int(x) for x in a.view.lower().split("x"))
@@ -209,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     for k, val in r.items():
         if k not in ("file", "view"):
             print(f"  {k:36s} {val:.3f}" if isinstance(val, float) else f"  {k:36s} {val}")
+    if a.merge:
+        load = os.getloadavg()
+        merged = merge_bench(src, a.out / f"merge_{a.size}.mzarr", a.merge)
+        print(f"\nSave time by merging bound (pixels), median of {a.merge}, load average {load[0]:.1f} before / "
+              f"{os.getloadavg()[0]:.1f} after")
+        for kind, row in merged.items():
+            print(f"  {kind:8s} " + "  ".join(f"{k:>9s}: {v:.2f} s" for k, v in row.items()))
     return 0
 
 
