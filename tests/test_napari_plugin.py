@@ -291,6 +291,19 @@ def test_rgb_and_multiscale_layers_save_their_level_0(viewer, rgb_file, tmp_path
     assert m.attrs().to_dict() == {"description": "mosaic", "stain": {"name": "H&E"}}  # not the reader's path
 
 
+def test_saving_over_the_file_a_layer_came_from(viewer, tmp_path):
+    vol = smooth_array((10, 70, 50), "uint16", seed=8)
+    path = tmp_path / "same.mzarr"
+    Mzarr(vol, spacing=(2.0, 1.0, 1.0), attrs={"k": 1}).save(path)
+    (layer,) = _open(viewer, path)
+    assert layer.save(str(path), plugin="mzarr") == [str(path)]
+    m = Mzarr(path)
+    np.testing.assert_array_equal(m.numpy(), vol)
+    assert m.spacing == (2.0, 1.0, 1.0) and m.attrs().to_dict() == {"k": 1}
+    with pytest.raises(MzarrError, match="changed since the dask array was made"):
+        np.asarray((layer.data[0] if layer.multiscale else layer.data)[0])  # the old lazy levels: open it again
+
+
 def test_labels_layer_saves_as_a_label_image_file(viewer, tmp_path):
     seg = np.zeros((64, 80, 96), np.int32)
     seg[5:30, 10:50, 20:90] = 3
