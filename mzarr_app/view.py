@@ -159,6 +159,11 @@ class EditViewBox(pg.ViewBox):
         self._outline.hide()
         self.cancel_polygon()
 
+    @property
+    def polygon_in_progress(self) -> bool:
+        """A polygon is being drawn (vertices placed, not closed yet)."""
+        return bool(self._polygon)
+
     def cancel_polygon(self) -> None:
         """Forget the polygon being drawn."""
         self._polygon = []

@@ -669,7 +669,7 @@ class MainWindow(QMainWindow):
     # --- editing (the tools: edit_controller.EditController) ----------------------------------------------
     def _escape(self) -> None:
         """Esc: drop a half-drawn polygon, else back to the pan tool."""
-        if self.view.vb.tool == "polygon" and self.view.vb._polygon:
+        if self.view.vb.polygon_in_progress:
             self.view.vb.cancel_polygon()
         else:
             self.editing.set_tool(None)

@@ -351,6 +351,11 @@ def test_polygon_pick_and_new_label_value(qtbot, window, copy_of) -> None:  # no
     w.view.setFocus()
     qtbot.keyClick(w.view, Qt.Key.Key_P)
     assert w.view.vb.tool == "polygon"
+    click(w, 50, 50)
+    click(w, 90, 60)
+    assert w.view.vb.polygon_in_progress
+    qtbot.keyClick(w.view, Qt.Key.Key_Escape)  # Esc drops the polygon being drawn, the tool stays
+    assert not w.view.vb.polygon_in_progress and w.view.vb.tool == "polygon" and w.model.edits == []
     verts = [(100.3, 120.7), (700.2, 90.1), (820.6, 600.4), (300.9, 700.2)]
     for x, y in verts:
         click(w, x, y)
