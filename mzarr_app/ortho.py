@@ -148,7 +148,6 @@ class ViewLayout(QWidget):
         for i in (1, 2):
             v = TiledImageView(self, m.cache_mb, m.threads)
             v.setObjectName(f"orthoView{i}")
-            v.vb.window_level = m.vb.window_level
             self.extra.append(v)
             self._hook(v)
         self.grid.addWidget(self.extra[0], 1, 0)
@@ -210,6 +209,7 @@ class ViewLayout(QWidget):
         for v in (m, *self.extra):
             v.prefetch_layers = 0
         for i, v in enumerate(self.extra, start=1):
+            v.vb.window_level = m.vb.window_level  # right-drag: window/level, or zoom for a label image
             if v.doc is not doc:
                 v.physical_aspect = m.physical_aspect
                 v.label_opacity, v.label_contour = m.label_opacity, m.label_contour

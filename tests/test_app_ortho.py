@@ -379,3 +379,37 @@ def test_saving_an_edit_in_orthogonal_layout(qtbot, window, image_copy) -> None:
     coronal = lv.views()[1]
     assert coronal.plane.slice_index == 100 and any(
         (raw == 7).any() for raw in coronal.shown_tiles().values())
+
+
+def test_channels_and_label_images_in_orthogonal_layout(qtbot, window, tmp_path) -> None:  # noqa: F811 - fixtures
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+
+    vol = volume_3d(40, 120, 150)
+    Mzarr(np.stack([vol, 65535 - vol]), axes="czyx").save(tmp_path / "c.mzarr")
+    Mzarr((vol > 2000).astype(np.uint16), is_label=True).save(tmp_path / "lab.mzarr")
+    w = window
+    ortho(qtbot, w, tmp_path / "c.mzarr")
+    lv = w.layout_views
+    assert [v.display.mode for v in lv.views()] == ["composite"] * 3
+    w.slicing.set_channel(1)  # the Slicing panel's channel: every view shows channel 1 alone, in grey
+    wait_all(qtbot, w)
+    assert [v.plane.channels for v in lv.views()] == [(1,)] * 3 and [v.display.mode for v in lv.views()] == ["single"] * 3
+    m = Mzarr(tmp_path / "c.mzarr")
+    for v in lv.views():
+        p = v.plane
+        for key, raw in v.shown_tiles().items():
+            lev = m.levels[key.level]
+            x, y, tw, th = T.tile_rect(lev, p, key)
+            f = dict(zip(p.axes, lev.factor))
+            sel = {"c": 1, p.slice_axis: p.slice_index // f[p.slice_axis],
+                   p.row: slice(int(y) // f[p.row], int(y + th) // f[p.row]),
+                   p.col: slice(int(x) // f[p.col], int(x + tw) // f[p.col])}
+            want = lev[tuple(sel[a] for a in p.axes)]
+            np.testing.assert_array_equal(raw, want.T if p.axes.index(p.row) > p.axes.index(p.col) else want)
+    # a label image: right-drag zooms in every view (no window/level), label colours everywhere
+    open_and_wait(qtbot, w, tmp_path / "lab.mzarr")
+    wait_all(qtbot, w)
+    assert lv.active and [v.vb.window_level for v in lv.views()] == [False] * 3
+    assert [v.display.mode for v in lv.views()] == ["labels"] * 3
