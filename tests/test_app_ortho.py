@@ -413,3 +413,20 @@ def test_channels_and_label_images_in_orthogonal_layout(qtbot, window, tmp_path)
     wait_all(qtbot, w)
     assert lv.active and [v.vb.window_level for v in lv.views()] == [False] * 3
     assert [v.display.mode for v in lv.views()] == ["labels"] * 3
+
+
+def test_status_bar_under_the_cursor_in_each_view(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    from mzarr_core import Mzarr
+
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    m = Mzarr(image_dir / "volume.mzarr")
+    for v, (row, col), want in ((lv.views()[1], (30, 200), (30, 100, 200)),  # y view: rows z, columns x
+                                (lv.views()[2], (12, 150), (12, 150, 130))):  # x view: rows z, columns y
+        v._mouse_moved(v.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
+        z, y, x = want
+        assert w.pos_label.text().startswith(f"z={z}  y={y}  x={x}")
+        qtbot.waitUntil(lambda: "≈" not in w.value_label.text() and "…" not in w.value_label.text(), timeout=10000)
+        v._mouse_moved(v.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
+        assert w.value_label.text() == f"value: {int(m[z, y, x])}"
