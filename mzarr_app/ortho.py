@@ -379,6 +379,10 @@ class ViewLayout(QWidget):
         self._set_ranges([v for v in self.views() if v is not src], scale, centre)
 
     def _set_ranges(self, views: Sequence[TiledImageView], scale: float, centre: dict[str, float]) -> None:
+        """Show ``views`` at ``scale`` display units per screen pixel, centred on ``centre`` along its axes (the
+        other axis of a view keeps its centre)."""
+        if not (scale > 0 and math.isfinite(scale)):
+            return
         k = self._units()
         self._syncing = True
         try:
