@@ -36,10 +36,10 @@ def get_reader(path: str | list[str]) -> ReaderFunction | None:
     if not isinstance(path, (str, os.PathLike)):
         return None
     p = Path(path)
-    if not (p.name.lower().endswith(".mzarr") or p.is_dir()):
-        return None
-    # a .mzarr (SQLite, or the legacy ZIP form) by its name, a folder by its content (an OME-Zarr group)
-    return read_layers if import_action(p) == "open" or p.suffix.lower() == ".mzarr" else None
+    if p.name.lower().endswith(".mzarr"):  # SQLite or the legacy ZIP form: a damaged one gets the reader's error
+        return read_layers
+    # a folder by its content (an OME-Zarr group), or by its .ome.zarr name (the reader says what is wrong)
+    return read_layers if p.is_dir() and import_action(p) == "open" else None
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:
@@ -73,11 +73,11 @@ def _image_layer(m: Mzarr, path: Path) -> LayerData:
     levels = [m.to_dask(i) for i in range(len(m.levels))]
     attrs = m.attrs().to_dict()
     metadata = {**attrs, PATH_KEY: str(path)}
-    kwargs: dict[str, Any] = {"name": strip_suffix(path.name), "metadata": metadata, **_geometry(m)}
+    kwargs: dict[str, Any] = {
+        "name": strip_suffix(path.name), "multiscale": len(levels) > 1, "metadata": metadata, **_geometry(m),
+    }
     if m.is_label:  # the file itself is a segmentation
-        kwargs["multiscale"] = len(levels) > 1
         return _pyramid(levels), kwargs, "labels"
-    kwargs["multiscale"] = len(levels) > 1
     rgb = m.axes.endswith("c") and m.channel_count in (3, 4) and m.dtype == np.uint8
     if rgb:
         kwargs["rgb"] = True
