@@ -439,16 +439,24 @@ def test_failed_save_keeps_the_file_and_every_targets_edits(qtbot, window, copy_
     check_label_pyramid(m.label("cells"))
 
 
-def test_new_label_image_then_paint_it(qtbot, window, copy_of) -> None:  # noqa: F811
+def test_new_label_image_then_paint_it(qtbot, window, copy_of, monkeypatch) -> None:  # noqa: F811
     """"New label image": an empty label image (uint8 here) added through the core, listed and painted; pending
     edits of another target survive it."""
     path = copy_of("mosaic")
     w = window
     open_and_wait(qtbot, w, path)
     assert w.paint([(300, 300)], 5, 11, target="cells")
-    assert w.edit_tools.new_label_image("nuclei", "uint8")
+    # a name the format refuses: the core's message, nothing added, the view back
+    assert not w.edit_tools.new_label_image("bad name!", "uint16")
+    assert "name" in w.last_error and [la.name for la in w.view.label_layers] == ["cells"]
+    wait_idle(qtbot, w)
+    # the button asks the name and the data type
+    monkeypatch.setattr(edit_controller.QInputDialog, "getText", lambda *a, **k: ("nuclei", True))
+    monkeypatch.setattr(edit_controller.QInputDialog, "getItem", lambda *a, **k: ("uint8", True))
+    w.editing.new_image.click()
     wait_idle(qtbot, w)
     assert [la.name for la in w.view.label_layers] == ["cells", "nuclei"]
+    assert w.labels.item("nuclei") is not None  # listed in the Labels panel too
     assert w.editing.target() == "nuclei" and w.editing.value.maximum() == 255
     assert len(w.model.edits) == 1 and w.view.label_layer("cells").edits == w.model.edits
     assert w.select_and_fill((10, 20, 30, 40), 200, target="nuclei")
