@@ -42,16 +42,20 @@ def is_volume(doc: Document | None) -> bool:
 
 
 class Crosshair:
-    """The cursor's two lines in one view (the planes of the other two views), draggable; kept above the tiles."""
+    """The cursor's two lines in one view (the planes of the other two views), each draggable along its axis, and a
+    ring at their crossing that drags both; kept above the tiles."""
 
     def __init__(self, view: TiledImageView) -> None:
         self.view = view
         self.vline = pg.InfiniteLine(angle=90, movable=True)
         self.hline = pg.InfiniteLine(angle=0, movable=True)
-        for line in (self.vline, self.hline):
-            line.setZValue(1e5)
-            view.vb.addItem(line, ignoreBounds=True)
-            line.hide()
+        self.centre = pg.TargetItem(size=14, symbol="o", pen=pg.mkPen(255, 255, 255, 170),
+                                    hoverPen=pg.mkPen(255, 255, 0, 255, width=2), brush=None, hoverBrush=None)
+        for item in (self.vline, self.hline, self.centre):
+            item.setZValue(1e5)
+            view.vb.addItem(item, ignoreBounds=True)
+            item.hide()
+        self.centre.setZValue(1e5 + 1)
 
     def set_colours(self, vcol: tuple[int, int, int], hcol: tuple[int, int, int]) -> None:
         """Pens of the vertical (column axis) and horizontal (row axis) lines."""
@@ -66,10 +70,16 @@ class Crosshair:
             line.setValue(v)
             line.blockSignals(False)
             line.show()
+        if not self.centre.moving:  # (while dragged, the ring follows the pointer)
+            self.centre.blockSignals(True)
+            self.centre.setPos(col + 0.5, row + 0.5)
+            self.centre.blockSignals(False)
+        self.centre.show()
 
     def hide(self) -> None:
         self.vline.hide()
         self.hline.hide()
+        self.centre.hide()
 
 
 class ViewLayout(QWidget):
@@ -131,6 +141,7 @@ class ViewLayout(QWidget):
         self._crosshairs[id(v)] = ch = Crosshair(v)
         ch.vline.sigDragged.connect(lambda line, v=v: self._line_dragged(v, line, "col"))
         ch.hline.sigDragged.connect(lambda line, v=v: self._line_dragged(v, line, "row"))
+        ch.centre.sigPositionChanged.connect(lambda t, v=v: self._centre_dragged(v, t))
         cap = QLabel(v)
         cap.setObjectName("orthoCaption")
         cap.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
@@ -355,6 +366,12 @@ class ViewLayout(QWidget):
         pos = list(self.position)
         pos[self.doc.spatial_axes.index(axis)] = int(math.floor(line.value()))
         self.set_position(pos)
+
+    def _centre_dragged(self, v: TiledImageView, target: Any) -> None:
+        """The ring at the lines' crossing is dragged: the cursor follows in both of the view's axes."""
+        if self.active and v.plane is not None and target.moving:
+            p = target.pos()
+            self.move_in(v, p.y(), p.x())
 
     # --- zoom and pan ----------------------------------------------------------------------------------------
     def _units(self) -> dict[str, float]:

@@ -167,6 +167,12 @@ def test_dragging_a_crosshair_line_moves_the_cursor(qtbot, window, image_dir) ->
     drag(axial, to(130.5, 60), to(90.5, 60))
     assert abs(line.value() - 90.5) < 2 and abs(lv.position[2] - 90) <= 2
     assert sagittal.plane.slice_index == lv.position[2] and lv.position[:2] == [48, 100]
+    # the ring at the crossing drags both coordinates
+    z, y, x = lv.position
+    drag(axial, to(x + 0.5, y + 0.5), to(x + 40.5, y - 30.5))
+    assert abs(lv.position[2] - (x + 40)) <= 2 and abs(lv.position[1] - (y - 31)) <= 2 and lv.position[0] == 48
+    assert coronal.plane.slice_index == lv.position[1] and sagittal.plane.slice_index == lv.position[2]
+    lv.set_position([48, 100, lv.position[2]])
     # a drag away from the lines pans (as in the single view) and does not move the cursor
     r0 = axial.vb.viewRect()
     drag(axial, to(30, 30), to(60, 40))
