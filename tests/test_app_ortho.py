@@ -314,6 +314,7 @@ def test_edits_and_labels_shown_in_every_view(qtbot, window, image_dir, tmp_path
     set_identity_grey(w, 0, 4000)
     # a pending edit of the main (z) view is drawn in the y view through it: black voxels x 120..139 at z = 48
     w.select_and_fill((120, 95, 140, 105), 0)  # x 120..140, y 95..105 of slice z = 48
+    lv.set_position([20, 100, 200])  # the crosshair away from the edit (the y view keeps its plane y = 100)
     wait_all(qtbot, w)
     coronal = lv.views()[1]  # y = 100: rows z, columns x
     assert coronal.edits == w.view.edits and len(coronal.edits) == 1
