@@ -20,6 +20,7 @@ from .document import Document, Edit
 from .layers import HISTOGRAM_MAX_ELEMENTS, Layer, TileItem, _Tile  # noqa: F401 - re-exported
 from .layers import CacheSnapshot
 from .label_layer import LabelLayer, label_documents
+from .measure import _UNIT_SHORT, format_length  # noqa: F401 - re-exported (scale bar, import dialog)
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -88,6 +89,8 @@ class EditViewBox(pg.ViewBox):
         self.brush_radii: Callable[[], tuple[float, float]] | None = None
         self.selection: QRectF | None = None
         self._filtered: Any = None
+        #: the measurement tools (mzarr_app.measure_tools): left-button drags and clicks of the tools it handles
+        self.tool_handler: Any = None
 
     def itemChange(self, change: Any, value: Any) -> Any:  # noqa: N802 - Qt naming
         """Watch the raw mouse events of the scene this box is put in (stroke points)."""
@@ -180,11 +183,14 @@ class EditViewBox(pg.ViewBox):
 
     def mouseClickEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
         """Left clicks: fill / pick at the point; polygon vertices (a double click, or a click on the first
-        vertex, closes it); stroke tools handle their own clicks (a dab)."""
+        vertex, closes it); stroke tools handle their own clicks (a dab); measurement tools' clicks go to
+        ``tool_handler``."""
         if ev.button() == Qt.MouseButton.LeftButton and self.tool is not None:
             ev.accept()
             x, y = self._view_point(ev.scenePos())
-            if self.tool in CLICK_TOOLS:
+            if self.tool_handler is not None and self.tool_handler.handles(self.tool):
+                self.tool_handler.click((x, y), bool(ev.double()))
+            elif self.tool in CLICK_TOOLS:
                 self.pointClicked.emit(self.tool, x, y)
             elif self.tool == "polygon":
                 if self._polygon and (ev.double() or self._near_first(ev.scenePos())):
@@ -212,6 +218,11 @@ class EditViewBox(pg.ViewBox):
             return
         if self.tool is None or ev.button() != Qt.MouseButton.LeftButton:
             return super().mouseDragEvent(ev, axis)
+        if self.tool_handler is not None and self.tool_handler.handles(self.tool):
+            ev.accept()
+            p0, p1 = self.mapSceneToView(ev.buttonDownScenePos()), self.mapSceneToView(ev.scenePos())
+            self.tool_handler.drag((p0.x(), p0.y()), (p1.x(), p1.y()), bool(ev.isStart()), bool(ev.isFinish()))
+            return
         ev.accept()
         if self.tool == "rect":
             p0 = self.mapSceneToView(ev.buttonDownScenePos())
@@ -268,23 +279,6 @@ class ScaleBar(QWidget):
         p.drawLine(x0, y, x1, y)
         p.drawText(QRectF(x0 - 6, 2, w + 12, y - 6), Qt.AlignmentFlag.AlignCenter, self.text)
         p.end()
-
-
-_UNIT_SHORT = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "meter": "m", "centimeter": "cm",
-               "angstrom": "Å", "picometer": "pm", "kilometer": "km", "inch": "in", "foot": "ft"}
-_METRES = {"nanometer": 1e-9, "micrometer": 1e-6, "millimeter": 1e-3, "centimeter": 1e-2, "meter": 1.0,
-           "kilometer": 1e3, "picometer": 1e-12, "angstrom": 1e-10}
-
-
-def format_length(value: float, unit: str) -> str:
-    """Human length such as ``50 µm`` or ``1.2 mm`` (metric units rescaled)."""
-    if unit in _METRES and value > 0:
-        metres = value * _METRES[unit]
-        for name in ("kilometer", "meter", "millimeter", "micrometer", "nanometer", "picometer"):
-            if metres >= _METRES[name] * 0.999:
-                v = metres / _METRES[name]
-                return f"{v:.4g} {_UNIT_SHORT[name]}"
-    return f"{value:.4g} {_UNIT_SHORT.get(unit, unit)}".strip()
 
 
 class TiledImageView(pg.GraphicsView):

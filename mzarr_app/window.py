@@ -15,6 +15,7 @@ from .contrast import DisplaySettings
 from .document import Document
 from .import_dialog import ImportDialog
 from .importer import IMPORT_FILTER, drop_action, run_import
+from .measure_tools import MeasureTools
 from .panels.contrast import ContrastPanel
 from .edit_controller import EditController
 from .panels.editing import EditingPanel, EditModel
@@ -106,6 +107,7 @@ class MainWindow(QMainWindow):
         self.edit_tools = EditController(self)
         self._make_actions()
         self._connect()
+        self.measure = MeasureTools(self)  # measurement/annotation tools, their dock and menus
         self._update_title()
         self._restore_state()
 
@@ -363,12 +365,14 @@ class MainWindow(QMainWindow):
         self.slicing.axis.setEnabled(is_volume(doc) and self.layout_views.mode != ORTHO)
         self.view.set_document(doc, self.slicing.plane())
         self.layout_views.set_document(doc)
+        self.measure.set_document(doc)
         settings.add_recent(path)
         self._update_title()
         self._show_level()
         return True
 
     def _close_doc(self) -> None:
+        self.measure.set_document(None)
         self.layout_views.close_document()
         self.view.close_document()
         self.act_ortho.setEnabled(False)
@@ -702,11 +706,12 @@ class MainWindow(QMainWindow):
 
     def is_modified(self) -> bool:
         """Unsaved pixel edits or metadata changes."""
-        return self.model.dirty or self.metadata.dirty
+        return self.model.dirty or self.metadata.dirty or self.measure.dirty
 
     def save(self, pixels: bool = True, metadata: bool = True) -> bool:
         """Write pending pixel edits (only touched chunks + pyramid, via mzarr_core) and/or metadata."""
-        if self.doc is None or not ((pixels and self.model.dirty) or (metadata and self.metadata.dirty)):
+        if self.doc is None or not ((pixels and self.model.dirty) or (metadata and self.metadata.dirty)
+                                    or self.measure.dirty):
             return True
         doc = self.doc
         self.layout_views.stop_loading()
@@ -721,6 +726,8 @@ class MainWindow(QMainWindow):
                 attrs = self.metadata.to_dict()
                 doc.save_attrs(attrs)
                 self.metadata.set_attrs(doc.attrs())
+            if self.measure.dirty:
+                self.measure.save()
         except Exception as exc:
             ok = False
             self.show_error(f"Cannot save {doc.path}", f"{type(exc).__name__}: {exc}")
