@@ -61,6 +61,7 @@ class AnnotationsPanel(QWidget):
         self.list.setColumnCount(4)
         self.list.setHeaderLabels(["Name", "Type", "Class", "Plane"])
         self.list.setRootIsDecorated(False)
+        self.list.setMinimumHeight(60)  # the dock shares the right side with the other panels
         self.list.itemChanged.connect(self._item_changed)
         self.list.currentItemChanged.connect(self._current_changed)
         self.list.itemDoubleClicked.connect(self._double_clicked)
@@ -94,7 +95,6 @@ class AnnotationsPanel(QWidget):
         lay.addWidget(self.result)
         self.profile = pg.PlotWidget()
         self.profile.setObjectName("annotationProfile")
-        self.profile.setMinimumHeight(140)
         self.profile.setLabel("left", "value")
         self.profile.hide()
         lay.addWidget(self.profile, 1)
