@@ -139,6 +139,8 @@ def overlay_edits(doc: Any, data: np.ndarray, level_index: int, plane: Plane, ti
 MAX_WRITE_ELEMENTS = 1 << 20
 #: edits this close (pixels, every axis) are merged into one write
 MERGE_GAP = 64
+#: merged regions written together (one pyramid update: ``write_regions``) up to this many pixels held in memory
+BATCH_ELEMENTS = 1 << 25
 
 
 def region_size(region: Sequence[slice]) -> int:
@@ -372,9 +374,18 @@ class Document:
                     else:
                         dst[e.region] = e.apply_to(np.asarray(dst[e.region]).copy())
                 # then the small ones merged: each region gets every edit touching it (big ones too) in order,
-                # so every pixel ends as if the edits were written one by one
+                # so every pixel ends as if the edits were written one by one; written in batches sharing one
+                # pyramid update (the library's write_regions), at most BATCH_ELEMENTS pixels held at once
+                batch: list[tuple[tuple[slice, ...], np.ndarray]] = []
+                held = 0
                 for region in write_regions([e.region for e in small], MAX_WRITE_ELEMENTS):
-                    dst[region] = apply_edits(region, np.asarray(dst[region]).copy(), mine)
+                    batch.append((region, apply_edits(region, np.asarray(dst[region]).copy(), mine)))
+                    held += region_size(region)
+                    if held >= BATCH_ELEMENTS:
+                        dst.write_regions(batch)
+                        batch, held = [], 0
+                if batch:
+                    dst.write_regions(batch)
         self.reopen()
         if edits is None:
             self.edits = []

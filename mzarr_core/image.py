@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,12 +21,11 @@ from .chunking import auto_chunks
 from .codecs import check_dtype, choose_codec, recompressing_codec
 from .containers import atomic_target
 from .errors import MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValueError
-from .indexing import broadcast_value, normalize, result_shape
+from .indexing import prepare_write
 from .level import Level, StorageArray, StorageView
 from .locks import ReadWriteLock
 from .ngff import ImageInfo
 from .pyramid import DOWNSAMPLE_METHODS
-from .values import coerce
 from .writer import Progress, write_image
 
 if TYPE_CHECKING:
@@ -330,14 +329,22 @@ class Mzarr:
         return out if dtype is None else out.astype(dtype)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self.write_regions([(key, value)])
+
+    def write_regions(self, regions: Iterable[tuple[Any, Any]]) -> None:
+        """``self[key] = value`` for every ``(key, value)`` of ``regions``, in order, in one transaction (all or
+        none), the pyramid updated once at the end: each coarser-level chunk the regions touch is recomputed once,
+        which makes many scattered edits (a painting session's strokes) much faster than one assignment each."""
         self._check_open()
         if not self.writable:
             raise MzarrReadOnlyError(self._read_only_reason())
-        index = normalize(key, self.shape)
-        value = broadcast_value(coerce(value, self.dtype), result_shape(index))
+        items = [(key, *prepare_write(key, value, self.shape, self.dtype)) for key, value in regions]
         with self._lock.writing(), self._transaction():
             try:
-                self._backend.write_region(key, index, value)
+                if len(items) == 1:
+                    self._backend.write_region(*items[0])
+                else:
+                    self._backend.write_regions(items)
             except BaseException:
                 self._close_if_broken()
                 raise

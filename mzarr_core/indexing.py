@@ -97,3 +97,12 @@ def broadcast_value(value: object, target: tuple[int, ...]) -> "np.ndarray":
         raise MzarrValueError(
             f"cannot assign a value of shape {np.shape(cast(Any, value))} to a region of shape {target}"
         ) from None
+
+
+def prepare_write(key: object, value: object, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple[AxisIndex, ...], np.ndarray]:
+    """``array[key] = value`` checked as NumPy would: the normalised index and ``value`` converted to ``dtype``
+    (refused when it does not fit) and broadcast to the region's shape."""
+    from .values import coerce
+
+    index = normalize(key, shape)
+    return index, broadcast_value(coerce(value, dtype), result_shape(index))

@@ -13,14 +13,14 @@ are asked for, so the image itself opens and reads whatever its labels group hol
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import MzarrReadOnlyError, MzarrValueError
-from .indexing import broadcast_value, normalize, result_shape
+from .indexing import prepare_write
 from .ngff import NGFF_VERSION, is_number, metadata_error, show
-from .values import coerce
 
 if TYPE_CHECKING:
     from .backends.stored import StoredBackend
@@ -283,14 +283,21 @@ class LabelImage:
         return out if dtype is None else out.astype(dtype)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self.write_regions([(key, value)])
+
+    def write_regions(self, regions: Iterable[tuple[Any, Any]]) -> None:
+        """``self[key] = value`` for every ``(key, value)``, in one transaction, each chunk of the label pyramid
+        recomputed once (:meth:`Mzarr.write_regions <mzarr_core.Mzarr.write_regions>`)."""
         self._check()
         if not self._backend.writable:
             raise MzarrReadOnlyError(self._backend.read_only_reason())
-        index = normalize(key, self.shape)
-        value = broadcast_value(coerce(value, self.dtype), result_shape(index))
+        items = [(key, *prepare_write(key, value, self.shape, self.dtype)) for key, value in regions]
         with self._backend._lock.writing(), self._backend.transaction():
             try:
-                self._backend.write_region(key, index, value)
+                if len(items) == 1:
+                    self._backend.write_region(*items[0])
+                else:
+                    self._backend.write_regions(items)
             except BaseException:
                 self._image._close_if_broken()
                 raise

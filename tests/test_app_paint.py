@@ -420,19 +420,19 @@ def test_failed_save_keeps_the_file_and_every_targets_edits(qtbot, window, copy_
     assert w.select_and_fill((0, 0, 64, 64), 3)  # the image
     assert w.paint([(300, 300), (400, 350)], 10, 7, target="cells")
     assert {e.target for e in w.model.edits} == {None, "cells"}
-    real = LabelImage.__setitem__
+    real = LabelImage.write_regions  # every label write (``label[key] = value`` too) goes through it
 
-    def broken(self, key, value):
+    def broken(self, regions):
         raise OSError("disk unplugged")
 
-    monkeypatch.setattr(LabelImage, "__setitem__", broken)
+    monkeypatch.setattr(LabelImage, "write_regions", broken)
     assert not w.save()
     assert "disk unplugged" in w.last_error and len(w.model.edits) == 2 and w.isWindowModified()
     m = Mzarr(path)
     np.testing.assert_array_equal(m[...], image)
     np.testing.assert_array_equal(m.label("cells")[...], seg)
     m.close()
-    monkeypatch.setattr(LabelImage, "__setitem__", real)
+    monkeypatch.setattr(LabelImage, "write_regions", real)
     assert w.save() and not w.model.edits
     m = Mzarr(path)
     assert (m[0:64, 0:64] == 3).all() and m.label("cells")[320, 350] == 7

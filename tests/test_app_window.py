@@ -407,21 +407,22 @@ def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_c
     open_and_wait(qtbot, w, path)
     assert w.select_and_fill((0, 0, 64, 64), 3)
     assert w.select_and_fill((600, 600, 700, 700), 9)
-    real = StoredBackend.update_pyramid
+    real = StoredBackend._write_level0  # every write of a region's full-resolution pixels
     calls: list[int] = []
 
-    def disk_full_at_second_edit(self, box):
+    def disk_full_at_second_edit(self, index, value):
         calls.append(1)
         if len(calls) == 2:
             raise MzarrDiskFullError(f"writing {path} failed: the disk is full")
-        return real(self, box)
+        return real(self, index, value)
 
-    monkeypatch.setattr(StoredBackend, "update_pyramid", disk_full_at_second_edit)
+    monkeypatch.setattr(StoredBackend, "_write_level0", disk_full_at_second_edit)
     assert not w.save()
+    assert len(calls) == 2, "the first edit was written before the disk filled up"
     assert "disk is full" in w.last_error
     np.testing.assert_array_equal(Mzarr(path).numpy(), before)
     assert len(w.model.edits) == 2 and w.isWindowModified()
-    monkeypatch.setattr(StoredBackend, "update_pyramid", real)
+    monkeypatch.setattr(StoredBackend, "_write_level0", real)
     assert w.save()
     after = Mzarr(path).numpy()
     assert (after[0:64, 0:64] == 3).all() and (after[600:700, 600:700] == 9).all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +56,12 @@ class Backend(ABC):
     def write_region(self, key: Any, index: tuple[AxisIndex, ...], value: np.ndarray) -> None:
         """Write ``value`` (already checked and broadcast to the region's shape) at ``key`` / ``index``."""
         raise MzarrReadOnlyError(self.read_only_reason())
+
+    def write_regions(self, items: Sequence[tuple[Any, tuple[AxisIndex, ...], np.ndarray]]) -> None:
+        """Write several ``(key, index, value)`` regions in order, as :meth:`write_region` each (storages with a
+        stored pyramid update it once for all of them)."""
+        for key, index, value in items:
+            self.write_region(key, index, value)
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[None]:

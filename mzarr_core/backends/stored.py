@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -195,6 +195,27 @@ class StoredBackend(Backend):
     def write_region(self, key: Any, index: tuple[AxisIndex, ...], value: np.ndarray) -> None:
         """Write level 0 and recompute the touched part of every coarser level (the caller holds the write lock
         and the transaction)."""
+        with self._naming_damaged_chunks(index):
+            box = self._write_level0(index, value)
+            if box is not None:
+                self.update_pyramid(box)
+
+    def write_regions(self, items: Sequence[tuple[Any, tuple[AxisIndex, ...], np.ndarray]]) -> None:
+        """Write every region into level 0, then recompute each touched part of each coarser-level chunk once
+        (:meth:`update_pyramid_boxes`): the same pixels as one :meth:`write_region` after another, with one
+        pyramid update for many scattered edits (the strokes of a painting session) instead of one per edit."""
+        boxes = []
+        for _key, index, value in items:
+            with self._naming_damaged_chunks(index):
+                box = self._write_level0(index, value)
+            if box is not None:
+                boxes.append(box)
+        if boxes:
+            with self._naming_damaged_chunks(None):
+                self.update_pyramid_boxes(boxes)
+
+    def _write_level0(self, index: tuple[AxisIndex, ...], value: np.ndarray) -> list[tuple[int, int]] | None:
+        """Write ``value`` at ``index`` into level 0; the written box (storage order), None if empty."""
         level0 = self._levels[0]
         kept_user = [p for p in range(len(index)) if not index[p].drop]
         flips = tuple(slice(None, None, -1) if index[p].reverse else slice(None) for p in kept_user)
@@ -203,16 +224,63 @@ class StoredBackend(Backend):
         storage_value = np.transpose(value, [kept_user.index(p) for p in kept_storage])
         box = [index[p].bounds for p in level0.perm]
         if any(lo >= hi for lo, hi in box):
-            return
+            return None
+        level0.storage[level0.storage_key(index)] = storage_value
+        return box
+
+    @contextlib.contextmanager
+    def _naming_damaged_chunks(self, index: tuple[AxisIndex, ...] | None) -> Iterator[None]:
+        """Turn a codec's failure on a damaged chunk that had to be decoded to merge an edit into it into the
+        error naming that chunk (of level 0 at ``index``; a pyramid level: the error names the level)."""
+        level0 = self._levels[0]
         try:
-            level0.storage[level0.storage_key(index)] = storage_value
-            self.update_pyramid(box)
+            yield
         except ChunkTooLargeError as exc:
+            if index is None:
+                raise
             raise self.corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
         except (MzarrError, MemoryError, KeyboardInterrupt):
             raise
-        except Exception as exc:  # a damaged chunk that had to be decoded to merge the edit into it
+        except Exception as exc:
+            if index is None:
+                raise CorruptChunkError(
+                    f"a pyramid level of {self.path} could not be updated ({type(exc).__name__}: {exc}); "
+                    f"'mzarr verify {self.path}' lists every damaged chunk"
+                ) from None
             raise self.corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
+
+    def update_pyramid_boxes(self, boxes: Sequence[list[tuple[int, int]]]) -> None:
+        """Recompute the regions ``boxes`` (storage order, level-0 coordinates) in every coarser level, one write
+        per touched chunk of each level: the boxes falling in a chunk are recomputed as their bounding box there."""
+        current = [list(b) for b in boxes]
+        for i in range(1, len(self._levels)):
+            prev, cur = self._levels[i - 1].storage, self._levels[i].storage
+            halve = tuple(c != p for c, p in zip(self._storage_factor(i), self._storage_factor(i - 1)))
+            level = self._levels[i]
+            chunks = tuple(level.chunks[p] for p in level.perm)  # storage order
+            per_chunk: dict[tuple[int, ...], list[list[int]]] = {}
+            for box in current:
+                mapped = [(lo // 2, min(-(-hi // 2), n)) if h else (lo, min(hi, n))
+                          for (lo, hi), h, n in zip(box, halve, cur.shape)]
+                if any(lo >= hi for lo, hi in mapped):
+                    continue
+                ranges = [range(lo // c, (hi - 1) // c + 1) for (lo, hi), c in zip(mapped, chunks)]
+                for coords in itertools.product(*ranges):
+                    part = [[max(lo, k * c), min(hi, (k + 1) * c)] for (lo, hi), k, c in zip(mapped, coords, chunks)]
+                    have = per_chunk.get(coords)
+                    if have is None:
+                        per_chunk[coords] = part
+                    else:
+                        for d, (lo, hi) in enumerate(part):
+                            have[d] = [min(have[d][0], lo), max(have[d][1], hi)]
+            current = []
+            for coords in sorted(per_chunk):
+                region = per_chunk[coords]
+                src = tuple(slice(2 * lo, min(2 * hi, n)) if h else slice(lo, hi)
+                            for (lo, hi), h, n in zip(region, halve, prev.shape))
+                down = downsample(np.asarray(prev[src]), halve, self.info.downsample)
+                cur[tuple(slice(lo, hi) for lo, hi in region)] = down
+                current.append([(lo, hi) for lo, hi in region])
 
     def update_pyramid(self, box: list[tuple[int, int]]) -> None:
         """Recompute the region ``box`` (storage order, level 0 coordinates) in every coarser level."""
