@@ -272,3 +272,27 @@ def test_measure_helpers_are_qt_free_geometry() -> None:
     items = [Annotation("polygon", [(0, 0), (1, 0), (0, 1)], name="Polygon 2")]
     assert M.next_name(items, "polygon") == "Polygon 3" and M.next_name(items, "point") == "Point 1"
     assert M.on_plane(r, p3) and not M.on_plane(r, Plane("zyx", "z", "x", "y", 8))
+
+
+def test_measure_geometry_imports_with_qt_blocked() -> None:
+    import subprocess
+    import sys
+
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'):
+            raise ImportError('blocked: ' + name)
+        return None
+sys.meta_path.insert(0, Block())
+import mzarr_app.measure as M
+from mzarr_app.tiles import Plane
+a = M.shape_from_drag('measure_line', (0, 0), (3, 4), Plane('yx', 'y', 'x'))
+assert a.kind == 'line' and M.length_text(a.points, None, None) == '5 px'
+assert not any(m.split('.')[0] in ('PySide6', 'pyqtgraph') for m in sys.modules)
+print('ok')
+"""
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
