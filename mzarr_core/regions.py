@@ -6,7 +6,7 @@ the right/bottom edge outside). :func:`region_stats` streams level 0 window by w
 grid, about ``window`` pixels a side), rasterises the shape per window and reads only windows the shape touches, so
 memory stays bounded by a few windows whatever the region's size. The results equal NumPy on the full array:
 integer sums are exact (Python integers), the variance of 8/16-bit images is computed exactly from integer sums of
-squares, other types combine per-window float64 means and squared deviations (Chan et al.), and histograms are the
+squares (one pass: counts per value), other types combine per-window float64 means and squared deviations (Chan et al.), and histograms are the
 bins ``numpy.histogram(values, bins)`` gives (range = the region's min..max).
 """
 
@@ -127,13 +127,23 @@ def _span(a: float, b: float, lo: int, hi: int) -> tuple[int, int]:
 
 
 def _polygon_mask(pts: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-    """Scanline fill (even-odd) of pixel centres, vectorised over rows x edges in blocks of bounded size."""
+    """Scanline fill (even-odd) of pixel centres, vectorised over rows x edges in blocks of bounded size; a window
+    that no edge's bounding box reaches is wholly inside or outside (one centre decides)."""
     h, w = r1 - r0, c1 - c0
     mask = np.zeros((h, w), bool)
     if h <= 0 or w <= 0:
         return mask
     xa, ya = pts[:, 0], pts[:, 1]
     xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+    near = ((np.maximum(xa, xb) >= c0) & (np.minimum(xa, xb) <= c1)
+            & (np.maximum(ya, yb) >= r0) & (np.minimum(ya, yb) <= r1))
+    if not near.any():  # no edge in the window: all inside or all outside
+        x, y = c0 + 0.5, r0 + 0.5
+        crosses = ((ya <= y) & (y < yb)) | ((yb <= y) & (y < ya))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xs = xa + (y - ya) * (xb - xa) / (yb - ya)
+        mask[:] = bool(np.count_nonzero(crosses & (xs <= x)) % 2)
+        return mask
     keep = (ya != yb) & (np.maximum(ya, yb) > r0 + 0.5 - 1) & (np.minimum(ya, yb) < r1)
     xa, ya, xb, yb = xa[keep], ya[keep], xb[keep], yb[keep]
     if xa.size == 0:
@@ -147,15 +157,14 @@ def _polygon_mask(pts: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.nda
         x = np.where(crosses, xa + (y - ya) * slope, np.inf)
         x.sort(axis=1)
         n = crosses.sum(axis=1)
-        diff = np.zeros((len(yc), w + 1), np.int32)
         for k in range(0, int(n.max(initial=0)) - 1, 2):
             rows = np.nonzero(n > k + 1)[0]
             # pixels with centre in [x_k, x_k+1): columns ceil(x - 0.5) .. ceil(x' - 0.5) - 1
             a = np.clip(np.ceil(x[rows, k] - 0.5) - c0, 0, w).astype(np.int64)
             b = np.clip(np.ceil(x[rows, k + 1] - 0.5) - c0, 0, w).astype(np.int64)
-            np.add.at(diff, (rows, a), 1)
-            np.add.at(diff, (rows, b), -1)
-        mask[start:start + len(yc)] = np.cumsum(diff[:, :w], axis=1) > 0
+            filled = b > a
+            for r, lo, hi in zip((rows[filled] + start).tolist(), a[filled].tolist(), b[filled].tolist()):
+                mask[r, lo:hi] = True
     return mask
 
 
@@ -203,7 +212,7 @@ class _Channel:
     """Running statistics of one channel."""
 
     def __init__(self, dtype: np.dtype):
-        self.exact = dtype.kind in "biu" and dtype.itemsize <= 2  # integer sums of squares fit int64 per window
+        self.exact = dtype.kind in "biu" and dtype.itemsize <= 2  # 8/16-bit: counts per value (exact sums)
         self.integer = dtype.kind in "biu"
         self.n = 0
         self.s1 = 0  # exact sum (integers)
@@ -223,6 +232,12 @@ class _Channel:
         if v.dtype == bool:
             v = v.view(np.uint8)
         n = int(v.size)
+        if self.exact:  # one pass: counts per value; sums, min and max follow from them exactly (settle)
+            assert self.counts is not None
+            index = v if v.dtype.kind == "u" else v.astype(np.int32) - self.offset
+            self.counts += np.bincount(index.ravel(), minlength=self.counts.size)
+            self.n += n
+            return
         lo, hi = v.min(), v.max()
         self.lo = lo if self.lo is None else min(self.lo, lo)
         self.hi = hi if self.hi is None else max(self.hi, hi)
@@ -232,20 +247,26 @@ class _Channel:
                 self.s1 += int(np.sum(v & 0xFFFFFFFF, dtype=np.uint64))
             else:
                 self.s1 += int(np.sum(v, dtype=np.int64))
-        if self.exact:
-            w = v.astype(np.int64)
-            self.s2 += int(np.sum(w * w))
-            assert self.counts is not None
-            self.counts += np.bincount((w - self.offset).ravel(), minlength=self.counts.size)
-        else:
-            f = v.astype(np.float64)
-            mean_b = float(f.mean())
-            m2_b = float(np.sum((f - mean_b) ** 2))
-            total = self.n + n
-            delta = mean_b - self.mean
-            self.mean += delta * n / total
-            self.m2 += m2_b + delta * delta * self.n * n / total
-        self.n += n
+        f = v.astype(np.float64)
+        mean_b = float(f.mean())
+        m2_b = float(np.sum((f - mean_b) ** 2))
+        total = self.n + n
+        delta = mean_b - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2_b + delta * delta * self.n * n / total
+        self.n = total
+
+    def settle(self) -> None:
+        """8/16-bit: the exact sum, sum of squares, min and max from the per-value counts (Python integers)."""
+        if not self.exact or self.n == 0:
+            return
+        assert self.counts is not None
+        present = np.nonzero(self.counts)[0]
+        values = [int(i) + self.offset for i in present.tolist()]
+        counts = [int(c) for c in self.counts[present].tolist()]
+        self.s1 = sum(v * c for v, c in zip(values, counts))
+        self.s2 = sum(v * v * c for v, c in zip(values, counts))
+        self.lo, self.hi = values[0], values[-1]
 
     def result(self) -> tuple[float, float]:
         """(mean, std) of everything added."""
@@ -299,7 +320,7 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
         if mask.any():
             touched.append((r0, r1, c0, c1))
             data = _read(image, plane, row_axis, col_axis, r0, r1, c0, c1)
-            values = data[mask]
+            values = data.reshape((mask.size,) + data.shape[2:]) if mask.all() else data[mask]  # inside: no copy
             if values.ndim == 1:
                 values = values[:, None]
             if not channels:
@@ -312,6 +333,8 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
     n_channels = image.channel_count or 1
     if not channels:
         channels = [_Channel(dtype) for _ in range(n_channels)]
+    for ch in channels:
+        ch.settle()
     hists: list[np.ndarray] = []
     edges: list[np.ndarray] = []
     if bins and channels[0].n:

@@ -209,3 +209,14 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "no pixel of the image" in capsys.readouterr().err
     assert main(["stats", str(path), "--rect", "1,2,3,4", "--plane", "z=1", "--quiet"]) == 2
     assert "the image is 2D" in capsys.readouterr().err
+
+
+def test_region_mask_windows_without_edges_are_wholly_in_or_out() -> None:
+    """A window no edge reaches is decided by one centre: inside a U-shaped polygon's arms, in its notch, and out."""
+    u = Annotation("polygon", [(0.5, 0.5), (90.5, 0.5), (90.5, 90.5), (60.5, 90.5), (60.5, 30.5), (30.5, 30.5),
+                               (30.5, 90.5), (0.5, 90.5)])
+    full = _centres_in_polygon((100, 100), [tuple(p) for p in u.points])
+    for rows, cols in (((40, 60), (5, 25)), ((40, 60), (35, 55)), ((5, 25), (5, 85)), ((92, 99), (0, 99))):
+        m = region_mask(u, rows, cols)
+        assert np.array_equal(m, full[rows[0]:rows[1], cols[0]:cols[1]])
+    assert region_mask(u, (40, 60), (5, 25)).all() and not region_mask(u, (40, 60), (35, 55)).any()
