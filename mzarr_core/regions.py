@@ -138,11 +138,11 @@ def _polygon_mask(pts: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.nda
     near = ((np.maximum(xa, xb) >= c0) & (np.minimum(xa, xb) <= c1)
             & (np.maximum(ya, yb) >= r0) & (np.minimum(ya, yb) <= r1))
     if not near.any():  # no edge in the window: all inside or all outside
-        x, y = c0 + 0.5, r0 + 0.5
-        crosses = ((ya <= y) & (y < yb)) | ((yb <= y) & (y < ya))
+        cx, cy = c0 + 0.5, r0 + 0.5
+        hit = ((ya <= cy) & (cy < yb)) | ((yb <= cy) & (cy < ya))
         with np.errstate(divide="ignore", invalid="ignore"):
-            xs = xa + (y - ya) * (xb - xa) / (yb - ya)
-        mask[:] = bool(np.count_nonzero(crosses & (xs <= x)) % 2)
+            at = xa + (cy - ya) * (xb - xa) / (yb - ya)
+        mask[:] = bool(np.count_nonzero(hit & (at <= cx)) % 2)
         return mask
     keep = (ya != yb) & (np.maximum(ya, yb) > r0 + 0.5 - 1) & (np.minimum(ya, yb) < r1)
     xa, ya, xb, yb = xa[keep], ya[keep], xb[keep], yb[keep]
