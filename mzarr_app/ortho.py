@@ -77,6 +77,7 @@ class Crosshair:
         self.centre.show()
 
     def hide(self) -> None:
+        """Hide the lines and the ring (single layout)."""
         self.vline.hide()
         self.hline.hide()
         self.centre.hide()
@@ -214,8 +215,9 @@ class ViewLayout(QWidget):
         spatial = doc.spatial_axes
         if not self.position:  # the main view's slice, the middle of the volume elsewhere
             self.position = [n // 2 for n in (doc.shape[doc.axes.index(a)] for a in spatial)]
-            if m.plane.slice_axis in spatial:
-                self.position[spatial.index(m.plane.slice_axis)] = m.plane.slice_index
+            axis = m.plane.slice_axis
+            if axis is not None and axis in spatial:
+                self.position[spatial.index(axis)] = m.plane.slice_index
         # three planes' bricks share one cache budget: no brick layers read ahead (they would evict the planes shown)
         for v in (m, *self.extra):
             v.prefetch_layers = 0
@@ -267,9 +269,10 @@ class ViewLayout(QWidget):
 
     def main_plane_changed(self, plane: T.Plane) -> None:
         """The main view's plane changed (slicing panel): its slice is the cursor's position along that axis."""
-        if not self.active or self.doc is None or plane.slice_axis not in self.doc.spatial_axes:
+        axis = plane.slice_axis
+        if not self.active or self.doc is None or axis is None or axis not in self.doc.spatial_axes:
             return
-        i = self.doc.spatial_axes.index(plane.slice_axis)
+        i = self.doc.spatial_axes.index(axis)
         for v in self.extra:  # channels follow the main view
             if v.plane is not None and v.plane.channels != plane.channels:
                 v.set_plane(replace(v.plane, channels=plane.channels))
@@ -338,7 +341,8 @@ class ViewLayout(QWidget):
             val, lv = got
             vs = ", ".join(f"{x:g}" for x in val) if isinstance(val, tuple) else f"{val:g}"
             lines.append(f"value {vs}" + ("" if lv == 0 else f" (≈, level {lv})"))
-        lines.append("<br>Click or drag the lines to move the cursor; zoom and pan follow along shared axes.")
+        lines.append("<br>Click, or drag a line or the ring where they cross, to move the cursor; zoom and pan "
+                     "follow along shared axes.")
         self.info.setText("<br>".join(lines))
 
     def _clicked(self, v: TiledImageView, ev: Any) -> None:
@@ -360,6 +364,7 @@ class ViewLayout(QWidget):
         self.set_position(pos)
 
     def _line_dragged(self, v: TiledImageView, line: Any, which: str) -> None:
+        """A crosshair line is dragged: the cursor follows along that line's axis."""
         if not self.active or v.plane is None or self.doc is None:
             return
         axis = v.plane.col if which == "col" else v.plane.row
@@ -453,6 +458,7 @@ class ViewLayout(QWidget):
         return self._insets[id(v)]
 
     def refresh_overviews(self) -> None:
+        """Redraw every overview inset that needs it (plane or settings changed)."""
         for inset in self._insets.values():
             inset.refresh()
 
@@ -470,6 +476,7 @@ class ViewLayout(QWidget):
             self.fit()
 
     def set_cache_mb(self, mb: float) -> None:
+        """The cache budget of the other views' loaders (the document's one cache)."""
         for v in self.extra:
             v.set_cache_mb(mb)
 

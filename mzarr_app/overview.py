@@ -138,11 +138,13 @@ class OverviewInset(QWidget):
         v.vb.setRange(QRectF(cx - r.width() / 2, cy - r.height() / 2, r.width(), r.height()), padding=0)
 
     def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802 - Qt naming
+        """A left click centres the view there."""
         if ev.button() == Qt.MouseButton.LeftButton:
             self.centre_on(ev.position().x(), ev.position().y())
             ev.accept()
 
     def mouseMoveEvent(self, ev: QMouseEvent) -> None:  # noqa: N802 - Qt naming
+        """A left drag keeps the view centred under the pointer."""
         if ev.buttons() & Qt.MouseButton.LeftButton:
             pos: QPointF = ev.position()
             self.centre_on(min(max(0.0, pos.x()), self.width()), min(max(0.0, pos.y()), self.height()))
