@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QGraphicsPathItem, QProgressDialog
 
 from mzarr_core import Mzarr
@@ -67,6 +67,21 @@ class _Job(QObject):
         self.done.emit(a, result)
 
 
+class _Change(QUndoCommand):
+    """One change of the annotations (add, rename, class, delete, import) on the window's undo stack."""
+
+    def __init__(self, tools: "MeasureTools", before: list[Annotation], after: list[Annotation],
+                 select: str | None, text: str) -> None:
+        super().__init__(text)
+        self.tools, self.before, self.after, self.select = tools, before, after, select
+
+    def redo(self) -> None:  # noqa: D401 - Qt override
+        self.tools._set_items(self.after, self.select)
+
+    def undo(self) -> None:  # noqa: D401 - Qt override
+        self.tools._set_items(self.before, None)
+
+
 class MeasureTools(QObject):
     """Owns the annotations of the open file (pending until Save), their drawing and their measurements."""
 
@@ -79,7 +94,7 @@ class MeasureTools(QObject):
         self.view = window.view
         self.doc: Document | None = None
         self.items: list[Annotation] = []
-        self.dirty = False
+        self._saved: list[Annotation] = []  # as in the file: dirty while the list differs
         self.results: dict[str, Any] = {}  # id -> RegionStats | LineProfile | an error message
         self.job: _Job | None = None
         self.progress_dialog: QProgressDialog | None = None
@@ -146,7 +161,7 @@ class MeasureTools(QObject):
         """Show the annotations stored in ``doc`` (none for None); pending ones of the previous file are dropped."""
         self._stop_job()
         self.doc = doc
-        self.items, self.results, self.dirty = [], {}, False
+        self.items, self.results = [], {}
         self._polygon = []
         self._hide_rubber()
         if doc is not None:
@@ -154,18 +169,28 @@ class MeasureTools(QObject):
                 self.items = doc.m.annotations()
             except Exception as exc:  # a damaged annotations document: the image still shows
                 self.w.statusBar().showMessage(f"The annotations could not be read: {exc}", 10000)
+        self._saved = list(self.items)
         self._enable_file_actions()
         self._refresh(None)
+
+    @property
+    def dirty(self) -> bool:
+        """The annotations differ from the file's (an undo back to the saved list is clean again)."""
+        return self.items != self._saved
 
     def save(self) -> None:
         """Write the annotations into the file (one transaction); raises what the library raises."""
         assert self.doc is not None
         with Mzarr(self.doc.path, "r+") as w:
             w.set_annotations(self.items)
-        self.dirty = False
+        self._saved = list(self.items)
 
-    def _changed(self, select: str | None = None) -> None:
-        self.dirty = True
+    def _commit(self, items: list[Annotation], select: str | None, text: str) -> None:
+        """Make ``items`` the annotations, as one step of Edit > Undo (the window's undo stack)."""
+        self.w.model.stack.push(_Change(self, list(self.items), list(items), select, text))
+
+    def _set_items(self, items: list[Annotation], select: str | None) -> None:
+        self.items = list(items)
         self._refresh(select)
         self.w._update_title()
 
@@ -266,41 +291,37 @@ class MeasureTools(QObject):
     # --- editing the list --------------------------------------------------------------------------------------
     def add(self, a: Annotation) -> None:
         """Add an annotation (pending until Save), select it and measure it."""
-        self.items.append(a)
-        self._changed(a.id)
+        self._commit(self.items + [a], a.id, f"add {a.kind}")
 
     def find(self, ident: str) -> Annotation | None:
         return next((a for a in self.items if a.id == ident), None)
 
-    def _replace(self, a: Annotation) -> None:
-        self.items = [a if b.id == a.id else b for b in self.items]
-        self._changed(a.id)
+    def _replace(self, a: Annotation, items: list[Annotation] | None = None, text: str = "change annotation") -> None:
+        self._commit([a if b.id == a.id else b for b in (self.items if items is None else items)], a.id, text)
 
     def rename(self, ident: str, name: str) -> None:
         a = self.find(ident)
         if a is not None and name != a.name:
-            self._replace(a.with_(name=name))
+            self._replace(a.with_(name=name), text="rename annotation")
 
     def set_class(self, ident: str, class_name: str | None, color: tuple[int, int, int] | None) -> None:
         """Give an annotation a class and colour; the colour is shared by every annotation of that class."""
         a = self.find(ident)
         if a is None:
             return
+        items = self.items
         if class_name is not None and color is not None:
-            self.items = [b.with_(color=color) if b.class_name == class_name and b.id != ident else b
-                          for b in self.items]
+            items = [b.with_(color=color) if b.class_name == class_name and b.id != ident else b for b in items]
         elif class_name is not None and color is None:  # a known class keeps its colour
-            color = next((b.color for b in self.items if b.class_name == class_name and b.color), None)
-        self._replace(a.with_(class_name=class_name, color=color))
+            color = next((b.color for b in items if b.class_name == class_name and b.color), None)
+        self._replace(a.with_(class_name=class_name, color=color), items, "annotation class")
 
     def delete(self, ident: str) -> None:
         if self.find(ident) is None:
             return
         if self.job is not None and self.job.annotation.id == ident:
             self._stop_job()
-        self.items = [a for a in self.items if a.id != ident]
-        self.results.pop(ident, None)
-        self._changed(None)
+        self._commit([a for a in self.items if a.id != ident], None, "delete annotation")
 
     def jump(self, ident: str) -> None:
         """Show an annotation: its plane (volumes) and its extent with a margin."""
@@ -488,10 +509,10 @@ class MeasureTools(QObject):
         merged = [a for a in self.items if a.id not in ids] + incoming
         spatial = self.doc.spatial_axes
         shape = tuple(n for ax, n in zip(self.doc.axes, self.doc.shape) if ax != "c")
-        self.items = check_annotations(merged, spatial, shape)
+        checked = check_annotations(merged, spatial, shape)
         for a in incoming:
             self.results.pop(a.id, None)
-        self._changed(incoming[0].id if incoming else None)
+        self._commit(checked, incoming[0].id if incoming else None, "import annotations")
         return len(incoming)
 
     def export_dialog(self) -> None:

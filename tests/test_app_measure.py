@@ -296,3 +296,29 @@ print('ok')
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_annotation_changes_are_undoable_and_clean_again_at_the_saved_state(qtbot, window, image_copy) -> None:
+    path = image_copy("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    first = Annotation("rectangle", [(10, 10), (60, 40)], name="box")
+    w.measure.add(first)
+    assert w.save() and not w.isWindowModified()
+    w.measure.add(Annotation("point", [(5, 5)], name="p"))
+    w.measure.rename(first.id, "renamed")
+    assert [a.name for a in w.measure.items] == ["renamed", "p"] and w.isWindowModified()
+    assert "rename annotation" in w.act_undo.text()
+    w.act_undo.trigger()
+    assert [a.name for a in w.measure.items] == ["box", "p"]
+    assert w.measure.panel.item_texts()[0][0] == "box"
+    w.act_undo.trigger()
+    assert [a.name for a in w.measure.items] == ["box"] and not w.isWindowModified()  # back to what is saved
+    w.act_redo.trigger()
+    w.act_redo.trigger()
+    assert [a.name for a in w.measure.items] == ["renamed", "p"] and w.isWindowModified()
+    w.measure.delete(first.id)
+    assert [a.name for a in w.measure.items] == ["p"]
+    w.act_undo.trigger()
+    assert [a.name for a in w.measure.items] == ["renamed", "p"]
+    assert w.save() and Mzarr(path).annotations() == w.measure.items
