@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .dask_write import PathSource
-from .errors import MzarrValueError
+from .errors import MzarrFormatError, MzarrValueError
 from .formats import export, read
 from .image import Mzarr
 from .writer import Progress
@@ -85,6 +85,8 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
         out = image.save(dst, progress=progress, **save_options)
         if isinstance(source.owner, Mzarr) and image.axes == source.owner.axes:
             _keep_labels(out, source.owner)
+        if isinstance(source.owner, Mzarr) and image.spatial_axes == source.owner.spatial_axes:
+            _keep_annotations(out, source.owner)
         return out
     finally:
         if source.owner is not None and hasattr(source.owner, "close"):
@@ -134,6 +136,17 @@ def _keep_labels(out: Path, original: Mzarr) -> None:
         else:
             out.unlink(missing_ok=True)
         raise
+
+
+def _keep_annotations(out: Path, original: Mzarr) -> None:
+    """A .mzarr / OME-Zarr converted to the other form keeps its annotations (docs/FORMAT.md section 12)."""
+    try:
+        items = original.annotations()
+    except MzarrFormatError:
+        return  # damaged annotations are not carried over (the image is)
+    if items:
+        with Mzarr(out, "r+") as image:
+            image.set_annotations(items)
 
 
 def _attach_labels(out: Path, seg: Any, name: str, path: Path) -> None:

@@ -303,3 +303,17 @@ def test_cli_annotations_import_export_list(tmp_path: Path, capsys: pytest.Captu
     with Mzarr(vol) as m:
         assert {a.plane for a in m.annotations()} == {("z", 2)}
     assert main(["annotations", str(path), "--replace"]) == 2
+
+
+def test_convert_between_forms_keeps_annotations(tmp_path: Path) -> None:
+    from mzarr_core import convert
+
+    src = Mzarr(_coins()).save(tmp_path / "c.mzarr")
+    items = _sample()
+    with Mzarr(src, "r+") as m:
+        m.set_annotations(items)
+    folder = convert(src, tmp_path / "c.ome.zarr")
+    back = convert(folder, tmp_path / "back.mzarr")
+    for path in (folder, back):
+        with Mzarr(path) as m:
+            assert m.annotations() == items
