@@ -142,7 +142,8 @@ def format_attrs(attrs: dict[str, Any], indent: str = "", depth: int = 0) -> lis
 
 
 def _describe(image: Mzarr) -> dict[str, Any]:
-    """:func:`mzarr_core.report.describe` plus the image's label images (name, dtype, levels, label count)."""
+    """:func:`mzarr_core.report.describe` plus the image's label images (name, dtype, levels, label count) and how
+    many annotations it holds."""
     from .report import describe
 
     out = describe(image)
@@ -156,6 +157,12 @@ def _describe(image: Mzarr) -> dict[str, Any]:
         out["label_images_error"] = str(exc)
     if label_images:
         out["label_images"] = label_images
+    try:
+        count = len(image.annotations())
+        if count:
+            out["annotations"] = count
+    except MzarrFormatError as exc:
+        out["annotations_error"] = str(exc)
     return out
 
 
@@ -174,6 +181,10 @@ def format_info(info: dict[str, Any]) -> str:
             f"label image: {lab['name']}  dtype: {lab['dtype']}  levels: {lab['levels']}  colours: {lab['colors']}  "
             f"properties: {lab['properties']}"
         )
+    if info.get("annotations_error"):
+        lines.append(f"annotations: cannot be read: {info['annotations_error']}")
+    if info.get("annotations"):
+        lines.append(f"annotations: {info['annotations']} ('mzarr annotations FILE' lists them)")
     attrs = info.get("attrs") or {}
     if not attrs:
         return "\n".join([*lines, "attrs:       {}"])

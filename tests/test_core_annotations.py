@@ -303,6 +303,11 @@ def test_cli_annotations_import_export_list(tmp_path: Path, capsys: pytest.Captu
     with Mzarr(vol) as m:
         assert {a.plane for a in m.annotations()} == {("z", 2)}
     assert main(["annotations", str(path), "--replace"]) == 2
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    assert "annotations: 5 ('mzarr annotations FILE' lists them)" in capsys.readouterr().out
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["annotations"] == 5
 
 
 def test_convert_between_forms_keeps_annotations(tmp_path: Path) -> None:
