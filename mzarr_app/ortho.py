@@ -230,15 +230,16 @@ class ViewLayout(QWidget):
                 v.set_edits(m.edits)
                 if m.display is not None:
                     v.set_display(m.display)
-                for layer in m.label_layers:
+                for layer in m.label_layers:  # the Labels panel's choices so far
                     v.set_label_visible(layer.name, layer.visible)
+                    v.set_label_hidden_values(layer.name, sorted(layer.hidden_values))
             v.show()
         self.info.show()
         self.grid.setRowStretch(0, 1)
         self.grid.setRowStretch(1, 1)
         self.grid.setColumnStretch(0, 1)
         self.grid.setColumnStretch(1, 1)
-        self._place(source=None)
+        self._place()
         self.grid.activate()  # the views take their cells' sizes now, so the fit sees them
         self.fit()
         QTimer.singleShot(0, self._fit_if_active)  # and once more when the window has laid them out
@@ -246,6 +247,7 @@ class ViewLayout(QWidget):
     def _fit_if_active(self) -> None:
         if self.active:
             self.fit()
+
     def _plane(self, i: int) -> T.Plane:
         """The plane of view ``i`` (0: main) through the cursor: perpendicular to the i-th spatial axis."""
         assert self.doc is not None and self.main.plane is not None
@@ -264,7 +266,7 @@ class ViewLayout(QWidget):
         if pos == self.position:
             return
         self.position = pos
-        self._place(source=None)
+        self._place()
         self.positionChanged.emit(tuple(pos))
 
     def main_plane_changed(self, plane: T.Plane) -> None:
@@ -281,9 +283,9 @@ class ViewLayout(QWidget):
             pos[i] = plane.slice_index
             self.set_position(pos)
         else:
-            self._place(source=None)
+            self._place()
 
-    def _place(self, source: TiledImageView | None) -> None:
+    def _place(self) -> None:
         """Planes, crosshairs and captions of every view from the cursor position."""
         if self.doc is None:
             return

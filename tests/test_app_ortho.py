@@ -309,8 +309,15 @@ def test_edits_and_labels_shown_in_every_view(qtbot, window, image_dir, tmp_path
     ortho(qtbot, w, path)
     lv = w.layout_views
     assert all(len(v.label_layers) == 1 and v.label_layers[0].visible for v in lv.views())
+    w.labels.list.setCurrentRow(0)
+    w.labels.hide_values.setText("7")  # Labels panel: value 7 not drawn, in every view
+    w.labels.hide_values.editingFinished.emit()
+    assert all(v.label_layers[0].hidden_values == {7} for v in lv.views())
     w.labels.list.item(0).setCheckState(Qt.CheckState.Unchecked)  # Labels panel: hide it in every view
     assert all(not v.label_layers[0].visible for v in lv.views())
+    w.set_layout(SINGLE)  # the other views open the file again: the panel's choices so far apply to them
+    w.set_layout(ORTHO)
+    assert all(not v.label_layers[0].visible and v.label_layers[0].hidden_values == {7} for v in lv.views())
     set_identity_grey(w, 0, 4000)
     # a pending edit of the main (z) view is drawn in the y view through it: black voxels x 120..139 at z = 48
     w.select_and_fill((120, 95, 140, 105), 0)  # x 120..140, y 95..105 of slice z = 48
