@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QGraphicsPathItem, QProgressDialog
 
@@ -98,7 +98,7 @@ class MeasureTools(QObject):
         self.results: dict[str, Any] = {}  # id -> RegionStats | LineProfile | an error message
         self.job: _Job | None = None
         self.progress_dialog: QProgressDialog | None = None
-        self._graphics: list[Any] = []
+        self._graphics: list[tuple[Any, Any]] = []  # (view box, item) of every drawn annotation
         self._polygon: list[tuple[float, float]] = []
         self.panel = AnnotationsPanel()
         dock = QDockWidget("Annotations", window)
@@ -128,6 +128,10 @@ class MeasureTools(QObject):
         self.panel.jumpRequested.connect(self.jump)
         window.editing.toolChanged.connect(self._editing_tool)
         window.slicing.planeChanged.connect(lambda _p: self._plane_changed())
+        layout = getattr(window, "layout_views", None)  # orthogonal views: each shows its plane's annotations
+        if layout is not None:
+            layout.positionChanged.connect(lambda _p: self.redraw())
+            layout.layoutChanged.connect(lambda _m: QTimer.singleShot(0, self.redraw))
 
     def _make_actions(self) -> None:
         w = self.w
@@ -343,53 +347,68 @@ class MeasureTools(QObject):
         self._hide_rubber()
         self.redraw()
 
+    def _views(self) -> list[Any]:
+        """The views on screen (the orthogonal layout's three, or the main one)."""
+        layout = getattr(self.w, "layout_views", None)
+        return list(layout.views()) if layout is not None else [self.view]
+
     def redraw(self) -> None:
-        """Draw the annotations of the plane shown (the selected one thicker)."""
-        vb = self.view.vb
-        for g in self._graphics:
+        """Draw, in every view on screen, the annotations of the plane it shows (the selected one thicker)."""
+        for vb, g in self._graphics:
             vb.removeItem(g)
         self._graphics = []
-        plane = self._plane()
-        if self.doc is None or plane is None:
+        if self.doc is None:
             return
         current = self.panel.current_id()
-        for a in self.items:
-            if not M.on_plane(a, plane):
+        for v in self._views():
+            if v.plane is None or v.doc is None:
                 continue
-            color = QColor(*(a.color or DEFAULT_COLOR))
-            width = 3 if a.id == current else 2
-            if a.kind == "point":
-                item: Any = pg.ScatterPlotItem([a.points[0][0]], [a.points[0][1]], symbol="+", size=14,
-                                               pen=pg.mkPen(color, width=width), brush=None)
+            for a in self.items:
+                if M.on_plane(a, v.plane):
+                    for g in self._shape_items(a, a.id == current, v.plane_spacing()):
+                        v.vb.addItem(g, ignoreBounds=True)
+                        self._graphics.append((v.vb, g))
+
+    def drawn_in(self, view: Any) -> list[Any]:
+        """The graphics items drawing annotations in ``view`` now (tests, and whoever needs to know)."""
+        return [g for vb, g in self._graphics if vb is view.vb]
+
+    def _shape_items(self, a: Annotation, selected: bool, spacing: tuple[float, float] | None) -> list[Any]:
+        """The graphics items drawing ``a`` (its shape and its label), in level-0 coordinates of its plane."""
+        assert self.doc is not None
+        color = QColor(*(a.color or DEFAULT_COLOR))
+        width = 3 if selected else 2
+        if a.kind == "point":
+            item: Any = pg.ScatterPlotItem([a.points[0][0]], [a.points[0][1]], symbol="+", size=14,
+                                           pen=pg.mkPen(color, width=width), brush=None)
+        else:
+            path = QPainterPath()
+            x0, y0, x1, y1 = a.bounds()
+            if a.kind == "ellipse":
+                path.addEllipse(QRectF(x0, y0, x1 - x0, y1 - y0))
+            elif a.kind == "rectangle":
+                path.addRect(QRectF(x0, y0, x1 - x0, y1 - y0))
             else:
-                path = QPainterPath()
-                x0, y0, x1, y1 = a.bounds()
-                if a.kind == "ellipse":
-                    path.addEllipse(QRectF(x0, y0, x1 - x0, y1 - y0))
-                elif a.kind == "rectangle":
-                    path.addRect(QRectF(x0, y0, x1 - x0, y1 - y0))
-                else:
-                    path.moveTo(*a.points[0])
-                    for q in a.points[1:]:
-                        path.lineTo(*q)
-                    if a.kind == "polygon":
-                        path.closeSubpath()
-                item = QGraphicsPathItem(path)
-                pen = QPen(color, width)
-                pen.setCosmetic(True)
-                item.setPen(pen)
-            item.setZValue(Z_ANNOTATIONS)
-            vb.addItem(item, ignoreBounds=True)
-            self._graphics.append(item)
-            label = a.name
-            if a.kind == "line":
-                label = f"{a.name}: {M.length_text(a.points, self.view.plane_spacing(), self.doc.unit)}"
-            if label:
-                text = pg.TextItem(label, color=color, anchor=(0, 1))
-                text.setPos(*a.points[-1] if a.kind == "line" else (a.bounds()[0], a.bounds()[1]))
-                text.setZValue(Z_ANNOTATIONS)
-                vb.addItem(text, ignoreBounds=True)
-                self._graphics.append(text)
+                path.moveTo(*a.points[0])
+                for q in a.points[1:]:
+                    path.lineTo(*q)
+                if a.kind == "polygon":
+                    path.closeSubpath()
+            item = QGraphicsPathItem(path)
+            pen = QPen(color, width)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+        item.setZValue(Z_ANNOTATIONS)
+        out = [item]
+        label = a.name
+        if a.kind == "line":
+            label = f"{a.name}: {M.length_text(a.points, spacing, self.doc.unit)}"
+        if label:
+            text = pg.TextItem(label, color=color, anchor=(0, 1))
+            text.setPos(*a.points[-1] if a.kind == "line" else (a.bounds()[0], a.bounds()[1]))
+            text.setZValue(Z_ANNOTATIONS)
+            out.append(text)
+        return out
 
     # --- measurements ------------------------------------------------------------------------------------------
     def _selected(self, ident: str | None) -> None:

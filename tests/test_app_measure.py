@@ -206,15 +206,15 @@ def test_volume_plane_point_ellipse_and_jump(qtbot, window, image_copy) -> None:
     assert pt.kind == "point" and pt.name == "Point 1" and pt.plane == ("y", 50)
     assert pt.points[0] == pytest.approx(level0(w, screen(w, 130, 40)))
     assert w.measure.panel.result.text().startswith("Position: x 13")
-    assert len(w.measure._graphics) >= 3  # ellipse, its label, the point (and its label)
+    assert len(w.measure.drawn_in(w.view)) >= 3  # ellipse, its label, the point (and its label)
     # another plane: nothing of this plane is drawn; Go to comes back
     w.slicing.axis.setCurrentText("z")
     wait_idle(qtbot, w)
-    assert w.measure._graphics == []
+    assert w.measure.drawn_in(w.view) == []
     w.measure.panel.select(ell.id)
     qtbot.mouseClick(w.measure.panel.goto_button, Qt.MouseButton.LeftButton)
     assert w.slicing.axis.currentText() == "y" and w.slicing.spin.value() == 50
-    assert w.view.plane.slice_axis == "y" and w.measure._graphics
+    assert w.view.plane.slice_axis == "y" and w.measure.drawn_in(w.view)
     x0, y0, x1, y1 = w.view.visible_rect()
     assert x0 <= ell.bounds()[0] and x1 >= ell.bounds()[2]
     assert w.save()
@@ -322,3 +322,25 @@ def test_annotation_changes_are_undoable_and_clean_again_at_the_saved_state(qtbo
     w.act_undo.trigger()
     assert [a.name for a in w.measure.items] == ["renamed", "p"]
     assert w.save() and Mzarr(path).annotations() == w.measure.items
+
+
+def test_orthogonal_views_each_draw_the_annotations_of_their_plane(qtbot, window, image_copy) -> None:
+    path = image_copy("volume")  # 96 x 200 x 260
+    w = window
+    open_and_wait(qtbot, w, path)
+    on_z = Annotation("rectangle", [(20, 30), (120, 90)], name="axial box", plane=("z", 40))
+    on_y = Annotation("ellipse", [(30, 10), (200, 60)], name="coronal oval", plane=("y", 100))
+    w.measure.add(on_z)
+    w.measure.add(on_y)
+    w.findChild(type(w.act_ortho), "actLayoutOrtho").trigger()
+    lv = w.layout_views
+    qtbot.waitUntil(lambda: lv.active, timeout=5000)
+    lv.set_position([40, 100, 130])
+    qtbot.waitUntil(lambda: lv.view_of("y").plane is not None and lv.view_of("y").plane.slice_index == 100,
+                    timeout=5000)
+    wait_idle(qtbot, w)
+    assert len(w.measure.drawn_in(lv.view_of("z"))) == 2  # the box and its label
+    assert len(w.measure.drawn_in(lv.view_of("y"))) == 2  # the oval and its label
+    assert w.measure.drawn_in(lv.view_of("x")) == []
+    lv.set_position([41, 101, 130])  # neither plane any more
+    assert all(w.measure.drawn_in(lv.view_of(a)) == [] for a in "zyx")
