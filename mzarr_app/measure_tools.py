@@ -510,7 +510,7 @@ class MeasureTools(QObject):
             self.panel.show_profile(result.distance, result.values, result.unit)
         else:
             self.panel.show_result(M.stats_text(result))
-            self.panel.show_profile(None, None)
+            self.panel.show_histogram(result.histogram, result.bin_edges)
 
     # --- GeoJSON -----------------------------------------------------------------------------------------------
     def export_geojson(self, path: str) -> int:

@@ -118,6 +118,11 @@ def test_polygon_statistics_equal_numpy_edit_in_panel_and_save(qtbot, window, im
     assert stats.area == pytest.approx(values.size * 0.0625)
     text = w.measure.panel.result.text()
     assert f"({values.size} px)" in text and f"mean {values.mean():.6g}" in text and "µm²" in text
+    curves = w.measure.panel.profile.getPlotItem().listDataItems()  # the region's histogram, 256 bins
+    counts, edges = np.histogram(values, 256)
+    assert len(curves) == 1 and w.measure.panel.profile.isVisible()
+    np.testing.assert_array_equal(curves[0].yData, counts.astype(float))
+    np.testing.assert_array_equal(curves[0].xData, edges)
     # rename in place, class and colour from the panel
     item = w.measure.panel.list.topLevelItem(0)
     item.setText(0, "tumour edge")

@@ -1,5 +1,6 @@
 """Annotations panel: the measurement tools, the list of the file's annotations (rename, delete, class and colour,
-go to), the selected one's measurement and, for lines, its profile plotted from full-resolution pixels."""
+go to), the selected one's measurement and its plot from full-resolution pixels: a line's profile, a region's
+histogram."""
 
 from __future__ import annotations
 
@@ -217,6 +218,20 @@ class AnnotationsPanel(QWidget):
     def show_result(self, text: str) -> None:
         self.result.setText(text)
 
+    def show_histogram(self, counts: Sequence[np.ndarray], edges: Sequence[np.ndarray]) -> None:
+        """Plot a region's histogram (one step curve per channel), or hide the plot when there is none."""
+        self.profile.clear()
+        if not counts:
+            self.profile.hide()
+            return
+        pens = ["w"] if len(counts) == 1 else ["r", "g", "b", "w"]
+        for c, (h, e) in enumerate(zip(counts, edges)):
+            self.profile.plot(np.asarray(e, np.float64), np.asarray(h, np.float64), stepMode="center",
+                              pen=pens[c % len(pens)])
+        self.profile.setLabel("bottom", "value (full-resolution pixels)")
+        self.profile.setLabel("left", "pixels")
+        self.profile.show()
+
     def show_profile(self, distance: np.ndarray | None, values: np.ndarray | None, unit: str | None = None) -> None:
         """Plot a line profile (one curve per channel), or hide the plot."""
         self.profile.clear()
@@ -227,7 +242,6 @@ class AnnotationsPanel(QWidget):
         pens = ["w"] if v.shape[1] == 1 else ["r", "g", "b", "w"]
         for c in range(v.shape[1]):
             self.profile.plot(distance, v[:, c], pen=pens[c % len(pens)])
-        self.profile.setLabel("bottom", "distance", units=None if unit else "px")
-        if unit:
-            self.profile.setLabel("bottom", f"distance ({unit})")
+        self.profile.setLabel("bottom", f"distance ({unit or 'px'})")
+        self.profile.setLabel("left", "value")
         self.profile.show()
