@@ -154,8 +154,12 @@ def test_level_follows_the_screen_pixel_rule(n, spx, axis) -> None:
     plane = T.default_plane("zyx", axis, 3)
     plan = plan_frame(FrameRequest(levels, plane, (0, 0, 10, 10), spx))
     ri, ci = "zyx".index(plane.row), "zyx".index(plane.col)
-    ok = [i for i, g in enumerate(levels) if max(g.factor[ri], g.factor[ci]) <= spx * (1 + 1e-9)]
+    # the coarsest level drawn at most LEVEL_MAGNIFICATION x enlarged; at 1:1 and closer, full resolution
+    limit = spx * T.LEVEL_MAGNIFICATION * (1 + 1e-9) if spx > 1 else 1.0
+    ok = [i for i, g in enumerate(levels) if max(g.factor[ri], g.factor[ci]) <= limit]
     assert plan.level == (max(ok) if ok else 0)
+    chosen = levels[plan.level]
+    assert max(chosen.factor[ri], chosen.factor[ci]) <= max(1.0, spx * T.LEVEL_MAGNIFICATION) * (1 + 1e-9)
     finer = plan_frame(FrameRequest(levels, plane, (0, 0, 10, 10), spx / 2))
     assert finer.level <= plan.level  # zooming in never picks a coarser level
 
@@ -163,7 +167,7 @@ def test_level_follows_the_screen_pixel_rule(n, spx, axis) -> None:
 def test_level_choice_examples_and_tiles_centre_first() -> None:
     levels = pyramid((2000, 3000), (512, 512), 4)
     plane = T.default_plane("yx")
-    for spx, lv in ((0.25, 0), (1.99, 0), (2.0, 1), (3.9, 1), (4.0, 2), (1e9, 3)):
+    for spx, lv in ((0.25, 0), (1.0, 0), (1.8, 0), (1.82, 1), (2.0, 1), (3.6, 1), (3.7, 2), (4.0, 2), (1e9, 3)):
         assert plan_frame(FrameRequest(levels, plane, (0, 0, 3000, 2000), spx)).level == lv
     plan = plan_frame(FrameRequest(levels, plane, (0, 0, 3000, 2000), 1.0))
     assert len(plan.tiles) == 24 and not plan.ready and not plan.complete

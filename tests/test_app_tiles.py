@@ -32,15 +32,16 @@ def pyramid_2d(h: int = 2000, w: int = 3000, chunk: int = 512, n: int = 4) -> li
     return out
 
 
-def test_choose_level_coarsest_level_not_coarser_than_screen() -> None:
+def test_choose_level_coarsest_level_at_most_slightly_enlarged() -> None:
     levels = pyramid_2d()
     plane = T.default_plane("yx")
     assert T.choose_level(levels, plane, 0.25) == 0
     assert T.choose_level(levels, plane, 1.0) == 0
-    assert T.choose_level(levels, plane, 1.99) == 0
+    assert T.choose_level(levels, plane, 1.8) == 0
+    assert T.choose_level(levels, plane, 1.82) == 1  # level 1 drawn at most 1.1x enlarged
     assert T.choose_level(levels, plane, 2.0) == 1
-    assert T.choose_level(levels, plane, 3.9) == 1
-    assert T.choose_level(levels, plane, 4.0) == 2
+    assert T.choose_level(levels, plane, 3.6) == 1
+    assert T.choose_level(levels, plane, 3.7) == 2
     assert T.choose_level(levels, plane, 1000.0) == 3
 
 
