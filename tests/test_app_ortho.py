@@ -444,3 +444,29 @@ def test_status_bar_under_the_cursor_in_each_view(qtbot, window, image_dir) -> N
         qtbot.waitUntil(lambda: "≈" not in w.value_label.text() and "…" not in w.value_label.text(), timeout=10000)
         v._mouse_moved(v.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
         assert w.value_label.text() == f"value: {int(m[z, y, x])}"
+
+
+def test_fit_snaps_to_a_pyramid_level_when_nearly_free(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")  # levels with factors 1, 2, 4
+    lv = w.layout_views
+    w.set_physical_aspect(False)  # square voxels: one level-0 voxel per display unit along every axis
+    assert [max(lev.factor) for lev in w.doc.levels][:3] == [1, 2, 4]
+    assert lv.snap_scale(1.9) == pytest.approx(2.0)  # 5% smaller planes, level 1 instead of level 0
+    assert lv.snap_scale(1.7) == pytest.approx(1.7)  # 18% smaller: not worth it
+    assert lv.snap_scale(2.0) == pytest.approx(2.0) and lv.snap_scale(3.7) == pytest.approx(4.0)
+    lv._set_ranges(lv.views(), lv.snap_scale(1.9), {"z": 48, "y": 100, "x": 130})
+    wait_all(qtbot, w)
+    assert [v.level for v in lv.views()] == [1, 1, 1]
+    lv._set_ranges(lv.views(), 1.9, {"z": 48, "y": 100, "x": 130})
+    wait_all(qtbot, w)
+    assert [v.level for v in lv.views()] == [0, 0, 0]
+    # Fit: the snapped fitting scale, every whole plane in its view
+    lv.fit()
+    want = lv.snap_scale(lv.fit_scale())
+    assert want >= lv.fit_scale()
+    for v in lv.views():
+        r, s = v.vb.viewRect(), v.vb.size()
+        assert r.width() / s.width() == pytest.approx(want, rel=1e-3)
+        h, wd = v.plane_shape()
+        assert r.left() <= 0 and r.top() <= 0 and r.right() >= wd and r.bottom() >= h
