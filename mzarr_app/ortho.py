@@ -32,8 +32,6 @@ from .view import TiledImageView, format_length
 SINGLE, ORTHO = "single", "ortho"
 #: the colour of each plane: a view's frame label and, in the other views, the crosshair line of that plane
 PLANE_COLOURS = {0: (90, 160, 255), 1: (90, 220, 90), 2: (255, 100, 100)}
-#: Fit in the orthogonal layout zooms out up to this factor further when a view then reaches a coarser level
-FIT_SNAP = 1.1
 #: names of the planes through the 1st, 2nd and 3rd spatial axis (a z, y, x volume: axial, coronal, sagittal)
 PLANE_NAMES = ("axial", "coronal", "sagittal")
 
@@ -439,29 +437,8 @@ class ViewLayout(QWidget):
             scale = max(scale, extent[c] * k[c] / max(1.0, size.width()), extent[r] * k[r] / max(1.0, size.height()))
         return scale
 
-    def snap_scale(self, scale: float) -> float:
-        """``scale``, or the scale at which a view reaches its next coarser pyramid level if that is at most
-        ``FIT_SNAP`` times larger: the planes are drawn a little smaller and read a quarter of the bricks (a plane
-        at 1.9 level-0 voxels per screen pixel needs level 0; at 2, level 1, drawn 1:1 instead of shrunk)."""
-        doc = self.doc
-        assert doc is not None
-        k = self._units()
-        best = scale
-        for v in self.views():
-            if v.plane is None:
-                continue
-            px = (scale / k[v.plane.col], scale / k[v.plane.row])  # level-0 voxels per screen pixel
-            spx = (max(px) if abs(v.aspect_ratio() - 1.0) < 1e-6 else min(px)) / (v.devicePixelRatioF() or 1.0)
-            coarser = [f for f in (max(T.plane_factors(lev, v.plane)) for lev in doc.levels) if f > spx * (1 + 1e-9)]
-            if coarser and spx > 0:
-                want = scale * min(coarser) / spx
-                if want <= scale * FIT_SNAP:
-                    best = max(best, want)
-        return best
-
     def fit(self) -> None:
-        """Fit: the main view alone; the orthogonal views at one common scale showing each whole plane (snapped to
-        a pyramid level when that costs at most 10% of the size, :meth:`snap_scale`)."""
+        """Fit: the main view alone; the orthogonal views at one common scale showing each whole plane."""
         if not self.active or self.doc is None:
             self.main.fit()
             return
@@ -469,7 +446,7 @@ class ViewLayout(QWidget):
         extent = {a: doc.shape[doc.axes.index(a)] for a in doc.spatial_axes}
         for v in self.views():
             v._set_limits()
-        self._set_ranges(self.views(), self.snap_scale(self.fit_scale()), {a: n / 2 for a, n in extent.items()})
+        self._set_ranges(self.views(), self.fit_scale(), {a: n / 2 for a, n in extent.items()})
 
     # --- settings that apply to every view -------------------------------------------------------------------
     def set_display(self, settings: DisplaySettings) -> None:

@@ -446,27 +446,20 @@ def test_status_bar_under_the_cursor_in_each_view(qtbot, window, image_dir) -> N
         assert w.value_label.text() == f"value: {int(m[z, y, x])}"
 
 
-def test_fit_snaps_to_a_pyramid_level_when_nearly_free(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+def test_fit_shows_every_whole_plane_at_one_scale(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
     w = window
-    ortho(qtbot, w, image_dir / "volume.mzarr")  # levels with factors 1, 2, 4
+    ortho(qtbot, w, image_dir / "volume.mzarr")
     lv = w.layout_views
-    w.set_physical_aspect(False)  # square voxels: one level-0 voxel per display unit along every axis
-    assert [max(lev.factor) for lev in w.doc.levels][:3] == [1, 2, 4]
-    assert lv.snap_scale(1.9) == pytest.approx(2.0)  # 5% smaller planes, level 1 instead of level 0
-    assert lv.snap_scale(1.7) == pytest.approx(1.7)  # 18% smaller: not worth it
-    assert lv.snap_scale(2.0) == pytest.approx(2.0) and lv.snap_scale(3.7) == pytest.approx(4.0)
-    lv._set_ranges(lv.views(), lv.snap_scale(1.9), {"z": 48, "y": 100, "x": 130})
-    wait_all(qtbot, w)
-    assert [v.level for v in lv.views()] == [1, 1, 1]
-    lv._set_ranges(lv.views(), 1.9, {"z": 48, "y": 100, "x": 130})
-    wait_all(qtbot, w)
-    assert [v.level for v in lv.views()] == [0, 0, 0]
-    # Fit: the snapped fitting scale, every whole plane in its view
-    lv.fit()
-    want = lv.snap_scale(lv.fit_scale())
-    assert want >= lv.fit_scale()
+    w.view.zoom(3.0)
+    w.findChild(type(w.act_ortho), "actFit").trigger()  # View > Fit
+    scale = lv.fit_scale()  # µm per screen pixel (physical aspect: z 2 µm, y and x 0.5 µm)
+    k = {"z": 2.0, "y": 0.5, "x": 0.5}
     for v in lv.views():
         r, s = v.vb.viewRect(), v.vb.size()
-        assert r.width() / s.width() == pytest.approx(want, rel=1e-3)
+        assert r.width() / s.width() * k[v.plane.col] == pytest.approx(scale, rel=1e-3)
         h, wd = v.plane_shape()
-        assert r.left() <= 0 and r.top() <= 0 and r.right() >= wd and r.bottom() >= h
+        assert r.left() <= 1e-6 and r.top() <= 1e-6 and r.right() >= wd - 1e-6 and r.bottom() >= h - 1e-6
+    # one view fills its cell along one axis: the scale is the smallest showing every plane
+    assert any(abs(v.vb.viewRect().width() - v.plane_shape()[1]) < 1e-3 or
+               abs(v.vb.viewRect().height() - v.plane_shape()[0]) < 1e-3 for v in lv.views())
+    wait_all(qtbot, w)
