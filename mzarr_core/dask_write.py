@@ -150,6 +150,7 @@ class _Spec:
     dtype_str: str
     chunks: tuple[int, ...]
     codec: StorageCodec
+    writer_pid: int
 
     def arrays(self) -> tuple[list[zarr.Array], dict[str, Any]]:
         """Fresh in-memory arrays made like the file's, and the dict holding their keys."""
@@ -216,6 +217,8 @@ class _Result:
 
 def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...], source: Any) -> _Result:
     """A task: the superblock at ``region`` of level ``start`` and its levels ``start+1..start+k``, encoded."""
+    if os.getpid() != spec.writer_pid:
+        _zarr_threads_per_worker()
     data = source.load(spec, start, region)
     if data.shape != tuple(s.stop - s.start for s in region) or data.dtype != np.dtype(spec.dtype_str):
         raise MzarrError(f"the source gave a block of shape {data.shape} {data.dtype} for the region {region} "
@@ -233,6 +236,25 @@ def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...]
         head, rest = key.split("/", 1)
         out.append((paths[head + "/"], rest, buffer.to_bytes()))
     return _Result(out, covered, os.getpid(), _peak_rss())
+
+
+_zarr_threads_set = False
+
+
+def _zarr_threads_per_worker() -> None:
+    """In a worker process, once: zarr encodes on as many threads as the worker runs tasks (one per core it was
+    given), not on a pool per core of the machine in every worker process (N processes x cores threads)."""
+    global _zarr_threads_set
+    if _zarr_threads_set:
+        return
+    _zarr_threads_set = True
+    threads = 1
+    if "distributed" in sys.modules:
+        try:
+            threads = int(sys.modules["distributed"].get_worker().state.nthreads)
+        except (ValueError, AttributeError):
+            pass
+    zarr.config.set({"threading.max_workers": threads})  # used when zarr first makes its pool in this process
 
 
 # -- where the tasks run -------------------------------------------------------------------------------------------
@@ -395,7 +417,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
     t0 = time.perf_counter()
     stats = stats if stats is not None else DaskSaveStats()
     dtype = np.dtype(arrays[0].dtype)
-    spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec)
+    spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec, os.getpid())
     total = sum(_count_chunks(tuple(slice(0, n) for n in g.shape), chunks) for g in plan)
     done = 0
     if progress:
