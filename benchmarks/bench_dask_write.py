@@ -11,6 +11,9 @@ encoded chunks / build wall time), the writer's peak RSS and each worker process
 * ``cluster N``: a ``distributed.LocalCluster`` of N single-threaded worker processes, started before the clock
   (``mzarr convert --scheduler ADDRESS``).
 
+*CPU s* is the CPU time of the whole conversion, writer and workers (the pool's and cluster's processes once ended):
+what the dask path costs beyond the plain save, and a measure the machine's load hardly changes.
+
 Volumes: ``$MZARR_BENCH_VOLUMES`` (colon-separated files or DICOM folders, see /work/data/README.md) or arguments.
 ``--stack N`` also converts each volume stacked N times along z (mirrored every other copy; written once to a TIFF
 under benchmarks/out/): the same real content, larger, so fixed costs (process start, the reader's set-up in each
@@ -40,6 +43,12 @@ def load() -> str:
     return os.getloadavg().__repr__()
 
 
+def cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (the pool's and cluster's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def child(src: str, dst: str, mode: str, workers: int) -> dict:
     """One conversion in this (fresh) process; returns its measures."""
     import resource
@@ -61,6 +70,7 @@ def child(src: str, dst: str, mode: str, workers: int) -> dict:
                                            dashboard_address=None, silence_logs=40)
         client = distributed.Client(cluster, set_as_default=False)
         options = {"scheduler": cluster.scheduler_address, "dask_stats": stats}
+    cpu0 = cpu()
     t0 = time.perf_counter()
     convert(src, dst, **options)
     wall = time.perf_counter() - t0
@@ -69,9 +79,11 @@ def child(src: str, dst: str, mode: str, workers: int) -> dict:
         cluster.close()
     return {
         "wall": wall,
+        "cpu": cpu() - cpu0,
         "build": stats.wall_seconds or None,
         "insert": stats.insert_seconds,
         "busy": stats.writer_busy if stats.wall_seconds else None,
+        "workers_busy": stats.workers_busy if stats.wall_seconds else None,
         "tasks": stats.tasks,
         "writer_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "worker_rss": sorted(stats.worker_peak_rss.values()),
@@ -88,6 +100,10 @@ def run_child(src: Path, dst: Path, mode: str, workers: int) -> dict:
     if out.returncode:
         raise SystemExit(f"{mode} {workers} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
 
 
 def table(path: Path) -> dict[str, bytes]:
@@ -159,16 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
     loads.append(load())
     lines = [f"load (1, 5, 15 min) before: {loads[0]}, after: {loads[1]}; {os.cpu_count()} cores", "",
-             "| volume | configuration | wall s | build s | x vs 1 worker | x vs plain | writer busy | tasks | "
+             "| volume | configuration | wall s | CPU s | build s | x vs 1 worker | x vs plain | writer busy | workers busy | tasks | "
              "writer peak RSS MB | worker peak RSS MB | bit-identical |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         mb = 2**20
         workers = ", ".join(f"{v / mb:.0f}" for v in r["worker_rss"]) if r["mode"] not in ("plain", "threads") else "-"
         lines.append(
             f"| {r['volume']} | {r['mode']}{'' if r['mode'] == 'plain' else ' ' + str(r['workers'])} | "
-            f"{r['wall']:.2f} | {r['build'] or 0:.2f} | {'-' if r['vs_one'] is None else f'{r['vs_one']:.2f}'} | "
-            f"{r['vs_plain']:.2f} | {'-' if r['busy'] is None else f'{100 * r['busy']:.1f} %'} | {r['tasks'] or '-'} | "
+            f"{r['wall']:.2f} | {r['cpu']:.1f} | {r['build'] or 0:.2f} | {'-' if r['vs_one'] is None else f'{r['vs_one']:.2f}'} | "
+            f"{r['vs_plain']:.2f} | {pct(r['busy'])} | {pct(r['workers_busy'])} | {r['tasks'] or '-'} | "
             f"{r['writer_rss'] / mb:.0f} | {workers} | {'yes' if r['identical'] else 'NO'} |"
         )
     text = "\n".join(lines)

@@ -68,6 +68,7 @@ class DaskSaveStats:
     chunks_stored: int = 0
     bytes_stored: int = 0
     insert_seconds: float = 0.0  # the writer inserting encoded chunks into the file
+    task_seconds: float = 0.0  # the tasks running, summed over the workers (reading, building, encoding)
     wall_seconds: float = 0.0  # the whole build (the file's metadata before it and its commit after it excluded)
     worker_peak_rss: dict[int, int] = field(default_factory=dict)  # worker process id -> peak resident bytes
     writer_peak_rss: int = 0  # the writer process's peak resident bytes
@@ -76,6 +77,11 @@ class DaskSaveStats:
     def writer_busy(self) -> float:
         """The fraction of the build's wall time the writer spent inserting (near 1: the writer is the bottleneck)."""
         return self.insert_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def workers_busy(self) -> float:
+        """The fraction of the build's wall time the workers spent in tasks (below 1: start-up, waiting, imbalance)."""
+        return self.task_seconds / (self.workers * self.wall_seconds) if self.workers and self.wall_seconds > 0 else 0.0
 
 
 def is_dask_array(obj: Any) -> bool:
@@ -213,10 +219,12 @@ class _Result:
     covered: int  # chunks of the pass's levels the superblock covers (stored or left empty)
     pid: int
     peak_rss: int
+    seconds: float
 
 
 def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...], source: Any) -> _Result:
     """A task: the superblock at ``region`` of level ``start`` and its levels ``start+1..start+k``, encoded."""
+    t0 = time.perf_counter()
     if os.getpid() != spec.writer_pid:
         _zarr_threads_per_worker()
     data = source.load(spec, start, region)
@@ -235,7 +243,7 @@ def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...]
             continue
         head, rest = key.split("/", 1)
         out.append((paths[head + "/"], rest, buffer.to_bytes()))
-    return _Result(out, covered, os.getpid(), _peak_rss())
+    return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0)
 
 
 _zarr_threads_set = False
@@ -450,6 +458,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
                 stats.bytes_stored += len(blob)
             stats.insert_seconds += time.perf_counter() - t
             stats.chunks_stored += len(result.chunks)
+            stats.task_seconds += result.seconds
             stats.worker_peak_rss[result.pid] = max(stats.worker_peak_rss.get(result.pid, 0), result.peak_rss)
             done += result.covered
             if progress:
