@@ -51,10 +51,8 @@ def cpu() -> float:
 
 def child(src: str, dst: str, mode: str, workers: int) -> dict:
     """One conversion in this (fresh) process; returns its measures."""
-    import resource
-
     from mzarr_core import convert
-    from mzarr_core.dask_write import DaskSaveStats
+    from mzarr_core.dask_write import DaskSaveStats, _peak_rss
 
     stats = DaskSaveStats()
     options: dict = {}
@@ -85,7 +83,7 @@ def child(src: str, dst: str, mode: str, workers: int) -> dict:
         "busy": stats.writer_busy if stats.wall_seconds else None,
         "workers_busy": stats.workers_busy if stats.wall_seconds else None,
         "tasks": stats.tasks,
-        "writer_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "writer_rss": _peak_rss(),
         "worker_rss": sorted(stats.worker_peak_rss.values()),
         "bytes": Path(dst).stat().st_size,
     }

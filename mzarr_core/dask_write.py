@@ -94,7 +94,15 @@ def is_dask_array(obj: Any) -> bool:
 
 
 def _peak_rss() -> int:
-    """This process's peak resident memory in bytes (0 where the platform does not say)."""
+    """This process's peak resident memory in bytes (0 where the platform does not say). Linux: VmHWM, which a
+    spawned process does not inherit from its parent (ru_maxrss keeps the parent's peak across exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
