@@ -6,10 +6,11 @@ encoded chunks / build wall time), the writer's peak RSS and each worker process
 (:class:`mzarr_core.dask_write.DaskSaveStats`). Configurations:
 
 * ``plain``: today's threaded save (no dask), the reference every output is compared to, key by key;
-* ``processes N``: ``mzarr convert --workers N`` (a spawned process pool; its start-up is in the time);
-* ``threads N``: ``save(scheduler="threads", workers=N)``;
+* ``processes N``: ``mzarr convert --workers N --scheduler processes`` (a spawned process pool; its start-up is
+  in the time);
+* ``threads N``: ``mzarr convert --workers N`` (N superblocks at once, encoded on zarr's thread pool);
 * ``cluster N``: a ``distributed.LocalCluster`` of N single-threaded worker processes, started before the clock
-  (``mzarr convert --scheduler ADDRESS``).
+  (``mzarr convert --scheduler ADDRESS``), workers started without distributed's ``MALLOC_TRIM_THRESHOLD_``.
 
 *CPU s* is the CPU time of the whole conversion, writer and workers (the pool's and cluster's processes once ended):
 what the dask path costs beyond the plain save, and a measure the machine's load hardly changes.
@@ -63,8 +64,12 @@ def child(src: str, dst: str, mode: str, workers: int) -> dict:
     elif mode == "threads":
         options = {"scheduler": "threads", "workers": workers, "dask_stats": stats}
     elif mode == "cluster":
+        import dask
         import distributed
 
+        # distributed's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold:
+        # every chunk-sized buffer is then mapped and faulted in afresh (~2x slower reads and downsampling)
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=40)
         client = distributed.Client(cluster, set_as_default=False)

@@ -279,12 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument(
         "--workers", type=int, metavar="N",
-        help="encode on N local worker processes through dask (default: the threaded save on this machine's cores)",
+        help="build and encode N superblocks at once as dask tasks (threads unless --scheduler says otherwise); "
+        "default: the plain threaded save",
     )
     conv.add_argument(
         "--scheduler", metavar="ADDRESS",
-        help="encode on a dask.distributed cluster, e.g. tcp://host:8786: its workers read INPUT by the same path "
-        "(a shared file system); this process writes OUTPUT",
+        help="where the dask tasks run: a dask.distributed scheduler, e.g. tcp://host:8786 (its workers read INPUT "
+        "by the same path: a shared file system; this process writes OUTPUT), or 'processes' (N local processes) "
+        "or 'threads'",
     )
     conv.add_argument(
         "--keep-label", action="store_true",
@@ -389,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler is not None:
             options["scheduler"] = args.scheduler
         elif args.workers is not None:
-            options["scheduler"] = "processes"
+            options["scheduler"] = "threads"  # faster than processes on 2 cores: docs/BENCHMARKS.md, dask section
         if args.workers is not None:
             options["workers"] = args.workers
         read_options = {"series": args.series, "keep_phi": args.keep_phi, "compression": args.slide_compression,

@@ -343,9 +343,12 @@ class _Runner:
             self._finished.clear()
 
     def cancel(self, pending: list[Any]) -> None:
-        if self.client is not None and pending:
-            self.client.cancel(pending)
-        for future in pending if self.client is None else ():
+        """Cancel the tasks not yet inserted (a failure or a cancellation: their results are not wanted)."""
+        if self.client is not None:
+            if pending:
+                self.client.cancel(pending)
+            return
+        for future in pending:
             future.cancel()
 
     def close(self) -> None:
@@ -458,7 +461,6 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
                     f"a dask task failed building the superblock {_describe(region)} of level {start} "
                     f"({type(exc).__name__}: {exc}); nothing was saved (a previous file is untouched)"
                 ) from exc
-            del future
             t = time.perf_counter()
             for level, key, blob in result.chunks:
                 array = arrays[level]

@@ -267,11 +267,14 @@ def test_cli_convert_with_workers_and_scheduler(tmp_path, cluster, capsys, monke
     tifffile.imwrite(tmp_path / "v.tif", a)
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "plain.mzarr"), "--quiet"]) == 0
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "w.mzarr"), "--workers", "2", "--quiet"]) == 0
+    assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "p.mzarr"), "--workers", "2", "--scheduler",
+                 "processes", "--quiet"]) == 0
     address = cluster.scheduler.address
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "s.mzarr"), "--scheduler", address, "--quiet"]) == 0
     assert "shape:       (40, 150, 170)" in capsys.readouterr().out
-    assert schedulers == [("processes", 2), (address, None)]
+    assert schedulers == [("threads", 2), ("processes", 2), (address, None)]
     assert_same_file(tmp_path / "w.mzarr", tmp_path / "plain.mzarr")
+    assert_same_file(tmp_path / "p.mzarr", tmp_path / "plain.mzarr")
     assert_same_file(tmp_path / "s.mzarr", tmp_path / "plain.mzarr")
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "u.mzarr"), "--scheduler",
