@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument(
         "--workers", type=int, metavar="N",
-        help="build and encode N superblocks at once as dask tasks (threads unless --scheduler says otherwise); "
-        "default: the plain threaded save",
+        help="build and encode the pyramid as dask tasks on N local worker processes (--scheduler threads: N "
+        "threads); default: the plain threaded save",
     )
     conv.add_argument(
         "--scheduler", metavar="ADDRESS",
@@ -391,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
         if args.scheduler is not None:
             options["scheduler"] = args.scheduler
         elif args.workers is not None:
-            options["scheduler"] = "threads"  # faster than processes on 2 cores: docs/BENCHMARKS.md, dask section
+            options["scheduler"] = "processes"  # faster than threads: docs/BENCHMARKS.md, "Distributed conversion"
         if args.workers is not None:
             options["workers"] = args.workers
         read_options = {"series": args.series, "keep_phi": args.keep_phi, "compression": args.slide_compression,

@@ -268,11 +268,11 @@ def test_cli_convert_with_workers_and_scheduler(tmp_path, cluster, capsys, monke
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "plain.mzarr"), "--quiet"]) == 0
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "w.mzarr"), "--workers", "2", "--quiet"]) == 0
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "p.mzarr"), "--workers", "2", "--scheduler",
-                 "processes", "--quiet"]) == 0
+                 "threads", "--quiet"]) == 0
     address = cluster.scheduler.address
     assert main(["convert", str(tmp_path / "v.tif"), str(tmp_path / "s.mzarr"), "--scheduler", address, "--quiet"]) == 0
     assert "shape:       (40, 150, 170)" in capsys.readouterr().out
-    assert schedulers == [("threads", 2), ("processes", 2), (address, None)]
+    assert schedulers == [("processes", 2), ("threads", 2), (address, None)]
     assert_same_file(tmp_path / "w.mzarr", tmp_path / "plain.mzarr")
     assert_same_file(tmp_path / "p.mzarr", tmp_path / "plain.mzarr")
     assert_same_file(tmp_path / "s.mzarr", tmp_path / "plain.mzarr")
@@ -281,3 +281,18 @@ def test_cli_convert_with_workers_and_scheduler(tmp_path, cluster, capsys, monke
                      "tcp://127.0.0.1:9", "--quiet"]) != 0
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
     assert not (tmp_path / "u.mzarr").exists() and temp_leftovers(tmp_path) == []
+
+
+def test_ome_zarr_folder_output_is_the_plain_folder(tmp_path, small_superblocks):
+    a = smooth_array((30, 100, 90), "uint16", seed=9)
+    plain = Mzarr(a).save(tmp_path / "plain.ome.zarr", chunks=(16, 32, 32))
+    out = Mzarr(da.from_array(a, chunks=(16, 32, 32))).save(tmp_path / "dask.ome.zarr", chunks=(16, 32, 32),
+                                                             scheduler="threads", workers=2)
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    got, want = files(out), files(plain)
+    assert sorted(got) == sorted(want) and len(want) > 20
+    assert all(got[k] == want[k] for k in want)
+    assert_bit_exact(Mzarr(out)[...], a)
