@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
 
-from . import APP_NAME, settings
+from . import APP_NAME, gc_guard, settings
 from .contrast import DisplaySettings
 from .document import Document
 from .import_dialog import ImportDialog
@@ -56,6 +56,8 @@ class MainWindow(QMainWindow):
 
     def __init__(self, cache_mb: float | None = None, threads: int | None = None) -> None:
         super().__init__()
+        gc_guard.acquire()  # Qt objects in reference cycles are destroyed on the GUI thread only
+        self._holds_gc_guard = True
         self.doc: Document | None = None
         self.multi_window = False  # set by the application, which opens further files in new windows
         self.error_box: QMessageBox | None = None
@@ -776,6 +778,9 @@ class MainWindow(QMainWindow):
         s.setValue("window/state", self.saveState())
         self._close_doc()
         ev.accept()
+        if self._holds_gc_guard:
+            self._holds_gc_guard = False
+            gc_guard.release()
 
     def _restore_state(self) -> None:
         s = settings.app_settings()
@@ -789,6 +794,9 @@ class MainWindow(QMainWindow):
         """At the first show, the Editing tab is in front of Metadata (raise_ before the window is shown does not
         stick for tabified docks), unless the user's saved layout says otherwise."""
         super().showEvent(ev)
+        if not self._holds_gc_guard:  # shown again after a close
+            self._holds_gc_guard = True
+            gc_guard.acquire()
         if not getattr(self, "_tabs_settled", False):
             self._tabs_settled = True
             if not getattr(self, "_state_restored", False):
