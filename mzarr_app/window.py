@@ -142,7 +142,7 @@ class MainWindow(QMainWindow):
         self._action(f, "&Close", self.close, QKeySequence.StandardKey.Close, "actClose")
         f.addSeparator()
         self._action(f, "Cache size…", self.cache_dialog, None, "actCache")
-        self._action(f, "&Quit", self._quit, QKeySequence.StandardKey.Quit, "actQuit")
+        self._action(f, "&Quit", self._quit, "Ctrl+Q", "actQuit")  # Windows has no standard Quit key
         e = mb.addMenu("&Edit")
         self.act_undo = self.model.stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)

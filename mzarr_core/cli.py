@@ -229,7 +229,11 @@ def _export(image: Mzarr, out: Path, level: int, region: str | None, quiet: bool
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mzarr", description="Mzarr multi-resolution images: convert, inspect, export, verify, repair.")
+    parser = argparse.ArgumentParser(
+        prog="mzarr",
+        description="Mzarr multi-resolution images: convert, inspect, export, verify, repair, optimize; annotations "
+                    "and region statistics.",
+    )
     parser.add_argument("--version", action="version", version=f"mzarr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
