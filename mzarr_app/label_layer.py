@@ -307,7 +307,11 @@ class LabelLayer(Layer):
         #: a tile of background only (label 0) is transparent: neither coloured nor drawn
         zero = doc.colors.get(0)
         t.item.background = not np.any(data) and (zero is None or (len(zero) == 4 and zero[3] == 0))
-        if not t.item.background:
+        if t.item.background:
+            # an image of the tile's size all the same (the item's rect scales by it), uncoloured and not drawn:
+            # zeros from calloc, never touched
+            t.item.setImage(np.zeros(data.shape[:2] + (4,), np.uint8), autoLevels=False, levels=None, lut=None)
+        else:
             argb = label_rgba(data, doc.colors, self.contour, self.table(), self.hidden_values,
                               as_premultiplied=True)
             t.item.setImage(argb, autoLevels=False, levels=None, lut=None)

@@ -359,3 +359,18 @@ def test_background_tiles_are_not_drawn_unless_label_0_has_a_colour(qtbot, windo
         else:
             assert len(shown) == len(layer.tiles)
             compare(window, expected_blend(coins, seg, 0.5, colors=colors))
+        # a pending stroke in a background-only tile: drawn at that tile's place and size (its item had no
+        # coloured image until now), and the blend shows it where it is
+        before = [t.key for t in layer.tiles.values() if not np.any(t.raw)]
+        assert window.paint([(300.0, 120.0), (330.0, 125.0)], 4, 7, target="seg")
+        wait_idle(qtbot, window)
+        from mzarr_app.tiles import tile_rect
+
+        for t in layer.tiles.values():
+            x, y, w_, h_ = tile_rect(layer.doc.levels[t.key.level], t.plane, t.key)
+            r = t.item.mapRectToView(t.item.boundingRect())
+            assert (r.x(), r.y(), r.width(), r.height()) == (x, y, w_, h_), (t.key, r)
+        painted = [t for t in layer.tiles.values() if t.key in before and t.item.isVisible()]
+        assert painted, "the stroke's tile is drawn"
+        window.model.reset()
+        wait_idle(qtbot, window)
