@@ -76,6 +76,15 @@ class Crosshair:
             self.centre.blockSignals(False)
         self.centre.show()
 
+    def set_draggable(self, draggable: bool) -> None:
+        """Whether the lines and the ring take the mouse: not while an editing or measuring tool is active (a
+        stroke or a shape that starts on a line must not move the cursor)."""
+        self.vline.setMovable(draggable)
+        self.hline.setMovable(draggable)
+        self.centre.movable = draggable  # (pyqtgraph's TargetItem has no setter)
+        for item in (self.vline, self.hline, self.centre):
+            item.setAcceptHoverEvents(draggable)
+
     def hide(self) -> None:
         """Hide the lines and the ring (single layout)."""
         self.vline.hide()
@@ -143,6 +152,9 @@ class ViewLayout(QWidget):
         ch.vline.sigDragged.connect(lambda line, v=v: self._line_dragged(v, line, "col"))
         ch.hline.sigDragged.connect(lambda line, v=v: self._line_dragged(v, line, "row"))
         ch.centre.sigPositionChanged.connect(lambda t, v=v: self._centre_dragged(v, t))
+        ch.set_draggable(getattr(v.vb, "tool", None) is None)
+        if hasattr(v.vb, "toolSet"):
+            v.vb.toolSet.connect(lambda tool, ch=ch: ch.set_draggable(tool is None))
         cap = QLabel(v)
         cap.setObjectName("orthoCaption")
         cap.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)

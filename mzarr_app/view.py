@@ -61,6 +61,8 @@ class EditViewBox(pg.ViewBox):
     pointClicked = Signal(str, float, float)
     #: right-button drag: (dx, dy) in screen pixels from where the button went down, is start, is finish
     windowDrag = Signal(float, float, bool, bool)
+    #: the tool changed (its name, None: pan)
+    toolSet = Signal(object)
 
     def __init__(self) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=True)
@@ -161,6 +163,7 @@ class EditViewBox(pg.ViewBox):
         self._stroking, self._stroke = False, []
         self._outline.hide()
         self.cancel_polygon()
+        self.toolSet.emit(tool)
 
     @property
     def polygon_in_progress(self) -> bool:

@@ -179,6 +179,24 @@ def test_dragging_a_crosshair_line_moves_the_cursor(qtbot, window, image_dir) ->
     assert lv.position[:2] == [48, 100] and axial.vb.viewRect().center() != r0.center()
 
 
+def test_a_tool_drag_starting_on_a_line_is_the_tools(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    """With an editing tool, a stroke that starts on a crosshair line (or the ring) paints and leaves the cursor."""
+    w = window
+    ortho(qtbot, w, image_dir / "volume.mzarr")
+    lv = w.layout_views
+    axial = lv.views()[0]
+    to = lambda col, row: QPointF(axial.mapFromScene(axial.vb.mapViewToScene(QPointF(col, row))))  # noqa: E731
+    z, y, x = lv.position
+    w.editing.set_tool("brush")
+    drag(axial, to(x + 0.5, y - 20), to(x + 30.5, y - 10))  # from the vertical line
+    drag(axial, to(x + 0.5, y + 0.5), to(x - 25.5, y + 15.5))  # from the ring
+    assert lv.position == [z, y, x]
+    assert len(w.model.edits) == 2
+    w.editing.set_tool(None)  # pan again: the lines drag the cursor as before
+    drag(axial, to(x + 0.5, y - 20), to(x - 19.5, y - 20))
+    assert abs(lv.position[2] - (x - 20)) <= 2
+
+
 def test_zoom_and_pan_follow_along_shared_axes(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
     w = window
     ortho(qtbot, w, image_dir / "volume.mzarr")
