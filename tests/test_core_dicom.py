@@ -766,3 +766,20 @@ def test_real_ct_series():
     assert block["Modality"] == "CT" and "PatientID" not in block and "AccessionNumber" not in block
     assert block["geometry"]["slice_step_mm"] == pytest.approx(1.0)
     assert isinstance(list_dicom_series(REAL_CT)[0], DicomSeries)
+
+
+def test_window_of_the_middle_slice_when_slices_differ(tmp_path):
+    """Scanners set a window per slice (an MR's dark edge slices get a narrow one): the middle slice's is kept, said
+    in a warning; a series with one window keeps it without a word."""
+    def window(ds, k, arr):
+        ds.WindowCenter, ds.WindowWidth = (str(40 + 100 * k), str(400 + 10 * k))
+        return arr
+
+    make_series(tmp_path / "vary", n=5, edit=window)
+    with pytest.warns(MzarrWarning, match="window centre/width differ between slices"):
+        src = open_dicom(tmp_path / "vary")
+    block = src.attrs["dicom"]
+    assert (block["WindowCenter"], block["WindowWidth"]) == (240, 420)  # slice 2 of 0..4 along the normal
+    make_series(tmp_path / "same", n=5, edit=_with(WindowCenter="40", WindowWidth="400"))
+    same = opened(tmp_path / "same")  # no warning
+    assert (same.attrs["dicom"]["WindowCenter"], same.attrs["dicom"]["WindowWidth"]) == (40, 400)

@@ -1275,6 +1275,32 @@ def _header_fields(ds: Any, keywords: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+WINDOW_KEYWORDS = ("WindowCenter", "WindowWidth", "WindowCenterWidthExplanation")
+
+
+def _middle_window(store: Any, kept: list[_Frame], first_ds: Any) -> dict[str, Any] | None:
+    """The middle slice's window (centre/width/explanation) with a ``note``, when it differs from the first
+    slice's: scanners set a window per slice (an MR series' edge slices are dark and get a narrow one), and the
+    middle of the volume is what the window is for. None when they agree (the first slice's header is kept)."""
+    if len(kept) < 3:
+        return None
+    middle = kept[len(kept) // 2]
+    if middle.file.name == kept[0].file.name:
+        return None
+    with store.open(middle.file.name) as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _pydicom().dcmread(fh, stop_before_pixels=True, force=True)
+    first, mid = _header_fields(first_ds, WINDOW_KEYWORDS), _header_fields(ds, WINDOW_KEYWORDS)
+    if not mid.get("WindowCenter") or not mid.get("WindowWidth") or mid == first:
+        return None
+    out: dict[str, Any] = dict(mid)
+    out["note"] = (
+        f"the window centre/width differ between slices (first {first.get('WindowCenter')}/"
+        f"{first.get('WindowWidth')}, middle {mid['WindowCenter']}/{mid['WindowWidth']}): the middle slice's is kept"
+    )
+    return out
+
+
 def _attrs(
     source_name: str,
     ds: Any,
@@ -1514,6 +1540,9 @@ def open_dicom(
             warnings.simplefilter("ignore")
             ds = pyd.dcmread(fh, stop_before_pixels=True, force=True)
         lut = ds if first.file.photometric == "PALETTE COLOR" else None
+        window = _middle_window(scan.store, kept, ds)
+        if window is not None:
+            notes.append(window.pop("note"))
         flat = len(kept) == 1
         volume = DicomVolume(scan.store, kept, flat=flat, lut=lut)
         rescale, rescale_notes = _plan_rescale(volume, kept, label)
@@ -1533,6 +1562,8 @@ def open_dicom(
         if geo.spacing is not None:
             spacing = geo.spacing[1:] if flat else geo.spacing
         attrs = _attrs(path.name, ds, chosen, geo, kept, rescale, scan.counts, len(scan.series), dropped, keep_phi)
+        if window is not None:
+            attrs["dicom"].update(window)
         for note in notes:
             warnings.warn(f"{label}: {note}", MzarrWarning, stacklevel=2)
         return Source(
