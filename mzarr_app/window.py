@@ -6,7 +6,7 @@ import os
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
 
@@ -18,7 +18,8 @@ from .importer import IMPORT_FILTER, drop_action, run_import
 from .measure_tools import MeasureTools
 from .panels.contrast import ContrastPanel
 from .edit_controller import EditController
-from .panels.editing import EditingPanel, EditModel
+from .paint import rect_mask
+from .panels.editing import EditingPanel, EditModel, plane_shape
 from .panels.labels import LabelsPanel
 from .panels.metadata import MetadataPanel
 from .panels.slicing import SlicingPanel
@@ -312,8 +313,7 @@ class MainWindow(QMainWindow):
         lv.positionChanged.connect(self._position_changed)
         lv.layoutChanged.connect(self._layout_changed)
         self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
-        self.view.vb.rectDrawn.connect(lambda r: self.statusBar().showMessage(
-            f"Selection {r.width():.0f} × {r.height():.0f} px", 4000))
+        self.view.vb.rectDrawn.connect(self._selection_drawn)
         self.contrast.settingsChanged.connect(self._set_display)
         self.view.vb.windowDrag.connect(self._window_drag)
         self.slicing.planeChanged.connect(self._plane_changed)
@@ -695,6 +695,14 @@ class MainWindow(QMainWindow):
         """Pending edit setting level-0 rectangle (x0, y0, x1, y1) of the current slice of ``target`` (a label
         image's name; None: the image) to ``value``."""
         return self.edit_tools.fill_rect(rect, value, target)
+
+    def _selection_drawn(self, r: QRectF) -> None:
+        """The status bar gives the pixels a fill of the selection sets: every pixel the rectangle touches."""
+        if self.doc is None or self.view.plane is None:
+            return
+        piece = rect_mask(r.left(), r.top(), r.right(), r.bottom(), plane_shape(self.doc, self.view.plane))
+        self.statusBar().showMessage(
+            "Selection outside the image" if piece is None else f"Selection {piece.cols} × {piece.rows} px", 4000)
 
     def paint(self, points: list[tuple[float, float]], radius: float, value: float,
               target: str | None = None) -> bool:

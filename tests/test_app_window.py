@@ -427,3 +427,20 @@ def test_failed_save_keeps_the_file_and_the_pending_edits(qtbot, window, image_c
     after = Mzarr(path).numpy()
     assert (after[0:64, 0:64] == 3).all() and (after[600:700, 600:700] == 9).all()
     assert not w.isWindowModified()
+
+
+def test_selection_size_is_what_a_fill_sets(qtbot, window, image_dir) -> None:  # noqa: F811
+    """The status bar's selection size counts the pixels the fill of that selection sets (every pixel touched)."""
+    from PySide6.QtCore import QRectF
+
+    from mzarr_app.panels.editing import rect_edit
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "mosaic.mzarr")
+    r = QRectF(150.4, 200.5, 349.9 - 150.4, 300.8 - 200.5)
+    w.view.vb.rectDrawn.emit(r)
+    edit = rect_edit(w.doc, w.view.plane, r, 1)
+    rows = edit.region[w.doc.axes.index("y")]
+    cols = edit.region[w.doc.axes.index("x")]
+    assert (cols.stop - cols.start, rows.stop - rows.start) == (200, 101)
+    assert w.statusBar().currentMessage() == "Selection 200 × 101 px"
