@@ -362,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sts.add_argument("file", type=path_arg)
     shape = sts.add_mutually_exclusive_group(required=True)
-    shape.add_argument("--rect", metavar="X0,Y0,X1,Y1", help="rectangle given by two opposite corners")
+    shape.add_argument("--rect", metavar="X0,Y0,X1,Y1", help="rectangle given by two opposite corners (negative "
+                       "numbers: --rect=-5,-5,3,3)")
     shape.add_argument("--ellipse", metavar="X0,Y0,X1,Y1", help="ellipse given by its bounding box")
     shape.add_argument("--polygon", metavar="X,Y,X,Y,...", help="polygon vertices (3 or more)")
     shape.add_argument("--line", metavar="X,Y,X,Y,...", help="line (or polyline): length and profile")
@@ -655,18 +656,40 @@ def _annotations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_cli_plane(image: Mzarr, plane: tuple[str, int] | None) -> None:
+    """``--plane`` against the image: required for a volume, refused for a 2D image, within the axis."""
+    spatial = image.spatial_axes
+    shape = dict(zip(image.axes, image.shape))
+    if len(spatial) == 2:
+        if plane is not None:
+            raise MzarrError(f"the image is 2D (axes {image.axes!r}): leave out --plane")
+        return
+    if plane is None:
+        raise MzarrError(f"the image is a volume (axes {image.axes!r}, shape {image.shape}): say which plane with "
+                         "--plane AXIS=INDEX, e.g. --plane z=10")
+    axis, index = plane
+    if not 0 <= index < shape[axis]:
+        raise MzarrError(f"--plane {axis}={index} is beyond the volume: axis {axis} has planes 0..{shape[axis] - 1}")
+
+
 def _stats(args: argparse.Namespace) -> int:
     from .annotations import Annotation
     from .regions import line_profile, region_stats
 
     plane = _plane(args.plane)
     with Mzarr(args.file) as image:
+        if args.annotation is None:
+            _check_cli_plane(image, plane)
         if args.annotation is not None:
             found = [a for a in image.annotations() if args.annotation in (a.name, a.id)]
             if not found:
                 raise MzarrError(f"{args.file.name} has no annotation named {args.annotation!r} ('mzarr annotations "
                                  f"{args.file}' lists them)")
             shape = found[0]
+            if plane is not None and plane != shape.plane:
+                where = "no plane" if shape.plane is None else f"plane {shape.plane[0]}={shape.plane[1]}"
+                raise MzarrError(f"annotation {args.annotation!r} lies on {where}: --plane applies to --rect, "
+                                 "--ellipse, --polygon and --line only")
         elif args.line is not None:
             shape = Annotation("line", _numbers(args.line, "line"), plane=plane)
         elif args.polygon is not None:

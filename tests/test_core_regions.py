@@ -209,6 +209,14 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "no pixel of the image" in capsys.readouterr().err
     assert main(["stats", str(path), "--rect", "1,2,3,4", "--plane", "z=1", "--quiet"]) == 2
     assert "the image is 2D" in capsys.readouterr().err
+    # a volume: the plane named in the CLI's words, checked against the volume
+    vol = Mzarr(np.arange(4 * 30 * 40, dtype=np.uint16).reshape(4, 30, 40)).save(tmp_path / "v.mzarr")
+    assert main(["stats", str(vol), "--rect", "0,0,10,10", "--quiet"]) == 2
+    assert "--plane AXIS=INDEX, e.g. --plane z=10" in capsys.readouterr().err
+    assert main(["stats", str(vol), "--rect", "0,0,10,10", "--plane", "z=9", "--quiet"]) == 2
+    assert "--plane z=9 is beyond the volume: axis z has planes 0..3" in capsys.readouterr().err
+    assert main(["stats", str(vol), "--rect=0,0,10,10", "--plane", "z=2", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean"] == [float(np.arange(4 * 30 * 40).reshape(4, 30, 40)[2, :10, :10].mean())]
 
 
 def test_region_mask_windows_without_edges_are_wholly_in_or_out() -> None:
