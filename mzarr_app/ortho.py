@@ -23,6 +23,8 @@ from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
+from mzarr_core.display import anatomical_plane_names
+
 from . import tiles as T
 from .contrast import DisplaySettings
 from .document import Document, Edit
@@ -107,6 +109,7 @@ class ViewLayout(QWidget):
         self.main = main
         self.mode = SINGLE
         self.doc: Document | None = None
+        self.plane_names: tuple[str, str, str] = PLANE_NAMES
         self.position: list[int] = []
         self.extra: list[TiledImageView] = []  # the y and x views (created at the first orthogonal layout)
         self.info = QLabel("")
@@ -197,6 +200,13 @@ class ViewLayout(QWidget):
         self._stop_extra()
         self.doc = doc
         self.position = []
+        #: the planes' names: from the DICOM orientation (a sagittal series' z plane is sagittal), else z/y/x order
+        self.plane_names = PLANE_NAMES
+        if doc is not None:
+            try:
+                self.plane_names = anatomical_plane_names(doc.attrs()) or PLANE_NAMES
+            except Exception:  # unreadable attributes: the default names
+                pass
         self._apply()
 
     def close_document(self) -> None:
@@ -324,7 +334,7 @@ class ViewLayout(QWidget):
         assert doc is not None and v.plane is not None
         a = doc.spatial_axes[i]
         n = doc.shape[doc.axes.index(a)]
-        text = f"{PLANE_NAMES[i]}  {a} {self.position[i]}/{n - 1}"
+        text = f"{self.plane_names[i]}  {a} {self.position[i]}/{n - 1}"
         if doc.spacing is not None:
             text += f"  {format_length((self.position[i] + 0.5) * doc.spacing[i], doc.unit)}"
         cap = self._captions[id(v)]

@@ -172,3 +172,24 @@ def opening_window(dtype: Any, attrs: Mapping[str, Any] | None, channel_count: i
         return None
     windows = file_windows(attrs)
     return windows[0].levels if windows else None
+
+
+#: the anatomical plane perpendicular to each patient axis (DICOM's LPS: x left-right, y front-back, z feet-head)
+_PLANE_ACROSS = ("sagittal", "coronal", "axial")
+
+
+def anatomical_plane_names(attrs: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """Names of the planes through the z, y and x axes of a DICOM volume ("axial", "coronal", "sagittal" in the
+    order the acquisition gives them), from ``ImageOrientationPatient``: a sagittal series' z plane is sagittal.
+    None without an orientation, or when two planes would get one name (an oblique acquisition)."""
+    iop = dicom_block(attrs).get("ImageOrientationPatient")
+    try:
+        v = np.asarray(iop, dtype=np.float64).reshape(6)
+    except (TypeError, ValueError):
+        return None
+    row, col = v[:3], v[3:]  # along the image's columns (x), along its rows (y)
+    normal = np.cross(row, col)  # along the slices (z)
+    if not np.all(np.isfinite(normal)) or np.linalg.norm(normal) < 0.5:
+        return None
+    names = tuple(_PLANE_ACROSS[int(np.argmax(np.abs(d)))] for d in (normal, col, row))
+    return names if len(set(names)) == 3 else None  # type: ignore[return-value]

@@ -481,3 +481,27 @@ def test_fit_shows_every_whole_plane_at_one_scale(qtbot, window, image_dir) -> N
     assert any(abs(v.vb.viewRect().width() - v.plane_shape()[1]) < 1e-3 or
                abs(v.vb.viewRect().height() - v.plane_shape()[0]) < 1e-3 for v in lv.views())
     wait_all(qtbot, w)
+
+
+def test_plane_names_follow_the_dicom_orientation(qtbot, window, tmp_path) -> None:  # noqa: F811 - fixtures
+    """A sagittal acquisition's z plane is named sagittal (ImageOrientationPatient), not axial."""
+    from mzarr_core import Mzarr
+    from mzarr_core.display import anatomical_plane_names
+
+    assert anatomical_plane_names({"dicom": {"ImageOrientationPatient": [1, 0, 0, 0, 1, 0]}}) == (
+        "axial", "coronal", "sagittal")
+    sagittal_iop = [0, 1, 0, 0, 0, -1]  # rows along A-P, columns down the body: slices left to right
+    assert anatomical_plane_names({"dicom": {"ImageOrientationPatient": sagittal_iop}}) == (
+        "sagittal", "axial", "coronal")
+    assert anatomical_plane_names({"dicom": {"ImageOrientationPatient": [1, 0, 0, 0, 0, -1]}}) == (
+        "coronal", "axial", "sagittal")
+    oblique = [0.7071, 0.7071, 0, -0.7071, 0.7071, 0]  # 45° in plane: the x and y planes would get one name
+    assert anatomical_plane_names({"dicom": {"ImageOrientationPatient": oblique}}) is None
+    assert anatomical_plane_names({}) is None and anatomical_plane_names({"dicom": {"ImageOrientationPatient": "x"}}) is None
+    path = tmp_path / "sag.mzarr"
+    vol = (np.arange(20 * 40 * 50) % 251).astype(np.uint8).reshape(20, 40, 50)
+    Mzarr(vol, attrs={"dicom": {"ImageOrientationPatient": sagittal_iop}}).save(path)
+    ortho(qtbot, window, path)
+    lv = window.layout_views
+    assert lv.caption("z").startswith("sagittal  z ") and lv.caption("y").startswith("axial  y ")
+    assert lv.caption("x").startswith("coronal  x ")
