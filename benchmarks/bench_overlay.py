@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_viewer import Mosaic, _peak_mb, _rss_mb, build  # noqa: E402  (benchmarks are scripts)
+from bench_viewer import Mosaic, Pump, _peak_mb, build, open_window  # noqa: E402  (benchmarks are scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_RATIO = 1.1  # issue 10: overlay sharp <= 1.1x the image-only time
@@ -98,33 +98,10 @@ def build_file(path: Path, n: int) -> float:
 
 def measure(path: str, vw: int, vh: int, places: int) -> dict:
     """Jump to ``places`` random places at 1:1 and 1:8, image alone and with the overlay, from cold caches."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import mzarr_app.settings as st
-
-    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
-    from PySide6.QtWidgets import QApplication
-
-    from mzarr_app.window import MainWindow
-
-    app = QApplication.instance() or QApplication([])
-    w = MainWindow(cache_mb=512)
-    for d in w.docks.values():
-        d.hide()
-    w.show()
-    w.view.setFixedSize(vw, vh)
-    app.processEvents()
+    app, w = open_window(path, vw, vh)
     v = w.view
-    peak = [_rss_mb()]
-
-    def pump_until(cond, timeout: float = 120.0) -> None:
-        t0 = time.perf_counter()
-        while not cond():
-            app.processEvents()
-            peak[0] = max(peak[0], _rss_mb())
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("no complete frame")
-            time.sleep(0.0005)
-        v.viewport().repaint()
+    pump = Pump(app, v.viewport().repaint)
+    pump_until = pump.until
 
     assert w.open_path(path), w.last_error
     pump_until(v.is_idle)
@@ -160,7 +137,7 @@ def measure(path: str, vw: int, vh: int, places: int) -> dict:
                       "image_cpu_s": float(np.median(res["image_cpu"])),
                       "overlay_cpu_s": float(np.median(res["overlay_cpu"])),
                       "image_all": res["image"], "overlay_all": res["overlay"]}
-    out["peak_rss_mb"] = max(peak[0], _peak_mb())
+    out["peak_rss_mb"] = max(pump.peak_mb, _peak_mb())
     w.close()
     return out
 

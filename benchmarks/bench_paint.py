@@ -27,41 +27,24 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_overlay import LABEL, build_file  # noqa: E402  (benchmarks are scripts)
-from bench_viewer import _peak_mb  # noqa: E402
+from bench_viewer import Pump, _peak_mb, open_window  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(path: str, vw: int, vh: int) -> dict:
     """Paint, save, reopen and check in a real window; the timings and checks as a dict."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import mzarr_app.settings as st
-
-    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
     from PySide6.QtCore import QEvent, QPointF, Qt
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
-    from mzarr_app.window import MainWindow
     from mzarr_core import Mzarr
     from mzarr_core.pyramid import downsample
 
-    app = QApplication.instance() or QApplication([])
-    w = MainWindow(cache_mb=512)
-    for d in w.docks.values():
-        d.hide()
-    w.show()
-    w.view.setFixedSize(vw, vh)
-    app.processEvents()
+    app, w = open_window(path, vw, vh)
     v = w.view
-
-    def pump_until(cond, timeout: float = 300.0) -> None:
-        t0 = time.perf_counter()
-        while not cond():
-            app.processEvents()
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("timed out")
-            time.sleep(0.0005)
+    pump = Pump(app)
+    pump_until = lambda cond, timeout=300.0: pump.until(cond, timeout)  # noqa: E731 - a save at 30000² is slow
 
     def send(kind, x: float, y: float, button, buttons) -> None:
         p = QPointF(v.mapFromScene(v.vb.mapViewToScene(QPointF(x, y))))

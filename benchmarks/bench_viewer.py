@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -153,8 +154,9 @@ def _peak_mb() -> float:
         return psutil.Process().memory_info().peak_wset / 2**20
 
 
-def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, steps: int) -> dict:
-    """Run the real main window offscreen on ``path`` and time what a user would wait for."""
+def open_window(path: str, vw: int, vh: int, cache_mb: float = 512, size_of: str = "view") -> tuple[Any, Any]:
+    """The real main window offscreen, docks hidden, its view (``size_of="layout"``: the orthogonal layout) fixed at
+    vw x vh, settings beside ``path``: (QApplication, MainWindow)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import mzarr_app.settings as st
 
@@ -168,21 +170,38 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     for d in w.docks.values():
         d.hide()
     w.show()
-    w.view.setFixedSize(vw, vh)
+    (w.layout_views if size_of == "layout" else w.view).setFixedSize(vw, vh)
     app.processEvents()
-    v = w.view
-    peak = [_rss_mb()]
+    return app, w
 
-    def pump_until(cond, timeout: float = 120.0) -> float:
+
+class Pump:
+    """Runs the window's event loop until a condition holds, keeping the process's peak RSS meanwhile."""
+
+    def __init__(self, app: Any, repaint: Any = None) -> None:
+        self.app, self.repaint = app, repaint
+        self.peak_mb = _rss_mb()
+
+    def until(self, cond: Any, timeout: float = 120.0) -> float:
+        """Seconds until ``cond()`` held (then the view repainted); TimeoutError after ``timeout``."""
         t0 = time.perf_counter()
         while not cond():
-            app.processEvents()
-            peak[0] = max(peak[0], _rss_mb())
+            self.app.processEvents()
+            self.peak_mb = max(self.peak_mb, _rss_mb())
             if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("no complete frame")
+                raise TimeoutError("the viewer did not get there in time")
             time.sleep(0.0005)
-        v.viewport().repaint()
+        if self.repaint is not None:
+            self.repaint()
         return time.perf_counter() - t0
+
+
+def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, steps: int) -> dict:
+    """Run the real main window offscreen on ``path`` and time what a user would wait for."""
+    app, w = open_window(path, vw, vh, cache_mb)
+    v = w.view
+    pump = Pump(app, v.viewport().repaint)
+    pump_until = pump.until
 
     def sharp_after(action) -> float:
         """Seconds from ``action`` until every visible tile of the needed level is on screen and painted."""
@@ -260,7 +279,7 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
         app.processEvents()
         v.viewport().repaint()
         sharp_frames += bool(v.complete)
-        peak[0] = max(peak[0], _rss_mb())
+        pump.peak_mb = max(pump.peak_mb, _rss_mb())
     dt = time.perf_counter() - t0
     out["path_frames"] = len(path_actions)
     out["path_fps"] = len(path_actions) / dt
@@ -269,43 +288,19 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     out["cache_mb_used"] = v.loader.cache.nbytes / 2**20
     out["shape"] = list(doc.shape)
     out["levels"] = len(doc.levels)
-    out["peak_rss_mb"] = max(peak[0], _peak_mb())
+    out["peak_rss_mb"] = max(pump.peak_mb, _peak_mb())
     w.close()
     return out
 
 
 def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> dict:
     """The orthogonal layout and single-view plane jumps on a volume in the real window (offscreen)."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import mzarr_app.settings as st
-
-    st.SETTINGS_FILE = str(Path(path).with_suffix(".bench-settings.ini"))
-    from PySide6.QtWidgets import QApplication
-
     from mzarr_app.ortho import ORTHO, SINGLE
-    from mzarr_app.window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
-    w = MainWindow(cache_mb=cache_mb)
-    for d in w.docks.values():
-        d.hide()
-    w.show()
+    app, w = open_window(path, vw, vh, cache_mb, size_of="layout")
     lv = w.layout_views
-    lv.setFixedSize(vw, vh)
-    app.processEvents()
-    peak = [_rss_mb()]
-
-    def pump_until(cond, timeout: float = 120.0) -> float:
-        t0 = time.perf_counter()
-        while not cond():
-            app.processEvents()
-            peak[0] = max(peak[0], _rss_mb())
-            if time.perf_counter() - t0 > timeout:
-                raise TimeoutError("no complete frame")
-            time.sleep(0.0005)
-        for v in lv.views():
-            v.viewport().repaint()
-        return time.perf_counter() - t0
+    pump = Pump(app, lambda: [v.viewport().repaint() for v in lv.views()])
+    pump_until = pump.until
 
     def sharp() -> bool:
         return all(v.complete and not v._timer.isActive() for v in lv.views())
@@ -388,7 +383,7 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> d
         out[f"jump_{axis}_sharp_s"] = float(np.median(jumps))
         out[f"jump_{axis}_cold_sharp_s"] = float(np.median(cold))
         out[f"jump_{axis}_level"] = w.view.level
-    out["peak_rss_mb"] = max(peak[0], _peak_mb())
+    out["peak_rss_mb"] = max(pump.peak_mb, _peak_mb())
     w.close()
     return out
 
