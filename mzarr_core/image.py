@@ -341,10 +341,7 @@ class Mzarr:
         items = [(key, *prepare_write(key, value, self.shape, self.dtype)) for key, value in regions]
         with self._lock.writing(), self._transaction():
             try:
-                if len(items) == 1:
-                    self._backend.write_region(*items[0])
-                else:
-                    self._backend.write_regions(items)
+                self._backend.write_regions(items)
             except BaseException:
                 self._close_if_broken()
                 raise

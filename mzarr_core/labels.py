@@ -294,10 +294,7 @@ class LabelImage:
         items = [(key, *prepare_write(key, value, self.shape, self.dtype)) for key, value in regions]
         with self._backend._lock.writing(), self._backend.transaction():
             try:
-                if len(items) == 1:
-                    self._backend.write_region(*items[0])
-                else:
-                    self._backend.write_regions(items)
+                self._backend.write_regions(items)
             except BaseException:
                 self._image._close_if_broken()
                 raise

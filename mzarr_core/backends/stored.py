@@ -204,6 +204,9 @@ class StoredBackend(Backend):
         """Write every region into level 0, then recompute each touched part of each coarser-level chunk once
         (:meth:`update_pyramid_boxes`): the same pixels as one :meth:`write_region` after another, with one
         pyramid update for many scattered edits (the strokes of a painting session) instead of one per edit."""
+        if len(items) == 1:  # one region: its box alone, as an assignment does
+            self.write_region(*items[0])
+            return
         boxes = []
         for _key, index, value in items:
             with self._naming_damaged_chunks(index):
