@@ -784,6 +784,8 @@ class MainWindow(QMainWindow):
         s = settings.app_settings()
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
+        s.setValue("view/layout", self.layout_views.mode)
+        s.setValue("view/overview", bool(self.layout_views.overview))
         self._close_doc()
         ev.accept()
         if self._holds_gc_guard:
@@ -797,6 +799,12 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(g)
         if st is not None:
             self._state_restored = bool(self.restoreState(st))
+        # the layout and the overview inset as the user left them (a volume opens in the orthogonal views again)
+        if s.value("view/layout") in (SINGLE, ORTHO):
+            self.set_layout(str(s.value("view/layout")))
+        if str(s.value("view/overview", "false")).lower() == "true":
+            self.act_overview.setChecked(True)
+            self.layout_views.set_overview(True)
 
     def showEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
         """At the first show, the Editing tab is in front of Metadata (raise_ before the window is shown does not

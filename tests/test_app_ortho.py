@@ -505,3 +505,27 @@ def test_plane_names_follow_the_dicom_orientation(qtbot, window, tmp_path) -> No
     lv = window.layout_views
     assert lv.caption("z").startswith("sagittal  z ") and lv.caption("y").startswith("axial  y ")
     assert lv.caption("x").startswith("coronal  x ")
+
+
+def test_layout_and_overview_are_remembered(qtbot, window, image_dir) -> None:  # noqa: F811 - fixtures
+    """Closed in the orthogonal layout with the overview on, the next window opens a volume the same way."""
+    from mzarr_app.window import MainWindow
+
+    ortho(qtbot, window, image_dir / "volume.mzarr")
+    window.act_overview.trigger()
+    assert window.layout_views.overview
+    window.close()
+    again = MainWindow(cache_mb=64, threads=2)
+    qtbot.addWidget(again)
+    assert again.layout_views.mode == ORTHO and again.act_ortho.isChecked()
+    assert again.act_overview.isChecked() and again.layout_views.overview
+    again.show()
+    qtbot.waitExposed(again)
+    open_and_wait(qtbot, again, image_dir / "volume.mzarr")
+    assert again.layout_views.active and all(v.isVisible() for v in again.layout_views.views())
+    again.set_layout(SINGLE)
+    again.close()
+    third = MainWindow(cache_mb=64, threads=2)
+    qtbot.addWidget(third)
+    assert third.layout_views.mode == SINGLE
+    third.close()
