@@ -583,18 +583,28 @@ class Mzarr:
             return read_associated(self._store, str(self.path))
 
     # -- label images (docs/FORMAT.md "Label images") ------------------------------------------------------------
-    def _label_host(self, doing: str | None = None) -> Any:
-        """The stored backend that can hold label images (None, or an MzarrValueError saying why, if it cannot)."""
+    def _child_group_host(self, doing: str | None, written_in: str) -> Any:
+        """The stored backend (a .mzarr file or a Zarr v3 folder) that holds child groups such as label images and
+        annotations, or None for other storage; writing (``doing``) into a Zarr v2 folder is refused, naming what
+        ``written_in`` needs."""
         from .backends import StoredBackend
 
         backend = self._backend
-        if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
-            if backend.kind == "directory" and doing is not None and not (backend.path / "zarr.json").is_file():
-                raise MzarrValueError(
-                    f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; label images are written in "
-                    f"Zarr v3 (NGFF 0.5): convert it first, e.g. 'mzarr convert {backend.path} new.ome.zarr'"
-                )
-            return backend
+        if not (isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory")):
+            return None
+        if backend.kind == "directory" and doing is not None and not (backend.path / "zarr.json").is_file():
+            raise MzarrValueError(
+                f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; {written_in}: convert it first, "
+                f"e.g. 'mzarr convert {backend.path} new.ome.zarr'"
+            )
+        return backend
+
+    def _label_host(self, doing: str | None = None) -> Any:
+        """The stored backend that can hold label images (None, or an MzarrValueError saying why, if it cannot)."""
+        host = self._child_group_host(doing, "label images are written in Zarr v3 (NGFF 0.5)")
+        if host is not None:
+            return host
+        backend = self._backend
         if doing is None:
             return None
         where = "in memory: save it first" if backend.kind == "memory" else "an Mzarr 0.0.x ZIP: convert it first"
@@ -778,17 +788,10 @@ class Mzarr:
     # -- annotations (docs/FORMAT.md "Annotations") -------------------------------------------------------------
     def _annotation_host(self, doing: str | None = None) -> Any:
         """The stored backend holding annotations (None in memory; an MzarrValueError if this storage cannot)."""
-        from .backends import StoredBackend
-
-        backend = self._backend
-        if isinstance(backend, StoredBackend) and backend.kind in ("sqlite", "directory"):
-            if backend.kind == "directory" and doing is not None and not (backend.path / "zarr.json").is_file():
-                raise MzarrValueError(
-                    f"cannot {doing}: {backend.path} is a Zarr v2 (OME-NGFF 0.4) folder; annotations are written in "
-                    f"Zarr v3: convert it first, e.g. 'mzarr convert {backend.path} new.ome.zarr'"
-                )
-            return backend
-        if backend.kind == "memory":
+        host = self._child_group_host(doing, "annotations are written in Zarr v3")
+        if host is not None:
+            return host
+        if self._backend.kind == "memory":
             return None
         raise MzarrValueError(f"cannot {doing or 'read annotations'}: {self.path} is an Mzarr 0.0.x ZIP: convert it first")
 
