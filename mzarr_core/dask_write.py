@@ -71,6 +71,8 @@ class DaskSaveStats:
     task_seconds: float = 0.0  # the tasks running, summed over the workers (reading, building, encoding)
     wall_seconds: float = 0.0  # the whole build (the file's metadata before it and its commit after it excluded)
     worker_peak_rss: dict[int, int] = field(default_factory=dict)  # worker process id -> peak resident bytes
+    timeline: list[tuple[int, int, float, float, float]] = field(default_factory=list)  # (pass start level, worker
+    # process id, task start, task end, inserted) in seconds from the build's start (time.time(): one clock per host)
     writer_peak_rss: int = 0  # the writer process's peak resident bytes
 
     @property
@@ -228,11 +230,13 @@ class _Result:
     pid: int
     peak_rss: int
     seconds: float
+    started: float  # time.time() when the task started and ended (a timeline across processes of one host)
+    ended: float
 
 
 def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...], source: Any) -> _Result:
     """A task: the superblock at ``region`` of level ``start`` and its levels ``start+1..start+k``, encoded."""
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     if os.getpid() != spec.writer_pid:
         _zarr_threads_per_worker()
     data = source.load(spec, start, region)
@@ -251,7 +255,7 @@ def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...]
             continue
         head, rest = key.split("/", 1)
         out.append((paths[head + "/"], rest, buffer.to_bytes()))
-    return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0)
+    return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0, started, time.time())
 
 
 _zarr_threads_set = False
@@ -433,7 +437,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
               chunks: tuple[int, ...], info: ImageInfo, codec: StorageCodec, scheduler: Any, workers: int | None,
               progress: Progress | None, stats: DaskSaveStats | None) -> None:
     """Build every level of ``arrays`` from ``source`` on the workers, inserting their encoded chunks here."""
-    t0 = time.perf_counter()
+    t0, epoch = time.perf_counter(), time.time()
     stats = stats if stats is not None else DaskSaveStats()
     dtype = np.dtype(arrays[0].dtype)
     spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec, os.getpid())
@@ -470,6 +474,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
             stats.chunks_stored += len(result.chunks)
             stats.task_seconds += result.seconds
             stats.worker_peak_rss[result.pid] = max(stats.worker_peak_rss.get(result.pid, 0), result.peak_rss)
+            stats.timeline.append((start, result.pid, result.started - epoch, result.ended - epoch, time.time() - epoch))
             done += result.covered
             if progress:
                 progress(done, total)
