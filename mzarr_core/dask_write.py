@@ -52,7 +52,7 @@ from .writer import (
     superblock_blocks,
 )
 
-__all__ = ["DaskSaveStats", "PathSource", "dask_builder", "is_dask_array"]
+__all__ = ["DaskBuild", "DaskSaveStats", "PathSource", "dask_builder", "is_dask_array"]
 
 IN_FLIGHT_PER_WORKER = 2  # one task running and one queued per worker: workers never wait for the writer
 
@@ -141,7 +141,8 @@ class PathSource:
         return cls(str(os.path.realpath(path)), tuple(sorted((read_options or {}).items())),
                    tuple(int(n) for n in array.shape), np.dtype(array.dtype).str)
 
-    def __getitem__(self, key: Any) -> np.ndarray:
+    def opened(self) -> Any:
+        """The file opened by this thread of this process (once; a DICOM series' headers are read then)."""
         from .formats import read
 
         opened = getattr(_sources, "opened", None)
@@ -153,7 +154,10 @@ class PathSource:
             if tuple(int(n) for n in source.array.shape) != self.shape:
                 raise MzarrError(f"{self.path} changed while it was being converted (its shape is now "
                                  f"{tuple(source.array.shape)}, not {self.shape}): convert it again")
-        return np.asarray(source.array[key]).astype(self.dtype, copy=False)
+        return source
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.opened().array[key]).astype(self.dtype, copy=False)
 
 
 # -- what a task gets ----------------------------------------------------------------------------------------------
@@ -258,6 +262,22 @@ def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...]
     return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0, started, time.time())
 
 
+def warm_up(source: Any, writer_pid: int) -> int:
+    """A worker's first task, run while the writer sets the file up: the imports every task needs, zarr's thread
+    counts, and the source file opened (a DICOM series' headers read), so that the first superblock does not pay
+    for them. Returns the worker's process id."""
+    from . import writer  # noqa: F401  (zarr, numcodecs, imagecodecs and the codecs, imported once here)
+
+    if os.getpid() != writer_pid:
+        _zarr_threads_per_worker()
+    if isinstance(source, PathSource):
+        try:
+            source.opened()
+        except Exception:  # noqa: BLE001 - the first task opens it again and reports the error with its superblock
+            pass
+    return os.getpid()
+
+
 _zarr_threads_set = False
 
 
@@ -274,7 +294,9 @@ def _zarr_threads_per_worker() -> None:
             threads = int(sys.modules["distributed"].get_worker().state.nthreads)
         except (ValueError, AttributeError):
             pass
-    zarr.config.set({"threading.max_workers": threads})  # used when zarr first makes its pool in this process
+    # used when zarr first makes its pools in this process: its event loop's executor, and (zarr >= 3.4) the pool of
+    # its fused codec pipeline, which is otherwise one thread per core of the machine in every worker process
+    zarr.config.set({"threading.max_workers": threads, "codec_pipeline.max_workers": threads})
 
 
 # -- where the tasks run -------------------------------------------------------------------------------------------
@@ -282,6 +304,7 @@ class _Runner:
     """A pool of workers behind one interface: ``concurrent.futures`` executors and ``dask.distributed`` clients."""
 
     def __init__(self, scheduler: Any, workers: int | None):
+        self.requested = (scheduler, workers)  # what the caller asked for (before defaults are applied)
         self.owned: Any = None
         self.client: Any = None
         self.executor: Any = None
@@ -355,12 +378,21 @@ class _Runner:
         for future in pending:
             future.cancel()
 
+    def warm_up(self, source: Any) -> None:
+        """Start the process pool this runner owns now, each worker running :func:`warm_up` (not waited for: the
+        writer goes on setting the file up meanwhile). Pools and clusters given by the caller are already running."""
+        if isinstance(self.owned, concurrent.futures.ProcessPoolExecutor):
+            for _ in range(self.workers):
+                self.owned.submit(warm_up, source if isinstance(source, PathSource) else None, os.getpid())
+
     def close(self) -> None:
-        if self.owned is not None:
+        """End what this runner started (idempotent)."""
+        owned, self.owned = self.owned, None
+        if owned is not None:
             if self.client is not None:
-                self.owned.close()
+                owned.close()
             else:
-                self.owned.shutdown(wait=True, cancel_futures=True)
+                owned.shutdown(wait=True, cancel_futures=True)
 
 
 def _distributed() -> Any:
@@ -418,25 +450,44 @@ def _stored_input(array: zarr.Array, region: tuple[slice, ...]) -> _Stored:
     return _Stored(out)
 
 
-def dask_builder(source: Any, perm: tuple[int, ...], info: ImageInfo, codec: StorageCodec, *, scheduler: Any = None,
-                 workers: int | None = None, stats: DaskSaveStats | None = None) -> Any:
+class DaskBuild:
     """A ``build`` for :func:`~mzarr_core.writer.write_image` that runs the pyramid's tasks on dask (see the module
-    docstring). ``source``: level 0 in the user's axis order (a dask array, a :class:`PathSource` or any array);
-    ``perm``: user -> storage axis order."""
+    docstring). Its workers are started (and warmed up: imports, the source opened) when it is made, so they get
+    ready while the writer sets the file up; :meth:`close` (also after the build) ends the workers it started."""
 
-    def build(_storage: StorageArray, arrays: list[zarr.Array], plan: list[LevelGeometry], chunks: tuple[int, ...],
-              method: str, progress: Progress | None = None, encoded_chunks: Any = None) -> None:
-        if encoded_chunks is not None:
-            raise MzarrValueError("a dask save cannot keep JPEG tiles (jpeg_tiles): save without scheduler/workers")
-        run_build(source, perm, arrays, plan, chunks, info, codec, scheduler, workers, progress, stats)
+    def __init__(self, source: Any, perm: tuple[int, ...], info: ImageInfo, codec: StorageCodec, scheduler: Any,
+                 workers: int | None, stats: DaskSaveStats | None) -> None:
+        self.source, self.perm, self.info, self.codec, self.stats = source, perm, info, codec, stats
+        self.runner = _Runner(scheduler, workers)
+        self.runner.warm_up(source)
 
-    return build
+    def __call__(self, _storage: StorageArray, arrays: list[zarr.Array], plan: list[LevelGeometry],
+                 chunks: tuple[int, ...], method: str, progress: Progress | None = None,
+                 encoded_chunks: Any = None) -> None:
+        try:
+            if encoded_chunks is not None:
+                raise MzarrValueError("a dask save cannot keep JPEG tiles (jpeg_tiles): save without scheduler/workers")
+            run_build(self.source, self.perm, arrays, plan, chunks, self.info, self.codec, self.runner, progress,
+                      self.stats)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the workers this build started (none if it was given a cluster or an executor); idempotent."""
+        self.runner.close()
+
+
+def dask_builder(source: Any, perm: tuple[int, ...], info: ImageInfo, codec: StorageCodec, *, scheduler: Any = None,
+                 workers: int | None = None, stats: DaskSaveStats | None = None) -> DaskBuild:
+    """The dask build of a save (:class:`DaskBuild`). ``source``: level 0 in the user's axis order (a dask array, a
+    :class:`PathSource` or any array); ``perm``: user -> storage axis order."""
+    return DaskBuild(source, perm, info, codec, scheduler, workers, stats)
 
 
 def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan: list[LevelGeometry],
-              chunks: tuple[int, ...], info: ImageInfo, codec: StorageCodec, scheduler: Any, workers: int | None,
+              chunks: tuple[int, ...], info: ImageInfo, codec: StorageCodec, runner: "_Runner",
               progress: Progress | None, stats: DaskSaveStats | None) -> None:
-    """Build every level of ``arrays`` from ``source`` on the workers, inserting their encoded chunks here."""
+    """Build every level of ``arrays`` from ``source`` on ``runner``'s workers, inserting their encoded chunks here."""
     t0, epoch = time.perf_counter(), time.time()
     stats = stats if stats is not None else DaskSaveStats()
     dtype = np.dtype(arrays[0].dtype)
@@ -445,7 +496,6 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
     done = 0
     if progress:
         progress(0, total)
-    runner = _Runner(scheduler, workers)
     stats.workers = runner.workers
     stats.max_in_flight = bound = IN_FLIGHT_PER_WORKER * runner.workers
     pending: list[Any] = []
@@ -500,7 +550,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
             start += k
     finally:
         runner.cancel(pending)
-        runner.close()
+        runner.close()  # the pool's processes end with the build (the caller closes it again: idempotent)
         stats.wall_seconds = time.perf_counter() - t0
         stats.writer_peak_rss = _peak_rss()
 

@@ -505,14 +505,19 @@ class Mzarr:
                     return None
         build = self._dask_build(perm, info, codec, scheduler, workers, dask_stats) if not empty else None
         if build is not None and jpeg_tiles is not None:
+            build.close()
             raise MzarrValueError("a dask save cannot keep JPEG tiles (jpeg_tiles): save without scheduler/workers")
         kept_labels = self._labels_to_keep(user_axes)
-        with atomic_target(path) as (store, _tmp):
-            arrays = write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty,
-                                 encoded_chunks=encoded, build=build)
-            write_associated(store, extras)
-            self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays))
-            self._copy_annotations(store)
+        try:
+            with atomic_target(path) as (store, _tmp):
+                arrays = write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty,
+                                     encoded_chunks=encoded, build=build)
+                write_associated(store, extras)
+                self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays))
+                self._copy_annotations(store)
+        finally:
+            if build is not None:
+                build.close()  # the dask workers it started end even when the save failed before the build
         note_write(os.path.realpath(path))  # other open images of this path drop their cached chunks
         if same_file:  # swap to the new file while no other thread is reading
             with self._lock.writing():

@@ -257,10 +257,10 @@ def test_cli_convert_with_workers_and_scheduler(tmp_path, cluster, capsys, monke
     schedulers = []
     run_build = dask_write.run_build
 
-    def spy(source, perm, arrays, plan, chunks, info, codec, scheduler, workers, *rest):
+    def spy(source, perm, arrays, plan, chunks, info, codec, runner, *rest):
         assert isinstance(source, PathSource)  # the workers read the TIFF by path
-        schedulers.append((scheduler, workers))
-        return run_build(source, perm, arrays, plan, chunks, info, codec, scheduler, workers, *rest)
+        schedulers.append(runner.requested)
+        return run_build(source, perm, arrays, plan, chunks, info, codec, runner, *rest)
 
     monkeypatch.setattr(dask_write, "run_build", spy)
     a = volume()
