@@ -296,3 +296,38 @@ def test_ome_zarr_folder_output_is_the_plain_folder(tmp_path, small_superblocks)
     assert sorted(got) == sorted(want) and len(want) > 20
     assert all(got[k] == want[k] for k in want)
     assert_bit_exact(Mzarr(out)[...], a)
+
+
+def test_process_workers_start_warmed_up_and_end_with_the_save_even_when_it_fails_first(tmp_path, monkeypatch):
+    import multiprocessing
+
+    import tifffile
+
+    a = smooth_array((20, 70, 90), "uint16", seed=11)
+    tifffile.imwrite(tmp_path / "v.tif", a)
+    from mzarr_core.formats import read
+
+    source = PathSource.of(tmp_path / "v.tif", None, read(tmp_path / "v.tif").array)
+    before = set(multiprocessing.active_children())
+    build = dask_write.dask_builder(source, (0, 1, 2), None, None, scheduler="processes", workers=2)
+    # the pool is up and each worker has run its warm-up (imports, the TIFF opened) before any superblock exists
+    pids = {build.runner.submit(os.getpid).result(timeout=60) for _ in range(6)}
+    assert len(pids) <= 2 and os.getpid() not in pids
+    assert len(set(multiprocessing.active_children()) - before) == 2
+    build.close()
+    build.close()  # idempotent
+    assert set(multiprocessing.active_children()) - before == set()
+    # a save that fails after its workers started (JPEG tiles cannot be kept by a dask save) ends them too
+    with pytest.raises(MzarrValueError, match="jpeg_tiles"):
+        Mzarr(a[0].astype(np.uint8)).save(tmp_path / "x.mzarr", chunks=(32, 32), jpeg_tiles=lambda idx: None,
+                                          scheduler="processes", workers=2)
+    assert set(multiprocessing.active_children()) - before == set()
+    # and a save that fails in the file's set-up, before the build ran
+    def broken(*args, **kwargs):
+        raise MzarrError("the target cannot be written")
+
+    monkeypatch.setattr("mzarr_core.image.write_image", broken)
+    with pytest.raises(MzarrError, match="cannot be written"):
+        Mzarr(a).save(tmp_path / "y.mzarr", scheduler="processes", workers=2)
+    assert set(multiprocessing.active_children()) - before == set()
+    assert temp_leftovers(tmp_path) == []
