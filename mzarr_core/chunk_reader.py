@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.codecs.numcodecs import FixedScaleOffset
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import default_buffer_prototype
@@ -40,9 +40,9 @@ from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from .codecs import RecompressedJpegxl, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
-from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd
+from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd, shard_index
 
-__all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "decode_pool", "decode_workers", "fetch_chunks"]
+__all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "SlabDecoder", "decode_pool", "decode_workers", "fetch_chunks"]
 
 # -- the shared decoding pool ----------------------------------------------------------------------------------------
 _pool: ThreadPoolExecutor | None = None
@@ -137,17 +137,27 @@ class ChunkCodec:
     Steps are undone in reverse order of the filters: ``("offset", xor)`` flips the sign bit (numcodecs'
     FixedScaleOffset with scale 1 and the dtype's minimum as offset, as Mzarr writes signed integers),
     ``("bool", None)`` is AsType uint8 -> bool, ``("transpose", inverse)`` undoes a TransposeCodec.
+
+    Kind "slabs" (format 4): the chunk is a ``sharding_indexed`` shard (index at the end, bytes + crc32c) of inner
+    chunks ``inner`` (in the filtered order ``order`` of the storage axes), each one JPEG XL stream; the index is
+    validated and each inner chunk decodes into its own box, bounded by the inner chunk's shape.
     """
 
     def __init__(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
-                 enc_dtype: np.dtype, steps: list[tuple[str, Any]], serializer: Any):
-        self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd" or "bytes"
+                 enc_dtype: np.dtype, steps: list[tuple[str, Any]], serializer: Any,
+                 inner: tuple[int, ...] | None = None, order: tuple[int, ...] | None = None, enc_fill: Any = 0):
+        self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd", "bytes", "slabs"
         self.shape, self.dtype = shape, dtype
         self.enc_shape, self.enc_dtype = enc_shape, enc_dtype
         self.steps = steps
         self.serializer = serializer
         self.nbytes = math.prod(enc_shape) * enc_dtype.itemsize
         self.what = _chunk_text(enc_shape, enc_dtype)
+        self.inner = inner or enc_shape
+        self.order = order or tuple(range(len(shape)))  # storage axis of each encoded axis
+        self.grid = tuple(n // c for n, c in zip(enc_shape, self.inner))
+        self.enc_fill = np.array(enc_fill).astype(enc_dtype)
+        self.inner_what = _chunk_text(self.inner, enc_dtype)
 
     @classmethod
     def for_array(cls, array: Any) -> "ChunkCodec | None":
@@ -188,6 +198,8 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
+        if len(codecs) == 1 and type(codecs[0]) is ShardingCodec:
+            return cls._for_shards(codecs[0], tuple(array.chunks), dtype, enc_shape, enc_dtype, steps, spec, meta.codecs)
         if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl, RecompressedJpegxl):
             serializer = codecs[0]
             if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
@@ -205,9 +217,80 @@ class ChunkCodec:
             return None
         return cls(kind, tuple(array.chunks), dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer)
 
+    @classmethod
+    def _for_shards(cls, sharding: ShardingCodec, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
+                    enc_dtype: np.dtype, steps: list[tuple[str, Any]], spec: ArraySpec,
+                    codecs: Any) -> "ChunkCodec | None":
+        """The decoder of shards of JPEG XL inner chunks (slab bricks), or None for any other sharding."""
+        inner_codecs, index_codecs = sharding.codecs, sharding.index_codecs
+        if len(inner_codecs) != 1 or type(inner_codecs[0]) not in JPEGXL_TYPES + (StripJpegxl,):
+            return None
+        serializer = inner_codecs[0]
+        if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
+            return None
+        if (sharding.index_location != "end" or len(index_codecs) != 2 or type(index_codecs[0]) is not BytesCodec
+                or type(index_codecs[1]) is not Crc32cCodec or sys.byteorder != "little"
+                or getattr(index_codecs[0].endian, "value", index_codecs[0].endian) != "little"):
+            return None
+        inner = tuple(int(c) for c in sharding.chunk_shape)
+        if len(inner) != len(enc_shape) or any(c < 1 or n % c for n, c in zip(enc_shape, inner)):
+            return None
+        transposes = [c for c in codecs if isinstance(c, TransposeCodec)]
+        order = tuple(int(i) for i in transposes[0].order) if len(transposes) == 1 else tuple(range(len(shape)))
+        return cls("slabs", shape, dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer, inner, order,
+                   spec.fill_value)
+
+    def _undo_filters(self, chunk: np.ndarray) -> np.ndarray:
+        """The filters' steps undone on a decoded (piece of a) chunk: storage order and the array's dtype."""
+        for step, arg in self.steps:
+            if step == "offset":
+                if not chunk.flags.writeable:
+                    chunk = chunk.copy()
+                np.bitwise_xor(chunk, np.array(1 << (8 * arg.itemsize - 1), chunk.dtype), out=chunk)
+                chunk = chunk.view(arg)
+            elif step == "bool":
+                chunk = chunk.astype(bool)
+            else:
+                chunk = chunk.transpose(arg)
+        return chunk
+
+    def _decode_inner(self, blob: Any, entry: tuple[int, int] | None, i: int) -> np.ndarray:
+        """Inner chunk ``i`` of a shard (``entry``: its place in the shard, None: never written) as the encoded
+        dtype and inner shape."""
+        if entry is None:
+            return np.full(self.inner, self.enc_fill, self.enc_dtype)
+        offset, length = entry
+        out = decode_jpegxl(blob[offset : offset + length], self.inner, self.enc_dtype, what=self.inner_what,
+                            numthreads=self.serializer.numthreads)
+        if out.dtype != self.enc_dtype or out.size != math.prod(self.inner):
+            raise ValueError(f"inner chunk {i} decodes to {out.shape} {out.dtype}, not {self.inner} {self.enc_dtype}")
+        return out.reshape(self.inner)
+
+    def decode_slab(self, data: Any, axis: int, index: int) -> np.ndarray:
+        """The inner chunks of a shard whose index along encoded ``axis`` is ``index`` (a z-slab of a slab
+        brick), decoded into the chunk's storage order and dtype: the chunk with that axis cut to the slab."""
+        blob = np.frombuffer(data, np.uint8)
+        entries = shard_index(blob, math.prod(self.grid))
+        shape = tuple(c if a == axis else n for a, (n, c) in enumerate(zip(self.enc_shape, self.inner)))
+        out = np.empty(shape, self.enc_dtype)
+        for i, pos in enumerate(itertools.product(*(range(g) for g in self.grid))):
+            if pos[axis] != index:
+                continue
+            box = tuple(slice(0, c) if a == axis else slice(p * c, (p + 1) * c) for a, (p, c) in enumerate(zip(pos, self.inner)))
+            out[box] = self._decode_inner(blob, entries[i], i)
+        return self._undo_filters(out)
+
     def decode(self, data: Any) -> np.ndarray:
         """The chunk stored as ``data``; raises (ChunkTooLargeError for a declared bomb, ValueError...) where the
         bytes do not decode to exactly one chunk."""
+        if self.kind == "slabs":
+            blob = np.frombuffer(data, np.uint8)
+            entries = shard_index(blob, math.prod(self.grid))
+            chunk = np.empty(self.enc_shape, self.enc_dtype)
+            for i, pos in enumerate(itertools.product(*(range(g) for g in self.grid))):
+                box = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, self.inner))
+                chunk[box] = self._decode_inner(blob, entries[i], i)
+            return self._undo_filters(chunk)
         if self.kind in ("jpegxl", "jpeg"):
             s = self.serializer
             # "jpeg": a chunk holding a recompressed JPEG is rebuilt and decoded by libjpeg (the source's exact pixels)
@@ -226,17 +309,47 @@ class ChunkCodec:
             if len(memoryview(raw).cast("B")) != self.nbytes:
                 raise ValueError(f"chunk holds {len(memoryview(raw).cast('B'))} bytes, not {self.nbytes}")
             chunk = np.frombuffer(raw, self.enc_dtype).reshape(self.enc_shape)
-        for step, arg in self.steps:
-            if step == "offset":
-                if not chunk.flags.writeable:
-                    chunk = chunk.copy()
-                np.bitwise_xor(chunk, np.array(1 << (8 * arg.itemsize - 1), chunk.dtype), out=chunk)
-                chunk = chunk.view(arg)
-            elif step == "bool":
-                chunk = chunk.astype(bool)
-            else:
-                chunk = chunk.transpose(arg)
-        return chunk
+        return self._undo_filters(chunk)
+
+
+class SlabDecoder:
+    """The plane reader of slab bricks (format 4): decodes the z-slab of a brick holding a plane, as
+    ``(c, slab, y, x)`` or ``(slab, y, x)`` (storage order, the brick's channels, the array's dtype); the reader
+    caches the slab, so the brick's next planes in it are free. Damaged or hostile shards are named."""
+
+    def __init__(self, codec: ChunkCodec, names: tuple[str, ...], where: str):
+        self.codec = codec
+        self.chunks = dict(zip(names, codec.shape))
+        self.has_channels = names[0] == "c"
+        zi = names.index("z")
+        self.axis = codec.order.index(zi)  # the slab axis among the encoded (filtered) axes
+        self.slab = codec.inner[self.axis]
+        self.where = where
+
+    @classmethod
+    def for_array(cls, array: Any, where: str) -> "SlabDecoder | None":
+        """The decoder of ``array``'s slabs, or None if its shards are not whole-plane z-slabs of JPEG XL."""
+        codec = ChunkCodec.for_array(array)
+        names = tuple(array.metadata.dimension_names or ())
+        if codec is None or codec.kind != "slabs" or "z" not in names or names[-2:] != ("y", "x"):
+            return None
+        axis = codec.order.index(names.index("z"))
+        if any(g != 1 for a, g in enumerate(codec.grid) if a != axis):
+            return None  # inner chunks that split y or x: planes are cut from whole bricks
+        return cls(codec, names, where)
+
+    def decode_slab(self, data: Any, index: int, key: str) -> np.ndarray:
+        """Slab ``index`` of the brick stored as ``data`` under ``key`` (named in errors)."""
+        try:
+            return self.codec.decode_slab(data, self.axis, index)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
+            raise error(
+                f"chunk {key} of {self.where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
+                "restore it from a backup; 'mzarr verify' lists every damaged chunk"
+            ) from None
 
 
 # -- reading ---------------------------------------------------------------------------------------------------------
@@ -345,6 +458,9 @@ class ChunkReader:
 
     def _cache_key(self, coords: tuple[int, ...], frame: int | None = None) -> tuple:
         return ("c", self.level_index, coords) if frame is None else ("p", self.level_index, coords, frame)
+
+    def _slab_key(self, coords: tuple[int, ...], slab: int) -> tuple:
+        return ("s", self.level_index, coords, slab)
 
     def _clip(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
         """A chunk's extent inside the array, relative to the chunk's origin."""
@@ -494,11 +610,23 @@ class ChunkReader:
         whole = session.get(self._cache_key(coords), count=False)  # a plane lookup: counted below
         if whole is not None:
             return whole[:, frame] if self.frames.has_channels else whole[frame]
-        return session.get(self._cache_key(coords, frame))
+        slab = getattr(self.frames, "slab", None)
+        if slab is None:
+            return session.get(self._cache_key(coords, frame))
+        piece = session.get(self._slab_key(coords, frame // slab))
+        if piece is None:
+            return None
+        return piece[:, frame % slab] if self.frames.has_channels else piece[frame % slab]
 
     def _decode_frame(self, session: CacheSession | None, coords: tuple[int, ...], frame: int, key: str, data: Any) -> np.ndarray | None:
         if data is None:
             return None
+        slab = getattr(self.frames, "slab", None)
+        if slab is not None:  # slab bricks: the slab holding the plane, cached whole (its next planes are free)
+            piece = self.frames.decode_slab(data, frame // slab, key)
+            if session is not None:
+                piece = session.put(self._slab_key(coords, frame // slab), piece)
+            return piece[:, frame % slab] if self.frames.has_channels else piece[frame % slab]
         plane = self.frames.decode(data, frame, key)
         if session is not None:
             return session.put(self._cache_key(coords, frame), plane)

@@ -29,13 +29,14 @@ classes and the storage codecs; a new storage codec is one subclass plus one :fu
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import imagecodecs
 import numpy as np
-from zarr.codecs import BytesCodec, TransposeCodec
+from zarr.codecs import BytesCodec, ShardingCodec, TransposeCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 
 from .errors import MzarrDtypeError, MzarrValueError
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_EFFORT",
     "JpegxlFrames",
     "JpegxlJpeg",
+    "JpegxlSlabs",
     "JpegxlStrip",
     "RecompressedJpegxl",
     "ShapedFixedScaleOffset",
@@ -145,10 +147,16 @@ def _adopt_serializer(array: Any, serializer_class: type[Any]) -> Any:
     what decides how this process encodes the chunks it writes. Unchanged if it has no such serializer."""
     meta = array.metadata
     codecs = list(getattr(meta, "codecs", ()))
-    swapped = [
-        serializer_class.from_dict(c.to_dict()) if isinstance(c, GuardedJpegxl) and type(c) is not serializer_class else c
-        for c in codecs
-    ]
+
+    def swap(c: Any) -> Any:
+        if isinstance(c, ShardingCodec):  # slab bricks: the serializer of the shard's inner chunks
+            inner = tuple(swap(i) for i in c.codecs)
+            return c if all(a is b for a, b in zip(inner, c.codecs)) else dataclasses.replace(c, codecs=inner)
+        if isinstance(c, GuardedJpegxl) and type(c) is not serializer_class:
+            return serializer_class.from_dict(c.to_dict())
+        return c
+
+    swapped = [swap(c) for c in codecs]
     if all(a is b for a, b in zip(swapped, codecs)):
         return array
     async_array = array._async_array
@@ -184,6 +192,12 @@ class StorageCodec(ABC):
     def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
         """Keyword arguments (filters, serializer, compressors) for ``zarr.create_array``. ``transpose`` reorders a
         chunk before encoding (colour: channel-first storage, channel-last pixels)."""
+
+    def array_options(self, dtype: np.dtype, transpose: tuple[int, ...] | None, chunks: tuple[int, ...],
+                      shape: tuple[int, ...], axes: str) -> dict[str, Any]:
+        """Keyword arguments for ``zarr.create_array`` of one level of ``shape`` whose chunks are ``chunks``
+        (storage ``axes``, clipped to the level): its chunk shape and :meth:`pipeline`."""
+        return {"chunks": chunks, **self.pipeline(dtype, transpose)}
 
     def adopt(self, array: Any) -> Any:
         """``array`` as opened from its zarr.json, made to encode what it writes this codec's way."""
@@ -286,6 +300,71 @@ class JpegxlStrip(JpegxlFrames):
         return None  # libjxl cannot decode part of a frame: planes come from whole bricks (cached)
 
 
+SLAB = 16  # z-planes per slab (docs/BENCHMARKS.md, "3D brick layout": whole bricks 12 % slower, z-planes 3.5x faster)
+
+
+def slab_layout(chunks: tuple[int, ...], shape: tuple[int, ...], axes: str, slab: int) -> tuple[tuple[int, ...], int]:
+    """``(shard shape, planes per slab)`` of a slab-brick level of ``shape`` whose chunks (clipped to it) are
+    ``chunks``. Zarr's inner chunks tile their shard exactly: a chunk thinner than a slab is one slab; a chunk z
+    that is not a multiple of ``slab`` takes its largest divisor if that is at least half a slab (or the chunk
+    is not the level's last along z), else (a level held in one chunk along z, e.g. 37 planes) the shard is
+    rounded up to whole slabs."""
+    zi = axes.index("z")
+    z = chunks[zi]
+    if z <= slab or z % slab == 0:
+        return chunks, min(z, slab)
+    divisor = max(d for d in range(1, slab + 1) if z % d == 0)
+    if 2 * divisor >= slab or z < shape[zi]:
+        return chunks, divisor
+    return chunks[:zi] + (-(-z // slab) * slab,) + chunks[zi + 1 :], slab
+
+
+@dataclass(frozen=True)
+class JpegxlSlabs(JpegxlStrip):
+    """JPEG XL bricks as Zarr shards of ``slab``-plane z-slabs, each slab one strip frame (lossless volumes,
+    format 4): a z-plane decodes one slab, a whole brick every slab with the core's decoder."""
+
+    slab: int = SLAB
+
+    format_version: ClassVar[int] = 4
+
+    @classmethod
+    def matches(cls, block: dict[str, Any]) -> bool:
+        return block.get("name") == cls.name and block.get("bricks") == "slabs" and not block.get("legacy")
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "JpegxlSlabs":
+        effort, slab = block.get("effort", STRIP_EFFORT), block.get("slab", SLAB)
+        return cls(lossless=True, effort=int(effort) if isinstance(effort, int) else STRIP_EFFORT,
+                   slab=slab if isinstance(slab, int) and not isinstance(slab, bool) and 1 <= slab <= 4096 else SLAB)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "lossless": True, "effort": self.effort, "bricks": "slabs", "slab": self.slab}
+
+    def array_options(self, dtype: np.dtype, transpose: tuple[int, ...] | None, chunks: tuple[int, ...],
+                      shape: tuple[int, ...], axes: str) -> dict[str, Any]:
+        options = self.pipeline(dtype, transpose)
+        if "z" not in axes or transpose is not None:
+            # 2-D arrays, and colour volumes (zarr checks inner chunks against the chunk before the filters, so a
+            # channel-last transpose cannot come before the shards): plain strip chunks
+            return {"chunks": chunks, **options}
+        shard, planes = slab_layout(chunks, shape, axes, self.slab)
+        inner = tuple(planes if a == "z" else n for a, n in zip(axes, shard))
+        # An identity transpose when no filter is needed: zarr-python takes a lone sharding codec's inner chunks
+        # for the array's chunks; after a filter, the shard is the chunk (what every Mzarr reader and writer uses).
+        filters = options["filters"] or [TransposeCodec(order=tuple(range(len(axes))))]
+        return {"chunks": shard, "filters": filters, "compressors": None,
+                "serializer": ShardingCodec(chunk_shape=inner, codecs=[options["serializer"]], index_location="end")}
+
+    def adopt(self, array: Any) -> Any:
+        return _adopt_serializer(array, StripJpegxl)
+
+    def plane_reader(self, array: Any, where: str) -> Any:
+        from .chunk_reader import SlabDecoder
+
+        return SlabDecoder.for_array(array, where)
+
+
 DEFAULT_SLIDE_DISTANCE = 3.0  # levels 1+ of recompressed slides (docs/BENCHMARKS.md, "Whole-slide images")
 
 
@@ -375,7 +454,10 @@ def register_codecs() -> None:
     imagecodecs.zarr.register_codecs(verbose=False)
     register_zarr_codec("numcodecs.fixedscaleoffset", ShapedFixedScaleOffset)
     register_guarded_codecs()  # JPEG XL and zstd chunks never decode to more than their chunk shape x dtype
-    for cls in (Zstd, JpegxlFrames, JpegxlStrip, JpegxlJpeg):
+    # Slab bricks put a filter before the sharding codec on purpose (the shard is the array's chunk): zarr's notice
+    # that this turns off its partial shard reads is about a path Mzarr does not use (it reads slabs itself).
+    warnings.filterwarnings("ignore", message="Combining a `sharding_indexed` codec disables partial reads")
+    for cls in (Zstd, JpegxlFrames, JpegxlStrip, JpegxlJpeg, JpegxlSlabs):
         register_storage_codec(cls)
     _registered = True
 
@@ -451,11 +533,11 @@ def choose_codec(
     bricks: str | None = None,
 ) -> StorageCodec:
     """Pick the storage codec for a dtype, the user's lossy/lossless request and whether the image is a volume
-    (lossless JPEG XL volumes are stored as strip bricks unless ``bricks="frames"``), refusing impossible
+    (lossless JPEG XL volumes are stored as slab bricks unless ``bricks="strip"`` or ``"frames"``), refusing impossible
     combinations."""
     dtype = check_dtype(dtype)
-    if bricks not in (None, "strip", "frames"):
-        raise MzarrValueError(f"bricks must be 'strip' or 'frames', got {bricks!r}")
+    if bricks not in (None, "slabs", "strip", "frames"):
+        raise MzarrValueError(f"bricks must be 'slabs', 'strip' or 'frames', got {bricks!r}")
     if effort is not None:
         effort = int(effort)
         if not 1 <= effort <= 10:
@@ -476,15 +558,17 @@ def choose_codec(
         if not 0.0 < distance <= 25.0:
             raise MzarrValueError(f"distance must be in (0, 25], got {distance}")
         # lossy volumes keep one frame per z: a lossy strip would let JPEG XL's smoothing filters mix slices
-        if bricks == "strip":
-            raise MzarrValueError("strip bricks are lossless only: save lossy volumes with bricks='frames' (default)")
+        if bricks in ("strip", "slabs"):
+            raise MzarrValueError(f"{bricks} bricks are lossless only: save lossy volumes with bricks='frames' (default)")
         return JpegxlFrames(lossless=False, distance=distance, effort=DEFAULT_EFFORT if effort is None else effort)
     if is_label:
         # segmentations: zstd decodes a label chunk 9-22x faster than lossless JPEG XL (what the overlay and painting
         # wait for) at a size from half to twice JPEG XL's (docs/BENCHMARKS.md, "Label image codec")
         return Zstd()
     if dtype in JPEGXL_NATIVE or dtype in JPEGXL_OFFSET or dtype == np.dtype(bool):
-        if volume and bricks != "frames":
+        if volume and bricks == "strip":
             return JpegxlStrip(effort=STRIP_EFFORT if effort is None else effort)
+        if volume and bricks != "frames":
+            return JpegxlSlabs(effort=STRIP_EFFORT if effort is None else effort)
         return JpegxlFrames(effort=DEFAULT_EFFORT if effort is None else effort)
     return Zstd()

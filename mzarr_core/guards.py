@@ -50,6 +50,7 @@ __all__ = [
     "jpeg_frame_header",
     "decode_zstd",
     "guard_v2_array",
+    "shard_index",
     "read_jpegxl_header",
     "register_guarded_codecs",
     "register_zarr_codec",
@@ -505,6 +506,38 @@ def decode_zstd(data: Any, limit: int, what: str) -> bytes | bytearray | memoryv
                 f"its zstd stream decodes to more than {limit} bytes, but {what}: {HOSTILE}"
             ) from None
         raise
+
+
+# -- Zarr v3 shards (slab bricks) ------------------------------------------------------------------------------
+_EMPTY = 2**64 - 1  # an index entry (offset, length) of an inner chunk never written
+
+
+def shard_index(data: Any, count: int) -> list[tuple[int, int] | None]:
+    """The ``(offset, length)`` of each of the ``count`` inner chunks of a ``sharding_indexed`` shard whose index
+    (little-endian uint64 pairs + crc32c, zarr's default) is at the end of ``data``; None for an inner chunk never
+    written. Raises ValueError, naming what is wrong, for a shard whose index is short, fails its checksum, or
+    points outside the shard's data."""
+    import google_crc32c
+
+    blob = memoryview(data).cast("B")
+    size = 16 * count + 4
+    if count < 1 or len(blob) < size:
+        raise ValueError(f"the shard holds {len(blob)} bytes, less than its index of {count} inner chunks ({size} bytes)")
+    index = blob[len(blob) - size : len(blob) - 4]
+    if google_crc32c.value(bytes(index)) != int.from_bytes(blob[len(blob) - 4 :], "little"):
+        raise ValueError("the shard index fails its crc32c checksum")
+    entries = np.frombuffer(index, "<u8").reshape(count, 2).tolist()
+    limit = len(blob) - size
+    out: list[tuple[int, int] | None] = []
+    for i, (offset, length) in enumerate(entries):
+        if offset == _EMPTY and length == _EMPTY:
+            out.append(None)
+        elif length == 0 or offset + length > limit:
+            raise ValueError(f"the shard index places inner chunk {i} at bytes {offset}..{offset + length}, outside the "
+                             f"shard's {limit} bytes of data")
+        else:
+            out.append((offset, length))
+    return out
 
 
 # -- zarr v3 codecs --------------------------------------------------------------------------------------------

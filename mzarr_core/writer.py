@@ -70,11 +70,10 @@ def create_arrays(
             root.create_array(
                 path,
                 shape=geom.shape,
-                chunks=level_chunks,
                 dtype=dtype,
                 fill_value=False if dtype == np.dtype(bool) else 0,
                 dimension_names=list(st),
-                **codec.pipeline(dtype, transpose),
+                **codec.array_options(dtype, transpose, level_chunks, tuple(geom.shape), st),
             )
         )
     return arrays

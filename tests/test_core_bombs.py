@@ -23,7 +23,7 @@ from conftest import assert_bit_exact, chunk_blobs, set_blob, smooth_array
 from zarr.core.buffer.cpu import Buffer
 
 from mzarr import Mzarr
-from mzarr_core import guards
+from mzarr_core import guards, verify
 from mzarr_core.errors import ChunkTooLargeError, CorruptChunkError
 
 HEADROOM_MB = 1024  # address space the child may add after its imports: far less than any bomb decodes to
@@ -50,6 +50,21 @@ def jxl_frames(frame: np.ndarray, n: int) -> bytes:
     middle = two[head : head + size]
     assert three == two[:head] + middle * 2 + two[head + size :], "libjxl's output is not spliceable"
     return two[:head] + middle * (n - 1) + two[head + size :]
+
+
+def shard(inner: list[bytes | None]) -> bytes:
+    """A ``sharding_indexed`` shard of these inner chunks (None: never written), its index at the end (little-endian
+    offset/length pairs + crc32c, zarr's default): how a slab brick (format 4) is stored."""
+    import google_crc32c
+
+    body, index = b"", b""
+    for blob in inner:
+        if blob is None:
+            index += (2**64 - 1).to_bytes(8, "little") * 2
+        else:
+            index += len(body).to_bytes(8, "little") + len(blob).to_bytes(8, "little")
+            body += blob
+    return body + index + google_crc32c.value(index).to_bytes(4, "little")
 
 
 def zstd_rle(total: int, *, declare: bool) -> bytes:
@@ -150,22 +165,76 @@ def test_many_frames_jpegxl_is_refused(tmp_path):
 def test_volume_brick_with_too_many_frames_is_refused(tmp_path):
     """A 64^3 brick replaced by 400000 frames of 64 x 64 (1.6 GB decoded, ~6 MB stored)."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="strip")
     assert "0/c/0/1/1" in chunk_blobs(path)
     set_blob(path, "0/c/0/1/1", jxl_frames(np.zeros((64, 64), np.uint8), 400_000))
     assert_refused(read_capped(path), "400000 frames", "(64, 64, 64) uint8")
 
 
-@pytest.mark.parametrize("bricks", ["frames", "strip"])
+@pytest.mark.parametrize("bricks", ["frames", "strip", "slabs"])
 def test_z_plane_refuses_a_huge_frame(tmp_path, huge_jxl, bricks):
-    """Level.z_plane decodes one frame per brick (frames) or whole bricks (strip): a 40000 x 40000 frame is refused
-    there too, naming the brick."""
+    """Level.z_plane decodes one frame per brick (frames), whole bricks (strip) or one slab (slabs): a 40000 x 40000
+    frame is refused there too, naming the brick."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
     path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks=bricks)
-    set_blob(path, "0/c/0/1/0", huge_jxl)
+    set_blob(path, "0/c/0/1/0", shard([huge_jxl, None, None, None]) if bricks == "slabs" else huge_jxl)
     result = read_capped(path, "z_plane:0")
-    frame = "one frame of this array's chunks is (64, 64) uint8" if bricks == "frames" else "(64, 64, 64) uint8"
+    frame = {"frames": "one frame of this array's chunks is (64, 64) uint8", "strip": "(64, 64, 64) uint8",
+             "slabs": "(16, 64, 64) uint8"}[bricks]
     assert_refused(result, "chunk 0/c/0/1/0 ", "40000 x 40000 pixels", frame)
+
+
+@pytest.mark.parametrize("action", ["read", "z_plane:40"])
+def test_slab_with_too_many_frames_is_refused(tmp_path, action):
+    """A slab brick (format 4) whose slab 2 is 400000 frames of 64 x 64 (1.6 GB decoded, ~6 MB stored) under a
+    valid shard index: refused by the whole-brick read and by the plane read that decodes that slab alone."""
+    vol = smooth_array((64, 128, 128), "uint8", seed=4)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    good = guards.shard_index(chunk_blobs(path)["0/c/0/1/1"], 4)
+    blob = chunk_blobs(path)["0/c/0/1/1"]
+    slabs = [blob[o : o + n] for o, n in good]
+    slabs[2] = jxl_frames(np.zeros((64, 64), np.uint8), 400_000)
+    set_blob(path, "0/c/0/1/1", shard(slabs))
+    assert_refused(read_capped(path, action), "0/c/0/1/1", "400000 frames", "(16, 64, 64) uint8")
+
+
+def _damaged_shards(blob: bytes) -> dict[str, bytes]:
+    """One slab brick damaged in each way a shard index can be wrong."""
+    entries = guards.shard_index(blob, 4)
+    slabs = [blob[o : o + n] for o, n in entries]
+    body = b"".join(slabs)
+    index = b"".join(o.to_bytes(8, "little") + n.to_bytes(8, "little") for o, n in entries)
+    outside = bytearray(shard(slabs))
+    outside[len(body) + 16 : len(body) + 24] = (2**63).to_bytes(8, "little")  # slab 1 at 2^63: fix the checksum
+    import google_crc32c
+
+    outside[-4:] = google_crc32c.value(bytes(outside[len(body) : -4])).to_bytes(4, "little")
+    return {
+        "short": b"junk",
+        "checksum": body + index + b"\0\0\0\0",
+        "outside": bytes(outside),
+        "truncated": shard(slabs)[len(slabs[0]) :],
+        "slab swapped for garbage": shard([slabs[0], b"\xff\x0a" + bytes(200), slabs[2], slabs[3]]),
+    }
+
+
+@pytest.mark.parametrize("damage", ["short", "checksum", "outside", "truncated", "slab swapped for garbage"])
+def test_damaged_slab_brick_is_named(tmp_path, damage):
+    """A damaged or hostile shard (index short, failing its checksum, pointing outside the shard; a slab that is
+    not JPEG XL) is a CorruptChunkError naming the brick, from whole-brick reads, plane reads and verify; the other
+    bricks still read bit-exactly."""
+    vol = smooth_array((64, 128, 128), "uint16", seed=5)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    set_blob(path, "0/c/0/1/1", _damaged_shards(chunk_blobs(path)["0/c/0/1/1"])[damage])
+    with Mzarr(path) as m:
+        with pytest.raises(CorruptChunkError, match="0/c/0/1/1"):
+            m[...]
+        with pytest.raises(CorruptChunkError, match="0/c/0/1/1"):
+            m.levels[0].z_plane(20)
+        assert_bit_exact(m[:, :64, :], vol[:, :64, :])
+        assert_bit_exact(m.levels[0].z_plane(20, slice(0, 64)), vol[20, :64])
+        report = verify(m)
+        assert not report.ok and any("0/c/0/1/1" in str(p) for p in report.problems), report
 
 
 def test_colour_stream_in_grey_array(tmp_path):

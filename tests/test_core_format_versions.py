@@ -1,6 +1,7 @@
-"""Format versions: files of format 1 (frame bricks, written by Mzarr 0.1.0 and committed in tests/data) keep
-opening, reading and editing; new volumes are format 2 (strip bricks) that stock Zarr readers still decode; every
-storage codec class round-trips its block and says how its planes are read."""
+"""Format versions: files of format 1 (frame bricks, written by Mzarr 0.1.0 and committed in tests/data) and format 2
+(strip bricks) keep opening, reading and editing in their own layout; new lossless volumes are format 4 (slab
+bricks: Zarr shards of z-slabs) that stock Zarr readers still decode; every storage codec class round-trips its
+block and says how its planes are read."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from skimage import data
 
 from mzarr_core import Mzarr, codecs, verify
-from mzarr_core.codecs import JpegxlFrames, JpegxlStrip, Zstd, choose_codec, codec_from_json
+from mzarr_core import guards
+from mzarr_core.chunk_reader import ChunkCodec
+from mzarr_core.codecs import JpegxlFrames, JpegxlSlabs, JpegxlStrip, Zstd, choose_codec, codec_from_json
 from mzarr_core.errors import MzarrValueError
 
 DATA = Path(__file__).parent / "data"
@@ -78,26 +81,58 @@ def test_format1_volume_edits_stay_format1(tmp_path):
         assert verify(m).ok
 
 
-def test_new_volumes_are_format2_strips_and_2d_stays_format1(tmp_path):
+def test_new_volumes_are_format4_slabs_and_2d_stays_format1(tmp_path):
     vol = expected("format1_volume_uint16.mzarr")
     path = Mzarr(vol).save(tmp_path / "v.mzarr")
     meta = root_meta(path)
-    assert meta["format_version"] == 2 and meta["codec"] == {"name": "jpegxl", "lossless": True, "effort": 1,
-                                                            "bricks": "strip"}
+    assert meta["format_version"] == 4 and meta["codec"] == {"name": "jpegxl", "lossless": True, "effort": 1,
+                                                            "bricks": "slabs", "slab": 16}
     with Mzarr(path) as m:
         raw = m._store.get_bytes_sync("0/c/0/0/0")
-        assert imagecodecs.jpegxl_decode(raw).shape == (64 * 64, 64)  # one frame: the brick's slices stacked
+        entries = guards.shard_index(raw, 4)  # a shard of 4 slabs, its index at the end
+        assert all(e is not None for e in entries) and entries[0][0] == 0
+        for offset, length in entries:  # each slab one frame: its 16 slices stacked
+            assert imagecodecs.jpegxl_decode(raw[offset : offset + length]).shape == (16 * 64, 64)
+        codec = ChunkCodec.for_array(m.levels[0].storage)
+        assert codec is not None and codec.kind == "slabs"  # whole bricks decode in the core, not through zarr
+        assert np.array_equal(codec.decode(raw)[:64, :64, :64], vol[:64, :64, :64])
         assert np.array_equal(m[...], vol)
+    strip = Mzarr(vol).save(tmp_path / "strip.mzarr", bricks="strip")
+    assert root_meta(strip)["format_version"] == 2 and root_meta(strip)["codec"]["bricks"] == "strip"
     flat = Mzarr(vol[0]).save(tmp_path / "flat.mzarr")
     assert root_meta(flat)["format_version"] == 1 and "bricks" not in root_meta(flat)["codec"]
     frames = Mzarr(vol).save(tmp_path / "frames.mzarr", bricks="frames")
     assert root_meta(frames)["format_version"] == 1
     lossy = Mzarr(vol).save(tmp_path / "lossy.mzarr", distance=1.0)
     assert root_meta(lossy)["codec"].get("bricks") is None  # lossy volumes keep frames
-    with pytest.raises(MzarrValueError, match="strip bricks are lossless only"):
-        Mzarr(vol).save(tmp_path / "x.mzarr", distance=1.0, bricks="strip")
+    for bricks in ("strip", "slabs"):
+        with pytest.raises(MzarrValueError, match=f"{bricks} bricks are lossless only"):
+            Mzarr(vol).save(tmp_path / "x.mzarr", distance=1.0, bricks=bricks)
     with pytest.raises(MzarrValueError, match="bricks must be"):
         Mzarr(vol).save(tmp_path / "x.mzarr", bricks="mosaic")
+
+
+@pytest.mark.parametrize(("bricks", "version"), [("strip", 2), ("slabs", 4)])
+def test_edits_keep_a_files_layout(tmp_path, bricks, version):
+    """Editing a format-2 or format-4 volume writes bricks of its own layout (strips stay one frame, slab files
+    stay shards) and keeps its format version; the pyramid follows."""
+    want = expected("format1_volume_uint16.mzarr")
+    path = Mzarr(want).save(tmp_path / "v.mzarr", bricks=bricks)
+    with Mzarr(path, "r+") as m:
+        m[10:40, 5:80, 60:100] = 4000
+        raw = m._store.get_bytes_sync("0/c/0/0/1")
+    want[10:40, 5:80, 60:100] = 4000
+    if bricks == "strip":
+        assert imagecodecs.jpegxl_decode(raw).shape == (64 * 64, 64)
+    else:
+        offset, length = guards.shard_index(raw, 4)[1]
+        assert imagecodecs.jpegxl_decode(raw[offset : offset + length]).shape == (16 * 64, 64)
+    assert root_meta(path)["format_version"] == version and root_meta(path)["codec"]["bricks"] == bricks
+    with Mzarr(path) as m:
+        assert np.array_equal(m[...], want)
+        assert np.array_equal(m.levels[0].z_plane(20), want[20])
+        assert np.array_equal(m.levels[1][...], Mzarr(want).levels[1][...])
+        assert verify(m).ok
 
 
 def test_a_strip_brick_among_frame_bricks_still_reads_planes(tmp_path):
@@ -118,18 +153,27 @@ def test_a_strip_brick_among_frame_bricks_still_reads_planes(tmp_path):
         assert np.array_equal(m[...], want)
 
 
-def test_stock_zarr_reads_a_strip_volume(tmp_path):
-    """The folder form of a format-2 volume opens in plain zarr + imagecodecs (another process, no mzarr code):
-    the codec entry is the stock imagecodecs_jpegxl, whose decoder reshapes the one frame to the chunk."""
-    vol = expected("format1_volume_uint16.mzarr")
-    folder = Mzarr(vol).save(tmp_path / "v.ome.zarr")
-    np.save(tmp_path / "want.npy", vol)
+@pytest.mark.parametrize(("bricks", "dtype"), [("strip", "uint16"), ("slabs", "uint16"), ("slabs", "int16"),
+                                            ("slabs", "bool")])
+def test_stock_zarr_reads_a_strip_or_slab_volume(tmp_path, bricks, dtype):
+    """The folder form of a format-2 or format-4 volume opens in plain zarr + imagecodecs (another process, no mzarr
+    code): the codec entry is the stock imagecodecs_jpegxl, whose decoder reshapes the one frame to the chunk (for
+    slabs: the inner chunk of zarr's own sharding_indexed codec), every level bit-exact."""
+    base = expected("format1_volume_uint16.mzarr")[:, :, :70]
+    vol = {"uint16": base, "int16": (base.astype(np.int32) - 20000).astype(np.int16), "bool": base > 3000}[dtype]
+    folder = Mzarr(vol).save(tmp_path / "v.ome.zarr", bricks=bricks)
+    with Mzarr(folder) as m:
+        for level in m.levels:
+            np.save(tmp_path / f"want{level.index}.npy", level[...])
+        count = len(m.levels)
+    assert count == 2
     code = (
         "import sys, numpy as np, zarr, imagecodecs.zarr\n"
         "imagecodecs.zarr.register_codecs()\n"
         "assert 'mzarr_core' not in sys.modules\n"
-        f"a = zarr.open_array({str(folder)!r}, path='0', mode='r')\n"
-        f"assert np.array_equal(a[...], np.load({str(tmp_path / 'want.npy')!r}))\n"
+        f"for i in range({count}):\n"
+        f"    a = zarr.open_array({str(folder)!r}, path=str(i), mode='r')\n"
+        f"    assert np.array_equal(a[...], np.load({str(tmp_path)!r} + f'/want{{i}}.npy')), i\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -138,18 +182,21 @@ def test_stock_zarr_reads_a_strip_volume(tmp_path):
 
 @pytest.mark.parametrize(
     "codec",
-    [JpegxlFrames(), JpegxlFrames(lossless=False, distance=2.5, effort=3), JpegxlStrip(), JpegxlStrip(effort=3), Zstd()],
+    [JpegxlFrames(), JpegxlFrames(lossless=False, distance=2.5, effort=3), JpegxlStrip(), JpegxlStrip(effort=3),
+     JpegxlSlabs(), JpegxlSlabs(effort=2, slab=8), Zstd()],
 )
 def test_storage_codecs_round_trip_their_block(codec):
     block = codec.to_json()
     assert codec_from_json(json.loads(json.dumps(block))) == codec
-    assert codec.format_version == (2 if isinstance(codec, JpegxlStrip) else 1)
+    version = 4 if isinstance(codec, JpegxlSlabs) else 2 if isinstance(codec, JpegxlStrip) else 1
+    assert codec.format_version == version
 
 
 def test_codec_choice_and_unknown_blocks():
     import numpy as np
 
-    assert isinstance(choose_codec(np.uint16, volume=True), JpegxlStrip)
+    assert type(choose_codec(np.uint16, volume=True)) is JpegxlSlabs
+    assert type(choose_codec(np.uint16, volume=True, bricks="strip")) is JpegxlStrip
     assert isinstance(choose_codec(np.uint16, volume=True, bricks="frames"), JpegxlFrames)
     assert type(choose_codec(np.uint16)) is JpegxlFrames
     assert type(choose_codec(np.float32, volume=True)) is Zstd
@@ -158,16 +205,18 @@ def test_codec_choice_and_unknown_blocks():
     assert codec_from_json({"name": "jpegxl", "bricks": "spiral"}) is None
     assert codec_from_json(None) is None
     assert codecs.format_version_of({"name": "jpegxl", "bricks": "strip"}) == 2
+    assert codecs.format_version_of({"name": "jpegxl", "bricks": "slabs", "slab": 16}) == 4
+    assert codec_from_json({"name": "jpegxl", "bricks": "slabs", "slab": -3}) == JpegxlSlabs()  # a bad slab: default
 
 
-@pytest.mark.parametrize("bricks", ["frames", "strip"])
+@pytest.mark.parametrize("bricks", ["frames", "strip", "slabs"])
 def test_each_codec_reads_planes_as_it_says(tmp_path, bricks):
-    """The plane fast path cannot switch off silently: a frame-brick volume has it on every level, a strip volume on
-    none, on every dtype JPEG XL stores."""
+    """The plane fast path cannot switch off silently: frame-brick and slab-brick volumes have it on every level, a
+    strip volume on none, on every dtype JPEG XL stores."""
     vol = expected("format1_volume_int16.mzarr")
     for dtype in ("uint8", "int16", "bool"):
         image = vol > 0 if dtype == "bool" else vol.astype(dtype) if dtype == "int16" else (vol // 256 + 128).astype(dtype)
         path = Mzarr(image).save(tmp_path / f"{dtype}.mzarr", bricks=bricks)
         with Mzarr(path) as m:
-            assert [lv.plane_reads_are_fast for lv in m.levels] == [bricks == "frames"] * len(m.levels)
+            assert [lv.plane_reads_are_fast for lv in m.levels] == [bricks != "strip"] * len(m.levels)
             assert np.array_equal(m.levels[0].z_plane(7), image[7])

@@ -1,5 +1,6 @@
 """Level.z_plane gives exactly what ``level[z, rows, cols]`` gives: one frame per brick for frame bricks (format 1),
-whole bricks, decoded once and cached, for strip bricks (format 2)."""
+whole bricks, decoded once and cached, for strip bricks (format 2), the slab holding the plane, decoded once and
+cached, for slab bricks (format 4)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ CASES = [("uint8", "zyx", True), ("uint8", "zyx", False), ("uint16", "zyx", True
 
 @pytest.mark.parametrize(
     ("dtype", "axes", "lossless", "bricks"),
-    # strip bricks are lossless only (lossy volumes are stored as frames)
-    [(*case, bricks) for bricks in ("frames", "strip") for case in CASES if case[2] or bricks == "frames"],
+    # strip and slab bricks are lossless only (lossy volumes are stored as frames)
+    [(*case, bricks) for bricks in ("frames", "strip", "slabs") for case in CASES if case[2] or bricks == "frames"],
 )
 def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless, bricks):
     base = moon_volume(70, dtype)
@@ -42,7 +43,9 @@ def test_z_plane_equals_indexing_on_every_level(tmp_path, dtype, axes, lossless,
     path = Mzarr(image, axes=axes).save(tmp_path / "v.mzarr", lossless=lossless, bricks=bricks)
     with Mzarr(path) as m:
         assert m.codec.get("bricks", "frames") == bricks
-        assert all(level.plane_reads_are_fast == (bricks == "frames") for level in m.levels)
+        # colour volumes asked for slabs keep strip chunks (docs/FORMAT.md, "3D bricks")
+        fast = bricks == "frames" or (bricks == "slabs" and axes != "zyxc")
+        assert all(level.plane_reads_are_fast == fast for level in m.levels)
         for level in m.levels:
             nz = level.shape[level.axes.index("z")]
             for z in (0, nz // 2, nz - 1, -1):
@@ -83,7 +86,7 @@ def test_z_plane_of_strip_bricks_decodes_each_brick_once(tmp_path, decode_calls)
     """A strip brick is one frame: a z-plane decodes the bricks of its layer whole (each once, into the file's
     cache), and every other plane of that layer is then cut from the cache without decoding."""
     vol = moon_volume(130, "uint8")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="strip")
     with Mzarr(path) as m:
         assert np.array_equal(m.levels[0].z_plane(100), vol[100])
         assert decode_calls == [None] * 9  # 3 x 3 bricks of z-layer 1, whole
@@ -114,3 +117,46 @@ def test_z_plane_names_a_damaged_brick(tmp_path):
         db.execute("UPDATE zarr SET value=? WHERE key='0/c/1/0/0'", (b"junk",))
     with Mzarr(path) as m, pytest.raises(CorruptChunkError, match="0/c/1/0/0"):
         m.levels[0].z_plane(65)
+
+
+@pytest.fixture
+def decoded_shapes(monkeypatch) -> list:
+    """The output shape of every JPEG XL decode from here on."""
+    shapes: list = []
+    real = frames.imagecodecs.jpegxl_decode
+
+    def spy(data, index=None, out=None, **kw):
+        result = real(data, index=index, out=out, **kw)
+        shapes.append(result.shape)
+        return result
+
+    monkeypatch.setattr(frames.imagecodecs, "jpegxl_decode", spy)
+    return shapes
+
+
+def test_z_plane_of_slab_bricks_decodes_one_slab_per_brick(tmp_path, decoded_shapes):
+    """Slab bricks (the default for lossless volumes): a z-plane decodes only the 16-plane slab holding it in each
+    brick of its layer (cached), so the slab's other planes are free; a whole brick decodes its 4 slabs."""
+    vol = moon_volume(130, "uint16")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    with Mzarr(path) as m:
+        level = m.levels[0]
+        assert m.codec == {"name": "jpegxl", "lossless": True, "effort": 1, "bricks": "slabs", "slab": 16}
+        assert level.plane_reads_are_fast
+        decoded_shapes.clear()
+        assert np.array_equal(level.z_plane(100), vol[100])
+        assert decoded_shapes == [(16 * 64, 64)] * 9  # 3 x 3 bricks of z-layer 1: slab 2 (planes 96..111) of each
+        for z in (96, 103, 111):
+            assert np.array_equal(level.z_plane(z, slice(5, 140), slice(0, 99)), vol[z, 5:140, 0:99])
+            assert np.array_equal(level.read_chunk_plane((1, 0, 1), z), vol[z, :64, 64:128])
+        assert len(decoded_shapes) == 9, "planes of a decoded slab come from the cache"
+        assert np.array_equal(level.z_plane(112), vol[112])
+        assert len(decoded_shapes) == 18  # the next slab
+        decoded_shapes.clear()
+        assert np.array_equal(level.read_chunk((0, 2, 0)), vol[:64, 128:150, :64])
+        assert decoded_shapes == [(16 * 64, 64)] * 4  # a whole brick: its four slabs
+        assert np.array_equal(level.read_chunk_plane((2, 0, 0), 129), vol[129, :64, :64])  # edge brick: 2 planes
+        m.clear_cache()
+        decoded_shapes.clear()
+        assert np.array_equal(level[100, 64:70, 64:70], vol[100, 64:70, 64:70])
+        assert decoded_shapes == [(16 * 64, 64)] * 4  # a region read decodes whole bricks
