@@ -225,7 +225,7 @@ class ChunkCodec:
         inner_codecs, index_codecs = sharding.codecs, sharding.index_codecs
         if len(inner_codecs) != 1 or type(inner_codecs[0]) not in JPEGXL_TYPES + (StripJpegxl,):
             return None
-        serializer = inner_codecs[0]
+        serializer: Any = inner_codecs[0]
         if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
             return None
         if (sharding.index_location != "end" or len(index_codecs) != 2 or type(index_codecs[0]) is not BytesCodec

@@ -251,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--quality", type=float, help="lossy: quality 0-100 instead of --distance")
     conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2; 1 for strip bricks)")
     conv.add_argument(
-        "--bricks", choices=("strip", "frames"),
-        help="lossless volumes: strip = each brick one JPEG XL frame (default, format 2: ~3x faster reads); "
-        "frames = one frame per z-slice (format 1: a z-plane decodes alone; opens in Mzarr 0.1)",
+        "--bricks", choices=("slabs", "strip", "frames"),
+        help="lossless volumes: slabs = each brick 4 JPEG XL frames of 16 z-slices (default, format 4: fast bricks "
+        "and z-planes); strip = each brick one frame (format 2: opens in Mzarr before format 4); frames = one "
+        "frame per z-slice (format 1: opens in Mzarr 0.1)",
     )
     conv.add_argument("--chunks", help="chunk shape per axis, e.g. 512,512 (default: automatic)")
     conv.add_argument("--levels", type=int, help="number of pyramid levels (default: until one tile)")
