@@ -8,6 +8,8 @@ numbers are the codec and the brick geometry only):
   Bricks 64³ (64, 16, 4 and 1 frames), 32³, 32x128x128 and 16x256x256 (one slice per frame, and one mosaic frame).
 * JPEG XL "strip": ONE frame per brick holding the z-slices stacked vertically (64³ -> 4096x64), i.e. the brick
   simply reshaped, which zarr's stock imagecodecs codec already reads back (checked at start).
+* JPEG XL "slabs" (format 4): a brick as 4 or 8 z-slabs, each its own one-frame strip stream, in a Zarr
+  ``sharding_indexed`` shard (index at the end, crc32c checked on read): a z plane decodes one slab.
 * Zarr's Blosc(zstd, clevel 5, bitshuffle) on 64³ chunks (numcodecs, the codec zarr uses), and raw 64³ bricks.
 
 Measures: size (level 0, and with a 3D pyramid estimated as +1/7), encode MB/s, full-volume decode MB/s (one thread
@@ -18,6 +20,7 @@ where the layout allows it).
     python benchmarks/bench_layout.py VOLUME [VOLUME ...]     # .nii/.nii.gz, .npy, .tif, or a folder of DICOM files
     MZARR_BENCH_VOLUMES=/data/a.nii.gz:/data/ct_dicom python benchmarks/bench_layout.py
     python benchmarks/bench_layout.py --quick                 # first volume only, fewer layouts, one round
+    python benchmarks/bench_layout.py --files A.mzarr B.mzarr  # the same volume stored two ways, read through Mzarr
 
 Without volumes it falls back to nibabel's bundled test data, upsampled (labelled as such: not a real resolution).
 Nothing is downloaded. Writes benchmarks/out/bench_layout.md and .json. See docs/BENCHMARKS.md, "3D brick layout".
@@ -181,6 +184,7 @@ class Layout:
     frames: int = 1  # JPEG XL frames per brick
     effort: int = 0
     strip: bool = False
+    slabs: bool = False  # the strip frames as separate one-frame streams in one Zarr shard (format 4)
 
     @property
     def family(self) -> str:
@@ -193,6 +197,8 @@ class Layout:
         n = bz // self.frames
         if n == 1:
             return f"{shape} {self.frames} frames" + (" (today)" if self.brick == (64, 64, 64) else "")
+        if self.slabs:
+            return f"{shape} {self.frames} slabs of {n * by}x{bx}"
         if self.strip:
             what = "1 strip frame" if self.frames == 1 else f"{self.frames} strip frames of"
             return f"{shape} {what} {n * by}x{bx}"
@@ -231,6 +237,9 @@ class Layout:
         if self.codec == "blosc":
             return bytes(blosc_codec().encode(brick))
         frames = self.to_frames(brick)
+        if self.slabs:
+            return shard_bytes([imagecodecs.jpegxl_encode(f, lossless=True, effort=self.effort, photometric="GRAY",
+                                                          numthreads=1) for f in frames])
         return imagecodecs.jpegxl_encode(frames[0] if self.frames == 1 else frames, lossless=True, effort=self.effort,
                                          photometric="GRAY", numthreads=1)
 
@@ -241,6 +250,13 @@ class Layout:
             return np.frombuffer(data, dtype).reshape(self.brick).copy()
         if self.codec == "blosc":
             return np.frombuffer(blosc_codec().decode(data), dtype).reshape(self.brick)
+        if self.slabs:
+            out = np.empty(self.brick, dtype)
+            n = self.slices_per_frame
+            for i, (offset, length) in enumerate(shard_pieces(data, self.frames)):
+                out[i * n : (i + 1) * n] = imagecodecs.jpegxl_decode(data[offset : offset + length], numthreads=1).reshape(
+                    n, *self.brick[1:])
+            return out
         frames = imagecodecs.jpegxl_decode(data, numthreads=1)
         if self.slices_per_frame == 1:
             return frames.reshape(self.brick)
@@ -256,6 +272,9 @@ class Layout:
 
         if self.codec != "jxl":
             return self.decode(data, dtype)
+        if self.slabs:
+            offset, length = shard_pieces(data, self.frames)[index]
+            return imagecodecs.jpegxl_decode(data[offset : offset + length], numthreads=1)
         return imagecodecs.jpegxl_decode(data, index=index if self.frames > 1 else None, numthreads=1)
 
     def slice_from_frame(self, frame: np.ndarray, k: int) -> np.ndarray:
@@ -274,6 +293,24 @@ class Layout:
     def decode_z(self, data: bytes, k: int, dtype: np.dtype) -> np.ndarray:
         """Slice k of the brick: JPEG XL decodes only the frame holding it (the whole brick for Blosc/raw)."""
         return self.slice_from_frame(self.decode_frame(data, self.frame_of(k), dtype), k)
+
+
+def shard_bytes(pieces: list[bytes]) -> bytes:
+    """Inner chunks as a Zarr ``sharding_indexed`` shard: the pieces, then (offset, length) uint64 pairs + crc32c."""
+    import google_crc32c
+
+    index, offset = b"", 0
+    for piece in pieces:
+        index += offset.to_bytes(8, "little") + len(piece).to_bytes(8, "little")
+        offset += len(piece)
+    return b"".join(pieces) + index + google_crc32c.value(index).to_bytes(4, "little")
+
+
+def shard_pieces(data: bytes, count: int) -> list[tuple[int, int]]:
+    """Where each inner chunk of a shard is, its index validated as Mzarr reads it (checksum, bounds)."""
+    from mzarr_core.guards import shard_index
+
+    return [e for e in shard_index(data, count) if e is not None]
 
 
 def blosc_codec() -> Any:
@@ -303,6 +340,8 @@ def all_layouts(efforts: list[int]) -> list[Layout]:
         for brick, _ in shapes:
             if e == 1 or (e == 2 and brick == (64, 64, 64)):
                 out.append(Layout(brick, "jxl", 1, e, strip=True))
+        if e == 1:  # slab bricks (format 4): effort 1 only (each slab a single frame on the fast path)
+            out += [Layout((64, 64, 64), "jxl", f, 1, strip=True, slabs=True) for f in (4, 8)]
     return out
 
 
@@ -343,8 +382,8 @@ def check_effort1_multiframe(vol: np.ndarray) -> str:
     return f"{same} of {n} sampled multi-frame 64³ bricks (64, 16 and 4 frames) encode byte-identically at effort 1 and 2"
 
 
-QUICK_FAMILIES = ("64³ 64 frames", "64³ 4 frames", "64³ 1 mosaic", "64³ 1 strip", "32³ 1 mosaic", "16x256x256 1 mosaic",
-                  "Blosc", "raw")
+QUICK_FAMILIES = ("64³ 64 frames", "64³ 4 frames", "64³ 1 mosaic", "64³ 1 strip", "64³ 4 slabs", "64³ 8 slabs",
+                  "32³ 1 mosaic", "16x256x256 1 mosaic", "Blosc", "raw")
 SCROLL = 32  # consecutive z planes a viewer scrolls through
 
 
@@ -727,6 +766,91 @@ def machine_line() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# through the library: the same volume stored two ways (e.g. format 2 strip vs format 4 slab bricks)
+# ---------------------------------------------------------------------------------------------------------------
+def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall s, CPU s of this process: every thread) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def level0_bytes(path: Path) -> int:
+    """The stored bytes of level 0's chunks of a .mzarr file (plain sqlite3, read-only)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path.resolve().as_posix()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT sum(length(value)) FROM zarr WHERE key LIKE '0/c/%'").fetchone()[0] or 0)
+    finally:
+        conn.close()
+
+
+def measure_file(path: Path, n_bricks: int, n_patches: int) -> dict[str, float]:
+    """Cold reads of level 0 through Mzarr, the decoded-chunk cache emptied before each: full z / y / x planes
+    through the middle (decoded on the file's pool), a z scroll of SCROLL planes from a brick boundary, whole
+    bricks one by one (one thread) and 128³ patches."""
+    from mzarr import Mzarr
+
+    out: dict[str, float] = {}
+    with Mzarr(path) as m:
+        level = m.levels[0]
+        nz, ny, nx = level.shape
+        out["l0_mb"] = level0_bytes(path) / MB
+        reads = {"z": lambda: level.z_plane(nz // 2), "y": lambda: level[:, ny // 2, :], "x": lambda: level[:, :, nx // 2]}
+        for axis, read in reads.items():
+            m.clear_cache()
+            out[f"{axis}_wall_ms"], out[f"{axis}_cpu_ms"] = (1e3 * t for t in _timed(read))
+        z0 = nz // 2 // 64 * 64
+        m.clear_cache()
+        wall, cpu = _timed(lambda: [level.z_plane(z) for z in range(z0, min(nz, z0 + SCROLL))])
+        out["scroll_wall_ms"], out["scroll_cpu_ms"] = 1e3 * wall / SCROLL, 1e3 * cpu / SCROLL
+        grid = level.chunk_grid
+        rng = np.random.default_rng(3)
+        bricks = [tuple(int(rng.integers(0, g)) for g in grid) for _ in range(n_bricks)]
+        m.clear_cache()
+        wall, cpu = _timed(lambda: [level.read_chunk(b) for b in bricks])
+        out["brick_wall_ms"], out["brick_cpu_ms"] = 1e3 * wall / n_bricks, 1e3 * cpu / n_bricks
+        patches = random_patches(level.shape, n_patches, seed=8)
+        times = []
+        for box in patches:
+            m.clear_cache()
+            times.append(_timed(lambda box=box: level[tuple(slice(lo, hi) for lo, hi in box)]))
+        out["patch_wall_ms"] = 1e3 * statistics.median(t[0] for t in times)
+        out["patch_cpu_ms"] = 1e3 * statistics.median(t[1] for t in times)
+    return out
+
+
+def run_files(paths: list[Path], rounds: int, n_bricks: int, n_patches: int) -> str:
+    """A table of :func:`measure_file` for each file (best of ``rounds`` interleaved rounds)."""
+    from mzarr import Mzarr
+
+    best: dict[Path, dict[str, float]] = {}
+    for r in range(rounds):
+        for path in paths:
+            log(f"round {r + 1}/{rounds}: {path}")
+            got = measure_file(path, n_bricks, n_patches)
+            best[path] = got if path not in best else {k: min(v, best[path][k]) for k, v in got.items()}
+    rows = []
+    ref = best[paths[0]]
+    for path in paths:
+        with Mzarr(path) as m:
+            codec, shape = m.codec or {}, m.shape
+        b = best[path]
+        rows.append([f"{path.name} ({codec.get('bricks', 'frames')})", fmt(b["l0_mb"], 1), ratio(b["l0_mb"], ref["l0_mb"]),
+                     *(f"{fmt(b[f'{a}_wall_ms'])} / {fmt(b[f'{a}_cpu_ms'])}" for a in ("z", "y", "x")),
+                     f"{fmt(b['scroll_wall_ms'], 2)} / {fmt(b['scroll_cpu_ms'], 2)}",
+                     f"{fmt(b['brick_wall_ms'], 2)} / {fmt(b['brick_cpu_ms'], 2)}",
+                     f"{fmt(b['patch_wall_ms'])} / {fmt(b['patch_cpu_ms'])}"])
+    table = markdown_table(
+        ["file", "level 0 MB", "size / first", "cold z plane ms wall / CPU", "cold y plane", "cold x plane",
+         f"z scroll ms/plane ({SCROLL} planes)", "whole brick ms (1 thread)", "128³ patch ms"], rows)
+    return (f"Level 0 of {' x '.join(map(str, shape))}, read through Mzarr on {NCPU} cores, cache emptied before "
+            f"each read; best of {rounds} interleaved rounds; {n_bricks} random bricks, {n_patches} patches. "
+            f"Load average (1 min) at the end {os.getloadavg()[0]:.1f}.\n\n" + table)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("volumes", nargs="*", help="volume files/folders (default: $MZARR_BENCH_VOLUMES, else nibabel fallback)")
@@ -736,7 +860,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patches", type=int, help="random 128³ patches (default 8; quick 6)")
     p.add_argument("--layouts", help="comma list of substrings: keep layouts whose name contains one (Blosc always kept)")
     p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
+    p.add_argument("--files", nargs="+", type=Path, help="instead: .mzarr files of one volume, read through Mzarr")
+    p.add_argument("--bricks", type=int, default=64, help="--files: random whole bricks decoded (default 64)")
     args = p.parse_args(argv)
+    if args.files:
+        print(run_files(args.files, args.rounds or 2, args.bricks, args.patches or 6))
+        return 0
 
     import numcodecs.blosc
 

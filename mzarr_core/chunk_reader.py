@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import imagecodecs
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec, ZstdCodec
@@ -254,17 +255,27 @@ class ChunkCodec:
                 chunk = chunk.transpose(arg)
         return chunk
 
-    def _decode_inner(self, blob: Any, entry: tuple[int, int] | None, i: int) -> np.ndarray:
-        """Inner chunk ``i`` of a shard (``entry``: its place in the shard, None: never written) as the encoded
-        dtype and inner shape."""
+    def _decode_inner(self, blob: np.ndarray, entry: tuple[int, int] | None, i: int, out: np.ndarray) -> None:
+        """Inner chunk ``i`` of a shard (``entry``: its place in the shard, None: never written) decoded into
+        ``out`` (the inner shape, encoded dtype)."""
         if entry is None:
-            return np.full(self.inner, self.enc_fill, self.enc_dtype)
-        offset, length = entry
-        out = decode_jpegxl(blob[offset : offset + length], self.inner, self.enc_dtype, what=self.inner_what,
-                            numthreads=self.serializer.numthreads)
-        if out.dtype != self.enc_dtype or out.size != math.prod(self.inner):
-            raise ValueError(f"inner chunk {i} decodes to {out.shape} {out.dtype}, not {self.inner} {self.enc_dtype}")
-        return out.reshape(self.inner)
+            out[...] = self.enc_fill
+            return
+        data = blob[entry[0] : entry[0] + entry[1]]
+        if out.flags.c_contiguous:
+            try:  # one strip frame straight into place: imagecodecs refuses, before decoding, a stream whose basic
+                # info (size, channels, frames, bit depth) does not match ``out``
+                imagecodecs.jpegxl_decode(data, numthreads=self.serializer.numthreads,
+                                          out=out.reshape(-1, self.inner[-1]))
+                return
+            except Exception:  # the bounded decoder decides: another layout (frames), or a bomb / damage it names
+                pass
+        decoded = decode_jpegxl(data, self.inner, self.enc_dtype, what=self.inner_what,
+                                numthreads=self.serializer.numthreads)
+        if decoded.dtype != self.enc_dtype or decoded.size != math.prod(self.inner):
+            raise ValueError(f"inner chunk {i} decodes to {decoded.shape} {decoded.dtype}, not {self.inner} "
+                             f"{self.enc_dtype}")
+        out[...] = decoded.reshape(self.inner)
 
     def decode_slab(self, data: Any, axis: int, index: int) -> np.ndarray:
         """The inner chunks of a shard whose index along encoded ``axis`` is ``index`` (a z-slab of a slab
@@ -277,7 +288,7 @@ class ChunkCodec:
             if pos[axis] != index:
                 continue
             box = tuple(slice(0, c) if a == axis else slice(p * c, (p + 1) * c) for a, (p, c) in enumerate(zip(pos, self.inner)))
-            out[box] = self._decode_inner(blob, entries[i], i)
+            self._decode_inner(blob, entries[i], i, out[box])
         return self._undo_filters(out)
 
     def decode(self, data: Any) -> np.ndarray:
@@ -289,7 +300,7 @@ class ChunkCodec:
             chunk = np.empty(self.enc_shape, self.enc_dtype)
             for i, pos in enumerate(itertools.product(*(range(g) for g in self.grid))):
                 box = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, self.inner))
-                chunk[box] = self._decode_inner(blob, entries[i], i)
+                self._decode_inner(blob, entries[i], i, chunk[box])
             return self._undo_filters(chunk)
         if self.kind in ("jpegxl", "jpeg"):
             s = self.serializer
