@@ -3,9 +3,10 @@ the others fetched (one SQLite query per batch, inside the read's snapshot) and 
 each straight into its place in the output.
 
 Where a level's codec pipeline is one Mzarr writes (:class:`ChunkCodec`: JPEG XL, possibly after a transpose of
-colour chunks and the offset of signed integers or the uint8 of booleans; or bytes + zstd), the chunks are decoded
-here with the bounded decoders of :mod:`mzarr_core.guards`. Anything else (a foreign OME-Zarr with blosc, sharding,
-Zarr v2 legacy files) is read through zarr as before. A chunk this strict decoder refuses is handed to zarr, so
+colour chunks and the offset of signed integers or the uint8 of booleans; or bytes + zstd; or slab bricks: a
+``sharding_indexed`` shard of JPEG XL inner chunks), the chunks are decoded here with the bounded decoders of
+:mod:`mzarr_core.guards`. Anything else (a foreign OME-Zarr with blosc or other sharding, Zarr v2 legacy files) is
+read through zarr as before. A chunk this strict decoder refuses is handed to zarr, so
 results never differ from zarr's, and a chunk zarr cannot decode either is named in the
 :class:`~mzarr_core.errors.CorruptChunkError` (or :class:`~mzarr_core.errors.ChunkTooLargeError`).
 

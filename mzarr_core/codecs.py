@@ -4,13 +4,19 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
 | class           | block                                     | dtypes                                   | lossy | z-plane reads   |
 | --------------- | ----------------------------------------- | ---------------------------------------- | ----- | --------------- |
 | JpegxlFrames    | ``{"name": "jpegxl"}``                    | uint8/16; int8/16 offset; bool as uint8  | yes   | one frame       |
+| JpegxlSlabs     | ``{"name": "jpegxl", "bricks": "slabs"}`` | the same, volumes, lossless (format 4)   | no    | one slab        |
 | JpegxlStrip     | ``{"name": "jpegxl", "bricks": "strip"}`` | the same, volumes, lossless (format 2)   | no    | whole bricks    |
 | Zstd            | ``{"name": "zstd"}``                      | float16/32/64, (u)int32/64               | no    | whole chunks    |
 | JpegxlJpeg      | ``{"name": "jpegxl", "jpeg": "recompressed"}`` | uint8 2-D slides (format 3)         | yes   | -               |
 
 * **JpegxlFrames**: a chunk is one JPEG XL image; a 3-D brick one frame per z (libjxl decodes one frame alone,
   so a z-plane costs one frame per brick). Every 2-D image, lossy volumes and volumes of format 1.
-* **JpegxlStrip** (format 2, the default for lossless volumes): a brick is ONE frame of its z-slices stacked
+* **JpegxlSlabs** (format 4, the default for lossless volumes): a brick is a Zarr ``sharding_indexed`` shard of
+  ``slab``-plane z-slabs (16), each one strip frame (below): whole bricks decode ~13 % slower than one strip, a
+  z-plane decodes the slab holding it (a quarter of the brick; docs/BENCHMARKS.md, "3D brick layout"). Stock
+  zarr-python reads it (its own sharding codec, imagecodecs' JPEG XL inside); the core reads shards itself
+  (:class:`~mzarr_core.chunk_reader.ChunkCodec`, :class:`~mzarr_core.chunk_reader.SlabDecoder`).
+* **JpegxlStrip** (format 2, ``bricks="strip"``): a brick is ONE frame of its z-slices stacked
   vertically, ``chunk.reshape(z * y, x)``: libjxl's fast single-frame path (effort 1) makes bricks decode 2.5-3x
   and encode 6-11x faster than 64 frames, for ~5 % more bytes (docs/BENCHMARKS.md, "3D brick layout"). The zarr
   codec entry is unchanged (``imagecodecs_jpegxl``): stock readers decode the frame and reshape it to the chunk.

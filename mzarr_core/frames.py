@@ -3,7 +3,7 @@
 Frame bricks (format 1, lossy volumes: :class:`~mzarr_core.codecs.JpegxlFrames`) store one JPEG XL frame per z, and
 libjxl can decode a single frame: a viewer browsing z-slices decodes far fewer pixels. Strip bricks (format 2) are
 one frame: their planes are cut from whole decoded bricks (a strip brick met among frame bricks is decoded whole
-here too).
+here too). Slab bricks (format 4) decode the slab holding a plane: :class:`~mzarr_core.chunk_reader.SlabDecoder`.
 
 :class:`FrameDecoder` decodes one frame of one brick (bounded, damaged bricks named); the cached, parallel reads of
 planes are :meth:`mzarr_core.chunk_reader.ChunkReader.read_z_plane` and ``read_chunk_plane``.

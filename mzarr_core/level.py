@@ -176,9 +176,9 @@ class Level:
     def z_plane(self, z: int, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
         """``level[z, rows, cols]`` of a volume (channels kept, in this level's axis order), fast.
 
-        Where the chunks are JPEG XL bricks, only frame ``z`` of each brick is decoded (15-35x less work than
-        whole 64^3 bricks; frames and bricks already in the file's cache are reused); anything else reads through
-        ``level[...]``.
+        Where the chunks are JPEG XL frame bricks, only frame ``z`` of each brick is decoded (15-35x less work than
+        whole 64^3 bricks), for slab bricks the slab holding ``z`` (a quarter of the brick); frames, slabs and
+        bricks already in the file's cache are reused. Anything else reads through ``level[...]``.
         """
         if "z" not in self.axes:
             raise IndexError(f"z_plane needs a volume; this level's axes are {self.axes!r}")
@@ -211,8 +211,9 @@ class Level:
     # -- whole chunks and their planes ------------------------------------------------------------------------------
     @property
     def plane_reads_are_fast(self) -> bool:
-        """True if this is a volume whose chunks decode one z-plane at a time (JPEG XL bricks, one frame per z):
-        :meth:`read_chunk_plane` and :meth:`z_plane` then decode only the frames they need."""
+        """True if this is a volume whose chunks decode less than a whole brick for one z-plane (JPEG XL bricks of
+        one frame per z, or slab bricks): :meth:`read_chunk_plane` and :meth:`z_plane` then decode only the frame or
+        slab they need (a slab is cached, its other planes are then free)."""
         return self._source is not None and getattr(self._source, "frames", None) is not None
 
     def _storage_coords(self, chunk_index: Any) -> tuple[int, ...]:
@@ -244,8 +245,8 @@ class Level:
         """Plane ``z`` (this level's z coordinate) of chunk ``chunk_index`` of a volume: ``level[region]`` of the chunk
         with its z axis replaced by ``z`` (dropped; the chunk's channels kept, user axis order), **read-only**.
 
-        Where :attr:`plane_reads_are_fast`, only that frame of the brick is decoded (and cached on its own);
-        otherwise the whole chunk is read (and cached) and the plane is a view of it. With ``cached_only=True``,
+        Where :attr:`plane_reads_are_fast`, only that frame (or slab) of the brick is decoded (and cached on its
+        own); otherwise the whole chunk is read (and cached) and the plane is a view of it. With ``cached_only=True``,
         returns None instead of reading if neither the plane nor its chunk is cached.
         """
         if "z" not in self.axes:

@@ -166,15 +166,16 @@ def test_coarse_level_fills_in_while_fine_level_loads(qtbot, window, image_dir, 
     assert {k.level for k in w.view._tiles} == {0}
 
 
-@pytest.mark.parametrize("bricks", ["strip", "frames"])
+@pytest.mark.parametrize("bricks", ["strip", "frames", "slabs"])
 @pytest.mark.parametrize("axis", ["z", "y", "x"])
 def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_dir, read_log, axis, bricks) -> None:
-    """z-slices of frame bricks decode one frame per brick of the view; strip bricks (and y/x slices of either)
-    decode whole bricks, once: stepping through the slices of a cached brick layer decodes nothing."""
+    """z-slices of frame bricks decode one frame per brick of the view, of slab bricks one slab per brick (planes,
+    never whole bricks); strip bricks (and y/x slices of any) decode whole bricks, once: stepping through the
+    slices of a cached brick layer decodes nothing."""
     from mzarr_core import Mzarr
 
     w = window
-    name = "volume.mzarr" if bricks == "strip" else "volume_frames.mzarr"
+    name = {"strip": "volume.mzarr", "frames": "volume_frames.mzarr", "slabs": "volume_slabs.mzarr"}[bricks]
     open_and_wait(qtbot, w, image_dir / name)
     m = Mzarr(image_dir / name)
     hist = w.view._hist_level
@@ -192,10 +193,10 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
         assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
         lv = w.view.level
         lev = m.levels[lv]
-        assert lv != hist and w.doc.plane_reads[lv] == (bricks == "frames")
-        if axis == "z" and bricks == "frames":  # one plane per chunk of the view, never a whole brick
+        assert lv != hist and w.doc.plane_reads[lv] == (bricks != "strip")
+        if axis == "z" and bricks != "strip":  # one plane per chunk of the view, never a whole brick
             assert not [k for k in read_log.chunks() if k[0] != hist], "a whole brick was decoded for a z-slice"
-            if step:  # the new slice was read ahead: now exactly the next slice's planes of the view, each once
+            if step and bricks == "frames":  # the new slice was read ahead: now exactly the next slice's planes
                 assert sorted(read_log.keys()) == sorted(expected_reads(w, lv, (1,)))
         else:  # y/x slices, strip bricks: whole bricks (cached across steps), no planes
             assert not read_log.planes()
