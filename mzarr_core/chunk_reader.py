@@ -333,9 +333,10 @@ class SlabDecoder:
         self.codec = codec
         self.chunks = dict(zip(names, codec.shape))
         self.has_channels = names[0] == "c"
-        zi = names.index("z")
-        self.axis = codec.order.index(zi)  # the slab axis among the encoded (filtered) axes
+        self.zaxis = names.index("z")  # the slab axis in storage order
+        self.axis = codec.order.index(self.zaxis)  # ... and among the encoded (filtered) axes
         self.slab = codec.inner[self.axis]
+        self.count = codec.grid[self.axis]  # slabs per brick
         self.where = where
 
     @classmethod
@@ -509,6 +510,22 @@ class ChunkReader:
                 pass
         return self._zarr_chunk(coords)
 
+    def _decode_cached_slabs(self, session: CacheSession | None, coords: tuple[int, ...], key: str,
+                             data: Any) -> np.ndarray | None:
+        """The chunk stored as ``data``; for a slab brick some of whose slabs are cached (a z-plane read them),
+        only the other slabs are decoded."""
+        fr = self.frames
+        if session is None or data is None or getattr(fr, "slab", None) is None:
+            return self._decode(coords, data)
+        pieces = [session.get(self._slab_key(coords, i), count=False) for i in range(fr.count)]
+        if all(p is None for p in pieces):
+            return self._decode(coords, data)
+        try:
+            return np.concatenate([p if p is not None else fr.decode_slab(data, i, key) for i, p in enumerate(pieces)],
+                                  axis=fr.zaxis)
+        except CorruptChunkError:
+            return self._decode(coords, data)  # the whole-chunk path names the damaged chunk
+
     def _run(self, jobs: list[_Job], work: Callable[[_Job, Any], None], meanwhile: Callable[[], None]) -> None:
         """Fetch the bytes of ``jobs`` and run ``work(job, bytes)`` for each (on the pool when there are several),
         ``meanwhile()`` in this thread; raise the first failure in the jobs' order."""
@@ -559,7 +576,7 @@ class ChunkReader:
                     misses.append(job)
 
             def work(job: _Job, data: Any) -> None:
-                chunk = self._decode(job.coords, data)
+                chunk = self._decode_cached_slabs(session, job.coords, job.key, data)
                 if chunk is None:
                     out[job.dst] = self.fill_value
                     return
@@ -605,7 +622,7 @@ class ChunkReader:
                 chunk = self._zarr_chunk(coords)
             else:
                 key = self.chunk_key(coords)
-                chunk = self._decode(coords, fetch_chunks(self.store, [key]).get(key))
+                chunk = self._decode_cached_slabs(session, coords, key, fetch_chunks(self.store, [key]).get(key))
                 if chunk is None:
                     chunk = np.full(tuple(s.stop for s in clip), self.fill_value, self.dtype)
             if session is not None:

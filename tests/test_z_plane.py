@@ -160,3 +160,18 @@ def test_z_plane_of_slab_bricks_decodes_one_slab_per_brick(tmp_path, decoded_sha
         decoded_shapes.clear()
         assert np.array_equal(level[100, 64:70, 64:70], vol[100, 64:70, 64:70])
         assert decoded_shapes == [(16 * 64, 64)] * 4  # a region read decodes whole bricks
+
+
+def test_whole_slab_brick_reuses_the_slabs_a_plane_decoded(tmp_path, decoded_shapes):
+    """A y-plane after a z-plane (orthogonal views): each brick the z-plane touched decodes only its 3 other slabs."""
+    vol = moon_volume(130, "int16")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    with Mzarr(path) as m:
+        level = m.levels[0]
+        assert np.array_equal(level.z_plane(70), vol[70])
+        decoded_shapes.clear()
+        assert np.array_equal(level[:, 100, :], vol[:, 100, :])  # bricks (0..2, 1, 0..2)
+        assert len(decoded_shapes) == 3 * 3 * 4 - 3  # brick layer 1 of row 1: slab 0 (planes 64..79) was cached
+        decoded_shapes.clear()
+        assert np.array_equal(level.read_chunk((1, 1, 1)), vol[64:128, 64:128, 64:128])
+        assert decoded_shapes == []  # whole and cached now
