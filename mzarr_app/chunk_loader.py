@@ -269,6 +269,47 @@ class ChunkLoader(QObject):
         self.failed: dict[Hashable, str] = {}
         self.decoded: list[Hashable] = []
         self.decode_seconds = 0.0
+        #: called in the reading thread with (key, array) after each read, before ``chunkLoaded``: work on the
+        #: chunk that would otherwise wait for the GUI thread (a label layer colours its tiles here); an exception
+        #: in it is ignored (the GUI thread then does that work itself)
+        self.prepare: Callable[[Hashable, np.ndarray], None] | None = None
+        self.prepare_seconds = 0.0
+        #: CPU time of the reading threads (fetch, cache, prepare), for benchmarks
+        self.cpu_seconds = 0.0
+        #: reads of this loader start once ``after`` (another loader, :meth:`follow`) has none queued
+        self.after: ChunkLoader | None = None
+        self._followers: list[ChunkLoader] = []
+
+    def follow(self, leader: "ChunkLoader") -> None:
+        """Start reads only once ``leader`` has none queued (its reads in flight may still run): a label layer's
+        reads wait for the image's, then use the core left idle while the GUI thread draws the image."""
+        self.after = leader
+        leader._followers.append(self)
+
+    def queued(self) -> int:
+        """Number of chunks queued (not yet being read)."""
+        with self._lock:
+            return len(self._pending)
+
+    def _held(self) -> bool:
+        after = self.after
+        return after is not None and not after._closed and after.queued() > 0
+
+    def _start_workers(self) -> None:
+        """Start pool workers for the queue (none while held by ``after``)."""
+        if self._held():
+            return
+        with self._lock:
+            if self._closed:
+                return
+            start = max(0, min(len(self._pending), self.pool.maxThreadCount() - self._workers))
+            self._workers += start
+        for _ in range(start):
+            self.pool.start(_Worker(self))
+
+    def _release_followers(self) -> None:
+        for f in self._followers:
+            f._start_workers()
 
     def get(self, key: Hashable) -> np.ndarray | None:
         """Cached chunk or None."""
@@ -295,10 +336,9 @@ class ChunkLoader(QObject):
             self.cancelled += len(dropped)
             self._pending = queue
             self._pending_set = set(queue)
-            start = min(len(queue), self.pool.maxThreadCount() - self._workers)
-            self._workers += max(0, start)
-        for _ in range(max(0, start)):
-            self.pool.start(_Worker(self))
+        self._start_workers()
+        if not queue:
+            self._release_followers()
         return queue
 
     def pending(self) -> int:
@@ -320,8 +360,11 @@ class ChunkLoader(QObject):
                 key = self._pending.pop(0)
                 self._pending_set.discard(key)
                 self._inflight.add(key)
+                drained = not self._pending
+            if drained and self._followers:
+                self._release_followers()
             try:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 arr = self.fetch(key)
                 dt = time.perf_counter() - t0
             except Exception as exc:  # corrupt chunk, closed file...: report, never crash the pool
@@ -333,10 +376,21 @@ class ChunkLoader(QObject):
                     self.chunkFailed.emit(key, self.failed[key])
                 continue
             self.cache.put(key, arr)
+            prepare, dp = self.prepare, 0.0
+            if prepare is not None:
+                t1 = time.perf_counter()
+                try:
+                    prepare(key, arr)
+                except Exception:  # noqa: S110 - optional work: the GUI thread does it when it shows the tile
+                    pass
+                dp = time.perf_counter() - t1
+            dc = time.thread_time() - c0
             with self._lock:
                 self._inflight.discard(key)
                 self.decoded.append(key)
                 self.decode_seconds += dt
+                self.prepare_seconds += dp
+                self.cpu_seconds += dc
                 closed = self._closed
             if not closed:
                 self.chunkLoaded.emit(key)

@@ -6,13 +6,18 @@ A :class:`LabelDocument` wraps one ``mzarr_core`` ``LabelImage`` of the open :cl
 factors: the same level as the image underneath) and renders its tiles as RGBA: NGFF ``colors`` when given, else a
 stable pseudo-random colour per label value (a hash of the value, so the same value has the same colour in every
 session and any 64-bit value works without a table), 0 transparent; filled or as contours (pixels whose
-4-neighbours within the tile differ); the overlay opacity is the items' opacity (Qt blends).
+4-neighbours within the tile differ); the overlay opacity is folded into the colours (Qt blends the tiles, drawn
+at opacity 1). The loader threads colour each chunk as it is read (:class:`RenderedTiles`), so the GUI thread
+only hands the pixels to Qt.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
@@ -21,6 +26,11 @@ from . import chunk_loader
 from .contrast import DisplaySettings
 from .document import Document, Edit, check_value, full_region, overlay_edits
 from .layers import Layer, _Tile
+from . import planner as P
+from . import tiles as T
+
+#: label tiles coloured in the loader threads wait here (bytes) until the GUI thread shows them
+RENDERED_MB = 64
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -106,54 +116,77 @@ def small_table(dtype: np.dtype, colors: dict[int, tuple[int, ...]] | None,
     return table
 
 
-def premultiplied(table: np.ndarray) -> np.ndarray:
+def premultiplied(table: np.ndarray, opacity: float = 1.0) -> np.ndarray:
     """An (n, 4) RGBA colour table in the byte order of ``QImage.Format_ARGB32_Premultiplied`` (native-endian
-    0xAARRGGBB: B, G, R, A on little-endian machines), each colour scaled by its alpha: what Qt draws without
-    converting the image first."""
+    0xAARRGGBB: B, G, R, A on little-endian machines), each colour's alpha scaled by ``opacity`` and the colour by
+    that alpha: what Qt draws without converting the image first (the items are drawn at opacity 1)."""
     t = np.asarray(table, np.uint16)
-    alpha = t[:, 3:4]
+    alpha = t[:, 3:4] if opacity >= 1 else np.round(t[:, 3:4] * max(0.0, float(opacity))).astype(np.uint16)
     rgb = (t[:, :3] * alpha + 127) // 255
     argb = np.concatenate([alpha, rgb], axis=1)  # A, R, G, B: the 32-bit value's bytes from the most significant
     return np.ascontiguousarray(argb[:, ::-1] if sys.byteorder == "little" else argb, dtype=np.uint8)
 
 
+#: pixels per block of :func:`_gather`: its 8-byte indices stay below glibc's mmap threshold (64 KB, no page faults)
+_GATHER_BLOCK = 8192
+
+
+def _gather(table: np.ndarray, d: np.ndarray, index: Any) -> np.ndarray:
+    """``table[index(d)]`` per pixel of ``d`` (rows, cols) as uint32, a block of rows at a time: the index array of a
+    whole tile would be a fresh 8 bytes per pixel (mapped and faulted in page by page, as the loaders fix glibc's
+    mmap threshold), which made the lookup 3x slower than the gather itself."""
+    out = np.empty(d.shape, np.uint32)
+    step = max(1, _GATHER_BLOCK // max(1, d.shape[1]))
+    for r in range(0, d.shape[0], step):
+        np.take(table, index(d[r:r + step]), out=out[r:r + step], mode="clip")
+    return out
+
+
 def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = None,
                contour: bool = False, table: np.ndarray | None = None,
-               hidden: frozenset[int] = frozenset(), as_premultiplied: bool = False) -> np.ndarray:
+               hidden: frozenset[int] = frozenset(), as_premultiplied: bool = False,
+               opacity: float = 1.0) -> np.ndarray:
     """(rows, cols, 4) uint8 RGBA of a label tile: each value's colour (0 transparent; values in ``hidden`` too);
     ``contour``: only pixels on a boundary (:func:`contour_mask`) keep their colour. ``table``: the
     :func:`small_table` of the tile's dtype (a lookup instead of finding the tile's values).
-    ``as_premultiplied``: the pixels in :func:`premultiplied` layout (a given ``table`` must be in it already)."""
+    ``as_premultiplied``: the pixels in :func:`premultiplied` layout (a given ``table`` must be in it already).
+    ``opacity`` scales each colour's alpha (a given ``table`` has it already)."""
     d = data if data.ndim == 2 else data[:, :, 0]
+    index: Any
     if table is not None:
         if d.dtype == bool:
             d = d.view(np.uint8)
         lo = int(np.iinfo(d.dtype).min)
-        idx = d.astype(np.int32) - lo if lo else d
+        index = (lambda b: b.astype(np.intp) - lo) if lo else (lambda b: b.astype(np.intp))
     else:
         lo, hi = (int(d.min()), int(d.max())) if d.size else (0, 0)
         uniq: np.ndarray
         if hi - lo < max(4096, d.size // 4):  # values in a narrow range: a table of that range
             if d.dtype.kind == "u":  # uint64 values above 2^63 too
                 uniq = np.arange(lo, hi + 1, dtype=np.uint64)
-                idx = (d - d.dtype.type(lo)).astype(np.intp)
+                index = lambda b: (b - d.dtype.type(lo)).astype(np.intp)  # noqa: E731
             else:
                 uniq = np.arange(lo, hi + 1, dtype=np.int64)
-                idx = d.astype(np.int64) - lo
+                index = lambda b: b.astype(np.intp) - lo  # noqa: E731
         else:  # scattered values (e.g. hashes as labels): colour the values present
             uniq, inv = np.unique(d, return_inverse=True)
-            idx = inv.reshape(d.shape)
+            inv = inv.reshape(d.shape)
+            index = None
         table = color_table(uniq, colors)
         if hidden:
             info = np.iinfo(uniq.dtype)
             fit = [v for v in hidden if info.min <= v <= info.max]
             table[np.isin(uniq, np.array(fit, dtype=uniq.dtype))] = 0
         if as_premultiplied:
-            table = premultiplied(table)
+            table = premultiplied(table, opacity)
+        elif opacity < 1:
+            table[:, 3] = np.round(table[:, 3] * max(0.0, float(opacity))).astype(np.uint8)
+        if index is None:
+            index, d = (lambda b: b), inv
     # one 4-byte gather per pixel (4x faster than gathering rows of 4 bytes)
-    px = np.take(np.ascontiguousarray(table).view(np.uint32).ravel(), idx)
+    px = _gather(np.ascontiguousarray(table).view(np.uint32).ravel(), d, index)
     if contour:
-        px[~contour_mask(d)] = 0
+        px[~contour_mask(data if data.ndim == 2 else data[:, :, 0])] = 0
     return px.view(np.uint8).reshape(d.shape + (4,))
 
 
@@ -261,6 +294,90 @@ class LabelDocument:
         return None
 
 
+@dataclass(frozen=True, eq=False)
+class LabelStyle:
+    """What a label tile's pixels depend on besides its values (one immutable snapshot: the loader threads colour
+    with the style of the moment, the GUI thread takes a tile coloured with the current one only)."""
+
+    colors: dict[int, tuple[int, ...]]
+    contour: bool
+    hidden: frozenset[int]
+    #: the overlay opacity, folded into the colours (Qt draws the items at opacity 1, its cheaper blend)
+    opacity: float
+    #: the :func:`small_table` in :func:`premultiplied` layout (None: wide dtypes, coloured per tile)
+    table: np.ndarray | None
+    #: label 0 is transparent (a tile of zeros only is background: neither coloured nor drawn)
+    zero_transparent: bool
+
+    def render(self, data: np.ndarray) -> np.ndarray | None:
+        """Premultiplied ARGB pixels of label values ``data`` (rows, cols), or None for a background-only tile."""
+        if self.zero_transparent and not np.any(data):
+            return None
+        return label_rgba(data, self.colors, self.contour, self.table, self.hidden, as_premultiplied=True,
+                          opacity=self.opacity)
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` hold the same values: the same memory (a view of one cached chunk) or equal contents."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides:
+        return True
+    return bool(np.array_equal(a, b))
+
+
+class RenderedTiles:
+    """Label chunks coloured in the loader threads, by read key: ``(style, values, pixels)``, bounded in bytes.
+
+    The values are kept with the pixels: the GUI thread takes them only for a tile of those very values (a chunk
+    read again, or drawn with pending edits, is coloured on the GUI thread as before)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._data: OrderedDict[Hashable, tuple[LabelStyle, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0  # tiles taken rendered (tests, benchmarks)
+
+    @staticmethod
+    def _size(entry: tuple[LabelStyle, np.ndarray, np.ndarray | None]) -> int:
+        return 0 if entry[2] is None else int(entry[2].nbytes)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def put(self, key: Hashable, style: LabelStyle, values: np.ndarray, pixels: np.ndarray | None) -> None:
+        """Keep ``pixels`` (None: background) of chunk ``key`` coloured with ``style`` from ``values``."""
+        entry = (style, values, pixels)
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= self._size(old)
+            self._data[key] = entry
+            self._bytes += self._size(entry)
+            while (self._bytes > self.max_bytes or len(self._data) > 4096) and len(self._data) > 1:
+                self._bytes -= self._size(self._data.popitem(last=False)[1])
+
+    def take(self, keys: Sequence[Hashable], style: LabelStyle, values: np.ndarray) -> tuple[bool, np.ndarray | None]:
+        """(found, pixels) of the first of ``keys`` coloured with ``style`` from ``values`` (removed: the tile's
+        item holds the pixels from now on)."""
+        with self._lock:
+            for key in keys:
+                entry = self._data.get(key)
+                if entry is None or entry[0] is not style or not _same_values(entry[1], values):
+                    continue
+                del self._data[key]
+                self._bytes -= self._size(entry)
+                self.hits += 1
+                return True, entry[2]
+        return False, None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+
 class LabelLayer(Layer):
     """A label image drawn over the image: coloured by value, filled or contour, with an overlay opacity."""
 
@@ -275,16 +392,67 @@ class LabelLayer(Layer):
         self.hidden_values: frozenset[int] = frozenset()
         self._table: np.ndarray | None = None
         self._table_of: Any = None
+        self._rgba_table: np.ndarray | None = None
+        self._table_opacity = self.opacity
+        self._style: LabelStyle | None = None
+        #: tiles coloured by the loader threads (:meth:`_prepare`), taken by :meth:`render_into`
+        self.rendered = RenderedTiles(RENDERED_MB * 1024 * 1024)
+        #: an overlay covers nothing: no coarse stand-ins read first (cached coarser tiles are drawn meanwhile)
+        self.stand_ins = False
 
     def table(self) -> np.ndarray | None:
-        """The colour lookup of an 8/16-bit label image in :func:`premultiplied` layout (rebuilt when its colours
-        or hidden values change)."""
+        """The colour lookup of an 8/16-bit label image in :func:`premultiplied` layout with the overlay opacity
+        (rebuilt when its colours, hidden values or the opacity change)."""
         doc: LabelDocument = self.doc  # type: ignore[assignment]
         of = (doc.dtype, tuple(sorted(doc.colors.items())), self.hidden_values)
         if self._table_of != of:
-            table = small_table(doc.dtype, doc.colors, self.hidden_values)
-            self._table_of, self._table = of, None if table is None else premultiplied(table)
+            self._table_of, self._rgba_table, self._table = of, small_table(doc.dtype, doc.colors, self.hidden_values), None
+        if self._rgba_table is not None and (self._table is None or self._table_opacity != self.opacity):
+            self._table, self._table_opacity = premultiplied(self._rgba_table, self.opacity), self.opacity
         return self._table
+
+    def style(self) -> LabelStyle:
+        """The current :class:`LabelStyle` (a new one when colours, contour or hidden values changed; built on
+        the GUI thread, read as one reference by the loader threads)."""
+        doc: LabelDocument = self.doc  # type: ignore[assignment]
+        table = self.table()
+        st = self._style
+        if st is None or st.table is not table or st.contour != self.contour or st.hidden != self.hidden_values \
+                or st.colors is not doc.colors or st.opacity != self.opacity:
+            zero = doc.colors.get(0)
+            st = self._style = LabelStyle(doc.colors, self.contour, self.hidden_values, self.opacity, table,
+                                          zero is None or (len(zero) == 4 and zero[3] == 0))
+            self.rendered.clear()
+        return st
+
+    def start_loading(self, cache_mb: float, threads: int | None, parent: Any, loaded: Any, failed: Any) -> None:
+        """As :meth:`Layer.start_loading`; the loader threads also colour each 2D chunk they read (:meth:`_prepare`),
+        so the GUI thread only hands the pixels to Qt."""
+        super().start_loading(cache_mb, threads, parent, loaded, failed)
+        self.style()
+        assert self.loader is not None
+        self.loader.prepare = self._prepare
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.rendered.clear()
+
+    def _prepare(self, key: Hashable, values: np.ndarray) -> None:
+        """Colour chunk ``key`` (a 2D chunk or a z-plane of a brick: one tile) in a loader thread."""
+        style = self._style
+        if style is None or values.ndim != 2:
+            return
+        self.rendered.put(key, style, values, style.render(values))
+
+    def _read_keys(self, t: _Tile) -> list[Any]:
+        """The read keys whose chunk alone makes tile ``t`` (none when it takes several chunks)."""
+        chunks = P.tile_chunks(self.geometry()[t.key.level], t.plane, t.key)
+        if len(chunks) != 1:
+            return []
+        whole = (t.key.level, chunks[0])
+        if T.reads_by_plane(t.plane, self.doc.plane_reads[t.key.level]):
+            return [T.read_key(t.key, chunks[0], True), whole]
+        return [whole]
 
     def start_histogram(self) -> None:
         self.hist_keys = []
@@ -301,21 +469,23 @@ class LabelLayer(Layer):
         return out
 
     def render_into(self, t: _Tile) -> None:
+        """Colour tile ``t``: the pixels a loader thread coloured from these very values with the current style,
+        else here (pending edits drawn in)."""
         doc: LabelDocument = self.doc  # type: ignore[assignment]
-        data = doc.overlay(t.raw, t.key.level, t.plane, t.key, self.edits) if self.edits else t.raw
+        style = self.style()
+        found, argb = (False, None) if self.edits else self.rendered.take(self._read_keys(t), style, t.raw)
+        if not found:
+            data = doc.overlay(t.raw, t.key.level, t.plane, t.key, self.edits) if self.edits else t.raw
+            argb = style.render(data if data.ndim == 2 else data[:, :, 0])
         t.item.premultiplied = True  # drawn as is: no conversion on the GUI thread
         #: a tile of background only (label 0) is transparent: neither coloured nor drawn
-        zero = doc.colors.get(0)
-        t.item.background = not np.any(data) and (zero is None or (len(zero) == 4 and zero[3] == 0))
-        if t.item.background:
+        t.item.background = argb is None
+        if argb is None:
             # an image of the tile's size all the same (the item's rect scales by it), uncoloured and not drawn:
             # zeros from calloc, never touched
-            t.item.setImage(np.zeros(data.shape[:2] + (4,), np.uint8), autoLevels=False, levels=None, lut=None)
+            t.item.setImage(np.zeros(t.raw.shape[:2] + (4,), np.uint8), autoLevels=False, levels=None, lut=None)
         else:
-            argb = label_rgba(data, doc.colors, self.contour, self.table(), self.hidden_values,
-                              as_premultiplied=True)
             t.item.setImage(argb, autoLevels=False, levels=None, lut=None)
-        t.item.setOpacity(self.opacity)
         self._show(t)
 
     def _show(self, t: _Tile) -> None:
@@ -323,9 +493,11 @@ class LabelLayer(Layer):
         t.item.setVisible(self.visible and t.plane == self.plane and not getattr(t.item, "background", False))
 
     def set_opacity(self, opacity: float) -> None:
-        self.opacity = float(min(1.0, max(0.0, opacity)))
-        for t in self.tiles.values():
-            t.item.setOpacity(self.opacity)
+        """The overlay opacity (0..1), folded into the tiles' colours: every tile on screen is coloured again."""
+        opacity = float(min(1.0, max(0.0, opacity)))
+        if opacity != self.opacity:
+            self.opacity = opacity
+            self.render_all()
 
     def set_contour(self, contour: bool) -> None:
         if bool(contour) != self.contour:

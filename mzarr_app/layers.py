@@ -27,6 +27,9 @@ from .document import Document, Edit
 
 #: automatic contrast uses the finest level with at most this many elements (read once, in the background)
 HISTOGRAM_MAX_ELEMENTS = 1 << 18
+#: tile items a layer keeps hidden in the scene for reuse (a new pyqtgraph item and its insertion into the scene
+#: cost more than colouring its tile; a jump to a new place reuses the items of the tiles it drops)
+SPARE_ITEMS = 256
 
 
 def read_value(level: Any, index: Sequence[int | None], z_plane: bool) -> Any:
@@ -126,6 +129,14 @@ class TileItem(pg.ImageItem):
         #: the image set is (rows, cols, 4) uint8 already in the ARGB32_Premultiplied byte layout (label tiles)
         self.premultiplied = False
 
+    def park(self) -> None:
+        """Hide the item and let go of its pixels (kept in the scene for another tile: :meth:`Layer.show`)."""
+        self.setVisible(False)
+        self.image = None
+        self.qimage = None
+        self._processingBuffer = self._displayBuffer = None
+        self._renderRequired = True
+
     def render(self) -> None:  # noqa: D401 - pyqtgraph override
         data = self.image
         if self.premultiplied and data is not None:
@@ -201,6 +212,10 @@ class Layer:
         self._geometry_of: Any = None
         self._geometry: tuple[P.LevelGeometry, ...] = ()
         self.probe: ValueProbe | None = None
+        #: the coarsest level is read first to cover the view while the level loads (``FrameRequest.stand_ins``)
+        self.stand_ins = True
+        #: hidden items in the view box, reused by :meth:`show` (at most ``SPARE_ITEMS``)
+        self._spare: list[TileItem] = []
 
     # --- loading -------------------------------------------------------------------------------------------
     def start_loading(self, cache_mb: float, threads: int | None, parent: QObject,
@@ -215,6 +230,9 @@ class Layer:
     def teardown(self) -> None:
         """Drop tiles, stop the loader and forget the frame (display, edits and histogram are kept)."""
         self.clear_tiles(lambda k, t: True)
+        for item in self._spare:
+            self.vb.removeItem(item)
+        self._spare = []
         if self.loader is not None:
             self.loader.close()
             if self._slots is not None:
@@ -261,7 +279,7 @@ class Layer:
         assert self.loader is not None
         return P.FrameRequest(self.geometry(), plane, rect, screen_pixel, cache, self.loader.failed.keys(),
                               frozenset((t.key, t.plane) for t in self.tiles.values()), tuple(self.target),
-                              self.complete, step, prefetch_slices, prefetch_layers)
+                              self.complete, step, prefetch_slices, prefetch_layers, self.stand_ins)
 
     def apply(self, plan: P.FramePlan, cache: Any) -> tuple[bool, bool]:
         """Put ``plan`` on screen (its reads were requested); returns (frame complete, a ready tile went missing)."""
@@ -332,7 +350,22 @@ class Layer:
     def clear_tiles(self, pred: Any) -> None:
         """Remove tiles for which ``pred(key, tile)`` holds."""
         for k in [k for k, t in self.tiles.items() if pred(k, t)]:
-            self.vb.removeItem(self.tiles.pop(k).item)
+            item = self.tiles.pop(k).item
+            if len(self._spare) < SPARE_ITEMS and isinstance(item, TileItem):
+                item.park()
+                self._spare.append(item)
+            else:
+                self.vb.removeItem(item)
+
+    def _new_item(self) -> TileItem:
+        """A spare item shown again, or a new one added to the view box."""
+        if self._spare:
+            item = self._spare.pop()
+            item.setVisible(True)
+            return item
+        item = TileItem()
+        self.vb.addItem(item)
+        return item
 
     def show(self, tile: T.TileKey, cache: Any) -> bool:
         """Ensure ``tile`` is on screen if all its chunks are in ``cache``; True if it is shown."""
@@ -352,9 +385,7 @@ class Layer:
             chunks[i] = a
         raw = T.assemble_tile(lev, plane, tile, chunks)
         if cur is None:
-            item = TileItem()
-            self.vb.addItem(item)
-            cur = _Tile(item, raw, plane, tile)
+            cur = _Tile(self._new_item(), raw, plane, tile)
             self.tiles[pos] = cur
         else:
             cur.raw, cur.plane, cur.key = raw, plane, tile

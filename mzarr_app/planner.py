@@ -51,7 +51,9 @@ class FrameRequest:
     ``last_target`` / ``last_complete``: the previous plan's tiles and whether they were all on screen (reading
     ahead starts once a frame is complete and unchanged). ``step`` is the direction of the last slice step (+1 or
     -1); ``prefetch_slices`` z-slices are read ahead by plane (frame bricks) and ``prefetch_layers`` brick layers
-    by whole bricks (0: none, the viewer's behaviour today).
+    by whole bricks (0: none, the viewer's behaviour today). ``stand_ins``: read the coarsest level first to cover
+    the view while the level loads (False for an overlay, which need not cover anything: its cached coarser
+    tiles are still drawn underneath, and it counts as covered).
     """
 
     levels: tuple[LevelGeometry, ...]
@@ -66,6 +68,7 @@ class FrameRequest:
     step: int = 1
     prefetch_slices: int = 1
     prefetch_layers: int = 0
+    stand_ins: bool = True
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -215,7 +218,7 @@ def plan_frame(req: FrameRequest) -> FramePlan:
     coarsest = len(levels) - 1
     geo = levels[level]
     tiles = T.visible_tiles(geo, level, plane, rect)
-    coarse = T.visible_tiles(levels[coarsest], coarsest, plane, rect) if coarsest != level else []
+    coarse = T.visible_tiles(levels[coarsest], coarsest, plane, rect) if coarsest != level and req.stand_ins else []
 
     def ready(t: TileKey) -> bool:
         return (t, plane) in req.shown or tile_ready(levels[t.level], plane, t, req.cached)
@@ -240,7 +243,7 @@ def plan_frame(req: FrameRequest) -> FramePlan:
     unreadable = frozenset(t for t in tiles if t not in ready_tiles
                            and any(k in req.failed for k in tile_reads(geo, plane, t, req.cached)))
     complete = len(ready_tiles) + len(unreadable) == len(tiles)
-    covered = complete or (bool(coarse) and all((t, plane) in req.shown for t in coarse))
+    covered = complete or not req.stand_ins or (bool(coarse) and all((t, plane) in req.shown for t in coarse))
     keep = {position(t) for t in tiles}
     fallback: list[TileKey] = []
     demote: set[TileKey] = set()

@@ -414,6 +414,9 @@ class TiledImageView(pg.GraphicsView):
     # --- document / plane / display -----------------------------------------------------------------------
     def _start_layer(self, layer: Layer) -> None:
         layer.start_loading(self.cache_mb, self.threads, self, self._chunk_loaded, self._chunk_failed)
+        image = self.layers[0]
+        if layer is not image and layer.loader is not None and image.loader is not None:
+            layer.loader.follow(image.loader)  # an overlay's reads start once the image's are under way
         if layer.probe is not None:
             layer.probe.found.connect(self._value_found)
 
@@ -684,8 +687,9 @@ class TiledImageView(pg.GraphicsView):
 
     def _chunk_loaded(self, key: T.ReadKey) -> None:
         """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S`` while more are due."""
-        if not self.covered or all(layer.idle() for layer in self.layers):
-            self._timer.start(0)  # the first stand-in and the last arrival of a frame are shown at once
+        idle = [layer.idle() for layer in self.layers]
+        if not self.covered or all(idle) or any(i and not layer.complete for i, layer in zip(idle, self.layers)):
+            self._timer.start(0)  # the first stand-in and the last arrival of a layer's frame are shown at once
             return
         if self._timer.isActive():
             return

@@ -374,3 +374,60 @@ def test_background_tiles_are_not_drawn_unless_label_0_has_a_colour(qtbot, windo
         assert painted, "the stroke's tile is drawn"
         window.model.reset()
         wait_idle(qtbot, window)
+
+
+def test_label_tiles_are_coloured_in_the_loader_threads(qtbot, window, coins_files) -> None:  # noqa: F811
+    """Each label chunk is coloured as it is read (``ChunkLoader.prepare``): the item's pixels are the ones the
+    loader thread made, equal to ``label_rgba`` of the chunk at the layer's opacity; a tile with pending edits, or
+    coloured for another style (opacity), is coloured on the GUI thread instead."""
+    w = window
+    _open(qtbot, w, coins_files["coins"])
+    layer = w.view.label_layers[0]
+    w.view.show_rect(100, 80, 100 + 320, 80 + 240)
+    wait_idle(qtbot, w)
+    assert layer.level == 0 and layer.rendered.hits > 0
+    lab0 = Mzarr(coins_files["coins"]).label("coins").levels[0]
+    checked = 0
+    for t in layer.tiles.values():
+        if t.key.level != 0 or getattr(t.item, "background", False):
+            continue
+        chunk = np.asarray(lab0.read_chunk((t.key.row_chunk, t.key.col_chunk)))
+        want = label_rgba(chunk, layer.doc.colors, as_premultiplied=True, opacity=layer.opacity)
+        np.testing.assert_array_equal(np.asarray(t.item.image), want)
+        checked += 1
+    assert checked >= 4
+    # a new opacity colours the tiles on screen again (folded into the colours; the items stay at opacity 1)
+    hits = layer.rendered.hits
+    w.view.set_label_opacity(0.8)
+    t = next(t for t in layer.tiles.values() if t.key.level == 0 and not getattr(t.item, "background", False))
+    np.testing.assert_array_equal(np.asarray(t.item.image), label_rgba(
+        np.asarray(t.raw), layer.doc.colors, as_premultiplied=True, opacity=0.8))
+    assert t.item.opacity() == 1.0 and layer.rendered.hits == hits
+    compare(w, expected_blend(skdata.coins(), lab0[...], 0.8))
+
+
+def test_tile_items_are_reused_across_jumps(qtbot, window, coins_files) -> None:  # noqa: F811 - pytest fixture
+    """Items of dropped tiles are hidden and reused for the next ones, not created and destroyed per tile: jumping
+    back and forth keeps the number of items in the scene constant and the picture right."""
+    from mzarr_app.layers import TileItem
+
+    w = window
+    _open(qtbot, w, coins_files["coins"])
+    m = Mzarr(coins_files["coins"])
+    lab = m.label("coins")[...]
+
+    def items() -> int:
+        return sum(isinstance(i, TileItem) for i in w.view.vb.addedItems)
+
+    counts = []
+    for _ in range(3):
+        for x0, y0 in ((0, 0), (200, 150)):
+            w.view.show_rect(x0, y0, x0 + 160, y0 + 120)
+            wait_idle(qtbot, w)
+            counts.append(items())
+    assert len(set(counts[2:])) == 1 and counts[2] == counts[1], counts
+    shown = {id(t.item) for layer in w.view.layers for t in layer.tiles.values()}
+    spare = [i for i in w.view.vb.addedItems if isinstance(i, TileItem) and id(i) not in shown]
+    assert spare and all(not i.isVisible() and i.image is None for i in spare)
+    compare(w, expected_blend(skdata.coins(), lab, 0.5))
+    m.close()

@@ -145,3 +145,63 @@ def test_loader_of_a_document_uses_the_library_cache(qtbot, tmp_path) -> None:
     finally:
         loader.close()
         doc.close()
+
+
+def test_prepare_runs_in_the_reading_thread_and_its_errors_are_ignored(qtbot) -> None:
+    """``prepare(key, array)`` runs in the pool thread after each read, before ``chunkLoaded``; an exception in it
+    leaves the chunk loaded (the GUI thread then does that work itself)."""
+    seen: dict[int, tuple[str, int]] = {}
+
+    def prepare(key: int, arr: np.ndarray) -> None:
+        seen[key] = (threading.current_thread().name, int(arr[0]))
+        if key == 2:
+            raise RuntimeError("colouring failed")
+
+    loader = ChunkLoader(lambda k: np.full(4, k * 10, np.int64), cache_mb=1, threads=2)
+    loader.prepare = prepare
+    loaded: list[int] = []
+    loader.chunkLoaded.connect(lambda k: loaded.append(k) if k in seen else None)
+    loader.request([1, 2, 3])
+    qtbot.waitUntil(lambda: sorted(loaded) == [1, 2, 3], timeout=5000)
+    assert {k: v[1] for k, v in seen.items()} == {1: 10, 2: 20, 3: 30}
+    assert threading.main_thread().name not in {v[0] for v in seen.values()}
+    assert not loader.failed and loader.get(2) is not None
+    loader.close()
+
+
+def test_a_follower_reads_once_its_leader_has_nothing_queued(qtbot) -> None:
+    """``follow``: an overlay's loader starts its reads only when the image's loader has none queued (those in
+    flight may still run); a leader with nothing to read does not hold it back."""
+    gate = threading.Event()
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def lead_fetch(key: int) -> np.ndarray:
+        gate.wait(5)
+        with lock:
+            order.append(f"image {key}")
+        return np.zeros(4)
+
+    def follow_fetch(key: int) -> np.ndarray:
+        with lock:
+            order.append(f"label {key}")
+        return np.zeros(4)
+
+    leader = ChunkLoader(lead_fetch, cache_mb=1, threads=1)
+    follower = ChunkLoader(follow_fetch, cache_mb=1, threads=2)
+    follower.follow(leader)
+    leader.request([0, 1, 2])  # one thread: key 0 in flight, 1 and 2 queued
+    follower.request([10, 11])
+    time.sleep(0.2)
+    assert order == [] and follower.pending() == 2 and leader.queued() == 2
+    gate.set()
+    qtbot.waitUntil(lambda: leader.idle() and follower.idle(), timeout=5000)
+    # the labels start once image 2 (the last queued) is being read: after images 0 and 1
+    assert sorted(order) == ["image 0", "image 1", "image 2", "label 10", "label 11"]
+    assert order.index("label 10") > order.index("image 1") and order.index("label 11") > order.index("image 1")
+    # nothing queued in the leader: the follower reads at once
+    follower.request([12])
+    qtbot.waitUntil(follower.idle, timeout=5000)
+    assert order[-1] == "label 12"
+    leader.close()
+    follower.close()

@@ -177,7 +177,7 @@ def test_stroke_at_1_to_8_saves_exactly_on_its_mask_at_every_level(qtbot, window
         v, rgba, _ = overlay_value(w, "cells", x, y)
         assert v == 4321
         np.testing.assert_array_equal(rgba, label_rgba(np.array([[4321]], np.uint16), layer.doc.colors,
-                                                       as_premultiplied=True)[0, 0])
+                                                       as_premultiplied=True, opacity=layer.opacity)[0, 0])
     assert w.save()
     wait_idle(qtbot, w)
     m = Mzarr(path)

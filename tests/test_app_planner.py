@@ -362,3 +362,18 @@ def test_3d_slices_read_the_bricks_holding_the_slice(axis, plane_reads) -> None:
         plan = plan_frame(FrameRequest(levels, plane, (0, 0, w, h), 1.0, frozenset({brick})))
         assert brick not in plan.reads and (0, (2, 0, 0), 130) not in plan.reads
         assert T.TileKey(0, 0, 0, 130, None) in plan.ready
+
+
+def test_an_overlay_without_stand_ins_reads_only_its_level_and_counts_as_covered() -> None:
+    """``stand_ins=False`` (a label overlay): no coarse tiles read first, the frame counts as covered while its level
+    loads, and cached coarser tiles are still drawn underneath."""
+    levels = pyramid((2048, 2048), (512, 512), 3)
+    plane = T.default_plane("yx")
+    rect = (0, 0, 1024, 1024)
+    with_ = plan_frame(FrameRequest(levels, plane, rect, 1.0))
+    assert {k[0] for k in with_.reads} == {0, 2} and with_.coarse and not with_.covered
+    cached = frozenset({(1, (0, 0))})
+    plan = plan_frame(FrameRequest(levels, plane, rect, 1.0, cached, stand_ins=False))
+    assert {k[0] for k in plan.reads} == {0} and set(plan.reads) == set(with_.reads) - {k for k in with_.reads if k[0] == 2}
+    assert plan.coarse == () and plan.covered and not plan.complete
+    assert [(t.level, t.row_chunk, t.col_chunk) for t in plan.fallback] == [(1, 0, 0)]
