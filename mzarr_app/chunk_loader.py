@@ -17,17 +17,19 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 
-#: glibc's mallopt option M_MMAP_THRESHOLD, and the fixed threshold the loaders set (glibc's initial default)
-_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES = -3, 128 * 1024
-#: None until the first loader starts; then whether the threshold was fixed (glibc) or not (another C library)
+#: glibc's mallopt option M_ARENA_MAX, and the number of heaps the loaders allow (the main thread's and one more)
+_M_ARENA_MAX, MALLOC_ARENAS = -8, 2
+#: None until the first loader starts; then whether glibc's heaps were limited (glibc) or not (another C library)
 malloc_tuned: bool | None = None
 
 
-def fix_malloc_threshold() -> bool:
-    """Fix glibc's mmap threshold (once per process): decoded chunks (>= 128 KB) then live in their own mappings,
-    returned to the system when the cache drops them. glibc otherwise raises the threshold after the first such
-    free, and chunks decoded and dropped by many reader threads fragment its per-thread heaps (docs/VIEWER.md,
-    "Orthogonal views", has the peak memory with and without). False where the C library has no ``mallopt``."""
+def tune_malloc() -> bool:
+    """Let glibc keep at most ``MALLOC_ARENAS`` heaps (once per process): chunks decoded by a dozen reader threads
+    then go back to heaps every thread reuses, instead of one heap per thread each holding its own dropped chunks.
+    The mmap threshold stays glibc's (dynamic): a fixed 128 KB threshold also bounded memory, but every decoded
+    brick and every temporary of a decode or a colouring was then a fresh mapping, faulted in page by page (decoding
+    took 1.3x the CPU; docs/VIEWER.md, "Orthogonal views", has both). False where the C library has no
+    ``mallopt``."""
     global malloc_tuned
     if malloc_tuned is None:
         malloc_tuned = False
@@ -38,7 +40,7 @@ def fix_malloc_threshold() -> bool:
             name = ctypes.util.find_library("c")
             libc = ctypes.CDLL(name) if name else None
             if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
-                malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+                malloc_tuned = bool(libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
         except (OSError, AttributeError):  # no C library to load (Windows) or no mallopt (macOS, musl)
             malloc_tuned = False
     return malloc_tuned
@@ -249,7 +251,7 @@ class ChunkLoader(QObject):
     def __init__(self, fetch: Callable[[Hashable], np.ndarray], cache_mb: float = 512,
                  threads: int | None = None, parent: QObject | None = None, cache: Any = None) -> None:
         super().__init__(parent)
-        fix_malloc_threshold()
+        tune_malloc()
         self.fetch = fetch
         max_bytes = int(cache_mb * 1024 * 1024)
         shared = getattr(getattr(fetch, "__self__", None), "shared_chunk_cache", None)

@@ -127,14 +127,14 @@ def premultiplied(table: np.ndarray, opacity: float = 1.0) -> np.ndarray:
     return np.ascontiguousarray(argb[:, ::-1] if sys.byteorder == "little" else argb, dtype=np.uint8)
 
 
-#: pixels per block of :func:`_gather`: its 8-byte indices stay below glibc's mmap threshold (64 KB, no page faults)
+#: pixels per block of :func:`_gather`: its 8-byte indices (64 KB) stay in the cache and below glibc's mmap threshold
 _GATHER_BLOCK = 8192
 
 
 def _gather(table: np.ndarray, d: np.ndarray, index: Any) -> np.ndarray:
     """``table[index(d)]`` per pixel of ``d`` (rows, cols) as uint32, a block of rows at a time: the index array of a
-    whole tile would be a fresh 8 bytes per pixel (mapped and faulted in page by page, as the loaders fix glibc's
-    mmap threshold), which made the lookup 3x slower than the gather itself."""
+    whole tile would be a fresh 8 bytes per pixel, a mapping faulted in page by page, which made the lookup up to 3x
+    slower than the gather itself."""
     out = np.empty(d.shape, np.uint32)
     step = max(1, _GATHER_BLOCK // max(1, d.shape[1]))
     for r in range(0, d.shape[0], step):

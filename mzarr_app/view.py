@@ -687,9 +687,8 @@ class TiledImageView(pg.GraphicsView):
 
     def _chunk_loaded(self, key: T.ReadKey) -> None:
         """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S`` while more are due."""
-        idle = [layer.idle() for layer in self.layers]
-        if not self.covered or all(idle) or any(i and not layer.complete for i, layer in zip(idle, self.layers)):
-            self._timer.start(0)  # the first stand-in and the last arrival of a layer's frame are shown at once
+        if not self.covered or all(layer.idle() for layer in self.layers):
+            self._timer.start(0)  # the first stand-in and the last arrival of a frame are shown at once
             return
         if self._timer.isActive():
             return

@@ -354,10 +354,13 @@ def test_edits_and_labels_shown_in_every_view(qtbot, window, image_dir, tmp_path
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux only)")
-def test_dropped_chunks_return_their_memory(qtbot) -> None:
-    """The loaders fix glibc's mmap threshold: chunks decoded by reader threads and dropped by the cache give their
-    memory back (the three views' churn otherwise grew the peak far beyond the cache budget)."""
-    import gc
+def test_chunks_churned_through_a_bounded_cache_keep_memory_bounded(qtbot) -> None:
+    """The loaders limit glibc's heaps (``chunk_loader.tune_malloc``): bricks decoded by many reader threads, with
+    a decoder's scratch, and dropped by an LRU cache in an order that is not their allocation order, keep the
+    process's peak within a small multiple of the cache (each thread's own heap holding its dropped bricks grew it
+    far beyond the budget)."""
+    import collections
+    import random
     import threading
 
     import psutil
@@ -369,28 +372,32 @@ def test_dropped_chunks_return_their_memory(qtbot) -> None:
     loader.close()
     assert chunk_loader.malloc_tuned is True
     proc = psutil.Process()
-    big = np.ones(8 << 20, np.uint8)  # an 8 MB array freed: glibc alone would now keep smaller ones in its heaps
-    del big
-    held: list[np.ndarray] = []
+    base = proc.memory_info().rss
+    cache: collections.OrderedDict = collections.OrderedDict()
     lock = threading.Lock()
+    rng = random.Random(0)
+    peak = [base]
+    budget = 64 * 512 * 1024  # 64 bricks
 
-    def decode() -> None:  # like a reader thread: 64 x 64 x 64 uint16 bricks (512 KB each)
-        for _ in range(100):
+    def decode(tid: int) -> None:  # like a reader thread: 64 x 64 x 64 uint16 bricks (512 KB each)
+        for i in range(300):
             a = np.ones((64, 64, 64), np.uint16)
+            scratch = np.ones(300_000, np.uint8)  # noqa: F841 - a decoder's temporary
             with lock:
-                held.append(a)
+                cache[(tid, i)] = a
+                if rng.random() < 0.3:  # a view touches an older brick: LRU order is not allocation order
+                    cache.move_to_end(rng.choice(list(cache)[: len(cache) // 2 + 1]))
+                while len(cache) > 64:
+                    cache.popitem(last=False)
+                peak[0] = max(peak[0], proc.memory_info().rss)
 
-    threads = [threading.Thread(target=decode) for _ in range(4)]
+    threads = [threading.Thread(target=decode, args=(t,)) for t in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    full = proc.memory_info().rss
-    del held[::2]  # the cache drops every other brick (LRU order is not allocation order)
-    gc.collect()
-    after = proc.memory_info().rss
-    assert full - after > 0.8 * 200 * 512 * 1024, "dropped bricks stayed in the process's heaps"
-    held.clear()
+    assert peak[0] - base < 3 * budget, f"peak grew {(peak[0] - base) / 2**20:.0f} MB for a {budget >> 20} MB cache"
+    cache.clear()
 
 
 def test_saving_an_edit_in_orthogonal_layout(qtbot, window, image_copy) -> None:  # noqa: F811 - fixtures
