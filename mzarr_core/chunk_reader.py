@@ -201,6 +201,8 @@ class ChunkCodec:
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
         if len(codecs) == 1 and type(codecs[0]) is ShardingCodec:
+            if not steps:  # a lone sharding codec: zarr addresses the inner chunks (another tool's layout)
+                return None
             return cls._for_shards(codecs[0], tuple(array.chunks), dtype, enc_shape, enc_dtype, steps, spec, meta.codecs)
         if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl, RecompressedJpegxl):
             serializer = codecs[0]

@@ -130,3 +130,24 @@ def test_cli_converts_and_verifies_slab_volumes(tmp_path, capsys):
     assert cli_main(["verify", str(tmp_path / "slabs.mzarr")]) == 0
     assert Mzarr(tmp_path / "strip.mzarr").codec["bricks"] == "strip"
     assert_slab_file(tmp_path / "slabs.mzarr", image)
+
+
+def test_other_tools_sharded_jpegxl_reads_through_zarr(tmp_path):
+    """An OME-Zarr volume written by plain zarr with a lone sharding codec (JPEG XL inner chunks of 16 x 32 x 32 in
+    64 x 64 x 64 shards, what OME-Zarr 0.5 writers do): not Mzarr's layout, so zarr decodes it; bit-exact."""
+    import imagecodecs.zarr
+    import zarr
+
+    image = noisy_u16((70, 90, 80), seed=10)
+    group = zarr.open_group(tmp_path / "other.ome.zarr", mode="w", zarr_format=3)
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]}]}
+    array = group.create_array("0", shape=image.shape, dtype=image.dtype, chunks=(16, 32, 32), shards=(64, 64, 64),
+                               serializer=imagecodecs.zarr.Jpegxl(lossless=True, effort=1), compressors=None,
+                               dimension_names=["z", "y", "x"])
+    array[...] = image
+    assert ChunkCodec.for_array(zarr.open_array(tmp_path / "other.ome.zarr", path="0")) is None
+    with Mzarr(tmp_path / "other.ome.zarr") as m:
+        assert np.array_equal(m[...], image)
+        assert np.array_equal(m.levels[0].z_plane(40), image[40])
