@@ -21,6 +21,7 @@ where the layout allows it).
     MZARR_BENCH_VOLUMES=/data/a.nii.gz:/data/ct_dicom python benchmarks/bench_layout.py
     python benchmarks/bench_layout.py --quick                 # first volume only, fewer layouts, one round
     python benchmarks/bench_layout.py --files A.mzarr B.mzarr  # the same volume stored two ways, read through Mzarr
+    python benchmarks/bench_layout.py --viewer-scroll A.mzarr  # a scripted z scroll in the viewer (offscreen)
 
 Without volumes it falls back to nibabel's bundled test data, upsampled (labelled as such: not a real resolution).
 Nothing is downloaded. Writes benchmarks/out/bench_layout.md and .json. See docs/BENCHMARKS.md, "3D brick layout".
@@ -850,6 +851,37 @@ def run_files(paths: list[Path], rounds: int, n_bricks: int, n_patches: int) -> 
             f"Load average (1 min) at the end {os.getloadavg()[0]:.1f}.\n\n" + table)
 
 
+def viewer_scroll(path: Path, steps: int = 48) -> dict[str, Any]:
+    """A z scroll in the real viewer (1920x1080, fitted, offscreen): ``steps`` steps of one plane from z 128 and
+    from z 320, cache emptied at each start; seconds from each step until the new plane is on screen and sharp (the
+    viewer's read-ahead then finishes before the next step, as for a user scrolling at a steady pace)."""
+    from bench_viewer import Pump, open_window
+
+    app, w = open_window(str(path), 1920, 1080)
+    pump = Pump(app, lambda: w.view.viewport().repaint())
+    assert w.open_path(str(path)), w.last_error
+    w.slicing.set_axis("z")
+    w.view.fit()
+    idle = lambda: w.view.complete and not w.view._timer.isActive() and w.view.is_idle()  # noqa: E731
+    pump.until(idle)
+    times = []
+    for start in (128, 320):
+        w.slicing.set_index(start)
+        pump.until(idle)
+        w.doc.clear_cache()
+        for z in range(start + 1, start + 1 + steps):
+            t0 = time.perf_counter()
+            w.slicing.set_index(z)
+            w.view._update()
+            pump.until(lambda: w.view.complete)
+            times.append(time.perf_counter() - t0)
+            pump.until(idle)
+    level = w.view.level
+    w.close()
+    return {"file": path.name, "level": level, "steps": len(times), "first_s": [times[0], times[steps]],
+            "median_s": statistics.median(times), "mean_s": statistics.mean(times), "max_s": max(times)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -862,7 +894,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT, help="output folder (default benchmarks/out)")
     p.add_argument("--files", nargs="+", type=Path, help="instead: .mzarr files of one volume, read through Mzarr")
     p.add_argument("--bricks", type=int, default=64, help="--files: random whole bricks decoded (default 64)")
+    p.add_argument("--viewer-scroll", type=Path, metavar="FILE", help="instead: a scripted z scroll in the viewer")
     args = p.parse_args(argv)
+    if args.viewer_scroll:
+        print(json.dumps(viewer_scroll(args.viewer_scroll)))
+        return 0
     if args.files:
         print(run_files(args.files, args.rounds or 2, args.bricks, args.patches or 6))
         return 0
