@@ -22,12 +22,17 @@ writer has inserted them; the writer never holds more than those results (docs/A
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
+import mmap
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +176,7 @@ class _Spec:
     chunks: tuple[int, ...]
     codec: StorageCodec
     writer_pid: int
+    results_dir: str | None = None  # a folder on this host (a RAM disk where there is one): tasks put their bytes there
 
     def arrays(self) -> tuple[list[zarr.Array], dict[str, Any]]:
         """Fresh in-memory arrays made like the file's, and the dict holding their keys."""
@@ -229,13 +235,34 @@ class _Stored:
 
 @dataclass
 class _Result:
-    chunks: list[tuple[int, str, bytes]]  # (level, key in the level, encoded bytes)
+    chunks: list[tuple[int, str, bytes]]  # (level, key in the level, encoded bytes); empty when in ``file``
     covered: int  # chunks of the pass's levels the superblock covers (stored or left empty)
     pid: int
     peak_rss: int
     seconds: float
     started: float  # time.time() when the task started and ended (a timeline across processes of one host)
     ended: float
+    file: str | None = None  # the encoded bytes, one after the other, in a file of the spec's results_dir
+    index: list[tuple[int, str, int, int]] = field(default_factory=list)  # (level, key, offset, length) in ``file``
+
+    def blobs(self) -> Iterator[tuple[int, str, Any]]:
+        """(level, key, encoded bytes) of every chunk the task stored: in the result, or read from its file (mapped,
+        not copied; the file is removed once read)."""
+        yield from self.chunks
+        if self.file is None:
+            return
+        with open(self.file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                for level, key, offset, length in self.index:
+                    piece = view[offset:offset + length]
+                    try:
+                        yield level, key, piece
+                    finally:
+                        piece.release()  # the caller has stored it: the mapping can close
+            finally:
+                view.release()
+        os.unlink(self.file)
 
 
 def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...], source: Any) -> _Result:
@@ -253,13 +280,31 @@ def encode_superblock(spec: _Spec, start: int, k: int, region: tuple[slice, ...]
     covered = _write_batch(superblock_blocks(arrays, start, k, rel, region, data, spec.info.downsample, start == 0))
     del data
     paths = {f"{a.path}/": i for i, a in enumerate(arrays)}
-    out = []
+    encoded = []
     for key, buffer in store.items():
         if key.endswith("zarr.json"):
             continue
         head, rest = key.split("/", 1)
-        out.append((paths[head + "/"], rest, buffer.to_bytes()))
-    return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0, started, time.time())
+        encoded.append((paths[head + "/"], rest, buffer))
+    if spec.results_dir is None or not encoded:  # a cluster's workers: the bytes travel with the result
+        out = [(level, key, buffer.to_bytes()) for level, key, buffer in encoded]
+        return _Result(out, covered, os.getpid(), _peak_rss(), time.perf_counter() - t0, started, time.time())
+    # workers on the writer's host: one file per task, written once and mapped by the writer, instead of the bytes
+    # pickled, piped and unpickled (a copy less on each side, and the worker does not wait for the writer to read)
+    index, offset = [], 0
+    fd, path = tempfile.mkstemp(".bin", "task-", spec.results_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for level, key, buffer in encoded:
+                data = buffer.as_numpy_array()
+                f.write(data)
+                index.append((level, key, offset, data.nbytes))
+                offset += data.nbytes
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return _Result([], covered, os.getpid(), _peak_rss(), time.perf_counter() - t0, started, time.time(), path, index)
 
 
 def warm_up(source: Any, writer_pid: int) -> int:
@@ -349,6 +394,12 @@ class _Runner:
         if workers is None:
             workers = getattr(self.executor, "_max_workers", None) or _cores()
         self.workers = int(workers)
+        # worker processes on this host hand their results over in files (Result.blobs), in RAM where there is a
+        # RAM disk; removed with everything left in it when the runner closes
+        self.results_dir: str | None = None
+        if isinstance(self.executor, concurrent.futures.ProcessPoolExecutor):
+            ram = "/dev/shm"
+            self.results_dir = tempfile.mkdtemp(prefix="mzarr-dask-", dir=ram if os.access(ram, os.W_OK) else None)
 
     def submit(self, fn: Any, *args: Any) -> Any:
         if self.client is not None:
@@ -393,6 +444,9 @@ class _Runner:
                 owned.close()
             else:
                 owned.shutdown(wait=True, cancel_futures=True)
+        if self.results_dir is not None:
+            shutil.rmtree(self.results_dir, ignore_errors=True)  # results not inserted: a failed or cancelled save
+            self.results_dir = None
 
 
 def _distributed() -> Any:
@@ -491,7 +545,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
     t0, epoch = time.perf_counter(), time.time()
     stats = stats if stats is not None else DaskSaveStats()
     dtype = np.dtype(arrays[0].dtype)
-    spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec, os.getpid())
+    spec = _Spec(copy.deepcopy(info), plan, dtype.str, chunks, codec, os.getpid(), runner.results_dir)
     total = sum(_count_chunks(tuple(slice(0, n) for n in g.shape), chunks) for g in plan)
     done = 0
     if progress:
@@ -516,7 +570,7 @@ def run_build(source: Any, perm: tuple[int, ...], arrays: list[zarr.Array], plan
                     f"({type(exc).__name__}: {exc}); nothing was saved (a previous file is untouched)"
                 ) from exc
             t = time.perf_counter()
-            for level, key, blob in result.chunks:
+            for level, key, blob in result.blobs():
                 array = arrays[level]
                 store_key_bytes(array.store_path.store, (f"{array.path}/" if array.path else "") + key, blob)
                 stats.bytes_stored += len(blob)

@@ -102,7 +102,7 @@ def store_chunk_bytes(array: zarr.Array, coords: tuple[int, ...], data: bytes) -
     store_key_bytes(array.store_path.store, key, data)
 
 
-def store_key_bytes(store: Store, key: str, data: bytes) -> None:
+def store_key_bytes(store: Store, key: str, data: bytes | memoryview) -> None:
     """Store ``data`` under ``key`` of ``store`` as it is (an encoded chunk)."""
     set_bytes = getattr(store, "set_bytes_sync", None)  # the single-file store's capability
     if set_bytes is not None:
@@ -111,7 +111,7 @@ def store_key_bytes(store: Store, key: str, data: bytes) -> None:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
-    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(bytes(data))))
 
 
 def _write_encoded(array: zarr.Array, region: tuple[slice, ...], data: np.ndarray,

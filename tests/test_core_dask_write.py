@@ -129,6 +129,43 @@ def test_a_failing_task_leaves_no_file_and_keeps_the_previous_one(tmp_path, clus
     assert not fresh.exists() and temp_leftovers(tmp_path) == []
 
 
+def result_folders() -> set[str]:
+    """The folders where process workers on this host leave their encoded chunks for the writer."""
+    import glob
+    import tempfile
+
+    return set(glob.glob("/dev/shm/mzarr-dask-*")) | set(glob.glob(os.path.join(tempfile.gettempdir(), "mzarr-dask-*")))
+
+
+def test_process_workers_hand_results_over_in_files_removed_after_success_and_failure(tmp_path, small_superblocks,
+                                                                                     monkeypatch):
+    a = volume()
+    before = result_folders()
+    plain = Mzarr(a).save(tmp_path / "plain.mzarr", chunks=(16, 32, 32))
+    seen: list = []
+    real = dask_write._Result.blobs
+
+    def blobs(self):
+        seen.append(self.file)
+        assert self.chunks == [] and os.path.exists(self.file)  # the bytes come from the task's file
+        yield from real(self)
+        assert not os.path.exists(self.file)  # removed once inserted
+
+    monkeypatch.setattr(dask_write._Result, "blobs", blobs)
+    stats = DaskSaveStats()
+    out = Mzarr(da.from_array(a, chunks=(16, 64, 64))).save(tmp_path / "p.mzarr", chunks=(16, 32, 32),
+                                                            scheduler="processes", workers=2, dask_stats=stats)
+    assert_same_file(out, plain)
+    assert len(seen) == stats.tasks and all(seen)
+    assert result_folders() == before
+    # a failing task: the results already handed over (and those never inserted) are removed with their folder
+    source = da.from_array(a, chunks=(16, 64, 64)).map_blocks(_fail_in_one_block, dtype=a.dtype)
+    with pytest.raises(MzarrError, match="disk read error on the worker"):
+        Mzarr(source).save(tmp_path / "f.mzarr", chunks=(16, 32, 32), scheduler="processes", workers=2)
+    assert not (tmp_path / "f.mzarr").exists() and temp_leftovers(tmp_path) == []
+    assert result_folders() == before
+
+
 class CountingExecutor(Executor):
     """A thread pool that records how many of its futures were outstanding (submitted, result not yet taken)."""
 
