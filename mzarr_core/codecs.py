@@ -12,7 +12,7 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
 * **JpegxlFrames**: a chunk is one JPEG XL image; a 3-D brick one frame per z (libjxl decodes one frame alone,
   so a z-plane costs one frame per brick). Every 2-D image, lossy volumes and volumes of format 1.
 * **JpegxlSlabs** (format 4, the default for lossless volumes): a brick is a Zarr ``sharding_indexed`` shard of
-  ``slab``-plane z-slabs (16), each one strip frame (below): whole bricks decode ~13 % slower than one strip, a
+  ``slab``-plane z-slabs (16), each one strip frame (below): whole bricks decode 13-19 % slower than one strip, a
   z-plane decodes the slab holding it (a quarter of the brick; docs/BENCHMARKS.md, "3D brick layout"). Stock
   zarr-python reads it (its own sharding codec, imagecodecs' JPEG XL inside); the core reads shards itself
   (:class:`~mzarr_core.chunk_reader.ChunkCodec`, :class:`~mzarr_core.chunk_reader.SlabDecoder`).
