@@ -40,7 +40,7 @@ from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
-from .codecs import RecompressedJpegxl, StorageCodec, StripJpegxl
+from .codecs import RecompressedJpegxl, SlabSharding, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
 from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd, shard_index
 
@@ -200,7 +200,7 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
-        if len(codecs) == 1 and type(codecs[0]) is ShardingCodec:
+        if len(codecs) == 1 and type(codecs[0]) in (ShardingCodec, SlabSharding):
             if not steps:  # a lone sharding codec: zarr addresses the inner chunks (another tool's layout)
                 return None
             return cls._for_shards(codecs[0], tuple(array.chunks), dtype, enc_shape, enc_dtype, steps, spec, meta.codecs)

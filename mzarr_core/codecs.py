@@ -34,6 +34,7 @@ classes and the storage codecs; a new storage codec is one subclass plus one :fu
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import warnings
 from abc import ABC, abstractmethod
@@ -63,6 +64,7 @@ __all__ = [
     "JpegxlStrip",
     "RecompressedJpegxl",
     "ShapedFixedScaleOffset",
+    "SlabSharding",
     "StorageCodec",
     "StripJpegxl",
     "Zstd",
@@ -132,6 +134,60 @@ class StripJpegxl(GuardedJpegxl):
         return chunk_spec.prototype.buffer.from_bytes(encoded)
 
 
+_EMPTY = np.uint64(2**64 - 1)  # a shard index entry of an inner chunk that is not stored
+
+
+class SlabSharding(ShardingCodec):
+    """zarr's ``sharding_indexed`` codec (same name and configuration on disk) that encodes a whole shard in one
+    call on one thread: each inner chunk by the inner serializer, then the index at the end (offset and length per
+    inner chunk in C order, little-endian uint64, crc32c), inner chunks equal to the fill value left out, as the
+    sharding specification and zarr-python write it. zarr's own encode runs a task per inner chunk on its event
+    loop, which cost more CPU than the JPEG XL encodes of the slabs (docs/BENCHMARKS.md, "Slab bricks"). Anything
+    else (another index layout, several inner codecs, a shard the inner chunks do not tile) is zarr's."""
+
+    async def _encode_single(self, shard_array: Any, shard_spec: Any) -> Any:
+        if not self._encodes_whole(shard_spec):
+            return await super()._encode_single(shard_array, shard_spec)
+        return await asyncio.to_thread(self.encode_shard, shard_array, shard_spec)
+
+    def _encodes_whole(self, shard_spec: Any) -> bool:
+        index = [c.to_dict() for c in self.index_codecs]
+        return (
+            str(getattr(self.index_location, "value", self.index_location)) == "end"
+            and len(self.codecs) == 1
+            and index == [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+            and all(s % c == 0 for s, c in zip(shard_spec.shape, self.chunk_shape))
+        )
+
+    def encode_shard(self, shard_array: Any, shard_spec: Any) -> Any:
+        """The shard's bytes (None when every inner chunk equals the fill value: the shard is not stored)."""
+        import google_crc32c
+
+        data = shard_array.as_numpy_array()
+        inner = tuple(self.chunk_shape)
+        grid = tuple(s // c for s, c in zip(data.shape, inner))
+        serializer: Any = self.codecs[0]  # the slabs' JPEG XL serializer (a sync encoder)
+        inner_spec = dataclasses.replace(shard_spec, shape=inner)
+        fill = shard_spec.fill_value
+        skip_empty = not shard_spec.config.write_empty_chunks
+        index = np.full(grid + (2,), _EMPTY, dtype="<u8")
+        pieces, offset = [], 0
+        for coords in np.ndindex(*grid):
+            block = data[tuple(slice(i * n, (i + 1) * n) for i, n in zip(coords, inner))]
+            if skip_empty and bool(np.all(block == fill)):
+                continue
+            encoded = serializer._encode_sync(shard_spec.prototype.nd_buffer.from_numpy_array(block), inner_spec)
+            piece = encoded.as_numpy_array()
+            index[coords] = (offset, piece.nbytes)
+            pieces.append(piece)
+            offset += piece.nbytes
+        if not pieces:
+            return None
+        index_bytes = index.tobytes()
+        crc = google_crc32c.value(index_bytes).to_bytes(4, "little")
+        return shard_spec.prototype.buffer.from_bytes(b"".join([*(p.tobytes() for p in pieces), index_bytes, crc]))
+
+
 class RecompressedJpegxl(GuardedJpegxl):
     """JPEG XL whose chunks may hold a losslessly transcoded JPEG: those (a ``jbrd`` box) decode by rebuilding the
     JPEG and decoding it with libjpeg, bit for bit the source's pixels; the others as any JPEG XL. Encodes like
@@ -148,16 +204,21 @@ class RecompressedJpegxl(GuardedJpegxl):
 
 
 # -- storage codecs --------------------------------------------------------------------------------------------------
-def _adopt_serializer(array: Any, serializer_class: type[Any]) -> Any:
-    """``array`` reopened with its JPEG XL serializer built as ``serializer_class`` (same configuration on disk):
-    what decides how this process encodes the chunks it writes. Unchanged if it has no such serializer."""
+def _adopt_serializer(array: Any, serializer_class: type[Any], sharding_class: type[Any] | None = None) -> Any:
+    """``array`` reopened with its JPEG XL serializer built as ``serializer_class`` (and its sharding codec as
+    ``sharding_class``; same configuration on disk): what decides how this process encodes the chunks it writes.
+    Unchanged if it has no such codecs."""
     meta = array.metadata
     codecs = list(getattr(meta, "codecs", ()))
 
     def swap(c: Any) -> Any:
         if isinstance(c, ShardingCodec):  # slab bricks: the serializer of the shard's inner chunks
             inner = tuple(swap(i) for i in c.codecs)
-            return c if all(a is b for a, b in zip(inner, c.codecs)) else dataclasses.replace(c, codecs=inner)
+            cls = sharding_class if sharding_class is not None else type(c)
+            if cls is type(c) and all(a is b for a, b in zip(inner, c.codecs)):
+                return c
+            return cls(chunk_shape=c.chunk_shape, codecs=inner, index_codecs=c.index_codecs,
+                       index_location=c.index_location)
         if isinstance(c, GuardedJpegxl) and type(c) is not serializer_class:
             return serializer_class.from_dict(c.to_dict())
         return c
@@ -360,10 +421,10 @@ class JpegxlSlabs(JpegxlStrip):
         # for the array's chunks; after a filter, the shard is the chunk (what every Mzarr reader and writer uses).
         filters = options["filters"] or [TransposeCodec(order=tuple(range(len(axes))))]
         return {"chunks": shard, "filters": filters, "compressors": None,
-                "serializer": ShardingCodec(chunk_shape=inner, codecs=[options["serializer"]], index_location="end")}
+                "serializer": SlabSharding(chunk_shape=inner, codecs=[options["serializer"]], index_location="end")}
 
     def adopt(self, array: Any) -> Any:
-        return _adopt_serializer(array, StripJpegxl)
+        return _adopt_serializer(array, StripJpegxl, SlabSharding)
 
     def plane_reader(self, array: Any, where: str) -> Any:
         from .chunk_reader import SlabDecoder
