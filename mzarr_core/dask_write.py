@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,8 +147,9 @@ class PathSource:
         return cls(str(os.path.realpath(path)), tuple(sorted((read_options or {}).items())),
                    tuple(int(n) for n in array.shape), np.dtype(array.dtype).str)
 
-    def opened(self) -> Any:
-        """The file opened by this thread of this process (once; a DICOM series' headers are read then)."""
+    def opened(self, quiet: bool = False) -> Any:
+        """The file opened by this thread of this process (once; a DICOM series' headers are read then). ``quiet``:
+        the reader's warnings are not shown (a worker: the writer opened the file first and showed them)."""
         from .formats import read
 
         opened = getattr(_sources, "opened", None)
@@ -155,14 +157,22 @@ class PathSource:
             opened = _sources.opened = {}
         source = opened.get((self.path, self.read_options))
         if source is None:
-            source = opened[(self.path, self.read_options)] = read(self.path, **dict(self.read_options))
+            with warnings.catch_warnings():
+                if quiet:
+                    warnings.simplefilter("ignore")
+                source = read(self.path, **dict(self.read_options))
+            opened[(self.path, self.read_options)] = source
             if tuple(int(n) for n in source.array.shape) != self.shape:
                 raise MzarrError(f"{self.path} changed while it was being converted (its shape is now "
                                  f"{tuple(source.array.shape)}, not {self.shape}): convert it again")
         return source
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self.opened().array[key]).astype(self.dtype, copy=False)
+        return self.read(key)
+
+    def read(self, key: Any, quiet: bool = False) -> np.ndarray:
+        """``self[key]``; ``quiet`` as for :meth:`opened`."""
+        return np.asarray(self.opened(quiet).array[key]).astype(self.dtype, copy=False)
 
 
 # -- what a task gets ----------------------------------------------------------------------------------------------
@@ -204,6 +214,8 @@ class _Cut:
     perm: tuple[int, ...]
 
     def load(self, spec: _Spec, start: int, region: tuple[slice, ...]) -> np.ndarray:
+        if os.getpid() != spec.writer_pid:  # the writer showed the reader's warnings once: workers stay quiet
+            self.source.opened(quiet=True)
         return StorageView(self.source, self.perm)[region]
 
 
@@ -317,7 +329,7 @@ def warm_up(source: Any, writer_pid: int) -> int:
         _zarr_threads_per_worker()
     if isinstance(source, PathSource):
         try:
-            source.opened()
+            source.opened(quiet=os.getpid() != writer_pid)
         except Exception:  # noqa: BLE001 - the first task opens it again and reports the error with its superblock
             pass
     return os.getpid()

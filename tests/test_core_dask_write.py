@@ -368,3 +368,19 @@ def test_process_workers_start_warmed_up_and_end_with_the_save_even_when_it_fail
         Mzarr(a).save(tmp_path / "y.mzarr", scheduler="processes", workers=2)
     assert set(multiprocessing.active_children()) - before == set()
     assert temp_leftovers(tmp_path) == []
+
+
+def test_reader_warnings_are_shown_once_by_the_writer_not_again_by_each_worker(tmp_path, capfd):
+    from test_cli import _dicom_series
+
+    from mzarr_core.cli import main
+
+    folder = tmp_path / "study"
+    want = _dicom_series(folder, [0.0, 2.5, 5.0, 10.0, 12.5], base="MR_small.dcm", number=3, description="AX",
+                         prefix="mr")
+    assert main(["convert", str(folder), str(tmp_path / "w.mzarr"), "--workers", "2", "--quiet"]) == 0
+    err = capfd.readouterr().err  # the workers' stderr is the process's file descriptor 2
+    assert err.count("uneven slice gaps") == 1, err
+    assert "MzarrWarning" not in err and ".py:" not in err
+    with Mzarr(tmp_path / "w.mzarr") as m:
+        assert_bit_exact(m[...], want)
