@@ -643,6 +643,10 @@ def _annotations(args: argparse.Namespace) -> int:
     with Mzarr(args.file) as image:
         items = image.annotations()
     if args.export is not None:
+        if args.export.name.lower().endswith((".mzarr", ".zarr")) or (
+                args.export.exists() and os.path.samefile(args.export, args.file)):
+            raise MzarrError(f"--export {args.export.name}: annotations are written as GeoJSON, over no image: give "
+                             "a .geojson file name")
         write_geojson(items, args.export)
         print(f"wrote {len(items)} annotations to {args.export}")
         return 0

@@ -3,6 +3,7 @@ formats. Which formats: :mod:`mzarr_core.formats`."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -39,6 +40,7 @@ def convert(
     values, the image's spatial shape), attached as the label image ``labels_name`` (default: its file name); it is
     checked before anything is written, and a failure to attach it leaves no output behind.
     """
+    check_convert_target(src, dst, labels_from)
     seg = None
     if labels_from is not None:
         seg = read(labels_from)
@@ -91,6 +93,47 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
     finally:
         if source.owner is not None and hasattr(source.owner, "close"):
             source.owner.close()
+
+
+def check_convert_target(src: str | Path, dst: str | Path, *other_inputs: str | Path | None) -> None:
+    """``dst`` is a place :func:`convert` may write: a ``.mzarr`` file or an OME-Zarr folder (``.ome.zarr``/``.zarr``)
+    that is not ``src`` (nor another input) itself, through a link or not, and neither inside an input folder nor
+    holding an input; else an MzarrValueError, before anything is read or written (a convert over its own input
+    would destroy it)."""
+    from .containers import is_directory_target
+    from .formats import export_suffixes
+
+    src, dst = Path(src), Path(dst)
+    if not (dst.name.lower().endswith(".mzarr") and len(dst.name) > len(".mzarr")) and not is_directory_target(dst):
+        exported = [s for s in export_suffixes() if dst.name.lower().endswith(s)]
+        then = (f"to write {exported[-1]}, convert to a .mzarr first, then 'mzarr export IMAGE.mzarr {dst.name}' "
+                "(mzarr_core.export)" if exported else
+                f"other formats are written by 'mzarr export' ({', '.join(export_suffixes())})")
+        raise MzarrValueError(
+            f"cannot convert to {dst.name}: convert writes a .mzarr file or an OME-Zarr folder (.ome.zarr, .zarr); "
+            f"{then}; nothing was written"
+        )
+    for given in (src, *other_inputs):
+        if given is None:
+            continue
+        given = Path(given)
+        what = "the input" if given == src else f"the input {given.name}"
+        if given.exists() and dst.exists() and os.path.samefile(given, dst):
+            raise MzarrValueError(
+                f"cannot convert {src.name} to {dst}: that is {what} itself (the same file or folder, through a "
+                "link or not) and converting over it would destroy it: give another output name; nothing was written"
+            )
+        inp, out = given.resolve(), dst.resolve()
+        if given.is_dir() and out.is_relative_to(inp):
+            raise MzarrValueError(
+                f"cannot convert {src.name} to {dst}: the output would be inside {what} folder {given}, which is "
+                "being read: write it outside that folder; nothing was written"
+            )
+        if dst.is_dir() and inp.is_relative_to(out):
+            raise MzarrValueError(
+                f"cannot convert {src.name} to {dst}: {what} lies inside that folder, which the conversion replaces: "
+                "give another output name; nothing was written"
+            )
 
 
 def _default_label_name(path: Path) -> str:

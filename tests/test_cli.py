@@ -16,7 +16,9 @@ import tifffile
 from skimage import data
 
 from mzarr import Mzarr
+import mzarr_core
 from mzarr_core.cli import main
+from mzarr_core.errors import MzarrValueError
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -504,3 +506,48 @@ def test_viewer_takes_file_urls(tmp_path):
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "smoke-test OK:" in r.stdout and "shape=(96, 128)" in r.stdout, r.stdout
+
+
+def test_convert_never_writes_over_its_input_nor_to_a_foreign_suffix(tmp_path, capsys):
+    """QA repro_13: `convert scan.nii.gz scan.nii.gz` replaced the NIfTI with a .mzarr, `convert a.tif b.nii.gz` wrote
+    a .mzarr named .nii.gz. Now: only .mzarr / *.zarr outputs, never the input (nor a link to it, nor inside an input
+    folder); the user's files are byte for byte as they were and the message says what to do."""
+    nib = pytest.importorskip("nibabel")
+    vol = np.arange(4 * 5 * 6, dtype=np.int16).reshape(6, 5, 4)
+    src = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), src)
+    before = src.read_bytes()
+    code, _, err = run(capsys, "convert", src, src, "--quiet")
+    assert code == 2 and "convert writes a .mzarr file or an OME-Zarr folder" in err and "mzarr export" in err
+    tif = tmp_path / "a.tif"
+    tifffile.imwrite(tif, vol[0].astype(np.uint8))
+    code, _, err = run(capsys, "convert", tif, tmp_path / "b.nii.gz", "--quiet")
+    assert code == 2 and "'mzarr export IMAGE.mzarr b.nii.gz'" in err and not (tmp_path / "b.nii.gz").exists()
+    link = tmp_path / "link.mzarr"
+    link.symlink_to(src)
+    hard = tmp_path / "hard.mzarr"
+    os.link(src, hard)
+    for out in (link, hard):
+        code, _, err = run(capsys, "convert", src, out, "--quiet")
+        assert code == 2 and "that is the input itself" in err and "nothing was written" in err
+    assert src.read_bytes() == before and link.is_symlink()
+    np.testing.assert_array_equal(np.asarray(nib.load(src).dataobj), vol)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    (folder / "slice.dcm").write_bytes(b"x")
+    with pytest.raises(MzarrValueError, match="inside the input folder"):
+        mzarr_core.convert(folder, folder / "sub" / ".." / "out.mzarr")
+    assert sorted(p.name for p in folder.iterdir()) == ["slice.dcm"]
+    os.link(src, tmp_path / "seg.mzarr")
+    with pytest.raises(MzarrValueError, match="that is the input scan.nii.gz itself"):
+        mzarr_core.convert(tif, tmp_path / "seg.mzarr", labels_from=src)
+    # export and annotations --export refuse to write over the image
+    Mzarr(vol[0].astype(np.uint8)).save(tmp_path / "img.mzarr")
+    alias = tmp_path / "img.tif"
+    os.link(tmp_path / "img.mzarr", alias)
+    image_bytes = (tmp_path / "img.mzarr").read_bytes()
+    code, _, err = run(capsys, "export", tmp_path / "img.mzarr", alias, "--quiet")
+    assert code == 2 and "that is the image itself" in err
+    code, _, err = run(capsys, "annotations", tmp_path / "img.mzarr", "--export", tmp_path / "img.mzarr")
+    assert code == 2 and "give a .geojson file name" in err
+    assert (tmp_path / "img.mzarr").read_bytes() == image_bytes

@@ -245,8 +245,8 @@ def test_dicom_folders_zips_and_files_go_to_the_dicom_reader(tmp_path, capsys, f
         assert m.shape == (2, 6, 7) and m.spacing == (3.0, 0.5, 0.5) and m.attrs()["modality"] == "CT"
     assert run(capsys, "convert", tmp_path / "series.zip", tmp_path / "z.mzarr", "--quiet")[0] == 0
     assert fake_dicom[-1] == (tmp_path / "series.zip", None, False)
-    code, _, err = run(capsys, "convert", tmp_path / "one.dcm", tmp_path / "t.tif", "--series", "1")
-    assert fake_dicom[-1][0] == tmp_path / "one.dcm"  # the reader ran; the .tif destination is refused by save
+    code, _, err = run(capsys, "convert", tmp_path / "one.dcm", tmp_path / "t.mzarr", "--series", "1", "--quiet")
+    assert code == 0 and fake_dicom[-1] == (tmp_path / "one.dcm", "1", False)
     np.save(tmp_path / "a.npy", np.zeros((4, 4), np.uint8))
     code, _, err = run(capsys, "convert", tmp_path / "a.npy", tmp_path / "a.mzarr", "--keep-phi")
     assert code == 2 and "--keep-phi applies to DICOM sources only" in err

@@ -306,6 +306,10 @@ def export(
     fmt = writer_for(path)
     fmt.writer_function()  # a missing module or package is said before anything is opened
     own = not isinstance(image, Mzarr)
+    source_path = Path(image) if own else opened_path(image)
+    if source_path is not None and path.exists() and source_path.exists() and os.path.samefile(source_path, path):
+        raise MzarrValueError(f"cannot export {source_path.name} to {path}: that is the image itself (the same file, "
+                              "through a link or not) and writing over it would destroy it: give another output name")
     opened = Mzarr(image) if own else image
     try:
         sel = Selection(opened, level, region)
@@ -315,6 +319,12 @@ def export(
         if own:
             opened.close()
     return path
+
+
+def opened_path(image: Any) -> Path | None:
+    """Where an open image is stored (None for one in memory)."""
+    path = getattr(image, "path", None)
+    return Path(path) if path is not None else None
 
 
 # -- listing -----------------------------------------------------------------------------------------------------------
