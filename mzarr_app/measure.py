@@ -102,7 +102,7 @@ def length_text(points: Sequence[tuple[float, float]], spacing: tuple[float, flo
 
 
 def stats_text(stats: RegionStats) -> str:
-    """The panel's lines for a region: area, then mean ± std, min-max per channel."""
+    """The panel's lines for a region: area, then mean ± std, min-max per channel (and the NaN/Inf pixels left out)."""
     area = f"{stats.count} px"
     if stats.area is not None:
         area = f"{format_area(stats.area, stats.unit or '')} ({stats.count} px)"
@@ -114,6 +114,9 @@ def stats_text(stats: RegionStats) -> str:
             continue
         lines.append(f"{tag}mean {stats.mean[c]:.6g} ± {stats.std[c]:.6g} (std), min {stats.min[c]:g}, "
                      f"max {stats.max[c]:g}")
+        skipped = stats.nonfinite_text(c)
+        if skipped:
+            lines.append(f"{tag}left out: {skipped} (statistics over {stats.finite(c)} finite px)")
     return "\n".join(lines)
 
 

@@ -6,8 +6,11 @@ the right/bottom edge outside). :func:`region_stats` streams level 0 window by w
 grid, about ``window`` pixels a side), rasterises the shape per window and reads only windows the shape touches, so
 memory stays bounded by a few windows whatever the region's size. The results equal NumPy on the full array:
 integer sums are exact (Python integers), the variance of 8/16-bit images is computed exactly from integer sums of
-squares (one pass: counts per value), other types combine per-window float64 means and squared deviations (Chan et al.), and histograms are the
-bins ``numpy.histogram(values, bins)`` gives (range = the region's min..max).
+squares (one pass: counts per value), other types combine per-window float64 means and squared deviations (Chan et al.).
+Float statistics are over the finite pixels (NaN marks "no data" in PET and parameter maps); the NaN, +Inf and -Inf
+pixels are counted beside them. Histograms of float data are the bins ``numpy.histogram(finite_values, bins)`` gives
+(range = the region's min..max); those of integer data have integer-aligned bins (see :func:`integer_bins`) so that
+no bin falls between two integers and stays empty.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .errors import MzarrValueError
 if TYPE_CHECKING:
     from .image import Mzarr
 
-__all__ = ["LineProfile", "RegionStats", "line_length", "line_profile", "region_mask", "region_stats"]
+__all__ = ["LineProfile", "RegionStats", "integer_bins", "line_length", "line_profile", "region_mask", "region_stats"]
 
 Progress = Callable[[int, int], Any]
 WINDOW = 2048  #: default side of a streamed window, in pixels (rounded to whole chunks)
@@ -43,10 +46,24 @@ class RegionStats:
     max: tuple[float, ...]
     histogram: tuple[np.ndarray, ...]  #: counts per bin, per channel
     bin_edges: tuple[np.ndarray, ...]  #: bins + 1 edges per channel
+    nan: tuple[int, ...] = ()  #: NaN pixels per channel (not in mean/std/min/max/histogram)
+    posinf: tuple[int, ...] = ()  #: +Inf pixels per channel (likewise left out)
+    neginf: tuple[int, ...] = ()  #: -Inf pixels per channel (likewise left out)
 
     @property
     def channels(self) -> int:
         return len(self.mean)
+
+    def finite(self, channel: int = 0) -> int:
+        """Pixels of ``channel`` the statistics are computed from (inside and finite)."""
+        skipped = sum(t[channel] for t in (self.nan, self.posinf, self.neginf) if t)
+        return self.count - skipped
+
+    def nonfinite_text(self, channel: int = 0) -> str | None:
+        """'N NaN, M +Inf, K -Inf' for the pixels left out of ``channel``'s statistics, None when all are finite."""
+        parts = [f"{t[channel]} {name}" for t, name in ((self.nan, "NaN"), (self.posinf, "+Inf"), (self.neginf, "-Inf"))
+                 if t and t[channel]]
+        return ", ".join(parts) or None
 
     def lines(self) -> list[str]:
         """Human-readable lines (the CLI's output)."""
@@ -55,6 +72,9 @@ class RegionStats:
         for c in range(self.channels):
             tag = f" (channel {c})" if self.channels > 1 else ""
             out.append(f"mean{tag}: {self.mean[c]:.6g}  std: {self.std[c]:.6g}  min: {self.min[c]:.6g}  max: {self.max[c]:.6g}")
+            skipped = self.nonfinite_text(c)
+            if skipped:
+                out.append(f"non-finite{tag}: {skipped} (left out: statistics over {self.finite(c)} finite px)")
         return out
 
 
@@ -208,13 +228,28 @@ def _extent(image: "Mzarr", row_axis: str, col_axis: str) -> tuple[int, int]:
     return dims[row_axis], dims[col_axis]
 
 
+def integer_bins(lo: int, hi: int, bins: int) -> tuple[int, int]:
+    """(width, count) of integer-aligned histogram bins for integers ``lo..hi``: each bin holds ``width`` whole
+    values (edges at half-integers), ``count <= bins``; a fractional width would leave some bins without an integer."""
+    span = int(hi) - int(lo) + 1
+    width = -(-span // bins)
+    return width, -(-span // width)
+
+
+def _integer_edges(lo: int, hi: int, bins: int) -> np.ndarray:
+    width, count = integer_bins(lo, hi, bins)
+    return float(lo) - 0.5 + width * np.arange(count + 1, dtype=np.float64)
+
+
 class _Channel:
     """Running statistics of one channel."""
 
     def __init__(self, dtype: np.dtype):
         self.exact = dtype.kind in "biu" and dtype.itemsize <= 2  # 8/16-bit: counts per value (exact sums)
         self.integer = dtype.kind in "biu"
-        self.n = 0
+        self.dtype = dtype
+        self.n = 0  # finite values added
+        self.nan = self.posinf = self.neginf = 0  # float values left out
         self.s1 = 0  # exact sum (integers)
         self.s2 = 0  # exact sum of squares (8/16-bit)
         self.mean = 0.0
@@ -231,6 +266,10 @@ class _Channel:
             return
         if v.dtype == bool:
             v = v.view(np.uint8)
+        if v.dtype.kind == "f":
+            v = self._finite(v)
+            if v.size == 0:
+                return
         n = int(v.size)
         if self.exact:  # one pass: counts per value; sums, min and max follow from them exactly (settle)
             assert self.counts is not None
@@ -256,6 +295,30 @@ class _Channel:
         self.m2 += m2_b + delta * delta * self.n * n / total
         self.n = total
 
+    def _finite(self, v: np.ndarray) -> np.ndarray:
+        """The finite values of ``v``; counts the NaN and infinite ones."""
+        finite = np.isfinite(v)
+        if finite.all():
+            return v
+        nan = int(np.count_nonzero(np.isnan(v)))
+        pos = int(np.count_nonzero(v == np.inf))
+        self.nan += nan
+        self.posinf += pos
+        self.neginf += int(v.size) - int(np.count_nonzero(finite)) - nan - pos
+        return v[finite]
+
+    def histogram(self, v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """Counts of the (finite) values ``v`` in the bins ``edges`` (integer-aligned for integers, exact)."""
+        if self.integer:
+            width = int(round(edges[1] - edges[0])) if len(edges) > 1 else 1
+            if v.dtype == bool:
+                v = v.view(np.uint8)
+            diff = v.astype(np.uint64) - np.uint64(int(self.lo) % 2**64)  # wraps to the true offset (< 2**64)
+            return np.bincount((diff // np.uint64(width)).astype(np.intp), minlength=len(edges) - 1)
+        if v.dtype.kind == "f":
+            v = v[np.isfinite(v)]
+        return np.histogram(v, len(edges) - 1, range=self.float_range())[0]
+
     def settle(self) -> None:
         """8/16-bit: the exact sum, sum of squares, min and max from the per-value counts (Python integers)."""
         if not self.exact or self.n == 0:
@@ -279,18 +342,24 @@ class _Channel:
             var = self.m2 / self.n
         return float(mean), math.sqrt(max(var, 0.0))
 
-    def hist_range(self) -> tuple[float, float]:
-        lo, hi = float(self.lo), float(self.hi)
-        return (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    def edges(self, bins: int) -> np.ndarray:
+        """Bin edges over min..max: integer-aligned for integers, NumPy's for floats."""
+        if self.integer:
+            return _integer_edges(int(self.lo), int(self.hi), bins)
+        return np.histogram_bin_edges(np.zeros(0, self.dtype), bins, range=self.float_range())
+
+    def float_range(self) -> tuple[Any, Any]:
+        """The histogram range of float data as NumPy takes it from the values (their own dtype), widened if flat."""
+        return (float(self.lo) - 0.5, float(self.hi) + 0.5) if self.lo == self.hi else (self.lo, self.hi)
 
     def histogram_from_counts(self, bins: int) -> tuple[np.ndarray, np.ndarray]:
-        """The histogram NumPy gives for the values, from the per-value counts (8/16-bit)."""
+        """The integer-aligned histogram of the values, from the per-value counts (8/16-bit)."""
         assert self.counts is not None
         lo, hi = int(self.lo), int(self.hi)
-        values = np.arange(lo, hi + 1)
+        width, _ = integer_bins(lo, hi, bins)
         weights = self.counts[lo - self.offset:hi - self.offset + 1]
-        counts, edges = np.histogram(values, bins, range=self.hist_range(), weights=weights)
-        return counts.astype(np.int64), edges
+        counts = np.add.reduceat(weights, np.arange(0, len(weights), width))
+        return counts.astype(np.int64), _integer_edges(lo, hi, bins)
 
 
 def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress: Progress | None = None,
@@ -337,15 +406,15 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
         ch.settle()
     hists: list[np.ndarray] = []
     edges: list[np.ndarray] = []
-    if bins and channels[0].n:
+    if bins and any(ch.n for ch in channels):
         if not second:
             for ch in channels:
                 h, e = ch.histogram_from_counts(bins)
                 hists.append(h)
                 edges.append(e)
         else:
-            hists = [np.zeros(bins, np.int64) for _ in channels]
-            edges = [np.histogram_bin_edges(np.zeros(0, dtype), bins, range=ch.hist_range()) for ch in channels]
+            edges = [ch.edges(bins) if ch.n else np.zeros(0) for ch in channels]  # an all-NaN channel: none
+            hists = [np.zeros(max(len(e) - 1, 0), np.int64) for e in edges]
             for (r0, r1, c0, c1) in windows:
                 if (r0, r1, c0, c1) in touched:
                     mask = region_mask(shape, (r0, r1), (c0, c1))
@@ -353,12 +422,13 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
                     if values.ndim == 1:
                         values = values[:, None]
                     for c, ch in enumerate(channels):
-                        hists[c] += np.histogram(values[:, c], bins, range=ch.hist_range())[0]
+                        if ch.n:
+                            hists[c] += ch.histogram(values[:, c], edges[c])
                 done += 1
                 if progress is not None:
                     progress(done, total)
     results = [ch.result() for ch in channels]
-    count = channels[0].n
+    count = channels[0].n + channels[0].nan + channels[0].posinf + channels[0].neginf
     spacing = _plane_spacing(image, plane)
     as_number = (lambda v: math.nan if v is None else (int(v) if dtype.kind in "biu" else float(v)))
     return RegionStats(
@@ -371,6 +441,9 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
         max=tuple(as_number(ch.hi) for ch in channels),
         histogram=tuple(hists),
         bin_edges=tuple(edges),
+        nan=tuple(ch.nan for ch in channels),
+        posinf=tuple(ch.posinf for ch in channels),
+        neginf=tuple(ch.neginf for ch in channels),
     )
 
 

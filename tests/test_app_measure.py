@@ -118,8 +118,10 @@ def test_polygon_statistics_equal_numpy_edit_in_panel_and_save(qtbot, window, im
     assert stats.area == pytest.approx(values.size * 0.0625)
     text = w.measure.panel.result.text()
     assert f"({values.size} px)" in text and f"mean {values.mean():.6g}" in text and "µm²" in text
-    curves = w.measure.panel.profile.getPlotItem().listDataItems()  # the region's histogram, 256 bins
-    counts, edges = np.histogram(values, 256)
+    curves = w.measure.panel.profile.getPlotItem().listDataItems()  # the region's histogram, integer-aligned bins
+    lo, hi = int(values.min()), int(values.max())
+    width = -(-(hi - lo + 1) // 256)
+    counts, edges = np.histogram(values, lo - 0.5 + width * np.arange(-(-(hi - lo + 1) // width) + 1))
     assert len(curves) == 1 and w.measure.panel.profile.isVisible()
     np.testing.assert_array_equal(curves[0].yData, counts.astype(float))
     np.testing.assert_array_equal(curves[0].xData, edges)
@@ -181,6 +183,34 @@ def test_big_region_shows_progress_and_cancels(qtbot, window, image_copy, monkey
     wait_measured(qtbot, w)
     full = Mzarr(path).numpy()
     assert w.measure.results[rect.id].count == full.size and w.measure.results[rect.id].mean[0] == full.mean()
+
+
+def test_rectangle_over_nan_pixels_measures_the_finite_ones(qtbot, window, tmp_path: Path) -> None:
+    """A parameter map with NaN for "no data" and an Inf: the rectangle's panel shows the statistics of the finite
+    pixels (equal to NumPy) and how many NaN/Inf pixels were left out, not "Could not measure"."""
+    arr = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    arr[10:20, 10:20] = np.nan
+    arr[0, 0] = np.inf
+    path = Mzarr(arr).save(tmp_path / "nan.mzarr")
+    w = window
+    open_and_wait(qtbot, w, path)
+    w.view.show_rect(0, 0, 64, 64)
+    wait_idle(qtbot, w)
+    w.measure.set_tool("measure_rect")
+    drag(w.view.viewport(), [screen(w, 0, 0), screen(w, 15, 15), screen(w, 30, 30)])
+    rect = w.measure.items[0]
+    wait_measured(qtbot, w)
+    region = arr[region_mask(rect, (0, 64), (0, 64))]
+    finite = region[np.isfinite(region)]
+    assert 100 < region.size and finite.size == region.size - 101
+    stats = w.measure.results[rect.id]
+    assert (stats.count, stats.nan, stats.posinf) == (region.size, (100,), (1,))
+    assert stats.mean[0] == pytest.approx(finite.astype(np.float64).mean(), rel=1e-13)
+    text = w.measure.panel.result.text()
+    assert f"mean {stats.mean[0]:.6g}" in text and f"left out: 100 NaN, 1 +Inf (statistics over {finite.size} finite px)" in text
+    assert "Could not measure" not in text
+    curves = w.measure.panel.profile.getPlotItem().listDataItems()
+    np.testing.assert_array_equal(curves[0].yData, np.histogram(finite, 256)[0].astype(float))
 
 
 def test_volume_plane_point_ellipse_and_jump(qtbot, window, image_copy) -> None:

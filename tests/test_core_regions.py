@@ -24,6 +24,17 @@ def _centres_in_polygon(shape: tuple[int, int], pts: list[tuple[float, float]]) 
     return points_in_poly(centres, np.asarray(pts)).reshape(shape)
 
 
+def _reference_histogram(v: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy's histogram of ``v``; for integers on integer-aligned bins (w whole values each, edges at half-integers,
+    w = ceil(span / bins)), so that no bin lies between two integers."""
+    if v.dtype.kind not in "iub":
+        return np.histogram(v, bins)
+    lo, hi = int(v.min()), int(v.max())
+    width = math.ceil((hi - lo + 1) / bins)
+    edges = lo - 0.5 + width * np.arange(math.ceil((hi - lo + 1) / width) + 1, dtype=np.float64)
+    return np.histogram(v.astype(np.float64) if width <= 2**40 else v, edges)
+
+
 def _check(stats, values: np.ndarray, bins: int = 256) -> None:
     """``stats`` equals NumPy on ``values`` (pixels x channels)."""
     values = values.reshape(len(values), -1)
@@ -36,7 +47,7 @@ def _check(stats, values: np.ndarray, bins: int = 256) -> None:
         else:
             assert stats.mean[c] == pytest.approx(v.astype(np.float64).mean(), rel=1e-13)
         assert stats.std[c] == pytest.approx(v.astype(np.float64).std(), rel=1e-12)
-        counts, edges = np.histogram(v, bins)
+        counts, edges = _reference_histogram(v, bins)
         assert np.array_equal(stats.histogram[c], counts)
         assert np.array_equal(stats.bin_edges[c], edges)
 
@@ -104,6 +115,55 @@ def test_volume_planes_any_axis(tmp_path: Path, axis: str) -> None:
     sp = {"z": 2.0, "y": 0.5, "x": 0.25}
     rows, cols = [a for a in "zyx" if a != axis]
     assert stats.area == pytest.approx(stats.count * sp[rows] * sp[cols])
+
+
+def test_nan_and_inf_are_counted_and_left_out_of_float_statistics(tmp_path: Path) -> None:
+    """PET / parameter maps mark "no data" with NaN: statistics over the finite pixels equal NumPy's on them, the NaN,
+    +Inf and -Inf pixels are counted beside them (also in the CLI's lines), across windows and channels."""
+    rng = np.random.default_rng(5)
+    arr = rng.normal(10, 3, (300, 260, 2)).astype(np.float32)
+    arr[10:60, 20:90, 0] = np.nan
+    arr[100, 5:8, 0] = np.inf
+    arr[200, 100, 0] = -np.inf
+    arr[150:170, 150:170, 1] = np.nan
+    path = Mzarr(arr, axes="yxc").save(tmp_path / "nan.mzarr", chunks=(64, 64, 2))
+    with Mzarr(path) as m:
+        stats = region_stats(m, Annotation("rectangle", [(0, 0), (260, 300)]), window=64)
+        all_nan = region_stats(m, Annotation("rectangle", [(25, 15), (45, 35)]), window=64)
+    assert stats.count == 300 * 260
+    assert stats.nan == (50 * 70, 20 * 20) and stats.posinf == (3, 0) and stats.neginf == (1, 0)
+    for c in range(2):
+        v = arr[..., c].ravel()
+        _check_finite = v[np.isfinite(v)]
+        assert stats.finite(c) == _check_finite.size
+        assert stats.min[c] == _check_finite.min() and stats.max[c] == _check_finite.max()
+        assert stats.mean[c] == pytest.approx(_check_finite.astype(np.float64).mean(), rel=1e-13)
+        assert stats.std[c] == pytest.approx(_check_finite.astype(np.float64).std(), rel=1e-12)
+        counts, edges = np.histogram(_check_finite, 256)
+        assert np.array_equal(stats.histogram[c], counts) and np.array_equal(stats.bin_edges[c], edges)
+    text = "\n".join(stats.lines())
+    assert "non-finite (channel 0): 3500 NaN, 3 +Inf, 1 -Inf (left out: statistics over 74496 finite px)" in text
+    assert "non-finite (channel 1): 400 NaN (left out" in text
+    # a region of NaN only in channel 0: no statistics there (NaN), channel 1 still measured
+    assert all_nan.count == 400 and all_nan.nan[0] == 400 and math.isnan(all_nan.mean[0]) and math.isnan(all_nan.min[0])
+    assert all_nan.histogram[0].size == 0 and all_nan.mean[1] == pytest.approx(arr[15:35, 25:45, 1].mean(dtype=np.float64))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32"])
+def test_integer_histogram_bins_hold_whole_values(tmp_path: Path, dtype: str) -> None:
+    """Integers spanning 341 values in 256 bins: NumPy's 1.33-wide bins leave every third one empty; the bins hold
+    2 whole values each (171 bins, edges at half-integers), none empty for data covering every value."""
+    values = np.arange(-100, 241) if dtype != "uint8" else np.arange(0, 200)
+    arr = np.tile(values, (3, 1)).astype(dtype)
+    path = Mzarr(arr).save(tmp_path / "i.mzarr")
+    with Mzarr(path) as m:
+        stats = region_stats(m, Annotation("rectangle", [(0, 0), (arr.shape[1], 3)]))
+    h, e = stats.histogram[0], stats.bin_edges[0]
+    if dtype == "uint8":  # 200 values <= 256 bins: one bin per value
+        assert len(h) == 200 and (h == 3).all() and e[0] == -0.5 and e[-1] == 199.5
+    else:
+        assert len(h) == 171 and (h[:-1] == 6).all() and h[-1] == 3 and e[0] == -100.5 and e[1] == -98.5
+    assert h.sum() == arr.size and (h > 0).all()
 
 
 def test_cancel_from_progress_stops_reading(tmp_path: Path) -> None:
@@ -197,7 +257,7 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = json.loads(capsys.readouterr().out)
     region = img[20:70, 10:110]
     assert out["count"] == 5000 and out["area"] == 1250.0 and out["mean"] == [region.mean()]
-    assert out["min"] == [region.min()] and out["histogram"][0] == np.histogram(region, 256)[0].tolist()
+    assert out["min"] == [region.min()] and out["histogram"][0] == _reference_histogram(region.ravel(), 256)[0].tolist()
     assert main(["stats", str(path), "--polygon", "0,0,100,0,0,100", "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "area:   " in text and "micrometer²" in text and "mean: " in text
