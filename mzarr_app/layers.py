@@ -137,6 +137,24 @@ class TileItem(pg.ImageItem):
         self._processingBuffer = self._displayBuffer = None
         self._renderRequired = True
 
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt naming
+        """The image's (cols, rows) rectangle (pyqtgraph's, without its axis-order lookups: asked per item per
+        repaint)."""
+        img = self.image
+        return QRectF() if img is None else QRectF(0.0, 0.0, float(img.shape[1]), float(img.shape[0]))
+
+    def paint(self, painter: Any, *args: Any) -> None:
+        """Draw the tile: pyqtgraph's paint without its profiler, composition mode and border, which tiles never
+        use (a repaint draws every tile on screen: a few hundred at a volume's level 0)."""
+        if self.image is None:
+            return
+        if self._renderRequired:
+            self.render()
+            if self._unrenderable:
+                return
+        rows, cols = self.image.shape[:2]
+        painter.drawImage(QRectF(0.0, 0.0, float(cols), float(rows)), self.qimage)
+
     def render(self) -> None:  # noqa: D401 - pyqtgraph override
         data = self.image
         if self.premultiplied and data is not None:
@@ -148,8 +166,12 @@ class TileItem(pg.ImageItem):
             self._unrenderable = False
             return
         super().render()
-        if self.qimage is not None and self.qimage.format() != QImage.Format.Format_ARGB32_Premultiplied:
-            self.qimage = self.qimage.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+        q = self.qimage
+        if q is not None:
+            # opaque tiles as RGB32: Qt copies them instead of blending each pixel over what is beneath
+            fmt = QImage.Format.Format_ARGB32_Premultiplied if q.hasAlphaChannel() else QImage.Format.Format_RGB32
+            if q.format() != fmt:
+                self.qimage = q.convertToFormat(fmt)
 
 
 @dataclass
