@@ -21,7 +21,7 @@ from PySide6.QtGui import QImage
 
 from . import planner as P
 from . import tiles as T
-from .chunk_loader import ChunkLoader
+from .chunk_loader import ChunkLoader, LibraryCache
 from .contrast import DisplaySettings, default_settings, render, render_indexed
 from .document import Document, Edit
 
@@ -117,6 +117,24 @@ class ValueProbe(QObject):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_COLOR_TABLES: OrderedDict[bytes, tuple[list[int], bool]] = OrderedDict()
+
+
+def _color_table(lut: np.ndarray) -> tuple[list[int], bool]:
+    """Qt's colour table (0xAARRGGBB per index) of a (256, 3|4) uint8 lookup table, and whether it has
+    transparency; the last few are kept (every tile of a view shares one)."""
+    key = lut.tobytes() + bytes([lut.shape[1]])
+    hit = _COLOR_TABLES.get(key)
+    if hit is None:
+        c = lut.astype(np.uint32)
+        a = c[:, 3] if lut.shape[1] == 4 else np.full(256, 255, np.uint32)
+        hit = ((a << 24) | (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).tolist(), bool((a < 255).any())
+        _COLOR_TABLES[key] = hit
+        while len(_COLOR_TABLES) > 8:
+            _COLOR_TABLES.popitem(last=False)
+    return hit
+
+
 class TileItem(pg.ImageItem):
     """ImageItem whose rendered QImage is converted once to the painter's native format.
 
@@ -162,6 +180,21 @@ class TileItem(pg.ImageItem):
             self.image = data  # the QImage borrows this buffer: keep it alive with the item
             rows, cols = data.shape[:2]
             self.qimage = QImage(data.data, cols, rows, cols * 4, QImage.Format.Format_ARGB32_Premultiplied)
+            self._renderRequired = False
+            self._unrenderable = False
+            return
+        lut = self.lut
+        if data is not None and data.ndim == 2 and data.dtype == np.uint8 and self.levels is None \
+                and isinstance(lut, np.ndarray) and lut.dtype == np.uint8 and lut.shape in ((256, 3), (256, 4)):
+            # uint8 indices and a colour table (single-channel tiles): Qt's indexed image, without pyqtgraph's render
+            # (its checks and conversions in Python cost more than the conversion for the small tiles of a volume)
+            data = np.ascontiguousarray(data)
+            self.image = data
+            table, alpha = _color_table(lut)
+            q = QImage(data.data, data.shape[1], data.shape[0], data.strides[0], QImage.Format.Format_Indexed8)
+            q.setColorTable(table)
+            self.qimage = q.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied if alpha
+                                            else QImage.Format.Format_RGB32)
             self._renderRequired = False
             self._unrenderable = False
             return
@@ -301,7 +334,8 @@ class Layer:
         assert self.loader is not None
         return P.FrameRequest(self.geometry(), plane, rect, screen_pixel, cache, self.loader.failed.keys(),
                               frozenset((t.key, t.plane) for t in self.tiles.values()), tuple(self.target),
-                              self.complete, step, prefetch_slices, prefetch_layers, self.stand_ins)
+                              self.complete, step, prefetch_slices, prefetch_layers, self.stand_ins,
+                              isinstance(self.loader.cache, LibraryCache))
 
     def apply(self, plan: P.FramePlan, cache: Any) -> tuple[bool, bool]:
         """Put ``plan`` on screen (its reads were requested); returns (frame complete, a ready tile went missing)."""

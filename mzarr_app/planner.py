@@ -53,7 +53,9 @@ class FrameRequest:
     -1); ``prefetch_slices`` z-slices are read ahead by plane (frame bricks) and ``prefetch_layers`` brick layers
     by whole bricks (0: none, the viewer's behaviour today). ``stand_ins``: read the coarsest level first to cover
     the view while the level loads (False for an overlay, which need not cover anything: its cached coarser
-    tiles are still drawn underneath, and it counts as covered).
+    tiles are still drawn underneath, and it counts as covered). ``planes_see_chunks``: a plane key is in ``cached``
+    whenever its whole chunk is (the library's cache answers a plane from a cached brick), so plane reads are asked
+    for by their plane key alone: one cache lookup per chunk instead of two.
     """
 
     levels: tuple[LevelGeometry, ...]
@@ -69,6 +71,7 @@ class FrameRequest:
     prefetch_slices: int = 1
     prefetch_layers: int = 0
     stand_ins: bool = True
+    planes_see_chunks: bool = False
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -141,10 +144,14 @@ def tile_chunks(level: LevelGeometry, plane: Plane, tile: TileKey) -> tuple[tupl
     return _tile_chunks(level, plane.axes, plane.row, plane.col, plane.slice_axis, tile)
 
 
-def tile_reads(level: LevelGeometry, plane: Plane, tile: TileKey, cached: Container[Any]) -> list[ReadKey]:
-    """Read keys ``tile`` needs: whole chunks, or z-planes of them (a whole chunk already cached serves too)."""
+def tile_reads(level: LevelGeometry, plane: Plane, tile: TileKey, cached: Container[Any],
+               planes_see_chunks: bool = False) -> list[ReadKey]:
+    """Read keys ``tile`` needs: whole chunks, or z-planes of them (a whole chunk already cached serves too; with
+    ``planes_see_chunks`` the plane key stands for both)."""
     if not by_plane(level, plane):
         return [(tile.level, c) for c in tile_chunks(level, plane, tile)]
+    if planes_see_chunks:
+        return [T.read_key(tile, c, True) for c in tile_chunks(level, plane, tile)]
     out: list[ReadKey] = []
     for c in tile_chunks(level, plane, tile):
         whole = (tile.level, c)
@@ -203,7 +210,8 @@ def _prefetch(req: FrameRequest, level: LevelGeometry, tiles: Sequence[TileKey])
     out: list[ReadKey] = []
     for s in slices:
         for t in tiles:
-            out += tile_reads(level, plane, TileKey(t.level, t.row_chunk, t.col_chunk, s, t.channels), req.cached)
+            out += tile_reads(level, plane, TileKey(t.level, t.row_chunk, t.col_chunk, s, t.channels), req.cached,
+                              req.planes_see_chunks)
     return out
 
 
@@ -220,8 +228,21 @@ def plan_frame(req: FrameRequest) -> FramePlan:
     tiles = T.visible_tiles(geo, level, plane, rect)
     coarse = T.visible_tiles(levels[coarsest], coarsest, plane, rect) if coarsest != level and req.stand_ins else []
 
+    cached = req.cached
+    shown_here = frozenset(k for k, p in req.shown if p == plane)  # one comparison of planes per tile on screen
+    reads_of: dict[TileKey, list[ReadKey]] = {}
+
+    def tile_keys(t: TileKey) -> list[ReadKey]:
+        """``tile_reads`` of ``t``, once per plan (a tile is asked about several times)."""
+        try:
+            return reads_of[t]
+        except KeyError:
+            out = reads_of[t] = tile_reads(levels[t.level], plane, t, cached, req.planes_see_chunks)
+            return out
+
     def ready(t: TileKey) -> bool:
-        return (t, plane) in req.shown or tile_ready(levels[t.level], plane, t, req.cached)
+        # tile_ready: a whole chunk is asked for when cached, else its plane, which must then be cached
+        return t in shown_here or all(k in cached for k in tile_keys(t))
 
     reads: list[ReadKey] = []
     seen: set[Any] = set()
@@ -232,18 +253,20 @@ def plan_frame(req: FrameRequest) -> FramePlan:
                 seen.add(k)
                 out.append(k)
 
-    for t in coarse + tiles:
-        add(tile_reads(levels[t.level], plane, t, req.cached), reads)
+    for t in coarse:  # read even when on screen (one or a few chunks): the stand-in of the next frames too
+        add(tile_keys(t), reads)
+    for t in tiles:
+        if t not in shown_here:  # a tile on screen needs nothing read, even if its chunks left the cache
+            add(tile_keys(t), reads)
     ahead = req.last_complete and tuple(tiles) == tuple(req.last_target)
     prefetch: list[ReadKey] = []
     if ahead:
         add(_prefetch(req, geo, tiles), prefetch)
 
     ready_tiles = frozenset(t for t in tiles if ready(t))
-    unreadable = frozenset(t for t in tiles if t not in ready_tiles
-                           and any(k in req.failed for k in tile_reads(geo, plane, t, req.cached)))
+    unreadable = frozenset(t for t in tiles if t not in ready_tiles and any(k in req.failed for k in tile_keys(t)))
     complete = len(ready_tiles) + len(unreadable) == len(tiles)
-    covered = complete or not req.stand_ins or (bool(coarse) and all((t, plane) in req.shown for t in coarse))
+    covered = complete or not req.stand_ins or (bool(coarse) and all(t in shown_here for t in coarse))
     keep = {position(t) for t in tiles}
     fallback: list[TileKey] = []
     demote: set[TileKey] = set()

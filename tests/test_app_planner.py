@@ -377,3 +377,33 @@ def test_an_overlay_without_stand_ins_reads_only_its_level_and_counts_as_covered
     assert {k[0] for k in plan.reads} == {0} and set(plan.reads) == set(with_.reads) - {k for k in with_.reads if k[0] == 2}
     assert plan.coarse == () and plan.covered and not plan.complete
     assert [(t.level, t.row_chunk, t.col_chunk) for t in plan.fallback] == [(1, 0, 0)]
+
+
+def test_plane_keys_stand_for_whole_chunks_when_the_cache_says_so() -> None:
+    """``planes_see_chunks`` (the library's cache answers a plane from a cached brick): plane reads are planned with
+    one lookup per chunk, by plane key; a tile whose brick is cached is ready and reads nothing."""
+    levels, plane = _volume(True)
+    rect = (0, 0, 260, 200)
+
+    class Library:
+        """Whole bricks cached; a plane key is in it when its brick is (as ``LibraryCache``); lookups counted."""
+
+        def __init__(self, whole: set) -> None:
+            self.whole, self.asked = whole, []
+
+        def __contains__(self, key) -> bool:
+            self.asked.append(key)
+            return (key[0], key[1]) in self.whole
+
+    tiles = T.visible_tiles(levels[0], 0, plane, rect)
+    brick = (0, tile_reads(levels[0], plane, tiles[0], frozenset())[0][1])
+    lib = Library({brick})
+    plan = plan_frame(FrameRequest(levels, plane, rect, 1.0, lib, planes_see_chunks=True, stand_ins=False))
+    assert tiles[0] in plan.ready and all(len(k) == 3 for k in plan.reads)
+    assert brick + (40,) not in plan.reads and len(plan.reads) == len(tiles) - 1
+    # one key per chunk, its plane (coarser levels' planes too: the fallbacks underneath)
+    assert all(len(k) == 3 for k in lib.asked) and len({k for k in lib.asked if k[0] == 0}) == len(tiles)
+    # the default asks for the whole brick first, then the plane
+    lib = Library({brick})
+    plan_frame(FrameRequest(levels, plane, rect, 1.0, lib, stand_ins=False))
+    assert any(len(k) == 2 for k in lib.asked)

@@ -406,3 +406,29 @@ def test_strip_bricks_read_the_next_layer_ahead(qtbot, window, image_dir, read_l
     wait_idle(qtbot, w)
     assert not [k for k in read_log.keys() if k[0] == lv and k[1][0] == 1], "layer 1 was decoded again"
 
+
+
+def test_tile_items_draw_indexed_tiles_as_pyqtgraph_does(qapp) -> None:
+    """A tile item turns uint8 indices and a colour table into Qt's image itself (not through pyqtgraph's render):
+    the pixels equal pyqtgraph's own for grey, a colour map and a table with transparency; opaque tiles are RGB32
+    (copied, not blended, when drawn)."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QImage
+
+    from mzarr_app.contrast import colormap_lut
+    from mzarr_app.layers import TileItem
+
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, 256, (37, 53)).astype(np.uint8)
+    alpha = np.concatenate([colormap_lut("viridis")[:, :3], np.arange(256, dtype=np.uint8)[:, None]], axis=1)
+    for lut in (colormap_lut("grey"), colormap_lut("viridis"), alpha):
+        ours, theirs = TileItem(), pg.ImageItem(axisOrder="row-major")
+        for item in (ours, theirs):
+            item.setImage(idx, autoLevels=False, levels=None, lut=lut)
+            item.render()
+        fmt = QImage.Format.Format_ARGB32_Premultiplied
+        want = theirs.qimage.convertToFormat(fmt)
+        got = ours.qimage.convertToFormat(fmt)
+        assert ours.qimage.format() == (fmt if lut is alpha else QImage.Format.Format_RGB32)
+        assert (got.width(), got.height()) == (53, 37)
+        assert bytes(got.constBits()) == bytes(want.constBits())
