@@ -484,3 +484,52 @@ def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
     assert g["space"] == "LPS" and np.array_equal(np.asarray(back.array[...]), volume)
     for ijk in ([0, 0, 0], [127, 0, 5], [17, 99, 3]):
         assert np.allclose(np.asarray(g["origin"]) + vectors @ ijk, positions(ijk), atol=1e-4), ijk
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_exports_get_the_permissions_of_a_plain_new_file(tmp_path, umask, capsys):
+    """QA repro_3: every export was mode 0600 (mkstemp's), whatever the umask. Now a new export gets 0666 & ~umask,
+    like a .mzarr save, and an export over an existing file keeps that file's mode; the pixels are the image's."""
+    import os
+    import stat
+
+    pixels = smooth_array((40, 48), np.uint8)
+    Mzarr(pixels).save(tmp_path / "a.mzarr")
+    old = os.umask(umask)
+    try:
+        Mzarr(pixels).save(tmp_path / "b.mzarr")
+        assert stat.S_IMODE(os.stat(tmp_path / "b.mzarr").st_mode) == 0o666 & ~umask & 0o644  # SQLite's 0644
+        for suffix in ("tif", "ome.tif", "npy", "png", "nii.gz", "nrrd", "mha"):
+            out = tmp_path / f"out.{suffix}"
+            assert main(["export", str(tmp_path / "a.mzarr"), str(out), "--quiet"]) == 0
+            assert stat.S_IMODE(os.stat(out).st_mode) == 0o666 & ~umask, suffix
+        os.chmod(tmp_path / "out.npy", 0o640)
+        formats.export(tmp_path / "a.mzarr", tmp_path / "out.npy")
+        assert stat.S_IMODE(os.stat(tmp_path / "out.npy").st_mode) == 0o640
+        np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), pixels)
+    finally:
+        os.umask(old)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []  # no temporary left behind
+
+
+def test_export_into_a_folder_without_write_permission_says_so(tmp_path, capsys, monkeypatch):
+    """QA repro_15: the error named the internal temporary file and gave no advice. (The folder is made unwritable
+    by refusing the create, as the tests may run as root, whom permissions do not stop.)"""
+    import errno
+    import os
+
+    Mzarr(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.mzarr")
+    real_open = os.open
+
+    def refuse(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and Path(path).parent == tmp_path / "ro":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", refuse)
+    code = main(["export", str(tmp_path / "a.mzarr"), str(tmp_path / "ro" / "out.nii.gz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"cannot write {tmp_path / 'ro' / 'out.nii.gz'}: Permission denied" in err
+    assert "choose a folder you can write to" in err and ".out.nii.gz" not in err
+    assert list((tmp_path / "ro").iterdir()) == []

@@ -4,16 +4,18 @@ read block by block, and the atomic temporary output file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
-import tempfile
+import stat
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import MzarrError, MzarrValueError
+from ..errors import MzarrError, MzarrReadOnlyError, MzarrValueError
 from ..indexing import AxisIndex, normalize
 from .geometry import AxisMap, Geometry, image_geometry, selection_geometry
 
@@ -189,6 +191,34 @@ class Selection:
             yield tuple(block)
 
 
+def _new_temporary(path: Path, folder: Path) -> Path:
+    """A new empty file ``.<random>.<name>`` in ``folder`` (hidden, ending like the real name: writers may choose by
+    suffix, e.g. .nii.gz) with the permissions ``path`` would get from a plain open: an existing file's mode, else
+    0666 less the umask (not mkstemp's 0600, which would hide every export from colleagues and services)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
+    except OSError:
+        mode = None
+    for _ in range(100):
+        tmp = folder / f".{uuid.uuid4().hex[:8]}.{path.name}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise MzarrReadOnlyError(f"cannot write {path}: {exc.strerror}: files cannot be created in {folder}; "
+                                     "choose a folder you can write to (nothing was written)") from None
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        return tmp
+    raise MzarrError(f"cannot write {path}: no free temporary name in {folder}")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary file next to ``path`` that becomes ``path`` only when the block succeeds (a failure or a
@@ -197,10 +227,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise MzarrError(f"cannot write {path}: the folder {folder} does not exist")
-    # ".<random>.<name>": hidden, and ending like the real name (writers may choose by suffix, e.g. .nii.gz)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=f".{path.name}", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temporary(path, folder)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
