@@ -78,3 +78,16 @@ UNITS = {
     "m": "meter", "meter": "meter",
 }
 SHORT_UNITS = {"millimeter": "mm", "micrometer": "um", "nanometer": "nm", "centimeter": "cm", "meter": "m"}
+
+#: metres per length unit, NGFF (UDUNITS-2) names: for converting spacings between units
+METERS = {
+    "angstrom": 1e-10, "picometer": 1e-12, "nanometer": 1e-9, "micrometer": 1e-6, "millimeter": 1e-3,
+    "centimeter": 1e-2, "decimeter": 1e-1, "meter": 1.0, "kilometer": 1e3, "inch": 0.0254, "foot": 0.3048,
+    "yard": 0.9144, "mile": 1609.344,
+}
+
+
+def convert_length(value: float, unit: str, to: str) -> float:
+    """``value`` in ``unit`` expressed in ``to`` (both keys of :data:`METERS`), to 12 significant digits so that
+    decimal spacings survive the round trip (0.5 nm -> 0.0005 µm, not 0.0005000000000000001)."""
+    return float(f"{value * METERS[unit] / METERS[to]:.12g}")

@@ -3,22 +3,25 @@
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from ..errors import MzarrFormatError, MzarrValueError
+from ..errors import MzarrFormatError, MzarrValueError, MzarrWarning
 from ..level import StorageView
-from .base import Source, head
+from .base import METERS, UNITS, Source, convert_length, head
 from .selection import Counter, Progress, Selection
 
 TILE = 256
 OME_UNITS = {"micrometer": "µm", "nanometer": "nm", "millimeter": "mm", "centimeter": "cm", "meter": "m"}
 FROM_OME_UNITS = {"µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter",
-                  "cm": "centimeter", "m": "meter"}
+                  "cm": "centimeter", "m": "meter", "Å": "angstrom", "pm": "picometer", "dm": "decimeter",
+                  "km": "kilometer", "in": "inch", "ft": "foot", "yd": "yard", "mi": "mile"}
 
 
 def sniff(path: Path) -> bool:
@@ -65,15 +68,96 @@ def _read(path: Path, tif: Any, zarr: Any) -> Source:
         order = ("c" if "c" in axes else "") + "".join(a for a in "zyx" if a in axes)
         array = StorageView(array, tuple(axes.index(a) for a in order))
         axes = order
-    spacing, unit = None, None
-    ome = tif.ome_metadata or ""
-    sizes = {a: re.search(rf'PhysicalSize{a.upper()}="([0-9.eE+-]+)"', ome) for a in "zyx"}
-    found_sizes = [sizes[a] for a in axes if a != "c"]
-    if all(found_sizes):
-        spacing = tuple(float(m.group(1)) for m in found_sizes if m is not None)
-        found = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
-        unit = FROM_OME_UNITS.get(found.group(1) if found else "µm", "micrometer")
+    spatial = [a for a in axes if a != "c"]
+    if tif.ome_metadata:
+        spacing, unit = _ome_spacing(tif.ome_metadata, spatial, path)
+    else:
+        spacing, unit = _tiff_spacing(tif, spatial, path)
     return Source(array, axes, spacing, unit, {"source": path.name}, owner=tif)
+
+
+def _common_unit(sizes: dict[str, tuple[float, str]], spatial: list[str]) -> tuple[tuple[float, ...], str]:
+    """Per-axis (size, unit) in one unit: x's (the plane's), each other axis converted to it."""
+    unit = sizes["x"][1] if "x" in sizes else sizes[spatial[-1]][1]
+    return tuple(convert_length(sizes[a][0], sizes[a][1], unit) for a in spatial), unit
+
+
+def _ome_spacing(ome: str, spatial: list[str], path: Path) -> tuple[tuple[float, ...] | None, str | None]:
+    """PhysicalSizeX/Y/Z of the first image's Pixels, each in its own PhysicalSize?Unit (OME's default µm),
+    converted to one unit; None unless every spatial axis has a size in a length unit."""
+    pixels = re.search(r"<(?:\w+:)?Pixels\b([^>]*)>", ome[:1_000_000])
+    attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', pixels.group(1))) if pixels else {}
+    sizes: dict[str, tuple[float, str]] = {}
+    for a in spatial:
+        text, symbol = attrs.get(f"PhysicalSize{a.upper()}"), attrs.get(f"PhysicalSize{a.upper()}Unit", "µm")
+        try:
+            value = float(text) if text is not None else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            return None, None
+        unit = FROM_OME_UNITS.get(symbol)
+        if unit is None:
+            warnings.warn(f"{path.name}: PhysicalSize{a.upper()}Unit {symbol!r} is not a length unit Mzarr knows; "
+                          "the image is imported without a spacing", MzarrWarning, stacklevel=4)
+            return None, None
+        sizes[a] = (value, unit)
+    return _common_unit(sizes, spatial)
+
+
+def _imagej_unit(text: Any) -> str | None:
+    """An ImageJ calibration unit ('micron', 'µm', '\\u00B5m', 'um', 'nm', 'inch', ...) as an NGFF unit name."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+    return UNITS.get(text.lower()) or UNITS.get(text) or ({"inch": "inch", "inches": "inch"}.get(text.lower()))
+
+
+def _tiff_spacing(tif: Any, spatial: list[str], path: Path) -> tuple[tuple[float, ...] | None, str | None]:
+    """The voxel size of a plain TIFF: Mzarr's own description (exact), else the resolution tags (pixels per unit:
+    ImageJ's calibration unit, or centimetre) with ImageJ's ``spacing`` for z (1 unit when ImageJ has none, as
+    ImageJ itself assumes). Inch resolutions (dpi of photos and scans) and files without z size give none."""
+    shaped = tif.shaped_metadata[0] if tif.is_shaped and tif.shaped_metadata else {}
+    sizes_in = shaped.get("physical_size") if isinstance(shaped, dict) else None
+    if isinstance(sizes_in, dict) and shaped.get("unit") in METERS:
+        try:
+            values = tuple(float(sizes_in[a]) for a in spatial)
+        except (KeyError, TypeError, ValueError):
+            values = ()
+        if values and all(math.isfinite(v) and v > 0 for v in values):
+            return values, str(shaped["unit"])
+    page = tif.pages.first
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None, None
+    try:
+        rx, ry = (float(n) / float(d) for n, d in (tags["XResolution"].value, tags["YResolution"].value))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None, None
+    if not (math.isfinite(rx) and math.isfinite(ry) and rx > 0 and ry > 0):
+        return None, None
+    imagej = tif.imagej_metadata if tif.is_imagej else None
+    resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2  # TIFF's default: inch
+    if imagej and _imagej_unit(imagej.get("unit")):
+        unit = cast(str, _imagej_unit(imagej.get("unit")))
+        sizes = {"x": (1.0 / rx, unit), "y": (1.0 / ry, unit)}
+    elif resunit == 3:  # centimetre
+        per_cm = 1.0 / rx
+        unit = "micrometer" if per_cm < 0.1 else "millimeter"
+        sizes = {"x": (1.0 / rx, "centimeter"), "y": (1.0 / ry, "centimeter")}
+    else:
+        return None, None
+    if "z" in spatial:
+        z = imagej.get("spacing", 1.0) if imagej else None
+        try:
+            z = float(z) if z is not None else math.nan
+        except (TypeError, ValueError):
+            z = math.nan
+        if not (math.isfinite(z) and z > 0):
+            return None, None
+        sizes["z"] = (z, unit)
+    spacing = tuple(convert_length(sizes[a][0], sizes[a][1], unit) for a in spatial)
+    return spacing, unit
 
 
 # -- writing --------------------------------------------------------------------------------------------------------
@@ -247,6 +331,11 @@ def _write(sel: Selection, path: Path, progress: Progress | None, *, ome: bool, 
                 metadata[f"PhysicalSize{a.upper()}"] = float(s)
                 if unit:
                     metadata[f"PhysicalSize{a.upper()}Unit"] = unit
+    else:  # tifffile's JSON description: the page axes and the exact voxel size (the resolution tags round it)
+        metadata = {"axes": page_axes.upper() + "YX" + ("S" if rgb else "")}
+        if sel.has_spacing and sel.unit in METERS:
+            metadata["physical_size"] = {a: float(s) for a, s in zip(sel.spatial, sel.spacing)}
+            metadata["unit"] = sel.unit
     big = sel.nbytes > (2 << 30)
     with tifffile.TiffWriter(path, bigtiff=big, ome=ome) as tif:
         tif.write(
