@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--downsample", choices=("mean", "nearest", "mode"))
     conv.add_argument("--channel-axis", type=int, help="position of the channel axis (0 or -1)")
     conv.add_argument("--spacing", help="voxel size per spatial axis, e.g. 0.5,0.25,0.25")
-    conv.add_argument("--unit", help="unit of --spacing (default micrometer)")
+    conv.add_argument("--unit", help="unit of --spacing (default micrometer; um, µm, micron, nm, mm, cm, m are stored "
+                      "as their OME-NGFF names micrometer, nanometer...)")
     conv.add_argument(
         "--series",
         help="DICOM: the series to import (a SeriesInstanceUID, a SeriesNumber or #N, the N-th listed; "

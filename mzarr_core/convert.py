@@ -14,6 +14,7 @@ from .dask_write import PathSource
 from .errors import MzarrFormatError, MzarrValueError
 from .formats import export, read
 from .image import Mzarr
+from .ngff import SPACE_UNITS, normalize_unit, stored_unit
 from .writer import Progress
 
 __all__ = ["convert", "export"]
@@ -78,7 +79,7 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
             axes=axes,
             channel_axis=save_options.pop("channel_axis", None),
             spacing=save_options.pop("spacing", None) or source.spacing,
-            unit=save_options.pop("unit", None) or source.unit,
+            unit=normalize_unit(save_options.pop("unit", None)) or _reader_unit(source.unit),
             is_label=bool(save_options.get("is_label") or source.is_label),
             attrs={**source.attrs, **(save_options.pop("attrs", None) or {})},
         )
@@ -134,6 +135,13 @@ def check_convert_target(src: str | Path, dst: str | Path, *other_inputs: str | 
                 f"cannot convert {src.name} to {dst}: {what} lies inside that folder, which the conversion replaces: "
                 "give another output name; nothing was written"
             )
+
+
+def _reader_unit(unit: str | None) -> str | None:
+    """The unit a reader found, as its OME-NGFF name; None for one NGFF has no name for (the stored unit must be
+    valid for other NGFF tools)."""
+    name = stored_unit(unit)
+    return name if name in SPACE_UNITS else None
 
 
 def _default_label_name(path: Path) -> str:

@@ -24,7 +24,7 @@ from .errors import MzarrError, MzarrFormatError, MzarrReadOnlyError, MzarrValue
 from .indexing import prepare_write
 from .level import Level, StorageArray, StorageView
 from .locks import ReadWriteLock
-from .ngff import ImageInfo
+from .ngff import ImageInfo, normalize_unit, stored_unit
 from .pyramid import DOWNSAMPLE_METHODS
 from .writer import Progress, write_image
 
@@ -98,10 +98,11 @@ class Mzarr:
 
     # -- construction --------------------------------------------------------------------------------------------
     def _init_array(self, source: Any, axes, channel_axis, spacing, unit, is_label, attrs) -> None:
+        unit = normalize_unit(unit)
         if isinstance(source, Mzarr):  # a copy keeps what the original knows about itself
             axes = axes or (source.axes if channel_axis is None else None)
             spacing = spacing if spacing is not None else source.spacing
-            unit = unit or source.unit
+            unit = unit or stored_unit(source.unit)
             is_label = is_label or source.is_label
             attrs = attrs if attrs is not None else source.attrs().to_dict()
             source = source.levels[0]
@@ -466,7 +467,7 @@ class Mzarr:
         info = ImageInfo(
             axes=user_axes,
             spacing=new_spacing,
-            unit=unit or self.unit or ("micrometer" if new_spacing else None),
+            unit=normalize_unit(unit) or stored_unit(self.unit) or ("micrometer" if new_spacing else None),
             is_label=label,
             downsample=method,
             attrs=check_json(dict(attrs if attrs is not None else self._info.attrs), "attributes"),

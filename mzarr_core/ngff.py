@@ -10,12 +10,70 @@ from typing import Any, cast
 
 from .axes import USER_AXES, storage_axes
 from .codecs import format_version_of
-from .errors import MzarrFormatError
+from .errors import MzarrFormatError, MzarrValueError
 from .pyramid import DOWNSAMPLE_METHODS
 
 FORMAT_VERSION = 4  # the newest format this version reads (see docs/FORMAT.md, format versions)
 NGFF_VERSION = "0.5"
 AXIS_TYPES = {"c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+# OME-NGFF's units of space axes (UDUNITS-2 names; Mzarr's axes z, y, x are all spatial)
+SPACE_UNITS = (
+    "angstrom", "attometer", "centimeter", "decimeter", "exameter", "femtometer", "foot", "gigameter", "hectometer",
+    "inch", "kilometer", "megameter", "meter", "micrometer", "mile", "millimeter", "nanometer", "parsec", "petameter",
+    "picometer", "terameter", "yard", "yoctometer", "yottameter", "zeptometer", "zettameter",
+)
+TIME_UNITS = (
+    "attosecond", "centisecond", "day", "decisecond", "exasecond", "femtosecond", "gigasecond", "hectosecond", "hour",
+    "kilosecond", "megasecond", "microsecond", "millisecond", "minute", "nanosecond", "petasecond", "picosecond",
+    "second", "terasecond", "yoctosecond", "yottasecond", "zeptosecond", "zettasecond",
+)
+UNIT_SPELLINGS = {  # common spellings -> the NGFF name (also every NGFF name, any case, "metre" and plural forms)
+    "um": "micrometer", "µm": "micrometer", "μm": "micrometer", "micron": "micrometer", "mu": "micrometer",
+    "mm": "millimeter", "nm": "nanometer", "cm": "centimeter", "dm": "decimeter", "m": "meter", "km": "kilometer",
+    "pm": "picometer", "fm": "femtometer", "å": "angstrom", "a": "angstrom", "in": "inch", "ft": "foot",
+    "yd": "yard", "mi": "mile", "pc": "parsec",
+    "s": "second", "sec": "second", "ms": "millisecond", "us": "microsecond", "µs": "microsecond",
+    "μs": "microsecond", "ns": "nanosecond", "ps": "picosecond", "min": "minute", "h": "hour", "hr": "hour", "d": "day",
+}
+COMMON_UNITS = "micrometer (um, µm, micron), nanometer (nm), millimeter (mm), centimeter (cm), meter (m)"
+COMMON_NAMES = ("micrometer", "nanometer", "millimeter", "centimeter", "meter")
+
+
+def _unit_name(text: str) -> str | None:
+    """The NGFF name of a unit spelling (``"um"``, ``"µm"``, ``"Microns"``, ``"millimetre"``...), or None."""
+    t = text.strip().lower().replace("metre", "meter")
+    for candidate in (t, t[:-1] if t.endswith("s") and len(t) > 2 else t, t[:-2] if t.endswith("es") else t):
+        name = UNIT_SPELLINGS.get(candidate, candidate)
+        if name in SPACE_UNITS or name in TIME_UNITS:
+            return name
+    return None
+
+
+def normalize_unit(unit: str | None, option: str = "unit") -> str | None:
+    """The OME-NGFF (UDUNITS-2) name of a spatial unit given in a common spelling (``um``, ``µm``, ``micron`` ->
+    ``micrometer``; ``mm``, ``nm``...), None for none: what every image stores, so other NGFF tools read it. Any
+    other text (or a time unit: Mzarr's axes are spatial) is an MzarrValueError listing the valid names."""
+    if unit is None or (isinstance(unit, str) and not unit.strip()):
+        return None
+    if not isinstance(unit, str):
+        raise MzarrValueError(f"{option} must be a unit name such as 'micrometer', got {type(unit).__name__}")
+    name = _unit_name(unit)
+    if name in SPACE_UNITS:
+        return name
+    if name is not None:
+        raise MzarrValueError(f"{option} {unit!r} is a time unit ({name}); the spacing of Mzarr's axes z, y, x is a "
+                              f"length: give a spatial unit, e.g. {COMMON_UNITS}")
+    raise MzarrValueError(f"unknown {option} {unit[:40]!r}: give an OME-NGFF spatial unit: {COMMON_UNITS}, or one of "
+                          f"{', '.join(n for n in SPACE_UNITS if n not in COMMON_NAMES)}")
+
+
+def stored_unit(unit: str | None) -> str | None:
+    """A unit read from a file: its NGFF name when it is a known spelling (files written before units were checked
+    may say ``um``), else kept as written (it is the file's to say)."""
+    name = _unit_name(unit) if isinstance(unit, str) else None
+    return name if name in SPACE_UNITS else unit
 
 
 @dataclass
@@ -243,7 +301,7 @@ def parse_group_attributes(
     return ImageInfo(
         axes=user_axes,
         spacing=tuple(float(s) for s in spacing) if spacing else None,
-        unit=unit,
+        unit=stored_unit(unit),
         is_label=is_label,
         downsample=downsample,
         codec=codec,

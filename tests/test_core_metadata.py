@@ -296,3 +296,48 @@ def test_sessions_merge_deletes_and_nested_edits(tmp_path):
     a.close()
     b.close()
     assert stored_attrs(path) == {"keep": 1, "y": 2, "d": {"n": 5}, "e": [1]}
+
+
+@pytest.mark.parametrize("given, stored", [("um", "micrometer"), ("µm", "micrometer"), ("μm", "micrometer"),
+                                           ("Microns", "micrometer"), ("micrometre", "micrometer"), ("MM", "millimeter"),
+                                           ("nm", "nanometer"), ("cm", "centimeter"), ("m", "meter"),
+                                           ("millimeters", "millimeter"), ("Å", "angstrom")])
+def test_units_are_stored_as_their_ome_ngff_names(tmp_path, given, stored):
+    """QA repro_12: `--unit um` was stored as typed, an invalid NGFF unit other tools drop. Common spellings become
+    the UDUNITS-2 name in the file's NGFF axes, in memory and through a save, a convert and the CLI."""
+    import mzarr_core
+    from mzarr_core.cli import main
+
+    pixels = np.arange(2 * 6 * 8, dtype=np.uint8).reshape(2, 6, 8)
+    m = Mzarr(pixels, spacing=(2, 0.5, 0.5), unit=given)
+    assert m.unit == stored
+    m.save(tmp_path / "a.mzarr")
+    Mzarr(pixels, spacing=(2, 0.5, 0.5)).save(tmp_path / "b.ome.zarr", unit=given)
+    np.save(tmp_path / "c.npy", pixels)
+    mzarr_core.convert(tmp_path / "c.npy", tmp_path / "c.mzarr", spacing=(2, 0.5, 0.5), unit=given)
+    assert main(["convert", str(tmp_path / "c.npy"), str(tmp_path / "d.mzarr"), "--spacing", "2,0.5,0.5", "--unit",
+                 given, "--quiet"]) == 0
+    for name in ("a.mzarr", "b.ome.zarr", "c.mzarr", "d.mzarr"):
+        with Mzarr(tmp_path / name) as back:
+            assert back.unit == stored and back.spacing == (2, 0.5, 0.5), name
+            assert_bit_exact(back.numpy(), pixels)
+    axes = json.loads((tmp_path / "b.ome.zarr" / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]["axes"]
+    assert [a.get("unit") for a in axes] == [stored] * 3
+
+
+def test_unknown_and_time_units_are_refused_with_the_valid_names(tmp_path, capsys):
+    """`--unit furlong` was accepted; now it (and a time unit for a spatial axis) is refused before anything is
+    written, naming the valid units."""
+    from mzarr_core.cli import main
+
+    pixels = np.zeros((4, 4), np.uint8)
+    with pytest.raises(MzarrValueError, match=r"unknown unit 'furlong': give an OME-NGFF spatial unit: micrometer "
+                                              r"\(um, µm, micron\), nanometer \(nm\).*or one of angstrom, .*parsec"):
+        Mzarr(pixels, spacing=(1, 1), unit="furlong")
+    with pytest.raises(MzarrValueError, match=r"'ms' is a time unit \(millisecond\).* give a spatial unit"):
+        Mzarr(pixels, spacing=(1, 1)).save(tmp_path / "t.mzarr", unit="ms")
+    np.save(tmp_path / "p.npy", pixels)
+    assert main(["convert", str(tmp_path / "p.npy"), str(tmp_path / "p.mzarr"), "--spacing", "1,1", "--unit",
+                 "furlong", "--quiet"]) == 2
+    assert "unknown unit 'furlong'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npy"]
