@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import shutil
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -195,6 +198,15 @@ def _json_copy(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def _is_single_file_mzarr(path: str) -> bool:
+    """Whether ``path`` is a single-file .mzarr (an SQLite file; a legacy Mzarr ZIP or a folder is not)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:  # a folder, or unreadable
+        return False
+
+
 class Document:
     """One image opened read-only for display; edits stay in memory until :meth:`save`."""
 
@@ -319,6 +331,34 @@ class Document:
     def reopen(self) -> None:
         """Close and reopen the file (after it was written)."""
         self.close()
+        self.m = Mzarr(self.path, mode="r", cache_bytes=self.cache_bytes)
+        self._load_props()
+
+    def copy_to(self, path: str | os.PathLike[str]) -> None:
+        """Make ``path`` a copy of this image as it is saved (pending edits are not in it) and continue on it: what
+        Save As does before saving the edits there. A single-file .mzarr is copied byte for byte (fast, exact);
+        any other image (OME-Zarr folder, legacy ZIP) is saved as a .mzarr by the library. The copy is made beside
+        the target and renamed into place, so a failed copy leaves nothing and this image open as it was."""
+        target = os.path.abspath(os.fspath(path))
+        if os.path.exists(target) and os.path.exists(self.path) and os.path.samefile(target, self.path):
+            raise MzarrValueError(f"{target} is the open image itself: choose another name")
+        folder = os.path.dirname(target) or "."
+        if _is_single_file_mzarr(self.path):
+            tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                # 0666 less the umask, as any new file, whatever the source's mode (it may be read-only)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                with os.fdopen(fd, "wb") as out, open(self.path, "rb") as src:
+                    shutil.copyfileobj(src, out, 16 * 2**20)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        else:
+            self.m.save(target)
+        self.close()
+        self.path = target
         self.m = Mzarr(self.path, mode="r", cache_bytes=self.cache_bytes)
         self._load_props()
 

@@ -8,7 +8,17 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+)
+from mzarr_core.errors import MzarrReadOnlyError
 
 from . import APP_NAME, gc_guard, settings
 from .contrast import DisplaySettings
@@ -140,6 +150,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addSeparator()
         self.act_save = self._action(f, "&Save", self.save, QKeySequence.StandardKey.Save, "actSave")
+        self.act_save_as = self._action(f, "Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs, "actSaveAs")
         self._action(f, "&Close", self.close, QKeySequence.StandardKey.Close, "actClose")
         f.addSeparator()
         self._action(f, "Cache size…", self.cache_dialog, None, "actCache")
@@ -740,17 +751,69 @@ class MainWindow(QMainWindow):
                 self.measure.save()
         except Exception as exc:
             ok = False
-            self.show_error(f"Cannot save {doc.path}", f"{type(exc).__name__}: {exc}")
             try:
                 doc.reopen()
             except Exception:
                 pass
+            if isinstance(exc, MzarrReadOnlyError):  # the edits are kept: offer to save them into a new file
+                return self._save_elsewhere(doc.path, str(exc))
+            self.show_error(f"Cannot save {doc.path}", f"{type(exc).__name__}: {exc}")
         self.view.set_edits(self.model.edits)
         self.layout_views.set_edits(self.model.edits)
         self.view.reload()
         self.layout_views.reload()
         self._update_title()
         return ok
+
+    def save_as(self, path: str | None = None) -> bool:
+        """Save the image with its pending edits, metadata and annotations as a new .mzarr ``path`` (asked when
+        None) and continue on that file; the file opened before is not changed."""
+        if self.doc is None:
+            return False
+        if path is None:
+            path = self.ask_save_as_path(self.doc.path)
+            if not path:
+                return False
+        path = os.fspath(path)
+        if not path.lower().endswith(".mzarr"):
+            path += ".mzarr"
+        doc, before = self.doc, self.doc.path
+        self.layout_views.stop_loading()
+        self.view.stop_loading()
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            doc.copy_to(path)
+        except Exception as exc:
+            self.show_error(f"Cannot save as {path}", f"{type(exc).__name__}: {exc}")
+            self.view.reload()
+            self.layout_views.reload()
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        settings.add_recent(path)
+        self.statusBar().showMessage(f"Saved a copy of {os.path.basename(before)} as {os.path.basename(path)}", 5000)
+        ok = self.save() if self.is_modified() else True
+        self.view.reload()
+        self.layout_views.reload()
+        self._update_title()
+        return ok
+
+    def ask_save_as_path(self, current: str) -> str:
+        """Ask where to save a copy (tests replace this); '' when cancelled."""
+        start = os.path.splitext(current.rstrip("/\\"))[0] + "-copy.mzarr"
+        path, _ = QFileDialog.getSaveFileName(self, "Save As", start, "Mzarr images (*.mzarr)")
+        return path
+
+    def _save_elsewhere(self, path: str, reason: str) -> bool:
+        """``path`` cannot be written (read-only media, permissions): keep the pending edits by saving them into a
+        new file the user chooses (Save As), or say how."""
+        self.last_error = f"Cannot save {path}\n{reason}"
+        target = self.ask_save_as_path(path)
+        if target:
+            return self.save_as(target)
+        self.show_error(f"Cannot save {path}", f"{reason}\n\nYour changes are still here: use File > Save As… to "
+                        "save them into a new file.")
+        return False
 
     def _update_title(self) -> None:
         name = os.path.basename(self.doc.path.rstrip("/\\")) if self.doc else "(no image)"

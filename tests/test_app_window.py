@@ -444,3 +444,71 @@ def test_selection_size_is_what_a_fill_sets(qtbot, window, image_dir) -> None:  
     cols = edit.region[w.doc.axes.index("x")]
     assert (cols.stop - cols.start, rows.stop - rows.start) == (200, 101)
     assert w.statusBar().currentMessage() == "Selection 200 × 101 px"
+
+
+def test_save_as_keeps_the_edits_metadata_in_a_new_file_and_leaves_the_old_one(qtbot, window, image_copy,
+                                                                               tmp_path) -> None:
+    """File > Save As: the open image with its pending edits becomes a new .mzarr (every pyramid level
+    updated, mode 0666 less the umask even from a read-only source), the window goes on with it, the old file is
+    unchanged."""
+    import os
+    import stat
+
+    from mzarr_core import Mzarr
+
+    path = image_copy("mosaic")
+    before = Mzarr(path).numpy()
+    os.chmod(path, 0o444)  # a read-only source (its copy must be a normal file)
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert w.select_and_fill((0, 0, 64, 64), 3)
+    target = tmp_path / "elsewhere"  # the suffix is added
+    assert w.save_as(str(target))
+    new = str(target) + ".mzarr"
+    assert w.doc.path == new and not w.isWindowModified() and w.model.edits == []
+    with Mzarr(new) as m:
+        a = m.numpy()
+        assert (a[0:64, 0:64] == 3).all()
+        np.testing.assert_array_equal(a[64:, :], before[64:, :])
+        assert (np.asarray(m.levels[1][0:32, 0:32]) == 3).all()  # the pyramid follows the edit
+    np.testing.assert_array_equal(Mzarr(path).numpy(), before)  # the old file is untouched
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o666 & ~umask
+    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
+    # the image itself cannot be the target
+    assert not w.save_as(new) and "the open image itself" in w.last_error
+    os.chmod(path, 0o644)
+
+
+def test_a_read_only_file_offers_save_as_and_the_edits_survive(qtbot, window, image_copy, tmp_path,
+                                                              monkeypatch) -> None:
+    """Saving to a file that cannot be written (read-only media, permissions: simulated here, tests run as root)
+    asks where to save a copy instead; cancelling keeps the edits pending and says how to keep them."""
+    from mzarr_app.document import Document
+    from mzarr_core import Mzarr
+    from mzarr_core.errors import MzarrReadOnlyError
+
+    path = image_copy("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert w.select_and_fill((10, 10, 40, 40), 7)
+
+    def read_only(self, edits=None):
+        if self.path == str(path):
+            raise MzarrReadOnlyError(f"{path} is on read-only media")
+        return real(self, edits)
+
+    real = Document.save_edits
+    monkeypatch.setattr(Document, "save_edits", read_only)
+    asked: list[str] = []
+    monkeypatch.setattr(w, "ask_save_as_path", lambda current: asked.append(current) or "")
+    assert not w.save()
+    assert asked == [str(path)] and len(w.model.edits) == 1 and w.isWindowModified()
+    assert "Save As" in w.last_error
+    target = str(tmp_path / "kept.mzarr")
+    monkeypatch.setattr(w, "ask_save_as_path", lambda current: target)
+    assert w.save()
+    assert w.doc.path == target and not w.isWindowModified()
+    assert (Mzarr(target).numpy()[10:40, 10:40] == 7).all()
+    assert (Mzarr(path).numpy()[10:40, 10:40] != 7).any()
