@@ -133,11 +133,15 @@ def _hu_rescale(d: Mapping[str, Any]) -> bool:
 
 
 def looks_like_hu(dtype: Any, attrs: Mapping[str, Any] | None) -> bool:
-    """True for Hounsfield data: int16 values from a DICOM CT (``Modality`` CT) or a rescale applied to HU."""
+    """True for Hounsfield data: int16 values from a DICOM CT (``Modality`` CT) or a rescale applied to HU, or a
+    NIfTI the reader found to be in Hounsfield units (``nifti.hounsfield``)."""
     if np.dtype(dtype) != np.int16:
         return False
     d = dicom_block(attrs)
     if str(d.get("Modality", "")).upper() == "CT":
+        return True
+    nifti = attrs.get("nifti") if attrs and hasattr(attrs, "get") else None
+    if isinstance(nifti, Mapping) and nifti.get("hounsfield") is True:  # the NIfTI reader's finding
         return True
     return _hu_rescale(d) and d["rescale"].get("applied") is not False
 

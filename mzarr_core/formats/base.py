@@ -91,3 +91,44 @@ def convert_length(value: float, unit: str, to: str) -> float:
     """``value`` in ``unit`` expressed in ``to`` (both keys of :data:`METERS`), to 12 significant digits so that
     decimal spacings survive the round trip (0.5 nm -> 0.0005 µm, not 0.0005000000000000001)."""
     return float(f"{value * METERS[unit] / METERS[to]:.12g}")
+
+
+#: integer types a rescaled image may take, smallest first (int16 before uint16: CT Hounsfield units stay int16)
+RESCALED_DTYPES = ("uint8", "int8", "int16", "uint16", "int32", "uint32", "int64")
+
+
+def integer_rescale(stored: np.dtype, lo: int, hi: int, slope: float, inter: float) -> np.dtype | None:
+    """The smallest integer dtype holding ``stored * slope + inter`` for stored values ``lo..hi``, or None when the
+    rescale is not an integer one (integer stored type, slope and intercept) or the result fits no integer type."""
+    if stored.kind not in "ui" or not (float(slope).is_integer() and float(inter).is_integer()) or slope == 0:
+        return None
+    ends = [int(lo) * int(slope) + int(inter), int(hi) * int(slope) + int(inter)]
+    a, b = min(ends), max(ends)
+    for name in RESCALED_DTYPES:
+        info = np.iinfo(name)
+        if info.min <= a and b <= info.max:
+            return np.dtype(name)
+    return None
+
+
+class RescaledView:
+    """A lazy array of ``stored * slope + inter`` computed exactly in an integer ``dtype`` block by block."""
+
+    def __init__(self, source: Any, slope: int, inter: int, dtype: np.dtype):
+        self.source, self.slope, self.inter = source, int(slope), int(inter)
+        self.shape = tuple(int(n) for n in source.shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        raw = np.asarray(self.source[key])
+        wide = raw.astype(np.int64)  # every stored/result pair of the checked range fits int64
+        if self.slope != 1:
+            wide *= self.slope
+        if self.inter:
+            wide += self.inter
+        return wide.astype(self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)

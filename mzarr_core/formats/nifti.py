@@ -4,13 +4,14 @@ unscaled, written slab by slab with the affine from the image's spacing and geom
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import MzarrFormatError
-from .base import Source, head, native, require
+from .base import RescaledView, Source, head, integer_rescale, native, require
 from .selection import Counter, Progress, Selection, writable_dtype
 
 EXTRA = "nifti"
@@ -43,8 +44,10 @@ def read(path: Path) -> Source:
             f"{path} is a {len(shape)}D NIfTI image of shape {shape}; Mzarr imports 2D and 3D images "
             "(split the time points or volumes first, e.g. with nibabel.four_to_three)"
         )
-    # uncompressed, unscaled files give a memory map (read lazily); scaled ones are floats in memory
-    array: Any = np.asanyarray(img.dataobj)
+    # uncompressed, unscaled files give a memory map (read lazily); an integer rescale stays integer (lazily), any
+    # other is floats in memory
+    attrs: dict[str, Any] = {"source": path.name, "nifti_affine": np.asarray(img.affine, float).tolist()}
+    array, rescale = _values(img, attrs)
     if array.ndim >= 4:
         array = array[:, :, :, 0]  # the single time point
     if array.dtype.fields:  # RGB24 / RGBA32: one structured value per voxel
@@ -61,13 +64,56 @@ def read(path: Path) -> Source:
         spatial, zooms = 2, zooms[:2]
     units = img.header.get_xyzt_units()[0]
     axes = ("zyx" if spatial == 3 else "yx") + ("c" if channels is not None else "")
-    return Source(
-        native(array),
-        axes,
-        tuple(zooms[::-1]),
-        UNITS.get(units, "millimeter"),
-        {"source": path.name, "nifti_affine": np.asarray(img.affine, float).tolist()},
-    )
+    values: Any = native(array) if rescale is None else RescaledView(native(array), *rescale)
+    if np.dtype(values.dtype) == np.int16 and _says_hounsfield(path, img, attrs):
+        attrs.setdefault("nifti", {})["hounsfield"] = True
+    return Source(values, axes, tuple(zooms[::-1]), UNITS.get(units, "millimeter"), attrs)
+
+
+def _values(img: Any, attrs: dict[str, Any]) -> tuple[Any, tuple[int, int, np.dtype] | None]:
+    """The voxel values nibabel gives (``stored * scl_slope + scl_inter``): integers when the stored type, slope and
+    intercept are integers and the scaled range (from one min/max pass) fits an integer type — e.g. uint16 with
+    scl_inter -1024 becomes int16 Hounsfield units, bit-exact — else nibabel's floats. The rescale is recorded in
+    ``attrs["nifti"]``. Returns the array to reshape and, for an integer rescale, (slope, intercept, dtype)."""
+    proxy = img.dataobj
+    slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+    if (slope, inter) == (1.0, 0.0) or not hasattr(proxy, "get_unscaled"):
+        return np.asanyarray(proxy), None
+    stored = np.asanyarray(proxy.get_unscaled())
+    info: dict[str, Any] = {"scl_slope": slope, "scl_inter": inter, "stored_dtype": str(stored.dtype)}
+    attrs["nifti"] = info
+    dtype = None
+    if stored.dtype.kind in "ui" and stored.size and float(slope).is_integer() and float(inter).is_integer():
+        dtype = integer_rescale(stored.dtype, int(stored.min()), int(stored.max()), slope, inter)
+    if dtype is None:
+        info["dtype"] = "float"
+        return np.asanyarray(proxy), None
+    info["dtype"] = str(dtype)
+    return stored, (int(slope), int(inter), dtype)
+
+
+HOUNSFIELD_NOTE = b"Hounsfield units (CT)"
+
+
+def _says_hounsfield(path: Path, img: Any, attrs: dict[str, Any]) -> bool:
+    """An int16 image in Hounsfield units: the file's description says so (Mzarr's export writes it), a BIDS sidecar
+    (dcm2niix's ``.json``) says ``Modality: CT``, or the stored values were shifted by DICOM's CT intercept -1024."""
+    descrip = bytes(np.asarray(img.header.get("descrip", b""))).split(b"\0")[0]
+    if HOUNSFIELD_NOTE.lower() in descrip.lower():
+        return True
+    nifti = attrs.get("nifti", {})
+    if nifti.get("scl_slope") == 1.0 and nifti.get("scl_inter") == -1024.0:
+        return True
+    name = path.name
+    stem = name[:-7] if name.lower().endswith(".nii.gz") else path.stem
+    sidecar = path.with_name(stem + ".json")
+    try:
+        if sidecar.is_file() and sidecar.stat().st_size < 1 << 20:
+            meta = json.loads(sidecar.read_text(encoding="utf-8", errors="replace"))
+            return isinstance(meta, dict) and str(meta.get("Modality", "")).upper() == "CT"
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def write(sel: Selection, path: Path, progress: Progress | None = None) -> None:
@@ -95,6 +141,10 @@ def write(sel: Selection, path: Path, progress: Progress | None = None) -> None:
     hdr.set_sform(affine, code=code)
     hdr.set_qform(affine, code=code)
     hdr.set_xyzt_units(NIFTI_UNITS.get(sel.unit or "", "unknown") if sel.has_spacing else "unknown")
+    from ..display import looks_like_hu
+
+    if looks_like_hu(sel.dtype, sel.image.attrs().to_dict()):
+        hdr["descrip"] = HOUNSFIELD_NOTE  # read back as Hounsfield units (NIfTI has no modality)
     if sel.channels is not None:
         hdr.set_intent("vector")
     hdr.set_data_offset(352)
