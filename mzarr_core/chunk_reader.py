@@ -41,7 +41,7 @@ from zarr.core.sync import sync
 from .chunk_cache import ChunkCache, freeze
 from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
 from .codecs import RecompressedJpegxl, SlabSharding, StorageCodec, StripJpegxl
-from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable
+from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable, undecodable
 from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd, shard_index
 
 __all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "SlabDecoder", "decode_pool", "decode_workers", "fetch_chunks"]
@@ -360,11 +360,7 @@ class SlabDecoder:
         except MemoryError:
             raise
         except Exception as exc:
-            error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
-            raise error(
-                f"chunk {key} of {self.where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
-                "restore it from a backup; 'mzarr verify' lists every damaged chunk"
-            ) from None
+            raise undecodable(key, self.where, exc) from None
 
 
 # -- reading ---------------------------------------------------------------------------------------------------------

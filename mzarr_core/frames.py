@@ -86,6 +86,13 @@ def _fetch(store: Any, key: str) -> Any:
     return None if buffer is None else buffer.as_numpy_array()
 
 
+def undecodable(key: str, where: str, exc: Exception) -> CorruptChunkError:
+    """The error for chunk ``key`` of ``where`` that failed to decode with ``exc``: too large (a bomb) or damaged."""
+    error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
+    return error(f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
+                 "restore it from a backup; 'mzarr verify' lists every damaged chunk")
+
+
 class FrameDecoder:
     """Decodes frame ``i`` of one brick of a :func:`frame_decodable` array to ``(c, y, x)`` (channels: the
     brick's) or ``(y, x)``, in storage order and the array's dtype, refusing frames larger than the brick's."""
@@ -117,11 +124,7 @@ class FrameDecoder:
             else:
                 frame = decode_jpegxl(data, self.frame_shape, self.stored, index=frame_index, what=self.what)
         except Exception as exc:
-            error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
-            raise error(
-                f"chunk {key} of {self.where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
-                "restore it from a backup; 'mzarr verify' lists every damaged chunk"
-            ) from None
+            raise undecodable(key, self.where, exc) from None
         if frame.size != math.prod(self.frame_shape):  # e.g. another level's smaller chunk stored under this key
             raise CorruptChunkError(
                 f"chunk {key} of {self.where} decodes to frames of {frame.shape}, but {self.what}. The file is "
