@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .dask_write import PathSource
 from .errors import MzarrFormatError, MzarrValueError
 from .formats import export, read
@@ -84,7 +86,10 @@ def _convert(src, dst, progress, read_options, report, seg, labels_from, save_op
             attrs={**source.attrs, **(save_options.pop("attrs", None) or {})},
         )
         if seg is not None:
+            seg.array, note = _orient_labels(seg, image, Path(labels_from))
             _check_labels_fit(seg, image, Path(labels_from))
+            if note and report is not None:
+                report(note)
         out = image.save(dst, progress=progress, **save_options)
         if isinstance(source.owner, Mzarr) and image.axes == source.owner.axes:
             _keep_labels(out, source.owner)
@@ -151,6 +156,107 @@ def _default_label_name(path: Path) -> str:
     stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".-")[:64]
     return name or "labels"
+
+
+DIRECTION_TOLERANCE = 1e-3  # |cos| of the angle between matching index axes at least 1 - this (~2.6 degrees)
+SPACING_TOLERANCE = 1e-3  # relative difference of matching voxel sizes
+ORIGIN_TOLERANCE = 0.1  # voxels: how far the segmentation's first voxel may be from the image's matching corner
+
+
+def _geometry_of(attrs: dict[str, Any], spacing: tuple[float, ...] | None, n: int) -> tuple[Any, np.ndarray] | None:
+    """What a reader says about where the voxels are: (Geometry, spacing x first), or None when it says nothing."""
+    from .formats.geometry import image_geometry
+
+    geometry = image_geometry(attrs, n)
+    if geometry is None or geometry.direction.shape != (n, n):
+        return None
+    xyz = np.asarray(spacing[::-1] if spacing and len(spacing) == n else [1.0] * n, float)
+    return geometry, xyz
+
+
+def _describe_geometry(geometry: Any, spacing_xyz: np.ndarray, shape_zyx: tuple[int, ...]) -> str:
+    np_round = lambda v: [float(round(x, 4)) for x in v]  # noqa: E731
+    return (f"shape (z, y, x) {shape_zyx}, spacing (x, y, z) {np_round(spacing_xyz)}, origin "
+            f"{np_round(geometry.origin)}, axis directions {[np_round(c) for c in geometry.direction.T]}"
+            + (f" ({geometry.space})" if geometry.space else ""))
+
+
+def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
+    """The segmentation's array on the image's voxel grid, and a line saying how it was matched.
+
+    When both the image and the segmentation say where their voxels are (NIfTI affine, DICOM, NRRD/MetaImage
+    geometry), a segmentation that stores the same voxels with its axes flipped or permuted (as dcm2niix and
+    TotalSegmentator write the segmentation of a DICOM series) is turned onto the image's grid; other geometries
+    (voxel size, origin, obliquity) are refused, stating both. Without a geometry only the shape can be checked."""
+    array = seg.array
+    n = len(image.spatial_axes)
+    attrs = image.attrs().to_dict() if hasattr(image.attrs(), "to_dict") else dict(image.attrs())
+    spatial = tuple(n_ for a, n_ in zip(image.axes, image.shape) if a != "c")
+    if array.ndim != n:
+        return array, ""
+    mine = _geometry_of(attrs, image.spacing, n)
+    theirs = _geometry_of(seg.attrs, seg.spacing, n)
+    if mine is None or theirs is None:
+        which = "neither file says" if mine is None and theirs is None else (
+            f"{path.name} does not say" if theirs is None else "the image does not say")
+        return array, (f"labels {path.name}: only the shape could be checked, not the geometry ({which} where its "
+                       "voxels are in the world)")
+    (g_img, s_img), (g_seg, s_seg) = mine, theirs
+    if (g_img.space is None) != (g_seg.space is None):
+        return array, (f"labels {path.name}: only the shape could be checked, not the geometry (one of the files "
+                       "names no world frame)")
+    if g_img.space is not None:
+        g_seg = g_seg.in_space(g_img.space)
+    seg_shape_xyz = tuple(int(v) for v in array.shape[::-1])
+    img_shape_xyz = spatial[::-1]
+
+    def refuse(why: str) -> MzarrValueError:
+        return MzarrValueError(
+            f"--labels-from {path.name}: its voxels are not the image's ({why}). The image: "
+            f"{_describe_geometry(g_img, s_img, spatial)}; {path.name}: "
+            f"{_describe_geometry(g_seg, s_seg, tuple(int(v) for v in array.shape))}. A label image holds one value "
+            "per voxel of the image: resample the segmentation onto the image's grid (e.g. with SimpleITK's Resample "
+            "using the image as reference) or segment this very image; nothing was written"
+        )
+
+    cosines = g_img.direction.T @ g_seg.direction  # [k, j]: image axis k against segmentation axis j
+    match: list[tuple[int, int]] = []  # per segmentation axis j: (image axis k, sign)
+    for j in range(n):
+        k = int(np.argmax(np.abs(cosines[:, j])))
+        if abs(cosines[k, j]) < 1 - DIRECTION_TOLERANCE or any(k == m for m, _ in match):
+            raise refuse("their axes are at an angle: one is oblique to the other")
+        match.append((k, 1 if cosines[k, j] > 0 else -1))
+    same_axes = all(k == j and sign > 0 for j, (k, sign) in enumerate(match))
+    if seg_shape_xyz != tuple(img_shape_xyz[k] for k, _ in match):
+        if same_axes:
+            return array, ""  # the shape check says it
+        raise refuse("their sizes along matching axes differ")
+    for j, (k, _) in enumerate(match):
+        if abs(s_seg[j] - s_img[k]) > SPACING_TOLERANCE * max(s_img[k], 1e-12):
+            raise refuse("their voxel sizes differ")
+    # where the segmentation's voxel 0 lies in the image's voxel coordinates (x first)
+    start = np.linalg.solve(g_img.direction * s_img, g_seg.origin - g_img.origin)
+    for j, (k, sign) in enumerate(match):
+        expected = 0 if sign > 0 else img_shape_xyz[k] - 1
+        if abs(start[k] - expected) > ORIGIN_TOLERANCE:
+            raise refuse("their origins differ: the segmentation is shifted by "
+                         f"{float(start[k] - expected):.3g} voxels along the image's {'xyz'[k] if n == 3 else 'xy'[k]}")
+    if same_axes:
+        return array, f"labels {path.name}: its geometry matches the image's"
+    # array axes are z, y, x (xyz axis j is array axis n - 1 - j): image array axis b takes segmentation axis a
+    order = [0] * n
+    flips = []
+    for j, (k, sign) in enumerate(match):
+        order[n - 1 - k] = n - 1 - j
+        if sign < 0:
+            flips.append(n - 1 - k)
+    oriented = np.asarray(array).transpose(order)
+    if flips:
+        oriented = np.flip(oriented, axis=tuple(flips))
+    said = [f"{'xyz'[j]} stored as the image's {'-' if sign < 0 else ''}{'xyz'[k]}" for j, (k, sign) in
+            enumerate(match) if (k, sign) != (j, 1)]
+    return np.ascontiguousarray(oriented), (f"labels {path.name}: the same voxels as the image, stored with other "
+                                            f"axes ({', '.join(said)}): turned onto the image's grid")
 
 
 def _check_labels_fit(seg: Any, image: Mzarr, path: Path) -> None:

@@ -657,3 +657,105 @@ def test_info_of_a_file_with_a_damaged_labels_group_still_describes_the_image(tm
     assert code == 0, err
     assert "shape:       (303, 384)" in text
     assert "label images: cannot be read" in text and "labels/zarr.json" in text
+
+
+REAL_CT = Path("/work/data/src/fnndsc_andrei_abdomen_ct")
+
+
+@pytest.fixture(scope="module")
+def real_ct(tmp_path_factory):
+    """The real CT series converted once, its NIfTI export (the world affine dcm2niix would write) and its bone mask
+    (HU > 300) on the image's grid."""
+    if not REAL_CT.is_dir():
+        pytest.skip(f"real CT series {REAL_CT} not present")
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("pydicom")
+    import mzarr_core
+
+    folder = tmp_path_factory.mktemp("ct")
+    mzarr_core.convert(REAL_CT, folder / "ct.mzarr", levels=2)
+    mzarr_core.export(folder / "ct.mzarr", folder / "ct.nii.gz")
+    with Mzarr(folder / "ct.mzarr") as m:
+        mask = (m[...] > 300).astype(np.uint8)
+    return folder, nib.load(folder / "ct.nii.gz").affine, mask
+
+
+def _seg_nifti(path: Path, mask_zyx: np.ndarray, affine: np.ndarray, flip=(), swap_xy=False, shift=None, zoom=1.0,
+               tilt=0.0) -> Path:
+    """The mask as a NIfTI (x, y, z array) whose affine keeps every voxel at its world place when axes are flipped or
+    x/y swapped; ``shift`` (voxels), ``zoom`` (voxel size factor) and ``tilt`` (radians about z) move it off."""
+    import nibabel as nib
+
+    data = mask_zyx.T.copy()  # x, y, z
+    aff = affine.copy()
+    for j in flip:
+        aff[:3, 3] += aff[:3, j] * (data.shape[j] - 1)
+        aff[:3, j] *= -1
+        data = np.flip(data, axis=j)
+    if swap_xy:
+        data = data.transpose(1, 0, 2)
+        aff[:, [0, 1]] = aff[:, [1, 0]]
+    if shift is not None:
+        aff[:3, 3] += aff[:3, :3] @ np.asarray(shift, float)
+    aff[:3, :3] *= zoom
+    if tilt:
+        c, s = np.cos(tilt), np.sin(tilt)
+        aff[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ aff[:3, :3]
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(data), aff), path)
+    return path
+
+
+@pytest.mark.parametrize("flip, swap_xy, said", [((1,), False, "y stored as the image's -y"),
+                                                 ((0, 2), True, "x stored as the image's y")])
+def test_labels_from_a_flipped_or_permuted_nifti_land_on_the_image_voxels(real_ct, tmp_path, flip, swap_xy, said):
+    """QA repro_9: a segmentation NIfTI of a DICOM CT storing the same voxels with axes flipped (dcm2niix,
+    TotalSegmentator) was attached misaligned (Dice 0.02). Now it is turned onto the image's grid: Dice 1.0, the
+    label equal to the mask voxel for voxel, and the report says what was done."""
+    import mzarr_core
+
+    folder, affine, mask = real_ct
+    seg = _seg_nifti(tmp_path / "bone.nii.gz", mask, affine, flip=flip, swap_xy=swap_xy)
+    lines: list[str] = []
+    mzarr_core.convert(folder / "ct.mzarr", tmp_path / "out.mzarr", labels_from=seg, report=lines.append)
+    with Mzarr(tmp_path / "out.mzarr") as m:
+        lab = m.label("bone")[...]
+        bone = m[...] > 300
+    assert 2 * (bone & (lab > 0)).sum() / (bone.sum() + (lab > 0).sum()) == 1.0
+    np.testing.assert_array_equal(lab, mask)
+    assert any("the same voxels as the image" in line and said in line for line in lines), lines
+
+
+@pytest.mark.parametrize("change, why", [({"shift": (0, 3, 0)}, "their origins differ: the segmentation is shifted "
+                                                                 "by 3 voxels along the image's y"),
+                                         ({"zoom": 1.5}, "their voxel sizes differ"),
+                                         ({"tilt": 0.2}, "one is oblique to the other")])
+def test_labels_from_another_geometry_are_refused_stating_both(real_ct, tmp_path, capsys, change, why):
+    """A segmentation of the same shape on another grid (shifted, other voxel size, oblique) is refused before
+    anything is written, stating both geometries and what to do; the image and the segmentation are untouched."""
+    from mzarr_core.cli import main
+
+    folder, affine, mask = real_ct
+    seg = _seg_nifti(tmp_path / "bone.nii.gz", mask, affine, **change)
+    before = seg.read_bytes()
+    code = main(["convert", str(folder / "ct.mzarr"), str(tmp_path / "out.mzarr"), "--labels-from", str(seg),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and why in err
+    assert "The image: shape (z, y, x) (" in err and "; bone.nii.gz: shape (z, y, x)" in err
+    assert "resample the segmentation onto the image's grid" in err and "nothing was written" in err
+    assert not (tmp_path / "out.mzarr").exists() and seg.read_bytes() == before
+
+
+def test_labels_from_a_file_without_geometry_are_checked_by_shape_and_said(real_ct, tmp_path):
+    """A .npy has no geometry: today's shape check, and the report says the geometry could not be checked."""
+    import mzarr_core
+
+    folder, _, mask = real_ct
+    np.save(tmp_path / "bone.npy", mask)
+    lines: list[str] = []
+    mzarr_core.convert(folder / "ct.mzarr", tmp_path / "out.mzarr", labels_from=tmp_path / "bone.npy",
+                       report=lines.append)
+    with Mzarr(tmp_path / "out.mzarr") as m:
+        np.testing.assert_array_equal(m.label("bone")[...], mask)
+    assert lines == ["labels bone.npy: only the shape could be checked, not the geometry (bone.npy does not say where "
+                     "its voxels are in the world)"]
