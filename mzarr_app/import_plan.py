@@ -154,7 +154,7 @@ class ImportPlan:
 
     def read_options(self) -> dict[str, Any]:
         """The reader options that import exactly what this plan describes (DICOM: the series)."""
-        return {"series": self.series_index} if self.series_index is not None else {}
+        return {"series": f"#{self.series_index}"} if self.series_index is not None else {}  # the N-th listed
 
     def close(self) -> None:
         src, self.source = self.source, None
@@ -209,7 +209,8 @@ def inspect(src: str | os.PathLike, series: int | None = None) -> ImportPlan:
             dicom = importlib.import_module(DICOM_MODULE)
             listed = list(dicom.list_dicom_series(path))
             chosen = series if series is not None else _default_series(path, listed)
-            source = formats.read(path, series=series)  # None: the library chooses (and says so)
+            # "#N": the N-th listed (a bare number would be a SeriesNumber); None: the library chooses (and says so)
+            source = formats.read(path, series=None if series is None else f"#{series}")
             lines = list(dicom.format_dicom_series(listed, next((s for s in listed if s.index == chosen), None)))
         else:
             source = formats.read(path)

@@ -156,7 +156,7 @@ def test_dicom_folder_dialog_series_estimate_cancel_and_import(qtbot, window, di
     lst.setCurrentRow(1)  # the second series
     wait_plan(qtbot, dlg, series_index=second)
     assert dlg.fields["shape"].text().startswith("4 × 128 × 128") and lst.item(1).text().startswith("*")
-    assert dlg.plan.read_options() == {"series": second}
+    assert dlg.plan.read_options() == {"series": f"#{second}"}  # the N-th listed (a bare number is a SeriesNumber)
     warn = dlg.warnings_text.toPlainText()
     assert "uneven slice gaps" in warn and "2 image series" not in warn
     est = wait_estimate(qtbot, dlg)

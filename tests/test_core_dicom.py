@@ -274,13 +274,34 @@ def test_two_series_largest_by_default_and_chosen_by_uid_number_index(tmp_path):
         src = open_dicom(tmp_path / "mixed")
     assert "#1  series 8" in str(rec[0].message)  # the others are listed
     assert src.array.shape == (5, 128, 128)
-    for choice in (uid_small, "8", "#1", 1, found[1]):
+    for choice in (uid_small, "8", 8, np.int64(8), "#1", found[1]):  # a number is a SeriesNumber, "#N" the N-th
         src = opened(tmp_path / "mixed", series=choice)
         np.testing.assert_array_equal(src.array[...], small)
     with pytest.raises(MzarrFormatError, match=r"(?s)no series matches '99'.*#0  series 3"):
         open_dicom(tmp_path / "mixed", series="99")
-    with pytest.raises(MzarrFormatError, match="no series #5"):
-        open_dicom(tmp_path / "mixed", series=5)
+    with pytest.raises(MzarrFormatError, match=r'no series has SeriesNumber 1 \(series="#1" is the position\)'):
+        open_dicom(tmp_path / "mixed", series=1)
+    with pytest.raises(MzarrFormatError, match="there is no series #5"):
+        open_dicom(tmp_path / "mixed", series="#5")
+
+
+def test_series_number_means_the_same_in_python_and_the_cli(tmp_path, capsys):
+    """QA: read_options={'series': 5} took the 6th listed series while ``--series 5`` took SeriesNumber 5. Series
+    numbered 1 and 2 (listed #0 = SeriesNumber 1, #1 = SeriesNumber 2): 1 and "1" both mean SeriesNumber 1."""
+    from mzarr_core import convert
+    from mzarr_core.cli import main
+
+    make_series(tmp_path / "mixed", n=5, number=2)
+    small, _ = make_series(tmp_path / "mixed", n=3, number=1, base="MR_small.dcm", prefix="mr_")
+    listed = list_dicom_series(tmp_path / "mixed")
+    assert [s.number for s in listed] == [1, 2]  # position 1 is SeriesNumber 2: the two readings differ
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        convert(tmp_path / "mixed", tmp_path / "py.mzarr", read_options={"series": 1})
+        assert main(["convert", str(tmp_path / "mixed"), str(tmp_path / "cli.mzarr"), "--series", "1", "--quiet"]) == 0
+    with Mzarr(tmp_path / "py.mzarr") as a, Mzarr(tmp_path / "cli.mzarr") as b:
+        assert a.shape == b.shape == (3, 64, 64) and np.array_equal(a.numpy(), b.numpy())
+        assert np.array_equal(a.numpy(), small)
 
 
 def test_one_file_of_a_series_reads_its_whole_series(tmp_path):

@@ -12,7 +12,8 @@ What the reader does, as a radiologist's viewer would:
 - **Grouping.** Images are grouped by SeriesInstanceUID and split further when one series mixes image sizes, pixel
   formats, orientations (a localizer inside an axial series) or echoes (EchoNumbers / EffectiveEchoTime); such parts
   are listed separately (``subset`` says what differs). With several series the one named by ``series=`` is read
-  (an ``int`` is a position in :func:`list_dicom_series`, a string a SeriesInstanceUID, a SeriesNumber or ``"#N"``),
+  (a number, ``5`` or ``"5"``, is a SeriesNumber as for the CLI's ``--series 5``; ``"#N"`` the N-th of
+  :func:`list_dicom_series`; else a SeriesInstanceUID or a :class:`DicomSeries`),
   else the one with most slices, with a :class:`~mzarr_core.errors.MzarrWarning` naming it and listing the others.
   A single-frame file inside a folder of its series means "that series": the whole series is read from the folder.
 - **Order and spacing.** Slices are sorted by ImagePositionPatient projected on the slice normal (row cosines x column
@@ -1420,15 +1421,17 @@ def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> D
         if not cands:
             raise fail(f"series {series.label} is not")
     elif isinstance(series, (int, np.integer)) and not isinstance(series, bool):
-        if not 0 <= int(series) < len(found):
-            raise fail(f"there is no series #{series} ({len(found)} found)")
-        cands = [found[int(series)]]
+        # a number is a SeriesNumber (what pydicom's ds.SeriesNumber gives), as the CLI's --series 5; "#N" the N-th
+        cands = [s for s in found if s.number is not None and s.number == int(series)]
+        if not cands:
+            raise fail(f"no series has SeriesNumber {int(series)} (series=\"#{int(series)}\" is the position)")
     elif isinstance(series, str):
         text = series.strip()
         cands = [s for s in found if s.uid == text]
         if not cands and text.startswith("#") and text[1:].isdigit():
-            if int(text[1:]) < len(found):
-                cands = [found[int(text[1:])]]
+            if int(text[1:]) >= len(found):
+                raise fail(f"there is no series {text} ({len(found)} found)")
+            cands = [found[int(text[1:])]]
         if not cands:
             cands = [s for s in found if s.number is not None and str(s.number) == text]
         if not cands:
@@ -1440,7 +1443,7 @@ def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> D
             if mine:
                 return mine[0]
     else:
-        raise MzarrFormatError(f"series= takes an index, a UID or a SeriesNumber, not {type(series).__name__}")
+        raise MzarrFormatError(f'series= takes "#N", a UID or a SeriesNumber, not {type(series).__name__}')
     chosen = largest(cands)
     if len(cands) > 1:
         others = [line for s, line in zip(found, format_dicom_series(found, chosen)) if s.index != chosen.index]
@@ -1526,6 +1529,7 @@ def open_dicom(
                 "(video or an unknown compression); convert it to a standard transfer syntax first (e.g. with "
                 "dcmtk's dcmdjpeg / gdcmconv --raw)"
             )
+        _refuse_mosaic(scan.store, frames[0], label, pyd)
         geo = _arrange(frames)
         notes = list(geo.warnings)
         if scan.broken:
@@ -1577,6 +1581,32 @@ def open_dicom(
     except BaseException:
         scan.store.close()
         raise
+
+
+def _refuse_mosaic(store: _Store, first: _Frame, label: str, pyd: Any) -> None:
+    """A Siemens MOSAIC (``ImageType`` MOSAIC, or the CSA ``NumberOfImagesInMosaic`` (0019,100A) above 1) tiles a
+    volume's slices in one image; their positions need Siemens' private CSA header, so it is refused, never read
+    as one wrong 2D picture."""
+    with store.open(first.file.name) as fh, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pyd.dcmread(fh, stop_before_pixels=True, force=True)
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])] if "ImageType" in ds else []
+    tiles = None
+    if (0x0019, 0x100A) in ds:
+        try:
+            tiles = int(ds[0x0019, 0x100A].value)
+        except (TypeError, ValueError):
+            tiles = None
+    if "MOSAIC" not in image_type and not (tiles is not None and tiles > 1):
+        return
+    grid = math.ceil(math.sqrt(tiles)) if tiles else None
+    layout = (f"{tiles} slices of {first.file.rows // grid} x {first.file.cols // grid} tiled in each "
+              f"{first.file.rows} x {first.file.cols} image" if grid else "its slices tiled in each image")
+    raise MzarrFormatError(
+        f"{label} is a Siemens MOSAIC ({layout}); Mzarr does not unpack mosaics (the slice positions are in Siemens' "
+        "private CSA header) and will not import it as one 2D picture. Convert it to NIfTI with dcm2niix and import "
+        "that, or pick another series with series= (see mzarr info)"
+    )
 
 
 def is_dicom_path(path: str | os.PathLike[str]) -> bool:
