@@ -198,6 +198,15 @@ def _json_copy(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def _disk_state(path: str) -> tuple[int, int, int] | None:
+    """(modification time, size, inode) of the file ``path``; None for a folder or a missing file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return None if os.path.isdir(path) else (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _is_single_file_mzarr(path: str) -> bool:
     """Whether ``path`` is a single-file .mzarr (an SQLite file; a legacy Mzarr ZIP or a folder is not)."""
     try:
@@ -223,6 +232,7 @@ class Document:
         self._reading: dict[tuple, threading.Event] = {}
         self._reading_lock = threading.Lock()
         self._load_props()
+        self.note_saved()
 
     def _load_props(self) -> None:
         """Cache the image's properties."""
@@ -333,6 +343,18 @@ class Document:
         self.close()
         self.m = Mzarr(self.path, mode="r", cache_bytes=self.cache_bytes)
         self._load_props()
+        self.note_saved()
+
+    def note_saved(self) -> None:
+        """Remember the file as it is on disk now (opened, or written by this app): :meth:`changed_on_disk`
+        compares with this."""
+        self._disk_state = _disk_state(self.path)
+
+    def changed_on_disk(self) -> bool:
+        """Whether another program wrote the file since this app last opened or wrote it (its size, time or
+        inode differ; a folder is not followed)."""
+        now = _disk_state(self.path)
+        return now is not None and now != self._disk_state
 
     def copy_to(self, path: str | os.PathLike[str]) -> None:
         """Make ``path`` a copy of this image as it is saved (pending edits are not in it) and continue on it: what
@@ -361,6 +383,7 @@ class Document:
         self.path = target
         self.m = Mzarr(self.path, mode="r", cache_bytes=self.cache_bytes)
         self._load_props()
+        self.note_saved()
 
     # --- metadata ------------------------------------------------------------------------------------------
     def attrs(self) -> dict[str, Any]:

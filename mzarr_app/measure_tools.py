@@ -187,6 +187,7 @@ class MeasureTools(QObject):
         assert self.doc is not None
         with Mzarr(self.doc.path, "r+") as w:
             w.set_annotations(self.items)
+        self.doc.note_saved()  # this app's own write: not a change by another program
         self._saved = list(self.items)
 
     def _commit(self, items: list[Annotation], select: str | None, text: str) -> None:

@@ -6,7 +6,7 @@ import os
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QFileSystemWatcher, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -78,6 +78,14 @@ class MainWindow(QMainWindow):
         self.progress_hook: Callable[[Any], None] | None = None  # tests: sees the import's progress dialog
         self.about_box: QMessageBox | None = None
         self.licences_dialog: QDialog | None = None
+        # another program writing the open file (a script adding a segmentation): shown as it is now
+        self._watcher = QFileSystemWatcher(self)
+        self._watcher.fileChanged.connect(lambda _path: self._disk_timer.start())
+        self._disk_timer = QTimer(self)
+        self._disk_timer.setSingleShot(True)
+        self._disk_timer.setInterval(400)  # a writer's commit touches the file several times
+        self._disk_timer.timeout.connect(self.check_disk)
+        self._saving = False
         self.view = TiledImageView(self, cache_mb or settings.cache_mb(), threads)
         #: the views: the main one alone, or the orthogonal views of a volume (View > Layout)
         self.layout_views = ViewLayout(self.view, self)
@@ -380,11 +388,57 @@ class MainWindow(QMainWindow):
         self.layout_views.set_document(doc)
         self.measure.set_document(doc)
         settings.add_recent(path)
+        self._watch(doc.path)
         self._update_title()
         self._show_level()
         return True
 
+    def _watch(self, path: str | None) -> None:
+        """Follow the open file (not a folder) for changes made by other programs."""
+        if self._watcher.files():
+            self._watcher.removePaths(self._watcher.files())
+        if path and os.path.isfile(path):
+            self._watcher.addPath(path)
+
+    def check_disk(self) -> bool:
+        """Another program changed the open file: show it as it is now (True). Pending edits stay pending over
+        it; if the image or its label images changed shape, it is opened again (or, with unsaved changes, the
+        user is told to keep them with Save As)."""
+        doc = self.doc
+        if doc is None:
+            return False
+        if self._saving:  # this app is writing the file (a progress dialog lets events through): look afterwards
+            self._disk_timer.start()
+            return False
+        if os.path.isfile(doc.path) and doc.path not in self._watcher.files():
+            self._watcher.addPath(doc.path)  # a file replaced by a save elsewhere drops the watch
+        if not doc.changed_on_disk():
+            return False
+        before = (doc.shape, doc.dtype, doc.axes, [la.name for la in self.view.label_layers])
+        try:
+            doc.reopen()
+            names = list(doc.m.labels())
+        except Exception as exc:
+            self.show_error(f"{doc.path} changed on disk and cannot be read now", f"{type(exc).__name__}: {exc}")
+            return True
+        if (doc.shape, doc.dtype, doc.axes, sorted(names)) != (*before[:3], sorted(before[3])):
+            if self.is_modified():
+                self.show_error(f"{os.path.basename(doc.path)} was changed by another program",
+                                "Its image or label images changed shape; your unsaved changes were made on the "
+                                "earlier version: use File > Save As… to keep them in a new file.")
+                return True
+            self.open_path(doc.path)
+        else:
+            self.view.reload()
+            self.layout_views.reload()
+            if not self.metadata.dirty:
+                self.metadata.set_attrs(doc.attrs())
+        self.statusBar().showMessage(f"{os.path.basename(doc.path)} was changed by another program: "
+                                     "showing it as it is now", 6000)
+        return True
+
     def _close_doc(self) -> None:
+        self._watch(None)
         self.measure.set_document(None)
         self.layout_views.close_document()
         self.view.close_document()
@@ -738,6 +792,7 @@ class MainWindow(QMainWindow):
         self.layout_views.stop_loading()
         self.view.stop_loading()
         ok = True
+        self._saving = True
         try:
             if pixels and self.model.edits:
                 n = doc.save_edits(self.model.edits)
@@ -756,8 +811,11 @@ class MainWindow(QMainWindow):
             except Exception:
                 pass
             if isinstance(exc, MzarrReadOnlyError):  # the edits are kept: offer to save them into a new file
+                self._saving = False
                 return self._save_elsewhere(doc.path, str(exc))
             self.show_error(f"Cannot save {doc.path}", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._saving = False
         self.view.set_edits(self.model.edits)
         self.layout_views.set_edits(self.model.edits)
         self.view.reload()
@@ -781,6 +839,7 @@ class MainWindow(QMainWindow):
         self.layout_views.stop_loading()
         self.view.stop_loading()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        self._saving = True
         try:
             doc.copy_to(path)
         except Exception as exc:
@@ -789,8 +848,10 @@ class MainWindow(QMainWindow):
             self.layout_views.reload()
             return False
         finally:
+            self._saving = False
             QApplication.restoreOverrideCursor()
         settings.add_recent(path)
+        self._watch(path)
         self.statusBar().showMessage(f"Saved a copy of {os.path.basename(before)} as {os.path.basename(path)}", 5000)
         ok = self.save() if self.is_modified() else True
         self.view.reload()

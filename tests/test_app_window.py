@@ -512,3 +512,37 @@ def test_a_read_only_file_offers_save_as_and_the_edits_survive(qtbot, window, im
     assert w.doc.path == target and not w.isWindowModified()
     assert (Mzarr(target).numpy()[10:40, 10:40] == 7).all()
     assert (Mzarr(path).numpy()[10:40, 10:40] != 7).any()
+
+
+def test_a_change_by_another_program_is_shown_and_pending_edits_stay(qtbot, window, image_copy) -> None:
+    """Another process writes the open file (a script filling a region): the view shows the new pixels (status bar
+    says so), a pending edit elsewhere stays pending and is saved over the new content, not over the old; this
+    app's own saves are not taken for such a change; a new label image written by the other program is listed."""
+    import subprocess
+    import sys
+
+    from mzarr_core import Mzarr
+
+    path = image_copy("mosaic")
+    w = window
+    open_and_wait(qtbot, w, path)
+    assert not w.check_disk()  # nothing changed
+    assert w.select_and_fill((600, 600, 700, 700), 9)
+    code = (f"from mzarr_core import Mzarr\nwith Mzarr({str(path)!r}, 'r+') as m:\n"
+            "    m[0:100, 0:100] = 255\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    # the file watcher notices by itself (no call here)
+    qtbot.waitUntil(lambda: "changed by another program" in w.statusBar().currentMessage(), timeout=10000)
+    wait_idle(qtbot, w)
+    assert w.view.value_at(50, 50)[0] == 255  # the view reads the file as it is now
+    assert len(w.model.edits) == 1 and w.isWindowModified()
+    assert w.save()
+    assert not w.check_disk()  # the app's own save
+    a = Mzarr(path).numpy()
+    assert (a[0:100, 0:100] == 255).all() and (a[600:700, 600:700] == 9).all()
+    # a label image added by another program: the file is opened again (nothing pending) and lists it
+    code = f"from mzarr_core import Mzarr\nwith Mzarr({str(path)!r}, 'r+') as m:\n    m.create_labels('cells')\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert w.check_disk()
+    wait_idle(qtbot, w)
+    assert [la.name for la in w.view.label_layers] == ["cells"]
