@@ -318,10 +318,26 @@ def _color(classification: dict[str, Any], where: str) -> tuple[int, int, int] |
     return tuple(color)  # type: ignore[return-value]
 
 
+def _outer_ring(polygon: Any) -> Any:
+    """The ring of a GeoJSON Polygon's coordinates (closing point dropped); holes are refused: a polygon with a
+    hole would be measured with the hole's pixels."""
+    if not isinstance(polygon, list) or not polygon:
+        raise MzarrValueError("a Polygon's coordinates must be a list of rings")
+    if len(polygon) > 1:
+        raise MzarrValueError(
+            "a polygon with holes cannot be stored (Mzarr annotations are simple polygons, measured without holes): "
+            "fill or split it in QuPath first (Objects > Annotations > Fill holes)"
+        )
+    ring = polygon[0]
+    if isinstance(ring, list) and len(ring) > 1 and ring[0] == ring[-1]:
+        ring = ring[:-1]
+    return ring
+
+
 def from_geojson(data: Any) -> list[Annotation]:
     """Annotations from GeoJSON as QuPath writes it (a FeatureCollection, a single Feature, or a list of Features):
-    Point, MultiPoint (one point annotation per point, ids ``<id>-2``, ``<id>-3``... after the first), LineString and Polygon (its outer ring; holes are refused)
-    geometries; ``properties.name``, ``classification``, ``isLocked`` and this library's ``properties.mzarr`` read
+    Point, LineString and Polygon geometries (holes refused: they would be measured), and their Multi- forms as one
+    annotation per piece (ids ``<id>-2``, ``<id>-3``... after the first, names numbered); ``properties.name``, ``classification``, ``isLocked`` and this library's ``properties.mzarr`` read
     back. Features with another ``objectType`` (QuPath's detections and cells) are imported as annotations too."""
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
         features = data.get("features")
@@ -366,31 +382,28 @@ def from_geojson(data: Any) -> list[Annotation]:
                 shapes = [("point", [c]) for c in (coords or [])]
             elif kind == "LineString":
                 shapes = [("line", coords)]
+            elif kind == "MultiLineString":
+                shapes = [("line", c) for c in (coords or [])]
             elif kind == "Polygon":
-                if not isinstance(coords, list) or not coords:
-                    raise MzarrValueError("a Polygon's coordinates must be a list of rings")
-                if len(coords) > 1:
-                    raise MzarrValueError(
-                        "a polygon with holes cannot be stored (Mzarr annotations are simple polygons): fill or split "
-                        "it in QuPath first (Objects > Annotations > Fill holes)"
-                    )
-                ring = coords[0]
-                if isinstance(ring, list) and len(ring) > 1 and ring[0] == ring[-1]:
-                    ring = ring[:-1]
                 hint = extra.get("type")
                 box = extra.get("box")
                 if hint in ("rectangle", "ellipse") and isinstance(box, list) and len(box) == 4:
                     shapes = [(hint, [box[:2], box[2:]])]
                 else:
-                    shapes = [("polygon", ring)]
+                    shapes = [("polygon", _outer_ring(coords))]
+            elif kind == "MultiPolygon":  # QuPath's annotation of several pieces: one polygon annotation per piece
+                if not isinstance(coords, list) or not coords:
+                    raise MzarrValueError("a MultiPolygon's coordinates must be a list of polygons")
+                shapes = [("polygon", _outer_ring(c)) for c in coords]
             else:
                 raise MzarrValueError(
-                    f"geometry {kind!r} is not an annotation Mzarr stores (Point, MultiPoint, LineString, Polygon)"
+                    f"geometry {kind!r} is not an annotation Mzarr stores (Point, MultiPoint, LineString, "
+                    "MultiLineString, Polygon, MultiPolygon)"
                 )
             for n, (shape_kind, pts) in enumerate(shapes):
                 extra_fields = dict(fields)
                 if len(shapes) > 1:
-                    extra_fields["name"] = f"{fields['name'] or 'point'} {n + 1}"
+                    extra_fields["name"] = f"{fields['name'] or shape_kind} {n + 1}"
                 out.append(Annotation(kind=shape_kind, points=pts, id=fid if n == 0 else f"{fid}-{n + 1}", **extra_fields))
         except MzarrValueError as exc:
             raise MzarrValueError(f"{where}: {exc}") from None

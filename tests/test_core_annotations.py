@@ -322,3 +322,26 @@ def test_convert_between_forms_keeps_annotations(tmp_path: Path) -> None:
     for path in (folder, back):
         with Mzarr(path) as m:
             assert m.annotations() == items
+
+
+def test_qupath_multipolygon_and_multilinestring_import_one_annotation_per_piece() -> None:
+    """QuPath writes an annotation of several pieces as a MultiPolygon: each piece becomes a polygon annotation of
+    the same class (names and ids numbered), so the file imports instead of being refused; a hole still refuses
+    its feature (it would be measured with the hole's pixels), naming the feature."""
+    from mzarr_core.annotations import from_geojson
+
+    square = [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]
+    far = [[50, 50], [60, 50], [60, 58], [50, 50]]
+    items = from_geojson({"type": "Feature", "id": "a1", "geometry": {
+        "type": "MultiPolygon", "coordinates": [[square], [far]]},
+        "properties": {"objectType": "annotation", "name": "Tumor area",
+                       "classification": {"name": "Tumor", "color": [200, 0, 0]}}})
+    assert [(a.kind, a.name, a.id, a.class_name) for a in items] == [
+        ("polygon", "Tumor area 1", "a1", "Tumor"), ("polygon", "Tumor area 2", "a1-2", "Tumor")]
+    assert items[0].points == ((0, 0), (10, 0), (10, 10), (0, 10)) and items[1].points == ((50, 50), (60, 50), (60, 58))
+    lines = from_geojson({"type": "Feature", "geometry": {"type": "MultiLineString",
+                                                          "coordinates": [[[0, 0], [5, 5]], [[1, 1], [2, 9]]]}})
+    assert [(a.kind, a.points) for a in lines] == [("line", ((0, 0), (5, 5))), ("line", ((1, 1), (2, 9)))]
+    hole = [[2, 2], [4, 2], [4, 4], [2, 2]]
+    with pytest.raises(MzarrValueError, match="feature 0: a polygon with holes"):
+        from_geojson([{"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[square, hole]]}}])
