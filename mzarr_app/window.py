@@ -433,6 +433,7 @@ class MainWindow(QMainWindow):
             self.layout_views.reload()
             if not self.metadata.dirty:
                 self.metadata.set_attrs(doc.attrs())
+                self._set_window_presets(doc)
         self.statusBar().showMessage(f"{os.path.basename(doc.path)} was changed by another program: "
                                      "showing it as it is now", 6000)
         return True
@@ -802,6 +803,7 @@ class MainWindow(QMainWindow):
                 attrs = self.metadata.to_dict()
                 doc.save_attrs(attrs)
                 self.metadata.set_attrs(doc.attrs())
+                self._set_window_presets(doc)  # the file's windows (WindowCenter/Width) may have been edited
             if self.measure.dirty:
                 self.measure.save()
         except Exception as exc:

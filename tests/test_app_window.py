@@ -546,3 +546,21 @@ def test_a_change_by_another_program_is_shown_and_pending_edits_stay(qtbot, wind
     assert w.check_disk()
     wait_idle(qtbot, w)
     assert [la.name for la in w.view.label_layers] == ["cells"]
+
+
+def test_an_edited_window_in_the_metadata_is_offered_by_the_contrast_menu_after_save(qtbot, window, tmp_path) -> None:
+    """Editing the file's WindowCenter in the Metadata panel and saving updates the Contrast presets at once."""
+    from mzarr_core import Mzarr
+
+    a = (np.arange(64 * 64, dtype=np.int32).reshape(64, 64) % 2000 - 1000).astype(np.int16)
+    path = Mzarr(a).save(tmp_path / "ct.mzarr", attrs={"dicom": {"Modality": "CT", "WindowCenter": 40,
+                                                                "WindowWidth": 400}})
+    w = window
+    open_and_wait(qtbot, w, path)
+    first = w.window_presets[0]
+    assert first.source == "file" and (first.centre, first.width) == (40, 400)
+    md = w.metadata
+    assert md.set_item_value(md.find("dicom", "WindowCenter"), "-600")
+    assert w.save()
+    first = w.window_presets[0]
+    assert first.source == "file" and (first.centre, first.width) == (-600, 400)
