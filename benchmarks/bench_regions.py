@@ -79,7 +79,9 @@ def child(mode: str, path: str, size: int) -> dict:
             for r in range(0, full.shape[0], 1024):
                 mask[r:r + 1024] = region_mask(shape, (r, min(r + 1024, full.shape[0])), (0, full.shape[1]))
             values = full[mask]
-            counts, edges = np.histogram(values, 256)
+            lo, hi = int(values.min()), int(values.max())  # integer data: integer-aligned bins (regions.integer_bins)
+            width = -(-(hi - lo + 1) // 256)
+            counts, edges = np.histogram(values, lo - 0.5 + width * np.arange(-(-(hi - lo + 1) // width) + 1))
             out.update(count=int(values.size), mean=float(values.mean()), std=float(values.std()),
                        min=int(values.min()), max=int(values.max()), hist=counts.tolist(), edges=edges.tolist())
         out["seconds"] = time.perf_counter() - t
