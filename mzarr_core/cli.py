@@ -633,8 +633,16 @@ def _annotations(args: argparse.Namespace) -> int:
         raise MzarrError("--replace and --plane apply to --import only")
     if args.import_ is not None:
         plane = _plane(args.plane)
-        incoming = [a if a.plane is not None or plane is None else a.with_(plane=plane) for a in read_geojson(args.import_)]
+        features = read_geojson(args.import_)
+        incoming = [a if a.plane is not None or plane is None else a.with_(plane=plane) for a in features]
         with Mzarr(args.file, "r+") as image:
+            planeless = sum(a.plane is None for a in features)
+            if plane is None and planeless and len(image.spatial_axes) == 3:
+                raise MzarrError(f"{planeless} of the {len(features)} features of {args.import_.name} name no plane, but "
+                                 f"the image is a volume (axes {image.axes!r}, shape {image.shape}): say which plane "
+                                 "they lie on with --plane AXIS=INDEX, e.g. --plane z=10")
+            if plane is not None:
+                _check_cli_plane(image, plane)
             kept = [] if args.replace else image.annotations()
             ids = {a.id for a in incoming}
             image.set_annotations([a for a in kept if a.id not in ids] + incoming)
@@ -736,6 +744,22 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# The library's advice written for Python callers, as the command line says it ({command}: the mzarr command run)
+CLI_WORDS = (
+    (re.compile(r"Open it read-only \(mode 'r'\), or copy it to a writable (?:folder|place) to edit it"),
+     "'mzarr {command}' changes the file in place: copy it to a writable folder and run 'mzarr {command}' on the "
+     "copy ('mzarr info', 'export' and 'verify' only read it)"),
+)
+
+
+def cli_words(text: str, command: str) -> str:
+    """An error's text with the library's Python-call advice (``mode 'r'``) replaced by what the ``mzarr`` user
+    types."""
+    for pattern, words in CLI_WORDS:
+        text = pattern.sub(words.replace("{command}", command), text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mzarr`` console script: never a traceback. Bad input and damaged files give one clear
     line and exit code 2; an unexpected exception (a bug) gives one line naming its type and exit code 2."""
@@ -747,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (MzarrError, OSError, IndexError, ValueError) as exc:
-        print(f"mzarr {args.command}: error: {_one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
+        text = cli_words(_one_line(str(exc)), args.command)
+        print(f"mzarr {args.command}: error: {text or type(exc).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mzarr: interrupted; {getattr(args, 'interrupt_note', 'no file was changed')}", file=sys.stderr)

@@ -38,6 +38,11 @@ def container_kind(path: Path) -> str:
             f"{path} is a folder but not a Zarr/OME-Zarr image (no zarr.json or .zgroup inside); "
             "open a .mzarr file or an OME-Zarr folder"
         )
+    if path.stat().st_size == 0:
+        raise MzarrFormatError(
+            f"{path} is empty (0 bytes): it holds no image (an interrupted copy, download or save?); restore it from "
+            "a backup or save the image again"
+        )
     if is_sqlite_file(path):
         if path.stat().st_size < 100:
             raise MzarrFormatError(
@@ -53,7 +58,8 @@ def container_kind(path: Path) -> str:
         return "legacy-zip"
     raise MzarrFormatError(
         f"{path} is not a .mzarr image (it is neither an Mzarr SQLite container nor a legacy Mzarr ZIP); "
-        "to import a TIFF/PNG/NumPy file use 'mzarr convert' or mzarr_core.convert()"
+        "if it is another image (TIFF, PNG, NumPy...), give it that format's suffix (.tif, .png, .npy...) and import "
+        "it with 'mzarr convert' (mzarr_core.convert)"
     )
 
 

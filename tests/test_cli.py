@@ -551,3 +551,43 @@ def test_convert_never_writes_over_its_input_nor_to_a_foreign_suffix(tmp_path, c
     code, _, err = run(capsys, "annotations", tmp_path / "img.mzarr", "--export", tmp_path / "img.mzarr")
     assert code == 2 and "give a .geojson file name" in err
     assert (tmp_path / "img.mzarr").read_bytes() == image_bytes
+
+
+def test_cli_messages_name_cli_options_not_python_calls(tmp_path, capsys, monkeypatch):
+    """QA repro_16 and read-only files: the CLI said "give plane=(axis, index)" and "open it read-only (mode 'r')",
+    Python API advice; it now names --plane z=10 and what to do from the shell. The file is left as it was."""
+    import mzarr_core.sqlite_store as sqlite_store
+    from mzarr_core.annotations import Annotation, write_geojson
+
+    vol = np.zeros((4, 16, 16), np.uint8)
+    Mzarr(vol).save(tmp_path / "v.mzarr")
+    write_geojson([Annotation("rectangle", [(1, 1), (5, 5)], name="tumor")], tmp_path / "q.geojson")
+    before = (tmp_path / "v.mzarr").read_bytes()
+    code, _, err = run(capsys, "annotations", tmp_path / "v.mzarr", "--import", tmp_path / "q.geojson")
+    assert code == 2 and "1 of the 1 features of q.geojson name no plane" in err and "plane=(" not in err
+    assert "say which plane they lie on with --plane AXIS=INDEX, e.g. --plane z=10" in err
+    assert (tmp_path / "v.mzarr").read_bytes() == before
+    code, out, err = run(capsys, "annotations", tmp_path / "v.mzarr", "--import", tmp_path / "q.geojson", "--plane", "z=2")
+    assert code == 0, err
+    with Mzarr(tmp_path / "v.mzarr") as m:
+        assert [(a.name, a.plane) for a in m.annotations()] == [("tumor", ("z", 2))]
+    # a file the user may not write (permissions do not stop root, who runs the tests: the check is told so)
+    monkeypatch.setattr(sqlite_store, "why_not_writable", lambda p: f"you have no permission to write {p}")
+    before = (tmp_path / "v.mzarr").read_bytes()
+    for command in ("repair", "optimize"):
+        code, _, err = run(capsys, command, tmp_path / "v.mzarr", "--quiet")
+        assert code == 2 and "you have no permission to write" in err and "mode 'r'" not in err
+        assert f"copy it to a writable folder and run 'mzarr {command}' on the copy" in err
+    assert (tmp_path / "v.mzarr").read_bytes() == before
+
+
+def test_an_empty_mzarr_file_is_said_to_be_empty(tmp_path, capsys):
+    """A 0-byte .mzarr (an interrupted copy) given to convert was told to "use 'mzarr convert'"."""
+    (tmp_path / "e.mzarr").write_bytes(b"")
+    for argv in (("convert", tmp_path / "e.mzarr", tmp_path / "f.mzarr", "--quiet"), ("info", tmp_path / "e.mzarr")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "e.mzarr is empty (0 bytes): it holds no image" in err and "use 'mzarr convert'" not in err
+    (tmp_path / "t.mzarr").write_bytes(b"II*\0" + bytes(100))
+    code, _, err = run(capsys, "info", tmp_path / "t.mzarr")
+    assert code == 2 and "give it that format's suffix (.tif, .png, .npy...) and import it with 'mzarr convert'" in err
+    assert not (tmp_path / "f.mzarr").exists()

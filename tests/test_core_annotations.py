@@ -298,7 +298,7 @@ def test_cli_annotations_import_export_list(tmp_path: Path, capsys: pytest.Captu
     assert stats["count"] == int(mask.sum()) and stats["mean"] == [_coins()[mask].mean()]
     vol = Mzarr(np.zeros((4, 600, 600), np.uint8)).save(tmp_path / "v.mzarr")
     assert main(["annotations", str(vol), "--import", str(src)]) == 2
-    assert "has no plane" in capsys.readouterr().err
+    assert "5 of the 5 features of q.geojson name no plane" in capsys.readouterr().err
     assert main(["annotations", str(vol), "--import", str(src), "--plane", "z=2"]) == 0
     with Mzarr(vol) as m:
         assert {a.plane for a in m.annotations()} == {("z", 2)}

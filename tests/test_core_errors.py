@@ -68,7 +68,8 @@ def test_sqlite_file_that_is_not_mzarr(tmp_path):
 def test_random_binary_and_empty_files(tmp_path, content):
     path = tmp_path / "junk.mzarr"
     path.write_bytes(content)
-    with pytest.raises(MzarrFormatError, match=r"junk\.mzarr is not a \.mzarr image"):
+    said = r"junk\.mzarr is empty \(0 bytes\): it holds no image" if not content else r"junk\.mzarr is not a \.mzarr image"
+    with pytest.raises(MzarrFormatError, match=said):
         Mzarr(path)
 
 
