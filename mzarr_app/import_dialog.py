@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import import_plan
-from .import_plan import Compression, Estimate, ImportPlan, format_bytes
+from .import_plan import Compression, Estimate, ImportPlan, folder_writable, format_bytes
 
 
 @dataclass
@@ -326,7 +326,9 @@ class ImportDialog(QDialog):
                         "at distance 1: mean error ~66 HU). Keep lossless for measurements.")
             self.lossy_note.setText(note)
         self.lossy_value.setEnabled(lossy_on)
-        self.import_button.setEnabled(plan is not None and bool(self.destination()))
+        dst = self.destination()
+        self.import_button.setEnabled(plan is not None and bool(dst)
+                                      and folder_writable(os.path.dirname(os.path.abspath(dst))))
 
     def _set_lossy_range(self, by: str, value: float) -> None:
         self.lossy_value.blockSignals(True)
@@ -532,6 +534,9 @@ class ImportDialog(QDialog):
             self.dest_note.setText("A file of this name exists: importing replaces it.")
         elif not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
             self.dest_note.setText("That folder does not exist.")
+        elif not folder_writable(os.path.dirname(os.path.abspath(dst))):
+            self.dest_note.setText("You cannot write in that folder (read-only media or no permission): choose "
+                                   "another destination.")
         else:
             self.dest_note.setText("")
         self._update_controls()
@@ -548,6 +553,10 @@ class ImportDialog(QDialog):
             return
         if not os.path.isdir(os.path.dirname(os.path.abspath(dst))):
             self.dest_note.setText("That folder does not exist: choose another destination.")
+            return
+        if not folder_writable(os.path.dirname(os.path.abspath(dst))):
+            self.dest_note.setText("You cannot write in that folder (read-only media or no permission): choose "
+                                   "another destination.")
             return
         comp = self.compression()
         read_options = plan.read_options()

@@ -408,3 +408,8 @@ def format_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{int(n)} bytes"
+
+
+def folder_writable(folder: str) -> bool:
+    """Whether a new file can be made in ``folder`` (it exists and this user may write there)."""
+    return os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)

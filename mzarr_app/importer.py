@@ -14,6 +14,8 @@ from PySide6.QtWidgets import QLabel, QProgressDialog, QWidget
 
 from mzarr_core import formats
 
+from .import_plan import folder_writable
+
 IMPORT_FILTER = formats.qt_filter()  # every importable format, then one entry per format, then all files
 
 
@@ -27,13 +29,20 @@ class _Bridge(QObject):
 
 def default_destination(src: str) -> str:
     """``photo.tif`` -> ``photo.mzarr``, ``scan.nii.gz`` -> ``scan.mzarr``, a DICOM folder ``CT/`` -> ``CT.mzarr``,
-    next to the source."""
+    next to the source; in the user's documents folder (else home) when the source's folder cannot be written (a
+    CD, a read-only share)."""
     src = src.rstrip("/\\") or src
     name = os.path.basename(src)
     base = formats.strip_suffix(name)
     if base == name and not os.path.isdir(src):
         base = os.path.splitext(name)[0] or name  # a file of a format found by its content (e.g. IM0001.ima)
-    return os.path.join(os.path.dirname(os.path.abspath(src)), base + ".mzarr")
+    folder = os.path.dirname(os.path.abspath(src))
+    if not folder_writable(folder):
+        from PySide6.QtCore import QStandardPaths
+
+        documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        folder = documents if documents and folder_writable(documents) else os.path.expanduser("~")
+    return os.path.join(folder, base + ".mzarr")
 
 
 def drop_action(path: str) -> str | None:

@@ -501,3 +501,34 @@ def test_about_licences_with_the_real_licence_files(qtbot, window) -> None:
         assert dlg.text.toPlainText().strip()
     dlg.close()
     assert isinstance(dlg, QDialog)
+
+
+def test_a_source_on_read_only_media_proposes_a_writable_destination(qtbot, window, dicom_folder, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Importing from a folder that cannot be written (a CD; simulated: tests run as root) proposes the documents
+    folder (else home) instead of the source's folder; a destination in a read-only folder is said at once and
+    Import stays off, so the series and compression chosen are never lost to a failed import."""
+    import os
+
+    import mzarr_app.import_plan as import_plan
+
+    folder, _even, _uneven = dicom_folder
+    readonly = {str(tmp_path), str(tmp_path / "ro")}
+    real_access = os.access
+    monkeypatch.setattr(import_plan.os, "access",
+                        lambda p, mode: False if os.path.abspath(p) in readonly else real_access(p, mode))
+    home = tmp_path / "home"
+    (home / "Documents").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    w = window
+    dlg = w.start_import(str(folder))
+    wait_plan(qtbot, dlg)
+    dest = dlg.destination()
+    assert os.path.dirname(dest) in (str(home / "Documents"), str(home)) and dest.endswith("CT study.mzarr")
+    assert dlg.import_button.isEnabled()
+    (tmp_path / "ro").mkdir()
+    dlg.dest_edit.setText(str(tmp_path / "ro" / "ct.mzarr"))
+    assert "cannot write in that folder" in dlg.dest_note.text() and not dlg.import_button.isEnabled()
+    dlg.dest_edit.setText(dest)
+    assert dlg.import_button.isEnabled() and dlg.dest_note.text() == ""
+    dlg.reject()
