@@ -320,3 +320,21 @@ def test_status_value_of_a_channel_image_is_every_channel_at_full_resolution(qtb
     assert w.value_label.text() == "value: …" or w.value_label.text().startswith("value: ≈")
     want = ", ".join(str(int(v)) for v in Mzarr(image_dir / "channels.mzarr").levels[0][:, y, x])
     qtbot.waitUntil(lambda: w.value_label.text() == f"value: {want}", timeout=5000)
+
+
+def test_contrast_histogram_of_integers_has_whole_value_bins(qtbot) -> None:
+    """Integer data (0..1000, every value 3 times): each histogram bin holds the same number of whole values, so a
+    flat distribution draws flat (a 256-bin linspace over 1001 values put 3 or 4 values in alternate bins: a comb)."""
+    from mzarr_app.panels.contrast import HistogramWidget
+
+    h = HistogramWidget()
+    qtbot.addWidget(h)
+    sample = np.arange(1001, dtype=np.uint16).repeat(3)
+    h.set_data(sample)
+    edges, logc = h.curve.getData()
+    counts = np.expm1(logc)
+    assert len(counts) <= 256 and (counts > 0).all()
+    assert (counts[:-1] == counts[0]).all()  # flat (the last bin holds what is left)
+    widths = np.diff(edges)
+    assert np.allclose(widths, widths[0]) and float(widths[0]).is_integer() and edges[0] == -0.5
+    assert np.isclose(counts.sum(), sample.size)

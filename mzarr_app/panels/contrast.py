@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
                                QSlider, QVBoxLayout, QWidget)
 
 from mzarr_core.display import WindowPreset, levels_to_window, window_to_levels
+from mzarr_core.regions import integer_bins
 
 from ..contrast import COLORMAPS, DisplaySettings, auto_levels
 
@@ -53,11 +54,11 @@ class HistogramWidget(pg.PlotWidget):
         lo, hi = float(a.min()), float(a.max())
         if hi <= lo:
             hi = lo + 1
-        bins = 256
-        if a.dtype.kind in "ui" and hi - lo < 256:
-            edges = np.arange(lo, hi + 2) - 0.5
+        if a.dtype.kind in "biu":  # whole values per bin (a fractional width leaves every few bins empty: a comb)
+            width, count = integer_bins(int(lo), int(hi), 256)
+            edges = lo - 0.5 + width * np.arange(count + 1, dtype=np.float64)
         else:
-            edges = np.linspace(lo, hi, bins + 1)
+            edges = np.linspace(lo, hi, 256 + 1)
         counts, edges = np.histogram(a, bins=edges)
         self.curve.setData(edges, np.log1p(counts))
         self.setXRange(edges[0], edges[-1], padding=0.02)
