@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,23 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def create_plain_file(new: Path, like: Path) -> None:
+    """Create the empty file ``new`` (which must not exist) with the permissions a file written at ``like`` gets
+    from a plain open: ``like``'s own mode when it is an existing file (a save or an export over it keeps who may
+    read it), else 0666 less the umask. Every file written through a temporary and a rename starts here (mkstemp's
+    0600, or SQLite's 0644, would ignore both)."""
+    try:
+        mode = stat.S_IMODE(like.stat().st_mode) if like.is_file() else None
+    except OSError:
+        mode = None
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
     """Yield a fresh store at a temporary name beside ``path``; on success it replaces ``path`` in one rename.
@@ -113,6 +131,11 @@ def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
         raise MzarrReadOnlyError(f"cannot save to {path}: {reason}")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     directory = is_directory_target(path)
+    if not directory:
+        try:
+            create_plain_file(tmp, path)  # SQLite then builds the database in it
+        except OSError as exc:
+            raise _save_error(exc, path) from None
     store: Store = LocalStore(tmp) if directory else SqliteStore(tmp, create=True, fast_build=True)
     try:
         yield store, tmp

@@ -503,3 +503,22 @@ def test_readers_while_saving_over_itself(tmp_path):
         assert m.chunks == (32, 32)
     assert reads["n"] > 0
     assert not problems, sorted(set(problems))[:3]
+
+
+def test_a_save_over_a_private_file_keeps_it_private(tmp_path):
+    """A .mzarr the user made private (chmod 600: a patient's scan) stayed 0600 only until the next save, which
+    rebuilt it as SQLite's 0644, readable by everyone. A save keeps the replaced file's mode; a new file gets
+    0666 less the umask (checked in test_core_export with exports)."""
+    import os
+    import stat
+
+    pixels = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    path = Mzarr(pixels).save(tmp_path / "scan.mzarr")
+    os.chmod(path, 0o600)
+    Mzarr(pixels + 1).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with Mzarr(path, "r+") as m:
+        m.save(path)  # saved over itself
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with Mzarr(path) as m:
+        np.testing.assert_array_equal(m.numpy(), pixels + 1)

@@ -7,7 +7,6 @@ import contextlib
 import errno
 import math
 import os
-import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,16 +192,13 @@ class Selection:
 
 def _new_temporary(path: Path, folder: Path) -> Path:
     """A new empty file ``.<random>.<name>`` in ``folder`` (hidden, ending like the real name: writers may choose by
-    suffix, e.g. .nii.gz) with the permissions ``path`` would get from a plain open: an existing file's mode, else
-    0666 less the umask (not mkstemp's 0600, which would hide every export from colleagues and services)."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else None
-    except OSError:
-        mode = None
+    suffix, e.g. .nii.gz) with the permissions ``path`` would get (:func:`~mzarr_core.containers.create_plain_file`)."""
+    from ..containers import create_plain_file
+
     for _ in range(100):
         tmp = folder / f".{uuid.uuid4().hex[:8]}.{path.name}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+            create_plain_file(tmp, path)
         except FileExistsError:
             continue
         except OSError as exc:
@@ -210,11 +206,6 @@ def _new_temporary(path: Path, folder: Path) -> Path:
                 raise
             raise MzarrReadOnlyError(f"cannot write {path}: {exc.strerror}: files cannot be created in {folder}; "
                                      "choose a folder you can write to (nothing was written)") from None
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
         return tmp
     raise MzarrError(f"cannot write {path}: no free temporary name in {folder}")  # pragma: no cover
 
