@@ -95,24 +95,33 @@ class OverviewInset(QWidget):
         image = self.source()
         if image is None or image.hist_data is None or v.plane is None or v.display is None:
             return None
-        key = (id(image.hist_data), v.plane, v.display)
+        up, left = self._flips()
+        key = (id(image.hist_data), v.plane, v.display, up, left)
         if key != self._key:
             lev = image.doc.levels[image.hist_level]
             data = level_plane(image.hist_data, image.doc.axes, lev.factor, v.plane)
             rgba = render(data, v.display)
-            self._array = np.ascontiguousarray(rgba)
+            self._array = np.ascontiguousarray(rgba[::-1 if up else 1, ::-1 if left else 1])  # as the view draws it
             rows, cols = self._array.shape[:2]
             self._image = QImage(self._array.data, cols, rows, cols * 4, QImage.Format.Format_RGBA8888)
             self._key = key
         return self._image
+
+    def _flips(self) -> tuple[bool, bool]:
+        """(rows upward, columns leftward) as the view draws its plane (a patient image read radiologically)."""
+        vb = self.view.vb
+        return not vb.yInverted(), vb.xInverted()
 
     def view_rect(self) -> QRectF:
         """The visible part of the plane, in the inset's pixels."""
         v = self.view
         h, w = v.plane_shape()
         r = v.vb.viewRect()
+        up, left = self._flips()
         sx, sy = self.width() / w, self.height() / h
-        return QRectF(r.left() * sx, r.top() * sy, r.width() * sx, r.height() * sy)
+        x = (w - r.right() if left else r.left()) * sx
+        y = (h - r.bottom() if up else r.top()) * sy
+        return QRectF(x, y, r.width() * sx, r.height() * sy)
 
     def paintEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
         """The plane, a frame, and the view's rectangle in yellow."""
@@ -134,7 +143,9 @@ class OverviewInset(QWidget):
         v = self.view
         h, w = v.plane_shape()
         r = v.vb.viewRect()
+        up, left = self._flips()
         cx, cy = x / self.width() * w, y / self.height() * h
+        cx, cy = (w - cx if left else cx), (h - cy if up else cy)
         v.vb.setRange(QRectF(cx - r.width() / 2, cy - r.height() / 2, r.width(), r.height()), padding=0)
 
     def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802 - Qt naming

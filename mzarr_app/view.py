@@ -550,6 +550,23 @@ class TiledImageView(pg.GraphicsView):
 
     def _apply_aspect(self) -> None:
         self.vb.setAspectLocked(True, ratio=self.aspect_ratio())
+        self._apply_orientation()
+
+    def _apply_orientation(self) -> None:
+        """Draw a patient image's plane as radiologists read it (superior or anterior up, the patient's right on
+        the left: ``mzarr_core.display.radiological_flips``); other images row 0 at the top, column 0 at the left."""
+        from mzarr_core.display import radiological_flips
+
+        doc, plane = self.doc, self.plane
+        up = left = False
+        if doc is not None and plane is not None:
+            try:
+                attrs = doc.attrs()
+            except Exception:  # unreadable attributes: the stored order
+                attrs = {}
+            up, left = radiological_flips(attrs, doc.axes, plane.row, plane.col)
+        self.vb.invertY(not up)
+        self.vb.invertX(left)
 
     def set_physical_aspect(self, on: bool) -> None:
         """Draw pixels at their physical aspect (True) or square (False), keeping the centre and the column

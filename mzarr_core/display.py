@@ -197,3 +197,37 @@ def anatomical_plane_names(attrs: Mapping[str, Any] | None) -> tuple[str, str, s
         return None
     names = tuple(_PLANE_ACROSS[int(np.argmax(np.abs(d)))] for d in (normal, col, row))
     return names if len(set(names)) == 3 else None  # type: ignore[return-value]
+
+
+def radiological_flips(attrs: Mapping[str, Any] | None, axes: str, row_axis: str, col_axis: str) -> tuple[bool, bool]:
+    """(rows upward, columns leftward): how to draw the plane of a patient image whose rows run along ``row_axis``
+    and columns along ``col_axis`` (of the spatial ``axes``, e.g. "zyx") so that it reads as radiologists expect:
+    superior at the top of coronal and sagittal planes, anterior at the top of axial ones, the patient's right on
+    the screen's left, anterior on the left of sagittal planes. From the image's patient geometry (the DICOM
+    reader's affine, a NIfTI affine, NRRD/MetaImage directions); (False, False) without one (a microscope image:
+    row 0 at the top, column 0 at the left)."""
+    from .formats.geometry import image_geometry
+
+    spatial = "".join(a for a in axes if a in "zyx")
+    if not attrs or len(spatial) != 3 or row_axis not in spatial or col_axis not in spatial:
+        return False, False
+    try:
+        geometry = image_geometry(dict(attrs), 3)
+    except Exception:  # noqa: BLE001 - damaged geometry: draw the stored order
+        return False, False
+    if geometry is None or geometry.space not in ("RAS", "LPS", "LAS") or geometry.direction.shape != (3, 3):
+        return False, False
+    ras = geometry.in_space("RAS").direction  # columns: the x, y, z index axes in RAS (+x right, +y anterior, +z up)
+
+    def direction(axis: str) -> np.ndarray:
+        return ras[:, "xyz".index(axis)]
+
+    def points(d: np.ndarray) -> tuple[int, float]:
+        k = int(np.argmax(np.abs(d)))
+        return k, float(d[k])
+
+    k, v = points(direction(row_axis))
+    rows_up = (k == 2 and v > 0) or (k == 1 and v > 0)  # toward superior (coronal, sagittal), anterior (axial)
+    k, v = points(direction(col_axis))
+    cols_left = (k == 0 and v > 0) or (k == 1 and v > 0)  # toward the patient's right, toward anterior (sagittal)
+    return rows_up, cols_left

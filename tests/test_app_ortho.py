@@ -536,3 +536,51 @@ def test_layout_and_overview_are_remembered(qtbot, window, image_dir) -> None:  
     qtbot.addWidget(third)
     assert third.layout_views.mode == SINGLE
     third.close()
+
+
+def test_patient_planes_are_drawn_as_radiologists_read_them(qtbot, window, tmp_path) -> None:  # noqa: F811
+    """An axial CT (slices stored inferior -> superior, the DICOM reader's LPS affine): coronal and sagittal planes
+    are drawn superior up (they came out upside down), the axial one anterior up, the patient's right on the
+    screen's left; the overview inset mirrors the view. A volume without patient geometry keeps row 0 at the top."""
+    from mzarr_core import Mzarr
+    from mzarr_core.display import radiological_flips
+
+    lps = [[0.7, 0, 0, -100], [0, 0.7, 0, -120], [0, 0, 2.5, -300], [0, 0, 0, 1]]  # x -> L, y -> P, z -> S
+    attrs = {"dicom": {"geometry": {"affine_lps": lps}}}
+    assert radiological_flips(attrs, "zyx", "y", "x") == (False, False)  # axial: anterior up, right on the left
+    assert radiological_flips(attrs, "zyx", "z", "x") == (True, False)  # coronal: superior up
+    assert radiological_flips(attrs, "zyx", "z", "y") == (True, False)  # sagittal: superior up, anterior left
+    ras_x_right = {"nifti_affine": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}  # x -> R (NIfTI RAS)
+    assert radiological_flips(ras_x_right, "zyx", "y", "x") == (True, True)  # y -> A: anterior up; right on left
+    assert radiological_flips({}, "zyx", "z", "x") == (False, False)
+    vol = np.broadcast_to(np.linspace(0, 250, 30).astype(np.uint8)[:, None, None], (30, 40, 50)).copy()
+    path = Mzarr(vol, attrs=attrs).save(tmp_path / "ct.mzarr")
+    w = window
+    open_and_wait(qtbot, w, path)
+    w.slicing.set_axis("y")
+    w.view.fit()
+    qtbot.waitUntil(w.view.is_idle, timeout=30000)
+    set_identity_grey(w)
+    qtbot.waitUntil(w.view.is_idle, timeout=30000)
+    img = grab_view(w)[..., 0].astype(int)
+    rows = [r for r in range(img.shape[0]) if img[r, img.shape[1] // 2] > 0]
+    top, bottom = img[rows[1], img.shape[1] // 2], img[rows[-2], img.shape[1] // 2]
+    assert top > 200 and bottom < 50, (top, bottom)  # the last slice (superior) at the top
+    assert not w.view.vb.yInverted() and not w.view.vb.xInverted()
+    # the overview inset draws the plane as the view does, and its rectangle where the view is
+    w.act_overview.trigger()
+    inset = w.layout_views.inset(w.view)
+    inset.refresh()
+    assert inset._picture() is not None and inset._array[1, inset._array.shape[1] // 2, 0] > 200  # superior on top
+    from PySide6.QtCore import QRectF
+
+    w.view.vb.setRange(QRectF(20, 2, 4, 3), padding=0)  # zoomed in on data rows 2..5: the inferior end
+    r = inset.view_rect()
+    assert r.center().y() > inset.height() * 3 / 4, (r, inset.height())  # drawn near the inset's bottom
+    w.act_overview.trigger()
+    w.slicing.set_axis("z")
+    assert w.view.vb.yInverted()
+    plain = Mzarr(vol).save(tmp_path / "plain.mzarr")
+    open_and_wait(qtbot, w, plain)
+    w.slicing.set_axis("y")
+    assert w.view.vb.yInverted()  # no patient geometry: row 0 at the top
