@@ -81,3 +81,15 @@ def test_int16_hounsfield_round_trip_and_bids_sidecar(tmp_path: Path) -> None:
     assert presets_for(np.int16, read(plain).attrs) == []
     (tmp_path / "sub-01_ct.json").write_text(json.dumps({"Modality": "CT", "Manufacturer": "X"}))
     assert [p.name for p in presets_for(np.int16, read(plain).attrs)] == [p.name for p in HU_PRESETS]
+
+
+def test_voxel_sizes_keep_the_decimal_they_were_written_with(tmp_path) -> None:
+    """NIfTI stores voxel sizes as float32: 0.8 mm must read back as 0.8, not 0.800000011920929 (which would show
+    in every scale bar, export and metadata panel)."""
+    import nibabel as nib
+
+    from mzarr_core.formats import read
+
+    p = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), np.diag([0.8, 0.7, 1.2, 1])), p)
+    assert read(p).spacing == (1.2, 0.7, 0.8)

@@ -58,7 +58,8 @@ def read(path: Path) -> Source:
     array = np.moveaxis(array, -1, 0).T if channels is not None else array.T
     # array is now (z, y, x[, c]) (or (y, x) for 2D files)
     spatial = 3 if array.ndim - (channels is not None) == 3 else 2
-    zooms = [float(z) for z in img.header.get_zooms()[:spatial]]
+    # NIfTI stores float32: 0.8 mm is 0.800000011920929 as a float64; keep the decimal the header was written from
+    zooms = [float(str(np.float32(z))) for z in img.header.get_zooms()[:spatial]]
     if spatial == 3 and array.shape[0] == 1:  # a single slice: a 2D picture
         array = array[0]
         spatial, zooms = 2, zooms[:2]
