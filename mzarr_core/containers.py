@@ -21,6 +21,7 @@ from .errors import (
     MzarrFormatError,
     MzarrReadOnlyError,
     MzarrStorageError,
+    MzarrValueError,
 )
 from .sqlite_store import SqliteStore, has_mzarr_application_id, is_sqlite_file, wait_for_zarr_io, why_not_writable
 
@@ -100,6 +101,11 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _is_zarr_folder(path: Path) -> bool:
+    """An existing (OME-)Zarr folder: one a save may replace."""
+    return path.is_dir() and any((path / name).exists() for name in ("zarr.json", ".zgroup", ".zattrs", ".zarray"))
+
+
 def create_plain_file(new: Path, like: Path) -> None:
     """Create the empty file ``new`` (which must not exist) with the permissions a file written at ``like`` gets
     from a plain open: ``like``'s own mode when it is an existing file (a save or an export over it keeps who may
@@ -131,6 +137,10 @@ def atomic_target(path: Path) -> Iterator[tuple[Store, Path]]:
         raise MzarrReadOnlyError(f"cannot save to {path}: {reason}")
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     directory = is_directory_target(path)
+    if directory and (path.is_symlink() or path.exists()) and not _is_zarr_folder(path):
+        what = "a file" if not path.is_dir() else "a folder that is not a Zarr image (no zarr.json or .zgroup inside)"
+        raise MzarrValueError(f"cannot save to {path}: it is {what}, which the save would replace and delete: give "
+                              "another name, or move it away first; nothing was written")
     if not directory:
         try:
             create_plain_file(tmp, path)  # SQLite then builds the database in it

@@ -591,3 +591,25 @@ def test_an_empty_mzarr_file_is_said_to_be_empty(tmp_path, capsys):
     code, _, err = run(capsys, "info", tmp_path / "t.mzarr")
     assert code == 2 and "give it that format's suffix (.tif, .png, .npy...) and import it with 'mzarr convert'" in err
     assert not (tmp_path / "f.mzarr").exists()
+
+
+def test_convert_never_replaces_a_folder_or_file_that_is_not_a_zarr_image(tmp_path, capsys):
+    """A save to NAME.zarr replaces an existing Zarr folder of that name; a user's own folder (or a file, e.g. a
+    zipped Zarr) under that name was deleted with it. Now refused, their content untouched; a Zarr folder is still
+    replaced."""
+    tif = tmp_path / "a.tif"
+    pixels = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32)
+    tifffile.imwrite(tif, pixels)
+    mine = tmp_path / "results.zarr"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "zipped.zarr").write_bytes(b"PK\x03\x04 my zipped store")
+    for out in (mine, tmp_path / "zipped.zarr"):
+        code, _, err = run(capsys, "convert", tif, out, "--quiet")
+        assert code == 2 and "which the save would replace and delete" in err and "nothing was written" in err
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "zipped.zarr").read_bytes() == b"PK\x03\x04 my zipped store"
+    assert run(capsys, "convert", tif, tmp_path / "img.ome.zarr", "--quiet")[0] == 0
+    assert run(capsys, "convert", tif, tmp_path / "img.ome.zarr", "--quiet")[0] == 0  # an image: replaced
+    with Mzarr(tmp_path / "img.ome.zarr") as m:
+        np.testing.assert_array_equal(m.numpy(), pixels)
