@@ -174,9 +174,9 @@ def _geometry_of(attrs: dict[str, Any], spacing: tuple[float, ...] | None, n: in
     return geometry, xyz
 
 
-def _describe_geometry(geometry: Any, spacing_xyz: np.ndarray, shape_zyx: tuple[int, ...]) -> str:
+def _describe_geometry(geometry: Any, spacing_xyz: np.ndarray, shape_zyx: tuple[int, ...], unit: str | None) -> str:
     np_round = lambda v: [float(round(x, 4)) for x in v]  # noqa: E731
-    return (f"shape (z, y, x) {shape_zyx}, spacing (x, y, z) {np_round(spacing_xyz)}, origin "
+    return (f"shape (z, y, x) {shape_zyx}, spacing (x, y, z) {np_round(spacing_xyz)} {unit or '(no unit)'}, origin "
             f"{np_round(geometry.origin)}, axis directions {[np_round(c) for c in geometry.direction.T]}"
             + (f" ({geometry.space})" if geometry.space else ""))
 
@@ -213,8 +213,8 @@ def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
     def refuse(why: str) -> MzarrValueError:
         return MzarrValueError(
             f"--labels-from {path.name}: its voxels are not the image's ({why}). The image: "
-            f"{_describe_geometry(g_img, s_img, spatial)}; {path.name}: "
-            f"{_describe_geometry(g_seg, s_seg, tuple(int(v) for v in array.shape))}. A label image holds one value "
+            f"{_describe_geometry(g_img, s_img, spatial, image.unit)}; {path.name}: "
+            f"{_describe_geometry(g_seg, s_seg, tuple(int(v) for v in array.shape), seg.unit)}. A label image holds one value "
             "per voxel of the image: resample the segmentation onto the image's grid (e.g. with SimpleITK's Resample "
             "using the image as reference) or segment this very image; nothing was written"
         )
