@@ -144,10 +144,14 @@ def dtype_range(dtype: np.dtype) -> tuple[float, float]:
 
 @lru_cache(maxsize=32)
 def _u8_table(dtype_str: str, lo: float, hi: float) -> np.ndarray:
-    """Lookup table mapping every value of a <=16-bit integer dtype to 0..255 for levels lo..hi."""
+    """Lookup table mapping every value of a <=16-bit integer dtype to 0..255 for levels lo..hi, indexed by the
+    value's bits read as unsigned (a signed value's table is rotated by half), so a tile is one ``take``."""
     info = np.iinfo(np.dtype(dtype_str))
     vals = np.arange(info.min, int(info.max) + 1, dtype=np.float64)
-    return np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    table = np.clip(np.round((vals - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    if info.min:  # signed: value v sits at v - min; its unsigned bits are (v - min) with the top bit flipped
+        table = table[np.arange(table.size) ^ (table.size >> 1)]
+    return table
 
 
 def _scale_to_u8(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -155,12 +159,11 @@ def _scale_to_u8(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi <= lo:
         hi = lo + 1e-12
     if data.dtype in (np.uint8, np.uint16, np.int8, np.int16):
-        info = np.iinfo(data.dtype)
-        table = _u8_table(data.dtype.str, float(lo), float(hi))
         if data.dtype == np.uint8 and lo == 0 and hi == 255:
             return data
-        idx = data.astype(np.int32) - int(info.min) if info.min else data
-        return table[idx]
+        table = _u8_table(data.dtype.str, float(lo), float(hi))
+        unsigned = data.view(np.dtype(f"u{data.dtype.itemsize}").newbyteorder(data.dtype.byteorder))
+        return table.take(unsigned)  # take: 2-3x faster than fancy indexing on a tile
     d = data.astype(np.float32, copy=False)
     out = (d - np.float32(lo)) * np.float32(255.0 / (hi - lo))
     np.clip(out, 0, 255, out=out)
@@ -190,6 +193,13 @@ def render_indexed(data: np.ndarray, s: DisplaySettings) -> tuple[np.ndarray, np
     return np.ascontiguousarray(_scale_to_u8(d, s.lo, s.hi)), display_lut(s)
 
 
+def lut_rgba(lut: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(rows, cols, 4) uint8 of a (256, 4) uint8 RGBA ``lut`` at uint8 ``index``: one 32-bit gather per pixel
+    (several times faster than ``lut[index]``, which gathers four bytes at a time)."""
+    words = np.ascontiguousarray(lut, dtype=np.uint8).view(np.uint32).reshape(-1)
+    return words.take(index).view(np.uint8).reshape(index.shape + (4,))
+
+
 def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:
     """RGBA uint8 image (rows, cols, 4) of tile ``data`` (rows, cols) or (rows, cols, C)."""
     if s.mode == "labels":
@@ -197,8 +207,7 @@ def render(data: np.ndarray, s: DisplaySettings) -> np.ndarray:
         return np.ascontiguousarray(label_colors(d))
     if s.mode == "single" or data.ndim == 2:
         d = data if data.ndim == 2 else data[:, :, 0]
-        lut = display_lut(s)
-        return np.ascontiguousarray(lut[_scale_to_u8(d, s.lo, s.hi)])
+        return lut_rgba(display_lut(s), _scale_to_u8(d, s.lo, s.hi))
     rows, cols, nc = data.shape
     curve = curve_table(s.gamma, s.invert) if s.has_curve else None
     if s.mode == "rgb":

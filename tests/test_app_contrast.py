@@ -338,3 +338,21 @@ def test_contrast_histogram_of_integers_has_whole_value_bins(qtbot) -> None:
     widths = np.diff(edges)
     assert np.allclose(widths, widths[0]) and float(widths[0]).is_integer() and edges[0] == -0.5
     assert np.isclose(counts.sum(), sample.size)
+
+
+def test_tile_scaling_to_8_bits_equals_the_formula_for_every_integer_dtype_and_byte_order() -> None:
+    """The table lookups that turn a tile into 8 bits (signed values through a rotated table, one gather) give
+    round(clip((v - lo) * 255 / (hi - lo))) for every value, and the RGBA lookup equals ``lut[index]``."""
+    from mzarr_app.contrast import _scale_to_u8, lut_rgba
+
+    rng = np.random.default_rng(5)
+    for dtype in ("uint8", "int8", "uint16", "int16", ">i2", ">u2"):
+        info = np.iinfo(np.dtype(dtype))
+        data = rng.integers(info.min, int(info.max) + 1, (37, 53)).astype(dtype)
+        data[0, :4] = [info.min, info.max, 0, -1 if info.min else 1]
+        for lo, hi in ((info.min, info.max), (-100.5, 300.0), (10.0, 11.0)):
+            want = np.clip(np.round((data.astype(np.float64) - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+            np.testing.assert_array_equal(_scale_to_u8(data, lo, hi), want, err_msg=f"{dtype} {lo}..{hi}")
+    lut = rng.integers(0, 256, (256, 4)).astype(np.uint8)
+    index = rng.integers(0, 256, (31, 17)).astype(np.uint8)
+    np.testing.assert_array_equal(lut_rgba(lut, index), lut[index])
