@@ -387,9 +387,9 @@ def run(args: argparse.Namespace) -> int:
         if args.lossy or args.distance is not None or args.quality is not None:
             options.update(lossless=False, distance=args.distance, quality=args.quality)
         if args.chunks:
-            options["chunks"] = tuple(int(c) for c in args.chunks.split(","))
+            options["chunks"] = tuple(int(c) for c in _number_list(args.chunks, "chunks", int, "512,512"))
         if args.spacing:
-            options["spacing"] = tuple(float(s) for s in args.spacing.split(","))
+            options["spacing"] = tuple(_number_list(args.spacing, "spacing", float, "0.5,0.25,0.25"))
         for name in ("effort", "levels", "downsample", "channel_axis", "unit", "bricks"):
             if getattr(args, name) is not None:
                 options[name] = getattr(args, name)
@@ -614,6 +614,15 @@ def _plane(text: str | None) -> tuple[str, int] | None:
     return axis.strip(), int(index)
 
 
+def _number_list(text: str, option: str, kind: type, example: str) -> list:
+    """``"0.5,0.25"`` -> [0.5, 0.25]; anything else a clear error naming ``--option``."""
+    try:
+        return [kind(v) for v in text.split(",")]
+    except ValueError:
+        what = "whole numbers" if kind is int else "numbers"
+        raise MzarrError(f"--{option} takes {what} separated by commas, e.g. {example}; got {text!r}") from None
+
+
 def _numbers(text: str, option: str, count: int | None = None) -> list[tuple[float, float]]:
     """``"1,2,3,4"`` -> [(1, 2), (3, 4)]."""
     try:
@@ -746,6 +755,11 @@ def _one_line(text: str) -> str:
 
 # The library's advice written for Python callers, as the command line says it ({command}: the mzarr command run)
 CLI_WORDS = (
+    (re.compile(r"^(chunks|spacing|levels|effort|distance|quality) must"), r"--\1 must"),
+    (re.compile(r"channel_axis=(-?\d+) is in the middle of shape (\([^)]*\)); move it first or last with numpy\.moveaxis\("
+                r"array, channel_axis, 0\)"),
+     r"--channel-axis \1 is in the middle of shape \2: the channel axis is the first or the last one (--channel-axis 0 "
+     "or -1)"),
     (re.compile(r"Open it read-only \(mode 'r'\), or copy it to a writable (?:folder|place) to edit it"),
      "'mzarr {command}' changes the file in place: copy it to a writable folder and run 'mzarr {command}' on the "
      "copy ('mzarr info', 'export' and 'verify' only read it)"),

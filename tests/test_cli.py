@@ -613,3 +613,24 @@ def test_convert_never_replaces_a_folder_or_file_that_is_not_a_zarr_image(tmp_pa
     assert run(capsys, "convert", tif, tmp_path / "img.ome.zarr", "--quiet")[0] == 0  # an image: replaced
     with Mzarr(tmp_path / "img.ome.zarr") as m:
         np.testing.assert_array_equal(m.numpy(), pixels)
+
+
+def test_convert_option_errors_name_the_options(tmp_path, capsys):
+    """Bad --chunks/--spacing/--levels/--channel-axis values were told in Python terms ("chunks must", "could not
+    convert string to float", "numpy.moveaxis(array, channel_axis, 0)"); now they name the option to fix."""
+    src = tmp_path / "s.tif"
+    tifffile.imwrite(src, np.zeros((8, 16, 16), np.uint8))
+    out = tmp_path / "o.mzarr"
+    cases = {
+        ("--chunks", "5"): "--chunks must be 3 positive integers (axes 'zyx'), got (5,)",
+        ("--chunks", "x"): "--chunks takes whole numbers separated by commas, e.g. 512,512; got 'x'",
+        ("--spacing", "a,b"): "--spacing takes numbers separated by commas, e.g. 0.5,0.25,0.25; got 'a,b'",
+        ("--spacing", "1,2"): "--spacing must be 3 positive numbers",
+        ("--levels", "0"): "--levels must be at least 1, got 0",
+        ("--channel-axis", "1"): "--channel-axis 1 is in the middle of shape (8, 16, 16): the channel axis is the "
+                                 "first or the last one (--channel-axis 0 or -1)",
+    }
+    for option, said in cases.items():
+        code, _, err = run(capsys, "convert", src, out, *option, "--quiet")
+        assert code == 2 and said in err and "numpy" not in err, (option, err)
+    assert not out.exists()
