@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -739,11 +740,18 @@ def _stats(args: argparse.Namespace) -> int:
         raise MzarrError("no pixel of the image has its centre inside that region (coordinates are full-resolution "
                          f"pixels x,y; the image is {image.shape} {image.axes!r})")
     if args.json:
+        def numbers(values: tuple[float, ...]) -> list[float | None]:  # JSON has no NaN: an all-NaN region's is null
+            return [float(v) if math.isfinite(v) else None for v in values]
+
+        channels = range(stats.channels)
         print(json.dumps({
-            "count": stats.count, "area": stats.area, "unit": stats.unit, "mean": stats.mean, "std": stats.std,
-            "min": stats.min, "max": stats.max, "histogram": [h.tolist() for h in stats.histogram],
-            "bin_edges": [e.tolist() for e in stats.bin_edges],
-        }))
+            "count": stats.count, "area": stats.area, "unit": stats.unit, "mean": numbers(stats.mean),
+            "std": numbers(stats.std), "min": numbers(stats.min), "max": numbers(stats.max),
+            "finite": [stats.finite(c) for c in channels],
+            "nan": list(stats.nan or [0] * stats.channels), "posinf": list(stats.posinf or [0] * stats.channels),
+            "neginf": list(stats.neginf or [0] * stats.channels),
+            "histogram": [h.tolist() for h in stats.histogram], "bin_edges": [e.tolist() for e in stats.bin_edges],
+        }, allow_nan=False))
     else:
         print("\n".join(stats.lines()))
     return 0

@@ -117,7 +117,7 @@ def test_volume_planes_any_axis(tmp_path: Path, axis: str) -> None:
     assert stats.area == pytest.approx(stats.count * sp[rows] * sp[cols])
 
 
-def test_nan_and_inf_are_counted_and_left_out_of_float_statistics(tmp_path: Path) -> None:
+def test_nan_and_inf_are_counted_and_left_out_of_float_statistics(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """PET / parameter maps mark "no data" with NaN: statistics over the finite pixels equal NumPy's on them, the NaN,
     +Inf and -Inf pixels are counted beside them (also in the CLI's lines), across windows and channels."""
     rng = np.random.default_rng(5)
@@ -147,6 +147,16 @@ def test_nan_and_inf_are_counted_and_left_out_of_float_statistics(tmp_path: Path
     # a region of NaN only in channel 0: no statistics there (NaN), channel 1 still measured
     assert all_nan.count == 400 and all_nan.nan[0] == 400 and math.isnan(all_nan.mean[0]) and math.isnan(all_nan.min[0])
     assert all_nan.histogram[0].size == 0 and all_nan.mean[1] == pytest.approx(arr[15:35, 25:45, 1].mean(dtype=np.float64))
+    # the CLI's JSON: the counts beside the statistics, null (JSON has no NaN) where a channel has no finite pixel
+    import json
+
+    from mzarr_core.cli import main
+
+    assert main(["stats", str(path), "--rect", "25,15,45,35", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["nan"] == [400, 0] and out["posinf"] == [0, 0] and out["neginf"] == [0, 0]
+    assert out["finite"] == [0, 400] and out["mean"][0] is None and out["min"][0] is None
+    assert out["mean"][1] == pytest.approx(arr[15:35, 25:45, 1].mean(dtype=np.float64))
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "int32"])
