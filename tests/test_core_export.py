@@ -180,6 +180,72 @@ def test_metaimage_round_trip_cross_checked_with_simpleitk(tmp_path, capsys):
     assert "CompressedData = True" in header and "ElementType = MET_SHORT" in header
 
 
+def _rotation(axis: tuple[float, ...], degrees: float) -> np.ndarray:
+    """The rotation by ``degrees`` about ``axis`` (Rodrigues' formula)."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    t = np.deg2rad(degrees)
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+
+# LPS directions (columns: the x, y, z index axes) and the AnatomicalOrientation SimpleITK 2.5.7 (ITK 5.4) writes
+# for them: per index axis the side it comes from; oblique ones get the nearest axes, matched largest cosine first
+ITK_ORIENTATIONS = [
+    (np.eye(3), "RAI"),
+    (np.diag([-1.0, -1.0, 1.0]), "LPI"),
+    (np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]]), "RSA"),  # coronal planes
+    (np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), "PSR"),  # sagittal planes
+    (_rotation((0, 0, 1), 135), "ALI"),
+    (_rotation((1, -2, 0.5), 100), "IAL"),
+    (_rotation((3, 1, 2), 60), "RIP"),  # two index axes nearest the same world axis: the larger cosine wins it
+]
+
+
+def test_metaimage_orientation_follows_the_direction(tmp_path):
+    """The exported AnatomicalOrientation is the direction's ITK code (not always RAI), and the file reads back
+    with the same direction, origin and spacing; a RAS geometry is written in LPS; no anatomical frame, no code."""
+    a = smooth_array((4, 5, 6), "uint16", seed=1)
+    origin = [12.5, -40.25, 7.0]
+    for k, (direction, code) in enumerate(ITK_ORIENTATIONS):
+        geometry = {"space": "LPS", "origin": origin, "direction": direction.tolist()}
+        Mzarr(a, spacing=(2.0, 0.75, 0.5), unit="millimeter", attrs={"geometry": geometry}).save(tmp_path / f"{k}.mzarr")
+        formats.export(tmp_path / f"{k}.mzarr", tmp_path / f"{k}.mha")
+        header = (tmp_path / f"{k}.mha").read_bytes()[:800].decode("latin-1")
+        assert f"\nAnatomicalOrientation = {code}\n" in header, (code, header)
+        back = formats.read(tmp_path / f"{k}.mha")
+        g = back.attrs["geometry"]
+        assert back.attrs["metaimage_orientation"] == code and g["space"] == "LPS"
+        assert np.allclose(g["direction"], direction, atol=1e-15) and g["origin"] == origin, code
+        assert back.spacing == (2.0, 0.75, 0.5) and np.array_equal(np.asarray(back.array[...]), a)
+    ras = {"space": "RAS", "origin": origin, "direction": np.eye(3).tolist()}  # RAS identity = LPS diag(-1, -1, 1)
+    Mzarr(a, spacing=(2.0, 0.75, 0.5), unit="millimeter", attrs={"geometry": ras}).save(tmp_path / "ras.mzarr")
+    formats.export(tmp_path / "ras.mzarr", tmp_path / "ras.mha")
+    assert "\nAnatomicalOrientation = LPI\n" in (tmp_path / "ras.mha").read_bytes()[:800].decode("latin-1")
+    Mzarr(a, spacing=(2.0, 0.75, 0.5), unit="micrometer").save(tmp_path / "grid.mzarr")  # a microscope stack
+    formats.export(tmp_path / "grid.mzarr", tmp_path / "grid.mha")
+    assert b"AnatomicalOrientation" not in (tmp_path / "grid.mha").read_bytes()[:800]
+
+
+def test_metaimage_orientation_is_what_simpleitk_writes(tmp_path):
+    """SimpleITK reads each exported file with the exported direction, origin and spacing, and writes the same
+    AnatomicalOrientation for that image as our export."""
+    sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is not installed (pip install SimpleITK) "
+                                                   "for the cross-check")
+    a = smooth_array((4, 5, 6), "uint16", seed=1)
+    for k, (direction, code) in enumerate(ITK_ORIENTATIONS):
+        geometry = {"space": "LPS", "origin": [1.5, 2.0, -3.0], "direction": direction.tolist()}
+        Mzarr(a, spacing=(2.0, 0.75, 0.5), unit="millimeter", attrs={"geometry": geometry}).save(tmp_path / f"{k}.mzarr")
+        formats.export(tmp_path / f"{k}.mzarr", tmp_path / f"{k}.mha")
+        back = sitk.ReadImage(str(tmp_path / f"{k}.mha"))
+        assert np.allclose(np.reshape(back.GetDirection(), (3, 3)), direction, atol=1e-14), code
+        assert back.GetOrigin() == (1.5, 2.0, -3.0) and back.GetSpacing() == (0.5, 0.75, 2.0)
+        assert np.array_equal(sitk.GetArrayFromImage(back), a)
+        sitk.WriteImage(back, str(tmp_path / f"{k}_itk.mha"))
+        header = (tmp_path / f"{k}_itk.mha").read_bytes()[:800].decode("latin-1")
+        theirs = re.search(r"AnatomicalOrientation = (\w+)", header)
+        assert theirs is not None and theirs.group(1) == code
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 def test_every_dtype_exports_exactly(tmp_path, dtype):
     """Extreme values of every Mzarr dtype survive NRRD, MetaImage, NIfTI, TIFF and .npy; bool is written as 0/1
@@ -289,6 +355,32 @@ def test_ome_tiff_of_a_volume_halves_each_plane(tmp_path):
             assert np.array_equal(level.asarray(), expected), k
     px = _ome_pixels(tmp_path / "v.ome.tif")
     assert float(px["PhysicalSizeZ"]) == 3.0 and float(px["PhysicalSizeY"]) == 0.5 and px["SizeZ"] == "9"
+
+
+def test_exported_voxel_sizes_are_the_image_spacing_without_float_noise(tmp_path):
+    """An oblique MR series (the real direction cosines of a brain MEMPRAGE, unit vectors to 1e-14): OME-TIFF's
+    PhysicalSize is the image's spacing as written (1.1458333730698, not 1.1458333730697998; 1.0, not
+    0.9999999999999999), times 2 per level and times a region's step (3.4375001192094, the exact decimal); NRRD and
+    MetaImage carry the same numbers."""
+    direction = np.array([[0.07520114153212, 0.02644275019617, -0.9968177211879458],
+                          [0.99716595584538, 0.00021240134921, 0.07523304718437898],
+                          [0.00220109410209, -0.9996503067812, -0.026351837450620547]])
+    geometry = {"space": "LPS", "origin": [-96.3, -112.7, 88.1], "direction": direction.tolist()}
+    v = smooth_array((6, 40, 36), "uint16", seed=4)
+    Mzarr(v, spacing=(1.0, 1.1458333730698, 1.1458333730698), unit="millimeter",
+          attrs={"geometry": geometry}).save(tmp_path / "mr.mzarr", chunks=(4, 16, 16))
+    cases = [({}, ("1.0", "1.1458333730698")), ({"level": 1}, ("2.0", "2.2916667461396")),
+             ({"region": "::3,::3,::3"}, ("3.0", "3.4375001192094"))]
+    for k, (options, (z, xy)) in enumerate(cases):
+        formats.export(tmp_path / "mr.mzarr", tmp_path / f"{k}.ome.tif", **options)
+        px = _ome_pixels(tmp_path / f"{k}.ome.tif")
+        assert (px["PhysicalSizeZ"], px["PhysicalSizeY"], px["PhysicalSizeX"]) == (z, xy, xy), options
+        for suffix in ("nrrd", "mha"):
+            formats.export(tmp_path / "mr.mzarr", tmp_path / f"{k}.{suffix}", **options)
+            back = formats.read(tmp_path / f"{k}.{suffix}")
+            expected = (float(z), float(xy), float(xy))  # NRRD has vectors only: their lengths, to the last bit
+            assert back.spacing == (expected if suffix == "mha" else pytest.approx(expected, rel=1e-15)), suffix
+            assert np.allclose(back.attrs["geometry"]["direction"], direction, atol=1e-13), (suffix, options)
 
 
 def test_ome_tiff_regions_levels_and_channels(tmp_path):

@@ -15,6 +15,7 @@ edit of the spacing is never contradicted by a stale matrix. World position of v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ SPACES = {  # NRRD's space names (and the short forms some writers use) -> ours
 NRRD_SPACES = {"LPS": "left-posterior-superior", "RAS": "right-anterior-superior", "LAS": "left-anterior-superior"}
 # sign flips of the world axes from a frame to RAS (and back: the same flips)
 TO_RAS = {"RAS": (1, 1, 1), "LPS": (-1, -1, 1), "LAS": (-1, 1, 1)}
+# ITK's orientation letters per LPS world axis: (where an index axis pointing along +axis comes from, along -axis)
+ITK_FROM = (("R", "L"), ("A", "P"), ("I", "S"))
 
 
 @dataclass
@@ -60,6 +63,22 @@ class Geometry:
             return self
         flip = np.asarray(TO_RAS[self.space], float) * np.asarray(TO_RAS[space], float)
         return Geometry(self.origin * flip, self.direction * flip[:, None], space)
+
+    def itk_orientation(self) -> str | None:
+        """ITK's ``AnatomicalOrientation`` code of a 3D geometry ("RAI" for identity directions in LPS): per index
+        axis x, y, z the side it comes from, matched to the nearest world axis (the largest cosine first, as ITK
+        does for an oblique image); None when it is not 3D or its frame is not anatomical."""
+        if self.space not in TO_RAS or self.direction.shape != (3, 3) or not np.all(np.isfinite(self.direction)):
+            return None
+        d = self.in_space("LPS").direction
+        left = np.abs(d)
+        world = [0, 0, 0]  # per index axis: its world axis
+        for _ in range(3):
+            k, j = np.unravel_index(int(np.argmax(left)), left.shape)
+            world[j] = int(k)
+            left[k, :] = -1.0
+            left[:, j] = -1.0
+        return "".join(ITK_FROM[k][0 if d[k, j] > 0 else 1] for j, k in enumerate(world))
 
     def padded(self, n_index: int) -> Geometry:
         """With at least ``n_index`` index axes and as many world axes (a 2D image gets z = the normal)."""
@@ -138,7 +157,18 @@ def selection_geometry(
         geometry = Geometry(np.zeros(n), np.eye(n), None)
     vectors = geometry.direction * np.asarray(spacing0_xyz, float)  # columns: one level-0 voxel step
     origin = geometry.origin + vectors @ np.asarray([m.offset for m in maps_xyz], float)
-    kept = [j for j, m in enumerate(maps_xyz) if m.scale is not None]
-    columns = np.column_stack([vectors[:, j] * maps_xyz[j].scale for j in kept]) if kept else np.zeros((len(origin), 0))
-    out, spacing = Geometry.from_vectors(origin, columns, geometry.space)
-    return out, spacing
+    steps = {j: m.scale for j, m in enumerate(maps_xyz) if m.scale is not None}
+    # the voxel size is the image's spacing times the step, not the length of a vector (0.9999999999999999 mm)
+    spacing = tuple(_scaled(float(spacing0_xyz[j]), step) for j, step in steps.items())
+    norms = np.linalg.norm(geometry.direction, axis=0)
+    units = geometry.direction / np.where(norms > 0, norms, 1.0)
+    columns = (np.column_stack([units[:, j] * (1.0 if step > 0 else -1.0) for j, step in steps.items()]) if steps
+               else np.zeros((len(origin), 0)))
+    return Geometry(origin, columns, geometry.space), spacing
+
+
+def _scaled(spacing: float, scale: float) -> float:
+    """``spacing * |scale|`` without the product's float noise (0.1 x 3 is 0.3, not 0.30000000000000004): exact for
+    power-of-two steps (levels), else rounded to 15 significant digits, the precision of a decimal spacing."""
+    product = spacing * abs(scale)
+    return product if math.frexp(abs(scale))[0] == 0.5 else float(f"{product:.15g}")

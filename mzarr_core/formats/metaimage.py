@@ -222,8 +222,9 @@ def write(sel: Selection, path: Path, progress: Progress | None = None, *, compr
         "ElementSpacing = " + _numbers(sel.spacing_full_xyz),
         "DimSize = " + " ".join(str(s) for s in sizes),
     ]
-    if n == 3 and g.space == "LPS":
-        lines.insert(9, "AnatomicalOrientation = RAI")
+    orientation = g.itk_orientation()
+    if orientation is not None:  # informative only (readers use TransformMatrix): what ITK writes for this direction
+        lines.insert(9, f"AnatomicalOrientation = {orientation}")
     if sel.channels is not None:
         lines.append(f"ElementNumberOfChannels = {sel.channels}")
     lines.append(f"ElementType = {WRITE_TYPES[dtype.name]}")
