@@ -202,6 +202,7 @@ def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
         return array, (f"labels {path.name}: only the shape could be checked, not the geometry ({which} where its "
                        "voxels are in the world)")
     (g_img, s_img), (g_seg, s_seg) = mine, theirs
+    g_seg, s_seg, seg_unit, converted = _in_unit(g_seg, s_seg, seg.unit, image.unit)
     if (g_img.space is None) != (g_seg.space is None):
         return array, (f"labels {path.name}: only the shape could be checked, not the geometry (one of the files "
                        "names no world frame)")
@@ -214,7 +215,8 @@ def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
         return MzarrValueError(
             f"--labels-from {path.name}: its voxels are not the image's ({why}). The image: "
             f"{_describe_geometry(g_img, s_img, spatial, image.unit)}; {path.name}: "
-            f"{_describe_geometry(g_seg, s_seg, tuple(int(v) for v in array.shape), seg.unit)}. A label image holds one value "
+            f"{_describe_geometry(g_seg, s_seg, tuple(int(v) for v in array.shape), seg_unit)}{converted}. A label "
+            "image holds one value "
             "per voxel of the image: resample the segmentation onto the image's grid (e.g. with SimpleITK's Resample "
             "using the image as reference) or segment this very image; nothing was written"
         )
@@ -242,7 +244,7 @@ def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
             raise refuse("their origins differ: the segmentation is shifted by "
                          f"{float(start[k] - expected):.3g} voxels along the image's {'xyz'[k] if n == 3 else 'xy'[k]}")
     if same_axes:
-        return array, f"labels {path.name}: its geometry matches the image's"
+        return array, f"labels {path.name}: its geometry matches the image's{converted}"
     # array axes are z, y, x (xyz axis j is array axis n - 1 - j): image array axis b takes segmentation axis a
     order = [0] * n
     flips = []
@@ -255,8 +257,24 @@ def _orient_labels(seg: Any, image: Mzarr, path: Path) -> tuple[Any, str]:
         oriented = np.flip(oriented, axis=tuple(flips))
     said = [f"{'xyz'[j]} stored as the image's {'-' if sign < 0 else ''}{'xyz'[k]}" for j, (k, sign) in
             enumerate(match) if (k, sign) != (j, 1)]
-    return np.ascontiguousarray(oriented), (f"labels {path.name}: the same voxels as the image, stored with other "
-                                            f"axes ({', '.join(said)}): turned onto the image's grid")
+    return np.ascontiguousarray(oriented), (f"labels {path.name}: the same voxels as the image{converted}, stored "
+                                            f"with other axes ({', '.join(said)}): turned onto the image's grid")
+
+
+def _in_unit(geometry: Any, spacing_xyz: np.ndarray, unit: str | None,
+             to: str | None) -> tuple[Any, np.ndarray, str | None, str]:
+    """A segmentation's geometry and spacing in the image's length unit ``to`` (its origin and voxel sizes scaled:
+    500 micrometer is 0.5 millimeter), its unit then, and the words saying so; unchanged when either unit is not a
+    known length unit or they are the same."""
+    from .formats.base import METERS
+    from .formats.geometry import Geometry
+
+    unit = stored_unit(unit)
+    if unit == to or unit not in METERS or to not in METERS:
+        return geometry, spacing_xyz, unit, ""
+    factor = METERS[unit] / METERS[to]
+    return (Geometry(geometry.origin * factor, geometry.direction, geometry.space), spacing_xyz * factor, to,
+            f" (its {unit} converted to {to})")
 
 
 def _check_labels_fit(seg: Any, image: Mzarr, path: Path) -> None:

@@ -681,9 +681,10 @@ def real_ct(tmp_path_factory):
 
 
 def _seg_nifti(path: Path, mask_zyx: np.ndarray, affine: np.ndarray, flip=(), swap_xy=False, shift=None, zoom=1.0,
-               tilt=0.0) -> Path:
+               tilt=0.0, unit="mm") -> Path:
     """The mask as a NIfTI (x, y, z array) whose affine keeps every voxel at its world place when axes are flipped or
-    x/y swapped; ``shift`` (voxels), ``zoom`` (voxel size factor) and ``tilt`` (radians about z) move it off."""
+    x/y swapped, or when it is written in another length ``unit`` (NIfTI's "micron", "meter"); ``shift`` (voxels),
+    ``zoom`` (voxel size factor) and ``tilt`` (radians about z) move it off."""
     import nibabel as nib
 
     data = mask_zyx.T.copy()  # x, y, z
@@ -701,7 +702,10 @@ def _seg_nifti(path: Path, mask_zyx: np.ndarray, affine: np.ndarray, flip=(), sw
     if tilt:
         c, s = np.cos(tilt), np.sin(tilt)
         aff[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ aff[:3, :3]
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(data), aff), path)
+    aff[:3, :] *= {"mm": 1.0, "micron": 1000.0, "meter": 0.001}[unit]
+    img = nib.Nifti1Image(np.ascontiguousarray(data), aff)
+    img.header.set_xyzt_units(unit)
+    nib.save(img, path)
     return path
 
 
@@ -744,6 +748,40 @@ def test_labels_from_another_geometry_are_refused_stating_both(real_ct, tmp_path
     assert "The image: shape (z, y, x) (" in err and "; bone.nii.gz: shape (z, y, x)" in err
     assert "resample the segmentation onto the image's grid" in err and "nothing was written" in err
     assert not (tmp_path / "out.mzarr").exists() and seg.read_bytes() == before
+
+
+@pytest.mark.parametrize("unit, flip", [("micron", (1,)), ("meter", ())])
+def test_labels_from_a_segmentation_in_another_unit_are_converted(real_ct, tmp_path, unit, flip):
+    """QA: a segmentation whose affine is in micrometres (or metres) of a CT in millimetres was refused as "their
+    voxel sizes differ". Its origin and voxel sizes are now converted to the image's unit before the geometries
+    are compared: attached voxel for voxel (flipped axes turned too), and the report says it was converted."""
+    import mzarr_core
+
+    folder, affine, mask = real_ct
+    seg = _seg_nifti(tmp_path / "bone.nii.gz", mask, affine, flip=flip, unit=unit)
+    lines: list[str] = []
+    mzarr_core.convert(folder / "ct.mzarr", tmp_path / "out.mzarr", labels_from=seg, report=lines.append)
+    with Mzarr(tmp_path / "out.mzarr") as m:
+        np.testing.assert_array_equal(m.label("bone")[...], mask)
+    name = {"micron": "micrometer", "meter": "meter"}[unit]
+    assert len(lines) == 1 and f"(its {name} converted to millimeter)" in lines[0], lines
+    assert ("the same voxels as the image" if flip else "its geometry matches the image's") in lines[0]
+
+
+def test_labels_from_another_unit_still_on_another_grid_are_refused(real_ct, tmp_path, capsys):
+    """Converted to millimetres, a micrometre segmentation with 1.5 times the image's voxel size still differs: it
+    is refused, its geometry stated in the image's unit."""
+    from mzarr_core.cli import main
+
+    folder, affine, mask = real_ct
+    seg = _seg_nifti(tmp_path / "bone.nii.gz", mask, affine, zoom=1.5, unit="micron")
+    code = main(["convert", str(folder / "ct.mzarr"), str(tmp_path / "out.mzarr"), "--labels-from", str(seg),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "their voxel sizes differ" in err and not (tmp_path / "out.mzarr").exists()
+    dx = round(float(np.linalg.norm(affine[:3, 0])) * 1.5, 4)
+    assert f"bone.nii.gz: shape (z, y, x) {mask.shape}, spacing (x, y, z) [{dx}, " in err
+    assert "millimeter, origin" in err.split("bone.nii.gz: shape")[1] and "(its micrometer converted to millimeter)" in err
 
 
 def test_labels_from_a_file_without_geometry_are_checked_by_shape_and_said(real_ct, tmp_path):
