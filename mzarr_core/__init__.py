@@ -7,6 +7,7 @@ from .codecs import register_codecs
 register_codecs()  # the one registration: zarr's codec classes for Mzarr's chunks and the storage codecs
 
 from .errors import (  # noqa: E402
+    ChunkChecksumError,
     ChunkTooLargeError,
     CorruptChunkError,
     MzarrDtypeError,
@@ -32,6 +33,7 @@ from .report import VerifyReport, verify  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChunkChecksumError",
     "ChunkTooLargeError",
     "CorruptChunkError",
     "DEFAULT_CACHE_BYTES",

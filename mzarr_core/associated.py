@@ -50,13 +50,14 @@ def check_associated(images: dict[str, Any]) -> dict[str, tuple[np.ndarray, floa
     return out
 
 
-def write_associated(store: Any, images: dict[str, tuple[np.ndarray, float | None]]) -> None:
-    """Write ``images`` (already checked) under ``associated/`` of the image in ``store``."""
+def write_associated(store: Any, images: dict[str, tuple[np.ndarray, float | None]], checksum: bool = True) -> None:
+    """Write ``images`` (already checked) under ``associated/`` of the image in ``store``; ``checksum``: each
+    followed by its crc32c, as the image's chunks (format 5)."""
     if not images:
         return
     import zarr
 
-    from .guards import GuardedJpegxl
+    from .guards import CheckedCrc32c, GuardedJpegxl
 
     group = zarr.open_group(store, path=GROUP, mode="a", zarr_format=3)
     for name, (image, distance) in images.items():
@@ -66,7 +67,7 @@ def write_associated(store: Any, images: dict[str, tuple[np.ndarray, float | Non
         array = group.create_array(
             name, shape=image.shape, chunks=image.shape, dtype=image.dtype, fill_value=0,
             dimension_names=["y", "x"] + (["c"] if image.ndim == 3 else []),
-            serializer=serializer, compressors=None, overwrite=True,
+            serializer=serializer, compressors=[CheckedCrc32c()] if checksum else None, overwrite=True,
         )
         array[...] = image
 
@@ -123,8 +124,9 @@ def read_associated(store: Any, where: str = "the file") -> dict[str, np.ndarray
         ok = (isinstance(shape, list) and len(shape) in (2, 3) and all(isinstance(n, int) and n > 0 for n in shape)
               and shape == chunks and doc.get("data_type") in ("uint8", "uint16")
               and (len(shape) == 2 or shape[2] in (3, 4)) and math.prod(shape[:2]) <= MAX_PIXELS
-              and isinstance(codecs, list) and len(codecs) == 1 and isinstance(codecs[0], dict)
-              and codecs[0].get("name") == "imagecodecs_jpegxl")
+              and isinstance(codecs, list) and len(codecs) in (1, 2) and all(isinstance(c, dict) for c in codecs)
+              and codecs[0].get("name") == "imagecodecs_jpegxl"
+              and (len(codecs) == 1 or codecs[1] == {"name": "crc32c"}))
         if not ok:
             raise MzarrFormatError(f"{where}: {key} does not describe an associated image Mzarr writes; the file is damaged")
         try:

@@ -39,10 +39,19 @@ from zarr.core.metadata.v3 import RegularChunkGridMetadata
 from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
-from .errors import ChunkTooLargeError, CorruptChunkError, MzarrError
+from .errors import ChunkChecksumError, CorruptChunkError, MzarrError
 from .codecs import RecompressedJpegxl, SlabSharding, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable, undecodable
-from .guards import GuardedZstd, _chunk_text, decode_jpegxl, decode_jpegxl_chunk, decode_zstd, shard_index
+from .guards import (
+    GuardedZstd,
+    _chunk_text,
+    decode_jpegxl,
+    decode_jpegxl_chunk,
+    decode_zstd,
+    ends_with_crc32c,
+    shard_index,
+    strip_crc32c,
+)
 
 __all__ = ["CacheSession", "ChunkCodec", "ChunkReader", "SlabDecoder", "decode_pool", "decode_workers", "fetch_chunks"]
 
@@ -143,11 +152,16 @@ class ChunkCodec:
     Kind "slabs" (format 4): the chunk is a ``sharding_indexed`` shard (index at the end, bytes + crc32c) of inner
     chunks ``inner`` (in the filtered order ``order`` of the storage axes), each one JPEG XL stream; the index is
     validated and each inner chunk decodes into its own box, bounded by the inner chunk's shape.
+
+    ``checksum`` (format 5): the chunk's bytes end with their crc32c, checked before decoding; ``inner_checksum``:
+    each inner chunk of a shard ends with its own.
     """
 
     def __init__(self, kind: str, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
                  enc_dtype: np.dtype, steps: list[tuple[str, Any]], serializer: Any,
-                 inner: tuple[int, ...] | None = None, order: tuple[int, ...] | None = None, enc_fill: Any = 0):
+                 inner: tuple[int, ...] | None = None, order: tuple[int, ...] | None = None, enc_fill: Any = 0,
+                 checksum: bool = False, inner_checksum: bool = False):
+        self.checksum, self.inner_checksum = checksum, inner_checksum
         self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd", "bytes", "slabs"
         self.shape, self.dtype = shape, dtype
         self.enc_shape, self.enc_dtype = enc_shape, enc_dtype
@@ -200,10 +214,14 @@ class ChunkCodec:
                 steps.append(("bool", None))
             spec = codec.resolve_metadata(spec)
         enc_shape, enc_dtype = tuple(spec.shape), _native(spec)
+        checksum = ends_with_crc32c(codecs)
+        if checksum:
+            codecs.pop()
         if len(codecs) == 1 and type(codecs[0]) in (ShardingCodec, SlabSharding):
             if not steps:  # a lone sharding codec: zarr addresses the inner chunks (another tool's layout)
                 return None
-            return cls._for_shards(codecs[0], tuple(array.chunks), dtype, enc_shape, enc_dtype, steps, spec, meta.codecs)
+            return cls._for_shards(codecs[0], tuple(array.chunks), dtype, enc_shape, enc_dtype, steps, spec, meta.codecs,
+                                   checksum)
         if len(codecs) == 1 and type(codecs[0]) in JPEGXL_TYPES + (StripJpegxl, RecompressedJpegxl):
             serializer = codecs[0]
             if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
@@ -219,21 +237,25 @@ class ChunkCodec:
             kind = "zstd" if len(codecs) == 2 else "bytes"
         else:
             return None
-        return cls(kind, tuple(array.chunks), dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer)
+        return cls(kind, tuple(array.chunks), dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer,
+                   checksum=checksum)
 
     @classmethod
     def _for_shards(cls, sharding: ShardingCodec, shape: tuple[int, ...], dtype: np.dtype, enc_shape: tuple[int, ...],
                     enc_dtype: np.dtype, steps: list[tuple[str, Any]], spec: ArraySpec,
-                    codecs: Any) -> "ChunkCodec | None":
+                    codecs: Any, checksum: bool) -> "ChunkCodec | None":
         """The decoder of shards of JPEG XL inner chunks (slab bricks), or None for any other sharding."""
-        inner_codecs, index_codecs = sharding.codecs, sharding.index_codecs
+        inner_codecs, index_codecs = list(sharding.codecs), sharding.index_codecs
+        inner_checksum = ends_with_crc32c(inner_codecs)
+        if inner_checksum:
+            inner_codecs.pop()
         if len(inner_codecs) != 1 or type(inner_codecs[0]) not in JPEGXL_TYPES + (StripJpegxl,):
             return None
         serializer: Any = inner_codecs[0]
         if serializer.index is not None or enc_dtype not in (np.dtype("u1"), np.dtype("u2")):
             return None
         if (sharding.index_location != "end" or len(index_codecs) != 2 or type(index_codecs[0]) is not BytesCodec
-                or type(index_codecs[1]) is not Crc32cCodec or sys.byteorder != "little"
+                or not isinstance(index_codecs[1], Crc32cCodec) or sys.byteorder != "little"
                 or getattr(index_codecs[0].endian, "value", index_codecs[0].endian) != "little"):
             return None
         inner = tuple(int(c) for c in sharding.chunk_shape)
@@ -242,7 +264,7 @@ class ChunkCodec:
         transposes = [c for c in codecs if isinstance(c, TransposeCodec)]
         order = tuple(int(i) for i in transposes[0].order) if len(transposes) == 1 else tuple(range(len(shape)))
         return cls("slabs", shape, dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer, inner, order,
-                   spec.fill_value)
+                   spec.fill_value, checksum, inner_checksum)
 
     def _undo_filters(self, chunk: np.ndarray) -> np.ndarray:
         """The filters' steps undone on a decoded (piece of a) chunk: storage order and the array's dtype."""
@@ -265,6 +287,8 @@ class ChunkCodec:
             out[...] = self.enc_fill
             return
         data = blob[entry[0] : entry[0] + entry[1]]
+        if self.inner_checksum:
+            data = strip_crc32c(data, f"inner chunk {i} (a slab)")
         if out.flags.c_contiguous:
             try:  # one strip frame straight into place: imagecodecs refuses, before decoding, a stream whose basic
                 # info (size, channels, frames, bit depth) does not match ``out``
@@ -283,7 +307,7 @@ class ChunkCodec:
     def decode_slab(self, data: Any, axis: int, index: int) -> np.ndarray:
         """The inner chunks of a shard whose index along encoded ``axis`` is ``index`` (a z-slab of a slab
         brick), decoded into the chunk's storage order and dtype: the chunk with that axis cut to the slab."""
-        blob = np.frombuffer(data, np.uint8)
+        blob = strip_crc32c(data) if self.checksum else np.frombuffer(data, np.uint8)
         entries = shard_index(blob, math.prod(self.grid))
         shape = tuple(c if a == axis else n for a, (n, c) in enumerate(zip(self.enc_shape, self.inner)))
         out = np.empty(shape, self.enc_dtype)
@@ -296,7 +320,9 @@ class ChunkCodec:
 
     def decode(self, data: Any) -> np.ndarray:
         """The chunk stored as ``data``; raises (ChunkTooLargeError for a declared bomb, ValueError...) where the
-        bytes do not decode to exactly one chunk."""
+        bytes do not decode to exactly one chunk (ChunkChecksumError: they fail their checksum)."""
+        if self.checksum:
+            data = strip_crc32c(data)
         if self.kind == "slabs":
             blob = np.frombuffer(data, np.uint8)
             entries = shard_index(blob, math.prod(self.grid))
@@ -488,7 +514,7 @@ class ChunkReader:
         region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(coords, self.chunks, self.shape))
         try:
             return np.asarray(self.array[region])
-        except ChunkTooLargeError as exc:
+        except CorruptChunkError as exc:  # a guard or the checksum refused it (they do not know the chunk's key)
             raise self.owner.chunk_error(self.level_index, coords, exc) from None
         except (MzarrError, IndexError, MemoryError):
             raise
@@ -504,6 +530,8 @@ class ChunkReader:
                 return self.codec.decode(data)
             except MemoryError:
                 raise
+            except ChunkChecksumError as exc:  # zarr would find the same: name the chunk
+                raise self.owner.chunk_error(self.level_index, coords, exc) from None
             except Exception:  # refused by the strict decoder: zarr decides (and a failure there names the chunk)
                 pass
         return self._zarr_chunk(coords)
@@ -593,7 +621,7 @@ class ChunkReader:
         arr = self.array
         try:
             return np.asarray(arr[key])
-        except ChunkTooLargeError as exc:  # refused by a codec guard, which does not know the chunk's key
+        except CorruptChunkError as exc:  # refused by a codec guard or the checksum, which do not know the chunk's key
             raise self.owner.corrupt_chunk_error(self.level_index, arr, key, exc) from None
         except (MzarrError, IndexError, MemoryError):
             raise

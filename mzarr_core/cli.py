@@ -257,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and z-planes); strip = each brick one frame (format 2: opens in Mzarr before format 4); frames = one "
         "frame per z-slice (format 1: opens in Mzarr 0.1)",
     )
+    conv.add_argument(
+        "--no-checksums", dest="checksums", action="store_false",
+        help="write chunks without their crc32c checksums (by default every chunk carries one, format 5, so that a "
+        "chunk changed on disk is an error, never other pixels): only for Mzarr versions before format 5",
+    )
     conv.add_argument("--chunks", help="chunk shape per axis, e.g. 512,512 (default: automatic)")
     conv.add_argument("--levels", type=int, help="number of pyramid levels (default: until one tile)")
     conv.add_argument("--labels", action="store_true", help="segmentation labels: pyramid by mode, lossless")
@@ -330,8 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ver.add_argument("file", type=path_arg)
 
-    rep = sub.add_parser("repair", help="rebuild every pyramid level from level 0 (writes only the chunks that change)")
+    rep = sub.add_parser(
+        "repair",
+        help="rebuild every pyramid level from level 0 (writes only the chunks that change; the chunks it replaces "
+        "are kept in FILE.replaced-TIME.zip)",
+    )
     rep.add_argument("file", type=path_arg)
+    rep.add_argument("--undo", metavar="KEPT", type=path_arg,
+                     help="put back the chunks a repair replaced, from the ZIP it kept beside the file")
+    rep.add_argument("--no-keep", dest="keep", action="store_false",
+                     help="do not keep a copy of the chunks the repair replaces")
 
     opt = sub.add_parser(
         "optimize",
@@ -396,6 +409,8 @@ def run(args: argparse.Namespace) -> int:
                 options[name] = getattr(args, name)
         if args.labels:
             options["is_label"] = True
+        if not args.checksums:
+            options["checksums"] = False
         if args.scheduler is not None:
             options["scheduler"] = args.scheduler
         elif args.workers is not None:
@@ -455,7 +470,17 @@ def run(args: argparse.Namespace) -> int:
         if report.disagreement_count or report.structure_problems or any(
             r.disagreement_count or r.structure_problems for r in report.labels.values()
         ):
-            print(f"the pyramid does not match level 0: 'mzarr repair {args.file}' rebuilds it from level 0")
+            if report.checksums:  # every chunk passed its checksum: the coarser levels are stale, level 0 is sound
+                print(f"the pyramid does not match level 0: 'mzarr repair {args.file}' rebuilds it from level 0")
+            else:
+                print("the pyramid does not match level 0. This file's chunks carry no checksums (written before "
+                      "format 5), so a chunk of level 0 changed on disk cannot be told from a stale coarser level: "
+                      f"if level 0 may be damaged, restore the file from a backup; 'mzarr repair {args.file}' "
+                      "rebuilds the coarser levels from level 0")
+        if any("checksum" in problem for problem in report.damaged):
+            print("chunks whose bytes fail their checksum changed on disk after they were written (a failing disk, "
+                  "a bad copy): restore the file from a backup; a damaged coarser level alone is rebuilt from level 0 "
+                  f"by 'mzarr repair {args.file}'")
         return 0 if report.ok else 1
     if args.command == "repair":
         return _repair(args)
@@ -589,6 +614,14 @@ def format_import(info: dict[str, Any]) -> str:
 def _repair(args: argparse.Namespace) -> int:
     from .repair import repair_pyramid
 
+    if args.undo is not None:
+        from .replaced import restore_replaced
+
+        args.interrupt_note = "the undo was rolled back; no file was changed"
+        with Mzarr(args.file, "r+") as image:
+            count = restore_replaced(image, args.undo)
+        print(f"put back {count} chunk(s) from {args.undo} into {args.file}")
+        return 0
     args.interrupt_note = (
         "the pyramid may be partly rebuilt (a folder cannot be repaired in one transaction; level 0 is never "
         f"changed): run 'mzarr repair {args.file}' again"
@@ -597,7 +630,7 @@ def _repair(args: argparse.Namespace) -> int:
     )
     # A file that cannot be written (read-only media, permissions) is refused by the open with 'r+'.
     with Mzarr(args.file, "r+") as image, progress_bar(f"repairing {args.file.name}", not args.quiet) as bar:
-        report = repair_pyramid(image, bar)
+        report = repair_pyramid(image, bar, keep_replaced=args.keep)
     for line in report.lines():
         print(line)
     if not report.atomic and report.rewritten:

@@ -43,12 +43,14 @@ from typing import Any, ClassVar
 
 import imagecodecs
 import numpy as np
-from zarr.codecs import BytesCodec, ShardingCodec, TransposeCodec
+from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec
 from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 
 from .errors import MzarrDtypeError, MzarrValueError
 from .guards import (
+    CheckedCrc32c,
     GuardedJpegxl,
+    append_crc32c,
     GuardedZstd,
     _spec,
     decode_jpegxl_chunk,
@@ -84,6 +86,7 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dty
 DEFAULT_EFFORT = 2  # 2-D tiles and frames: decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
 STRIP_EFFORT = 1  # strip bricks: libjxl's single-frame fast path (effort 2 is ~9 % smaller but 2x slower)
 ZSTD_LEVEL = 5
+CHECKSUM_FORMAT = 5  # the format version of files whose chunks carry a crc32c (docs/FORMAT.md, "Checksums")
 
 
 # -- zarr codec classes ----------------------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ class SlabSharding(ShardingCodec):
         index = [c.to_dict() for c in self.index_codecs]
         return (
             str(getattr(self.index_location, "value", self.index_location)) == "end"
-            and len(self.codecs) == 1
+            and (len(self.codecs) == 1 or (len(self.codecs) == 2 and isinstance(self.codecs[1], Crc32cCodec)))
             and index == [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
             and all(s % c == 0 for s, c in zip(shard_spec.shape, self.chunk_shape))
         )
@@ -167,6 +170,7 @@ class SlabSharding(ShardingCodec):
         inner = tuple(self.chunk_shape)
         grid = tuple(s // c for s, c in zip(data.shape, inner))
         serializer: Any = self.codecs[0]  # the slabs' JPEG XL serializer (a sync encoder)
+        checksum = len(self.codecs) == 2  # each slab followed by its crc32c (format 5)
         inner_spec = dataclasses.replace(shard_spec, shape=inner)
         fill = shard_spec.fill_value
         skip_empty = not shard_spec.config.write_empty_chunks
@@ -178,6 +182,8 @@ class SlabSharding(ShardingCodec):
                 continue
             encoded = serializer._encode_sync(shard_spec.prototype.nd_buffer.from_numpy_array(block), inner_spec)
             piece = encoded.as_numpy_array()
+            if checksum:
+                piece = np.frombuffer(append_crc32c(piece), np.uint8)
             index[coords] = (offset, piece.nbytes)
             pieces.append(piece)
             offset += piece.nbytes
@@ -240,20 +246,37 @@ class StorageCodec(ABC):
     """One way of storing an image's chunks, recorded as the ``codec`` block of its ``mzarr`` metadata."""
 
     lossless: bool = True
+    #: every chunk (every slab of a slab brick) followed by its crc32c, checked on every read (format 5)
+    checksum: bool = False
 
     #: the block's "name"
     name: ClassVar[str]
-    #: the lowest Mzarr format version that reads files stored this way
+    #: the lowest Mzarr format version that reads files stored this way (without checksums)
     format_version: ClassVar[int] = 1
+
+    @property
+    def version(self) -> int:
+        """The lowest Mzarr format version that reads files stored this way."""
+        return max(self.format_version, CHECKSUM_FORMAT if self.checksum else 1)
 
     @classmethod
     @abstractmethod
     def from_json(cls, block: dict[str, Any]) -> "StorageCodec":
-        """The codec a file's block describes (the block was matched to this class by :func:`codec_from_json`)."""
+        """The codec a file's block describes (the block was matched to this class by :func:`codec_from_json`;
+        the ``checksum`` key is read there)."""
 
     @abstractmethod
+    def _block(self) -> dict[str, Any]:
+        """The block recorded in the file, without the ``checksum`` key."""
+
     def to_json(self) -> dict[str, Any]:
         """The block recorded in the file."""
+        return {**self._block(), **({"checksum": "crc32c"} if self.checksum else {})}
+
+    def _compressors(self, *compressors: Any) -> list[Any] | None:
+        """The bytes-to-bytes codecs after the serializer: ``compressors``, then the checksum if any."""
+        out = [*compressors, *([CheckedCrc32c()] if self.checksum else [])]
+        return out or None
 
     @abstractmethod
     def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
@@ -303,7 +326,7 @@ class JpegxlFrames(StorageCodec):
         effort = block.get("effort", DEFAULT_EFFORT)
         return cls(lossless=lossless, distance=distance, effort=int(effort) if isinstance(effort, int) else DEFAULT_EFFORT)
 
-    def to_json(self) -> dict[str, Any]:
+    def _block(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "lossless": self.lossless, "effort": self.effort}
         if not self.lossless:
             out["distance"] = self.distance
@@ -331,7 +354,7 @@ class JpegxlFrames(StorageCodec):
             serializer = self.serializer_class(
                 lossless=False, distance=self.distance, effort=self.effort, photometric=photometric
             )
-        return {"filters": filters or None, "serializer": serializer, "compressors": None}
+        return {"filters": filters or None, "serializer": serializer, "compressors": self._compressors()}
 
     def plane_reader(self, array: Any, where: str) -> Any:
         from .frames import FrameDecoder, frame_decodable
@@ -357,7 +380,7 @@ class JpegxlStrip(JpegxlFrames):
         effort = block.get("effort", STRIP_EFFORT)
         return cls(lossless=True, effort=int(effort) if isinstance(effort, int) else STRIP_EFFORT)
 
-    def to_json(self) -> dict[str, Any]:
+    def _block(self) -> dict[str, Any]:
         return {"name": self.name, "lossless": True, "effort": self.effort, "bricks": "strip"}
 
     def adopt(self, array: Any) -> Any:
@@ -405,7 +428,7 @@ class JpegxlSlabs(JpegxlStrip):
         return cls(lossless=True, effort=int(effort) if isinstance(effort, int) else STRIP_EFFORT,
                    slab=slab if isinstance(slab, int) and not isinstance(slab, bool) and 1 <= slab <= 4096 else SLAB)
 
-    def to_json(self) -> dict[str, Any]:
+    def _block(self) -> dict[str, Any]:
         return {"name": self.name, "lossless": True, "effort": self.effort, "bricks": "slabs", "slab": self.slab}
 
     def array_options(self, dtype: np.dtype, transpose: tuple[int, ...] | None, chunks: tuple[int, ...],
@@ -420,8 +443,10 @@ class JpegxlSlabs(JpegxlStrip):
         # An identity transpose when no filter is needed: zarr-python takes a lone sharding codec's inner chunks
         # for the array's chunks; after a filter, the shard is the chunk (what every Mzarr reader and writer uses).
         filters = options["filters"] or [TransposeCodec(order=tuple(range(len(axes))))]
+        # the checksum of a slab brick is each slab's (a z-plane checks the one slab it decodes); the index has its own
+        inner_codecs = [options["serializer"], *(options["compressors"] or [])]
         return {"chunks": shard, "filters": filters, "compressors": None,
-                "serializer": SlabSharding(chunk_shape=inner, codecs=[options["serializer"]], index_location="end")}
+                "serializer": SlabSharding(chunk_shape=inner, codecs=inner_codecs, index_location="end")}
 
     def adopt(self, array: Any) -> Any:
         return _adopt_serializer(array, StripJpegxl, SlabSharding)
@@ -459,7 +484,7 @@ class JpegxlJpeg(JpegxlFrames):
             effort=int(effort) if isinstance(effort, int) else DEFAULT_EFFORT,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def _block(self) -> dict[str, Any]:
         return {"name": self.name, "lossless": False, "distance": self.distance, "effort": self.effort,
                 "jpeg": "recompressed"}
 
@@ -489,12 +514,12 @@ class Zstd(StorageCodec):
         level = block.get("level", ZSTD_LEVEL)
         return cls(level=int(level) if isinstance(level, int) else ZSTD_LEVEL)
 
-    def to_json(self) -> dict[str, Any]:
+    def _block(self) -> dict[str, Any]:
         return {"name": self.name, "lossless": True, "level": self.level}
 
     def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
         filters = [TransposeCodec(order=transpose)] if transpose is not None else None
-        return {"filters": filters, "serializer": BytesCodec(), "compressors": [GuardedZstd(level=self.level)]}
+        return {"filters": filters, "serializer": BytesCodec(), "compressors": self._compressors(GuardedZstd(level=self.level))}
 
 
 # -- registry --------------------------------------------------------------------------------------------------------
@@ -536,14 +561,15 @@ def codec_from_json(block: Any) -> StorageCodec | None:
         return None
     for cls in _STORAGE_CODECS:
         if cls.matches(block):
-            return cls.from_json(block)
+            codec = cls.from_json(block)
+            return dataclasses.replace(codec, checksum=True) if block.get("checksum") == "crc32c" else codec
     return None
 
 
 def format_version_of(block: Any) -> int:
     """The lowest format version that reads a file whose codec block is ``block``."""
     codec = codec_from_json(block)
-    return codec.format_version if codec is not None else 1
+    return codec.version if codec is not None else 1
 
 
 # -- choosing ----------------------------------------------------------------------------------------------------------
@@ -571,7 +597,7 @@ def check_dtype(dtype: np.dtype) -> np.dtype:
 
 
 def recompressing_codec(dtype: np.dtype, axes: str, chunks: Any, distance: float | None, effort: int | None,
-                        is_label: bool) -> JpegxlJpeg:
+                        is_label: bool, checksum: bool = True) -> JpegxlJpeg:
     """The codec of an image whose level 0 is JPEG tiles transcoded without loss (``save(jpeg_tiles=...)``):
     2-D uint8 (grey or RGB) only, with the tile shape as ``chunks``; coarser levels lossy at ``distance``."""
     if np.dtype(dtype) != np.dtype("uint8") or axes not in ("yx", "yxc"):
@@ -585,7 +611,7 @@ def recompressing_codec(dtype: np.dtype, axes: str, chunks: Any, distance: float
         raise MzarrValueError(f"distance must be in (0, 25], got {distance}")
     if effort is not None and not 1 <= int(effort) <= 10:
         raise MzarrValueError(f"effort must be between 1 and 10, got {effort}")
-    return JpegxlJpeg(distance=distance, effort=DEFAULT_EFFORT if effort is None else int(effort))
+    return JpegxlJpeg(distance=distance, effort=DEFAULT_EFFORT if effort is None else int(effort), checksum=checksum)
 
 
 def choose_codec(
@@ -598,10 +624,17 @@ def choose_codec(
     is_label: bool = False,
     volume: bool = False,
     bricks: str | None = None,
+    checksum: bool = True,
 ) -> StorageCodec:
     """Pick the storage codec for a dtype, the user's lossy/lossless request and whether the image is a volume
     (lossless JPEG XL volumes are stored as slab bricks unless ``bricks="strip"`` or ``"frames"``), refusing impossible
-    combinations."""
+    combinations. ``checksum``: every chunk carries a crc32c (format 5; off only for readers before it)."""
+    return dataclasses.replace(_choose(dtype, lossless, distance, quality, effort, is_label, volume, bricks),
+                               checksum=bool(checksum))
+
+
+def _choose(dtype: np.dtype, lossless: bool, distance: float | None, quality: float | None, effort: int | None,
+            is_label: bool, volume: bool, bricks: str | None) -> StorageCodec:
     dtype = check_dtype(dtype)
     if bricks not in (None, "slabs", "strip", "frames"):
         raise MzarrValueError(f"bricks must be 'slabs', 'strip' or 'frames', got {bricks!r}")

@@ -31,6 +31,11 @@ class CorruptChunkError(MzarrError, IOError):
     """A stored chunk could not be decoded; the message names the level and chunk."""
 
 
+class ChunkChecksumError(CorruptChunkError):
+    """A stored chunk's bytes do not match the crc32c checksum written with them (format 5): they changed on disk
+    after they were written (a failing disk, a bad copy, a stray write)."""
+
+
 class SaveCancelled(MzarrError):
     """Raised from a progress callback to abort a save; the previous file is left untouched."""
 

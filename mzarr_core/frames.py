@@ -25,8 +25,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from .codecs import ShapedFixedScaleOffset
-from .errors import ChunkTooLargeError, CorruptChunkError
-from .guards import GuardedJpegxl, decode_jpegxl, read_jpegxl_header
+from .errors import CorruptChunkError
+from .guards import GuardedJpegxl, decode_jpegxl, ends_with_crc32c, read_jpegxl_header, strip_crc32c
 
 #: The codec classes that store one frame per z of a brick, exactly (a subclass may lay frames out otherwise, e.g.
 #: :class:`~mzarr_core.codecs.StripJpegxl`: its planes are cut from whole decoded bricks).
@@ -41,7 +41,9 @@ def frame_decodable(array: Any) -> bool:
     names = tuple(array.metadata.dimension_names or ())
     if "z" not in names or names[-2:] != ("y", "x"):
         return False
-    codecs = array.metadata.codecs
+    codecs = list(array.metadata.codecs)
+    if ends_with_crc32c(codecs):  # format 5: the brick's checksum, checked before decoding a frame
+        codecs.pop()
     serializer = [c for c in codecs if type(c) in JPEGXL_TYPES]
     if len(serializer) != 1 or codecs[-1] is not serializer[0]:
         return False  # a bytes->bytes compressor after JPEG XL, or no JPEG XL at all
@@ -88,7 +90,7 @@ def _fetch(store: Any, key: str) -> Any:
 
 def undecodable(key: str, where: str, exc: Exception) -> CorruptChunkError:
     """The error for chunk ``key`` of ``where`` that failed to decode with ``exc``: too large (a bomb) or damaged."""
-    error = ChunkTooLargeError if isinstance(exc, ChunkTooLargeError) else CorruptChunkError
+    error = type(exc) if isinstance(exc, CorruptChunkError) else CorruptChunkError
     return error(f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
                  "restore it from a backup; 'mzarr verify' lists every damaged chunk")
 
@@ -102,6 +104,7 @@ class FrameDecoder:
         self.chunks = dict(zip(names, array.chunks))
         self.dtype = np.dtype(array.dtype)
         self.codecs = array.metadata.codecs
+        self.checksum = ends_with_crc32c(self.codecs)
         self.colour = any(isinstance(c, TransposeCodec) for c in self.codecs)
         self.has_channels = names[0] == "c"
         # One frame decodes to (y, x) or, for colour, (y, x, c): never more (decompression bombs are refused).
@@ -116,6 +119,8 @@ class FrameDecoder:
     def decode(self, data: Any, frame_index: int, key: str) -> np.ndarray:
         """Frame ``frame_index`` of the brick stored as ``data`` under ``key`` (named in errors)."""
         try:
+            if self.checksum:
+                data = strip_crc32c(data)
             header = read_jpegxl_header(data)
             if header is not None and header.values_per_frame == self.brick_values != math.prod(self.frame_shape):
                 # one frame holds the whole brick (a strip chunk among frame chunks): decode it, keep one plane

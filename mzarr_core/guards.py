@@ -32,10 +32,10 @@ import imagecodecs.numcodecs
 import numpy as np
 import zarr
 from imagecodecs.zarr import Jpegxl
-from zarr.codecs import ZstdCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.registry import register_codec
 
-from .errors import ChunkTooLargeError
+from .errors import ChunkChecksumError, ChunkTooLargeError
 
 __all__ = [
     "BoundedJpegxlV2",
@@ -508,6 +508,50 @@ def decode_zstd(data: Any, limit: int, what: str) -> bytes | bytearray | memoryv
         raise
 
 
+# -- crc32c checksums (format 5) -----------------------------------------------------------------------------
+CHECKSUM_BYTES = 4  # Zarr's crc32c codec: the payload's crc32c, little-endian, after it
+
+
+def _crc32c(data: Any) -> int:
+    import google_crc32c  # a zarr dependency (hardware crc32c); takes bytes and arrays, not memoryviews
+
+    return int(google_crc32c.value(data if isinstance(data, (bytes, np.ndarray)) else np.frombuffer(data, np.uint8)))
+
+
+def append_crc32c(data: Any) -> bytes:
+    """``data`` followed by its crc32c, as Zarr's ``crc32c`` codec encodes it."""
+    payload = bytes(data)
+    return payload + _crc32c(payload).to_bytes(CHECKSUM_BYTES, "little")
+
+
+def strip_crc32c(data: Any, what: str = "the chunk") -> np.ndarray:
+    """The payload of ``data`` (bytes written by Zarr's ``crc32c`` codec) once its checksum is checked, as uint8
+    (no copy); raises :class:`~mzarr_core.errors.ChunkChecksumError` when the bytes changed since they were written."""
+    blob = np.frombuffer(data, np.uint8)
+    if len(blob) < CHECKSUM_BYTES:
+        raise ChunkChecksumError(f"{what} holds {len(blob)} bytes, too few for its crc32c checksum: it was cut short")
+    payload = blob[: len(blob) - CHECKSUM_BYTES]
+    stored = int.from_bytes(blob[len(blob) - CHECKSUM_BYTES :].tobytes(), "little")
+    if _crc32c(payload) != stored:
+        raise ChunkChecksumError(
+            f"the bytes of {what} do not match their crc32c checksum: they changed on disk after they were written"
+        )
+    return payload
+
+
+def ends_with_crc32c(codecs: Any) -> bool:
+    """Whether a codec list (zarr codec objects) ends with a crc32c checksum of the encoded bytes."""
+    codecs = list(codecs)
+    return bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+
+
+class CheckedCrc32c(Crc32cCodec):
+    """zarr's crc32c codec (same name and bytes) whose mismatch is a ChunkChecksumError saying what happened."""
+
+    def _decode_sync(self, chunk_bytes: Any, chunk_spec: Any) -> Any:
+        return chunk_spec.prototype.buffer.from_array_like(strip_crc32c(chunk_bytes.as_numpy_array()))
+
+
 # -- Zarr v3 shards (slab bricks) ------------------------------------------------------------------------------
 _EMPTY = 2**64 - 1  # an index entry (offset, length) of an inner chunk never written
 
@@ -596,6 +640,7 @@ def register_guarded_codecs() -> None:
     files). Idempotent."""
     register_zarr_codec("imagecodecs_jpegxl", GuardedJpegxl)
     register_zarr_codec("zstd", GuardedZstd)
+    register_zarr_codec("crc32c", CheckedCrc32c)
 
 
 # -- Zarr v2 (original Mzarr 0.0.x files) ----------------------------------------------------------------------

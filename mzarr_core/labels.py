@@ -370,13 +370,14 @@ def put_json(store: Any, key: str, doc: dict[str, Any]) -> None:
 
 
 def write_label_image(store: Any, name: str, source: Any, info: Any, chunks: tuple[int, ...], levels: int | None,
-                      block: dict[str, Any], empty: bool = False) -> None:
+                      block: dict[str, Any], empty: bool = False, checksum: bool = True) -> None:
     """Write the label image ``name`` (all levels, mode rule, lossless) into ``store``: ``source`` in the label's
     axis order (spatial, z-y-x), ``info`` its ImageInfo, ``chunks`` the image's spatial chunks, ``levels`` the
-    image's level count (as many as the shape allows), ``block`` its ``image-label`` metadata."""
+    image's level count (as many as the shape allows), ``block`` its ``image-label`` metadata, ``checksum``
+    whether its chunks carry a crc32c (as the image's do: format 5)."""
     from .codecs import choose_codec
     from .writer import write_image
 
-    codec = choose_codec(np.dtype(source.dtype), lossless=True, is_label=True, volume="z" in info.axes)
+    codec = choose_codec(np.dtype(source.dtype), lossless=True, is_label=True, volume="z" in info.axes, checksum=checksum)
     write_image(store, source, info, codec, chunks, levels, empty=empty, path=f"{GROUP}/{name}",
                 ome_extra={"image-label": block})

@@ -45,6 +45,7 @@ from .errors import (
 )
 from .level import Level
 from .pyramid import DOWNSAMPLE_METHODS, downsample
+from .replaced import KeptChunks
 from .writer import Progress
 
 #: Bytes of level ``s`` one superblock may hold (its coarser levels, the downsampled copies and the decode buffers
@@ -310,8 +311,10 @@ class PyramidWalk:
         check: bool = True,
         fix: bool = False,
         snapshot: Callable[[], Any] | None = None,
+        kept: Any = None,
     ):
         self.image = image
+        self.kept_chunks = kept  # a KeptChunks: what a fix replaces is copied there first
         self.levels: list[Level] = image.levels
         self.method = image.downsample_method
         self.check = check
@@ -506,6 +509,10 @@ class PyramidWalk:
         whole = len(writes) == len(level.chunks_in(region)) and all(
             _intersect(level.chunk_region(c), region) == level.chunk_region(c) for c, _ in writes
         )
+        if self.kept_chunks is not None:
+            store = getattr(level.storage, "store", None)
+            for coords, _ in writes:
+                self.kept_chunks.keep(store, chunk_key(level, coords))
         parts = [tuple(slice(0, n) for n in expected.shape)] if whole else [local for _, local in writes]
         for local in parts:
             absolute = tuple(slice(r.start + sl.start, r.start + sl.stop) for r, sl in zip(region, local))
@@ -543,6 +550,7 @@ class RepairReport:
     atomic: bool = True  # one SQLite transaction (a .mzarr file); False for a folder
     method: str = "mean"
     tolerance: float | None = None  # lossy files: chunks within this tolerance were kept
+    kept: str | None = None  # the ZIP beside the file holding every chunk the repair replaced (None: none)
 
     @property
     def rewritten(self) -> int:
@@ -568,13 +576,20 @@ class RepairReport:
                 f"repaired {self.path}: {self.rewritten} chunk(s) rewritten from level 0 by the '{self.method}' rule"
                 + (" in one transaction" if self.atomic else "")
             )
+            if self.kept:
+                out.append(f"the chunks it replaced are kept in {self.kept}: 'mzarr repair --undo {self.kept} "
+                           f"{self.path}' puts them back")
         else:
             out.append(f"nothing to repair: every level of {self.path} already matches level 0 by the '{self.method}' rule")
         return out
 
 
-def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport:
+def repair_pyramid(image: Any, progress: Progress | None = None, keep_replaced: bool = True) -> RepairReport:
     """Rebuild every pyramid level of an open file from level 0, writing only the chunks whose content changes.
+
+    With ``keep_replaced`` (the default), every chunk it rewrites is first copied into a ZIP beside the file
+    (:mod:`mzarr_core.replaced`, ``RepairReport.kept``): in a file without checksums a damaged level 0 looks like a
+    stale pyramid, and its coarser levels may be the only intact copy of that region.
 
     A .mzarr file is repaired in one SQLite transaction (a failure or a kill leaves the old state); an OME-Zarr
     folder written by Mzarr chunk by chunk (not atomic, but repair never changes level 0: run it again after an
@@ -594,7 +609,8 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
         raise MzarrReadOnlyError(f"{image.path} is open read-only; open it with Mzarr(path, 'r+') to repair it")
     levels = image.levels
     store = getattr(levels[0].storage, "store", None)
-    walk = PyramidWalk(image, progress, check=True, fix=True)
+    kept = KeptChunks(image.path) if keep_replaced else None
+    walk = PyramidWalk(image, progress, check=True, fix=True, kept=kept)
     if walk.structure:
         raise MzarrFormatError(
             f"cannot repair the pyramid of {image.path} in place: {walk.structure[0]}. Convert it "
@@ -603,7 +619,7 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
     labels, problems = label_pyramids(image)
     if problems:
         raise MzarrFormatError(f"cannot repair {image.path}: {problems[0]}")
-    label_walks = [PyramidWalk(lab, check=True, fix=True) for lab in labels if len(lab.levels) > 1]
+    label_walks = [PyramidWalk(lab, check=True, fix=True, kept=kept) for lab in labels if len(lab.levels) > 1]
     for lab_walk in label_walks:
         if lab_walk.structure:
             raise MzarrFormatError(f"cannot repair the label pyramid of {image.path} in place: {lab_walk.structure[0]}")
@@ -613,11 +629,20 @@ def repair_pyramid(image: Any, progress: Progress | None = None) -> RepairReport
     for lab_walk in label_walks:
         lab_walk.progress = offset_progress(progress, offset, total)
         offset += lab_walk.total
-    with image.transaction():  # the image's and every label image's pyramid in one transaction
-        walk.run()
-        for lab_walk in label_walks:
-            lab_walk.run()
+    kept_path = None
+    try:
+        with image.transaction():  # the image's and every label image's pyramid in one transaction
+            walk.run()
+            for lab_walk in label_walks:
+                lab_walk.run()
+            if kept is not None:
+                kept_path = kept.finish()  # on disk before the repair commits
+    except BaseException:
+        if kept is not None:
+            kept.discard()
+        raise
     return RepairReport(
+        kept=None if kept_path is None else str(kept_path),
         path=str(image.path),
         levels=walk.repairs,
         labels={w.image.name: w.repairs for w in label_walks},

@@ -100,6 +100,7 @@ class VerifyReport:
     disagreement_count: int = 0  # all of them
     structure_problems: list[str] = field(default_factory=list)  # levels whose shape does not follow the rule
     labels: dict[str, "VerifyReport"] = field(default_factory=dict)  # each label image, checked by the mode rule
+    checksums: bool = False  # the file's chunks carry crc32c checksums (format 5): a changed chunk is "damaged"
 
     @property
     def ok(self) -> bool:
@@ -180,4 +181,5 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
         disagreement_count=walk.disagreement_count,
         structure_problems=list(walk.structure) + label_problems,
         labels=label_reports,
+        checksums=image.checksums,
     )

@@ -27,6 +27,7 @@ from zarr.abc.store import Store
 
 from .axes import is_colour
 from .codecs import StorageCodec
+from .guards import append_crc32c, ends_with_crc32c
 from .level import StorageArray
 from .ngff import ImageInfo, group_attributes
 from .pyramid import LevelGeometry, downsample, plan_levels
@@ -97,8 +98,11 @@ def _chunk_coords(region: tuple[slice, ...], chunks: tuple[int, ...]) -> list[tu
 
 
 def store_chunk_bytes(array: zarr.Array, coords: tuple[int, ...], data: bytes) -> None:
-    """Store ``data`` as the encoded chunk ``coords`` of ``array`` as it is (no codec runs)."""
+    """Store ``data`` as the encoded chunk ``coords`` of ``array`` as it is (no codec runs but the checksum, which
+    an array of format 5 writes after every chunk)."""
     key = (f"{array.path}/" if array.path else "") + array.metadata.encode_chunk_key(coords)
+    if ends_with_crc32c(getattr(array.metadata, "codecs", ())):
+        data = append_crc32c(data)
     store_key_bytes(array.store_path.store, key, data)
 
 

@@ -5,6 +5,9 @@ before anything large is allocated; legitimate files still decode bit-exactly.
 Every bomb is read in a subprocess whose address space is capped (RLIMIT_AS, a few hundred MB above what the
 imports use), so an unguarded reader fails fast with MemoryError instead of eating the machine's memory; the child
 also reports its peak RSS, which must stay small.
+
+The files here are written without checksums (format 4): a crafted file can carry valid checksums, so the guards
+behind them are what is tested; test_core_checksums checks that a bomb with a valid checksum is still refused.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def assert_refused(result: dict, *patterns: str) -> None:
 
 def grey_file(tmp_path: Path, dtype: str = "uint8", shape=(1024, 1024)) -> tuple[Path, np.ndarray]:
     a = smooth_array(shape, dtype, seed=3)
-    return Mzarr(a).save(tmp_path / f"{dtype}.mzarr"), a
+    return Mzarr(a).save(tmp_path / f"{dtype}.mzarr", checksums=False), a
 
 
 # -- JPEG XL bombs ------------------------------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def test_many_frames_jpegxl_is_refused(tmp_path):
 def test_volume_brick_with_too_many_frames_is_refused(tmp_path):
     """A 64^3 brick replaced by 400000 frames of 64 x 64 (1.6 GB decoded, ~6 MB stored)."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="strip")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="strip", checksums=False)
     assert "0/c/0/1/1" in chunk_blobs(path)
     set_blob(path, "0/c/0/1/1", jxl_frames(np.zeros((64, 64), np.uint8), 400_000))
     assert_refused(read_capped(path), "400000 frames", "(64, 64, 64) uint8")
@@ -176,7 +179,7 @@ def test_z_plane_refuses_a_huge_frame(tmp_path, huge_jxl, bricks):
     """Level.z_plane decodes one frame per brick (frames), whole bricks (strip) or one slab (slabs): a 40000 x 40000
     frame is refused there too, naming the brick."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks=bricks)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks=bricks, checksums=False)
     set_blob(path, "0/c/0/1/0", shard([huge_jxl, None, None, None]) if bricks == "slabs" else huge_jxl)
     result = read_capped(path, "z_plane:0")
     frame = {"frames": "one frame of this array's chunks is (64, 64) uint8", "strip": "(64, 64, 64) uint8",
@@ -189,7 +192,7 @@ def test_slab_with_too_many_frames_is_refused(tmp_path, action):
     """A slab brick (format 4) whose slab 2 is 400000 frames of 64 x 64 (1.6 GB decoded, ~6 MB stored) under a
     valid shard index: refused by the whole-brick read and by the plane read that decodes that slab alone."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", checksums=False)
     good = guards.shard_index(chunk_blobs(path)["0/c/0/1/1"], 4)
     blob = chunk_blobs(path)["0/c/0/1/1"]
     slabs = [blob[o : o + n] for o, n in good]
@@ -224,7 +227,7 @@ def test_damaged_slab_brick_is_named(tmp_path, damage):
     not JPEG XL) is a CorruptChunkError naming the brick, from whole-brick reads, plane reads and verify; the other
     bricks still read bit-exactly."""
     vol = smooth_array((64, 128, 128), "uint16", seed=5)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", checksums=False)
     set_blob(path, "0/c/0/1/1", _damaged_shards(chunk_blobs(path)["0/c/0/1/1"])[damage])
     with Mzarr(path) as m:
         with pytest.raises(CorruptChunkError, match="0/c/0/1/1"):
@@ -438,7 +441,7 @@ def test_guarded_codecs_keep_the_file_format(tmp_path):
 )
 def test_legitimate_files_still_round_trip(tmp_path, dtype, shape, kwargs):
     a = smooth_array(shape, dtype, seed=7)
-    path = Mzarr(a).save(tmp_path / "ok.mzarr", **kwargs)
+    path = Mzarr(a).save(tmp_path / "ok.mzarr", checksums=False, **kwargs)
     with Mzarr(path) as m:
         got = m[...]
         if kwargs:

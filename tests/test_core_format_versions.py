@@ -1,7 +1,8 @@
-"""Format versions: files of format 1 (frame bricks, written by Mzarr 0.1.0 and committed in tests/data) and format 2
-(strip bricks) keep opening, reading and editing in their own layout; new lossless volumes are format 4 (slab
-bricks: Zarr shards of z-slabs) that stock Zarr readers still decode; every storage codec class round-trips its
-block and says how its planes are read."""
+"""Format versions: files of format 1 (frame bricks, written by Mzarr 0.1.0 and committed in tests/data), format 2
+(strip bricks) and format 4 (slab bricks) keep opening, reading and editing in their own layout; new files are
+format 5 (every chunk with a crc32c; lossless volumes as slab bricks: Zarr shards of z-slabs) that stock Zarr
+readers still decode; ``checksums=False`` writes the layout's own format; every storage codec class round-trips
+its block and says how its planes are read."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def expected(name: str) -> np.ndarray:
         "format2_volume_uint16.mzarr": (vol * 37 + 11).astype(np.uint16),
         "format4_volume_uint16.mzarr": (vol * 37 + 11).astype(np.uint16),
         "format4_volume_int16.mzarr": (vol - 128).astype(np.int16)[:20, :50, :60] * 100,
+        "format5_volume_int16.mzarr": (vol - 128).astype(np.int16)[:20, :50, :60] * 100,
+        "format5_camera_labels.mzarr": data.camera()[:300, :260],
     }[name]
 
 
@@ -70,7 +73,7 @@ def test_format1_files_open_and_read_bit_exact(name):
 # Committed files of formats 2 and 4 (written 2026-11-30 from the same pixels: format 2 as the previous version
 # wrote lossless volumes, format 4 as this one does), so a later change of the writer cannot change how they read.
 LATER = [("format2_volume_uint16.mzarr", 2, "strip"), ("format4_volume_uint16.mzarr", 4, "slabs"),
-         ("format4_volume_int16.mzarr", 4, "slabs")]
+         ("format4_volume_int16.mzarr", 4, "slabs"), ("format5_volume_int16.mzarr", 5, "slabs")]
 
 
 @pytest.mark.parametrize("name,version,bricks", LATER)
@@ -110,28 +113,48 @@ def test_format1_volume_edits_stay_format1(tmp_path):
         assert verify(m).ok
 
 
-def test_new_volumes_are_format4_slabs_and_2d_stays_format1(tmp_path):
+def test_new_volumes_are_format5_checksummed_slabs(tmp_path):
     vol = expected("format1_volume_uint16.mzarr")
     path = Mzarr(vol).save(tmp_path / "v.mzarr")
     meta = root_meta(path)
-    assert meta["format_version"] == 4 and meta["codec"] == {"name": "jpegxl", "lossless": True, "effort": 1,
-                                                            "bricks": "slabs", "slab": 16}
+    assert meta["format_version"] == 5 and meta["codec"] == {"name": "jpegxl", "lossless": True, "effort": 1,
+                                                            "bricks": "slabs", "slab": 16, "checksum": "crc32c"}
     with Mzarr(path) as m:
         raw = m._store.get_bytes_sync("0/c/0/0/0")
         entries = guards.shard_index(raw, 4)  # a shard of 4 slabs, its index at the end
         assert all(e is not None for e in entries) and entries[0][0] == 0
-        for offset, length in entries:  # each slab one frame: its 16 slices stacked
-            assert imagecodecs.jpegxl_decode(raw[offset : offset + length]).shape == (16 * 64, 64)
+        for offset, length in entries:  # each slab one frame (its 16 slices stacked), then the slab's crc32c
+            slab = raw[offset : offset + length]
+            assert guards.append_crc32c(slab[:-4]) == bytes(slab)
+            assert imagecodecs.jpegxl_decode(slab[:-4]).shape == (16 * 64, 64)
         codec = ChunkCodec.for_array(m.levels[0].storage)
-        assert codec is not None and codec.kind == "slabs"  # whole bricks decode in the core, not through zarr
+        assert codec is not None and codec.kind == "slabs" and codec.inner_checksum  # decoded in the core
         assert np.array_equal(codec.decode(raw)[:64, :64, :64], vol[:64, :64, :64])
         assert np.array_equal(m[...], vol)
-    strip = Mzarr(vol).save(tmp_path / "strip.mzarr", bricks="strip")
+
+
+def test_without_checksums_each_layout_keeps_its_own_format_version(tmp_path):
+    """``checksums=False`` writes files the readers of formats 1-4 open: the layout's own version, no crc32c."""
+    vol = expected("format1_volume_uint16.mzarr")
+    slabs = Mzarr(vol).save(tmp_path / "slabs.mzarr", checksums=False)
+    assert root_meta(slabs)["format_version"] == 4 and "checksum" not in root_meta(slabs)["codec"]
+    with Mzarr(slabs) as m:
+        raw = m._store.get_bytes_sync("0/c/0/0/0")
+        offset, length = guards.shard_index(raw, 4)[0]
+        assert imagecodecs.jpegxl_decode(raw[offset : offset + length]).shape == (16 * 64, 64)  # no crc after it
+        assert np.array_equal(m[...], vol)
+    strip = Mzarr(vol).save(tmp_path / "strip.mzarr", bricks="strip", checksums=False)
     assert root_meta(strip)["format_version"] == 2 and root_meta(strip)["codec"]["bricks"] == "strip"
-    flat = Mzarr(vol[0]).save(tmp_path / "flat.mzarr")
+    flat = Mzarr(vol[0]).save(tmp_path / "flat.mzarr", checksums=False)
     assert root_meta(flat)["format_version"] == 1 and "bricks" not in root_meta(flat)["codec"]
-    frames = Mzarr(vol).save(tmp_path / "frames.mzarr", bricks="frames")
+    frames = Mzarr(vol).save(tmp_path / "frames.mzarr", bricks="frames", checksums=False)
     assert root_meta(frames)["format_version"] == 1
+    for name in ("strip.mzarr", "flat.mzarr", "frames.mzarr"):
+        with Mzarr(tmp_path / name) as m:
+            assert np.array_equal(m[...], vol[0] if name == "flat.mzarr" else vol)
+            assert not any(type(c).__name__ == "CheckedCrc32c" for c in m.levels[0].storage.metadata.codecs)
+    with_crc = Mzarr(vol).save(tmp_path / "strip5.mzarr", bricks="strip")
+    assert root_meta(with_crc)["format_version"] == 5 and root_meta(with_crc)["codec"]["bricks"] == "strip"
     lossy = Mzarr(vol).save(tmp_path / "lossy.mzarr", distance=1.0)
     assert root_meta(lossy)["codec"].get("bricks") is None  # lossy volumes keep frames
     for bricks in ("strip", "slabs"):
@@ -141,21 +164,26 @@ def test_new_volumes_are_format4_slabs_and_2d_stays_format1(tmp_path):
         Mzarr(vol).save(tmp_path / "x.mzarr", bricks="mosaic")
 
 
-@pytest.mark.parametrize(("bricks", "version"), [("strip", 2), ("slabs", 4)])
-def test_edits_keep_a_files_layout(tmp_path, bricks, version):
-    """Editing a format-2 or format-4 volume writes bricks of its own layout (strips stay one frame, slab files
-    stay shards) and keeps its format version; the pyramid follows."""
+@pytest.mark.parametrize(("bricks", "version", "checksums"), [("strip", 2, False), ("slabs", 4, False),
+                                                              ("strip", 5, True), ("slabs", 5, True)])
+def test_edits_keep_a_files_layout(tmp_path, bricks, version, checksums):
+    """Editing a format-2, 4 or 5 volume writes bricks of its own layout (strips stay one frame, slab files stay
+    shards, checksummed files keep a crc32c after every brick or slab, others get none) and keeps its format
+    version; the pyramid follows."""
     want = expected("format1_volume_uint16.mzarr")
-    path = Mzarr(want).save(tmp_path / "v.mzarr", bricks=bricks)
+    path = Mzarr(want).save(tmp_path / "v.mzarr", bricks=bricks, checksums=checksums)
     with Mzarr(path, "r+") as m:
         m[10:40, 5:80, 60:100] = 4000
         raw = m._store.get_bytes_sync("0/c/0/0/1")
     want[10:40, 5:80, 60:100] = 4000
     if bricks == "strip":
-        assert imagecodecs.jpegxl_decode(raw).shape == (64 * 64, 64)
+        frame = raw[:-4] if checksums else raw
     else:
         offset, length = guards.shard_index(raw, 4)[1]
-        assert imagecodecs.jpegxl_decode(raw[offset : offset + length]).shape == (16 * 64, 64)
+        frame = raw[offset : offset + length - (4 if checksums else 0)]
+    if checksums:
+        assert guards.append_crc32c(frame) == bytes(raw if bricks == "strip" else raw[offset : offset + length])
+    assert imagecodecs.jpegxl_decode(frame).shape == ((64 if bricks == "strip" else 16) * 64, 64)
     assert root_meta(path)["format_version"] == version and root_meta(path)["codec"]["bricks"] == bricks
     with Mzarr(path) as m:
         assert np.array_equal(m[...], want)
@@ -209,16 +237,23 @@ def test_stock_zarr_reads_a_strip_or_slab_volume(tmp_path, bricks, dtype):
     assert result.stdout.strip() == "ok", result.stderr
 
 
+@pytest.mark.parametrize("checksum", [False, True])
 @pytest.mark.parametrize(
     "codec",
     [JpegxlFrames(), JpegxlFrames(lossless=False, distance=2.5, effort=3), JpegxlStrip(), JpegxlStrip(effort=3),
      JpegxlSlabs(), JpegxlSlabs(effort=2, slab=8), Zstd()],
 )
-def test_storage_codecs_round_trip_their_block(codec):
+def test_storage_codecs_round_trip_their_block(codec, checksum):
+    import dataclasses
+
+    codec = dataclasses.replace(codec, checksum=checksum)
     block = codec.to_json()
+    assert ("checksum" in block) == checksum
     assert codec_from_json(json.loads(json.dumps(block))) == codec
     version = 4 if isinstance(codec, JpegxlSlabs) else 2 if isinstance(codec, JpegxlStrip) else 1
     assert codec.format_version == version
+    assert codec.version == (5 if checksum else version)
+    assert codecs.format_version_of(block) == codec.version
 
 
 def test_codec_choice_and_unknown_blocks():
@@ -235,6 +270,8 @@ def test_codec_choice_and_unknown_blocks():
     assert codec_from_json(None) is None
     assert codecs.format_version_of({"name": "jpegxl", "bricks": "strip"}) == 2
     assert codecs.format_version_of({"name": "jpegxl", "bricks": "slabs", "slab": 16}) == 4
+    assert codecs.format_version_of({"name": "zstd", "checksum": "crc32c"}) == 5
+    assert choose_codec(np.uint16).checksum and not choose_codec(np.uint16, checksum=False).checksum
     assert codec_from_json({"name": "jpegxl", "bricks": "slabs", "slab": -3}) == JpegxlSlabs()  # a bad slab: default
 
 
@@ -249,3 +286,25 @@ def test_each_codec_reads_planes_as_it_says(tmp_path, bricks):
         with Mzarr(path) as m:
             assert [lv.plane_reads_are_fast for lv in m.levels] == [bricks != "strip"] * len(m.levels)
             assert np.array_equal(m.levels[0].z_plane(7), image[7])
+
+
+def test_committed_format5_image_with_labels_opens_reads_and_edits_with_checksums(tmp_path):
+    """A 2-D format-5 file with a label image (written 2026-11-30): every chunk checksummed, read bit-exact, edits keep
+    the checksums (tests/test_core_checksums.py checks what a damaged chunk does)."""
+    want = expected("format5_camera_labels.mzarr")
+    labels = (want > 128).astype(np.uint8) + (want > 200)
+    assert root_meta(DATA / "format5_camera_labels.mzarr")["format_version"] == 5
+    with Mzarr(DATA / "format5_camera_labels.mzarr") as m:
+        assert m.checksums and np.array_equal(m[...], want)
+        assert np.array_equal(m.label("bright")[...], labels)
+        assert verify(m).ok
+    path = shutil.copy(DATA / "format5_camera_labels.mzarr", tmp_path / "c.mzarr")
+    with Mzarr(path, "r+") as m:
+        m[10:200, 20:100] = 7
+        m.label("bright")[0:50, 0:50] = 3
+    want[10:200, 20:100] = 7
+    labels[0:50, 0:50] = 3
+    with Mzarr(path) as m:
+        raw = m._store.get_bytes_sync("0/c/0/0")
+        assert guards.append_crc32c(raw[:-4]) == raw
+        assert np.array_equal(m[...], want) and np.array_equal(m.label("bright")[...], labels) and verify(m).ok

@@ -22,7 +22,7 @@ from mzarr_core.formats import slide
 from mzarr_core.formats.slide import (
     RECOMPRESS_DISTANCE, convert_slide, describe_slide, open_slide, sniff,
 )
-from mzarr_core.guards import has_jpeg_reconstruction
+from mzarr_core.guards import append_crc32c, has_jpeg_reconstruction
 from mzarr_core.pyramid import downsample
 from mzarr_core.report import verify
 from slide_fixtures import label_image, slide_mosaic, write_ndpi_like, write_svs_like
@@ -173,7 +173,7 @@ def test_recompressed_level0_is_bit_exact_through_every_read_path(kind, slides, 
     want = source_pixels(slides[kind])
     with Mzarr(out) as m:
         assert m.codec == {"name": "jpegxl", "lossless": False, "distance": RECOMPRESS_DISTANCE, "effort": 2,
-                           "jpeg": "recompressed"}
+                           "jpeg": "recompressed", "checksum": "crc32c"}
         assert m.chunks == (256, 256, 3) and m.level(0)._source.codec.kind == "jpeg"
         assert np.array_equal(m[...], want)
         m.cache_bytes = 0
@@ -184,7 +184,7 @@ def test_recompressed_level0_is_bit_exact_through_every_read_path(kind, slides, 
         for chunk in ((0, 0, 0), (3, 4, 0), (7, 8, 0)):  # whole chunks: the viewer's tile path (no z)
             assert np.array_equal(m.level(0).read_chunk(chunk), want[m.level(0).chunk_region(chunk)])
         assert np.array_equal(np.moveaxis(m.level(0).storage[...], 0, -1), want)  # through zarr's codec pipeline
-    assert root_meta(out)["format_version"] == 3
+    assert root_meta(out)["format_version"] == 5  # 3 (recompressed JPEG tiles) with checksums
 
 
 def test_coarser_levels_within_the_lossy_bound(converted, slides):
@@ -248,7 +248,7 @@ def test_lossless_mode_is_bit_exact(slides, tmp_path):
     out = convert_slide(slides["ycbcr422"], tmp_path / "ll.mzarr", compression="lossless")
     with Mzarr(out) as m:
         assert np.array_equal(m[...], source_pixels(slides["ycbcr422"])) and m.codec["lossless"] is True
-    assert root_meta(out)["format_version"] == 1
+    assert root_meta(out)["format_version"] == 5
 
 
 def test_lossy_mode_within_its_bound(slides, tmp_path):
@@ -258,9 +258,9 @@ def test_lossy_mode_within_its_bound(slides, tmp_path):
     assert "lossy" in lines[0] and "distance 2" in lines[0] and "as asked" in lines[0]
     with Mzarr(out) as m:
         err = np.abs(m[...].astype(int) - source_pixels(slides["ycbcr422"]))
-        assert m.codec == {"name": "jpegxl", "lossless": False, "distance": 2.0, "effort": 2}
+        assert m.codec == {"name": "jpegxl", "lossless": False, "distance": 2.0, "effort": 2, "checksum": "crc32c"}
     assert err.mean() < 2.0 and err.max() < 100  # measured 1.1-1.3 mean
-    assert root_meta(out)["format_version"] == 1
+    assert root_meta(out)["format_version"] == 5
 
 
 def test_files_without_jpeg_tiles_fall_back_with_the_reason(slides, tmp_path):
@@ -269,7 +269,7 @@ def test_files_without_jpeg_tiles_fall_back_with_the_reason(slides, tmp_path):
     assert lines[0].startswith("slide compression lossless") and "stored without loss" in lines[0]
     with Mzarr(out) as m:
         assert np.array_equal(m[...], source_pixels(slides["zlib"]))
-    assert root_meta(out)["format_version"] == 1
+    assert root_meta(out)["format_version"] == 5
     lines.clear()
     out = convert_slide(slides["ndpi"], tmp_path / "ndpi.mzarr", report=lines.append)
     assert lines[0].startswith("slide compression lossy") and "restart markers" in lines[0]
@@ -278,7 +278,7 @@ def test_files_without_jpeg_tiles_fall_back_with_the_reason(slides, tmp_path):
         assert m.attrs()["slide"]["properties"]["Model"] == "C13220"
         assert np.abs(m[...].astype(int) - source_pixels(slides["ndpi"])).mean() < 3.0  # distance 3: measured 2.3
         assert sorted(m.associated_images()) == ["macro"]
-    assert root_meta(out)["format_version"] == 1
+    assert root_meta(out)["format_version"] == 5
     for name in ("zlib", "ndpi"):
         with pytest.raises(MzarrValueError, match="cannot be recompressed without loss: .*--slide-compression lossy"):
             open_slide(slides[name], compression="recompress")
@@ -309,7 +309,8 @@ def test_hostile_or_damaged_transcoded_tiles_are_refused_naming_the_chunk(conver
     big = np.zeros((2048, 2048, 3), np.uint8)  # a valid recompressed JPEG, far larger than a 256 x 256 chunk
     bomb = imagecodecs.jpegxl_encode_jpeg(imagecodecs.jpeg8_encode(big, level=50))
     assert has_jpeg_reconstruction(bomb)
-    for name, payload, error in (("bomb", bytes(bomb), ChunkTooLargeError), ("cut", None, CorruptChunkError)):
+    # the bomb with a valid checksum (a crafted file can have one): the guard behind the checksum refuses it
+    for name, payload, error in (("bomb", append_crc32c(bomb), ChunkTooLargeError), ("cut", None, CorruptChunkError)):
         path = tmp_path / f"{name}.mzarr"
         path.write_bytes(converted.read_bytes())
         store = SqliteStore(path)

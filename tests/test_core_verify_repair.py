@@ -549,3 +549,74 @@ def test_label_pyramids_are_verified_and_repaired(tmp_path, capsys):
         want[10:60, 20:90] = 4242
         assert_bit_exact(lab.levels[0][...], want)
         assert_bit_exact(lab.levels[1][...], downsample(want, (True, True), "mode"))
+
+
+# -- what a repair replaces is kept --------------------------------------------------------------------------------
+def test_repair_keeps_the_chunks_it_replaces_and_undo_puts_them_back(tmp_path, capsys):
+    """A format-4 file (no checksums) whose level 0 changed on disk looks like a stale pyramid: the repair rewrites
+    the coarser chunks, but their old bytes (the only intact copy of that region) go to a ZIP beside the file first,
+    and ``mzarr repair --undo`` restores the file byte for byte."""
+    import zipfile
+
+    from mzarr_core.cli import main as cli_main
+
+    path = Mzarr(skimage.data.camera()).save(tmp_path / "cam.mzarr", chunks=(128, 128), levels=3, checksums=False)
+    coarse_before = {k: v for k, v in chunk_blobs(path).items() if k[0] in "12" and "/c/" in k}
+    tear(path, CAMERA_TEAR, plus(40))  # level 0 changed, pyramid not
+    torn = chunk_blobs(path)
+    with Mzarr(path, "r+") as m:
+        report = repair_pyramid(m)
+    kept = Path(report.kept)
+    assert kept.parent == tmp_path and kept.name.startswith("cam.mzarr.replaced-") and kept.suffix == ".zip"
+    with zipfile.ZipFile(kept) as z:
+        names = sorted(n for n in z.namelist() if n != "manifest.json")
+        assert names == ["1/c/0/1", "2/c/0/0"]
+        assert all(z.read(n) == coarse_before[n] for n in names)  # exactly what was there before the repair
+    assert any("mzarr repair --undo" in line for line in report.lines())
+    assert chunk_blobs(path) != torn
+    assert cli_main(["repair", str(path), "--undo", str(kept)]) == 0
+    assert "put back 2 chunk(s)" in capsys.readouterr().out
+    assert chunk_blobs(path) == torn
+    with Mzarr(path) as m:
+        assert not verify(m).ok  # the torn state again, as it was before the repair
+
+
+def test_repair_with_nothing_to_replace_or_failing_leaves_no_zip(camera_file, monkeypatch):
+    with Mzarr(camera_file, "r+") as m:
+        assert repair_pyramid(m).kept is None
+    tear(camera_file, CAMERA_TEAR, plus(40))
+    tear(camera_file, (slice(400, 512), slice(0, 30)), plus(-20))
+    monkeypatch.setattr(repair_module, "BLOCK_BUDGET", 128 * 128 * 4)
+
+    def progress(done, total):
+        if done > total // 2:
+            raise RuntimeError("stop here")
+
+    with Mzarr(camera_file, "r+") as m, pytest.raises(RuntimeError, match="stop here"):
+        repair_pyramid(m, progress)
+    with Mzarr(camera_file, "r+") as m:
+        assert repair_pyramid(m, keep_replaced=False).kept is None and m.levels  # --no-keep
+    assert sorted(p.name for p in camera_file.parent.iterdir()) == ["cam.mzarr"]
+
+
+def test_undo_refuses_what_a_repair_did_not_keep(camera_file, tmp_path):
+    import json
+    import zipfile
+
+    from mzarr_core.replaced import restore_replaced
+
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("1/c/0/0", b"junk")
+    elsewhere = tmp_path / "elsewhere.zip"
+    with zipfile.ZipFile(elsewhere, "w") as z:
+        z.writestr("manifest.json", json.dumps({"kind": "mzarr-replaced-chunks", "file": "x.mzarr", "absent": []}))
+    before = chunk_blobs(camera_file)
+    with Mzarr(camera_file, "r+") as m:
+        with pytest.raises(MzarrFormatError, match="manifest"):
+            restore_replaced(m, other)
+        with pytest.raises(MzarrValueError, match="x.mzarr"):
+            restore_replaced(m, elsewhere)
+        with pytest.raises(MzarrFormatError, match="cannot be read"):
+            restore_replaced(m, camera_file)
+    assert chunk_blobs(camera_file) == before

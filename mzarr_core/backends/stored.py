@@ -17,7 +17,7 @@ from ..axes import storage_permutation
 from ..chunk_cache import ChunkCache, note_write, write_count
 from ..chunk_reader import CacheSession, ChunkReader
 from ..codecs import codec_from_json
-from ..errors import ChunkTooLargeError, CorruptChunkError, MzarrError
+from ..errors import CorruptChunkError, MzarrError
 from ..indexing import AxisIndex
 from ..level import Level
 from ..locks import ReadWriteLock
@@ -238,8 +238,8 @@ class StoredBackend(Backend):
         level0 = self._levels[0]
         try:
             yield
-        except ChunkTooLargeError as exc:
-            if index is None:
+        except CorruptChunkError as exc:  # a bomb guard or a checksum, which do not know the chunk's key
+            if index is None or str(self.path) in str(exc):  # no region, or already named
                 raise
             raise self.corrupt_chunk_error(0, level0.storage, level0.storage_key(index), exc) from None
         except (MzarrError, MemoryError, KeyboardInterrupt):
