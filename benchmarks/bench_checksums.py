@@ -5,7 +5,11 @@ scikit-image's pictures (uint8): file size, save time, a whole read with the cac
 read with the cache emptied: one slab per brick, the viewer's case). Prints a Markdown table of ratios
 (checksums / none) for docs/BENCHMARKS.md, "Checksums".
 
-    python benchmarks/bench_checksums.py [--planes 512] [--rounds 3]
+Then ``--flips`` trials of silent corruption: one random bit flipped in a random stored level-0 chunk of each file
+(what a failing disk or a bad copy does), the chunk's region read back, and the outcome counted: an error naming the
+chunk, the same pixels (a bit the decoder never looks at), or other pixels returned without a word.
+
+    python benchmarks/bench_checksums.py [--planes 512] [--rounds 3] [--flips 200]
 """
 
 from __future__ import annotations
@@ -73,10 +77,49 @@ def measure(image: np.ndarray, folder: Path, name: str, checksums: bool, rounds:
     return out
 
 
+def flip_trials(image: np.ndarray, folder: Path, checksums: bool, trials: int, seed: int) -> dict[str, int]:
+    """Outcomes of ``trials`` single-bit flips in random level-0 chunks of ``image`` saved with/without checksums."""
+    import shutil
+    import sqlite3
+
+    from mzarr_core.errors import MzarrError
+
+    path = Mzarr(image).save(folder / f"flip-{checksums}.mzarr", checksums=checksums)
+    conn = sqlite3.connect(path)
+    keys = [k for (k,) in conn.execute("SELECT key FROM zarr WHERE key LIKE '0/c/%'")]
+    conn.close()
+    rng = np.random.default_rng(seed)
+    out = {"error naming the chunk": 0, "same pixels": 0, "other pixels, silently": 0}
+    work = folder / "flip-work.mzarr"
+    for _ in range(trials):
+        shutil.copyfile(path, work)
+        key = keys[int(rng.integers(len(keys)))]
+        conn = sqlite3.connect(work)
+        blob = bytearray(conn.execute("SELECT value FROM zarr WHERE key=?", (key,)).fetchone()[0])
+        blob[int(rng.integers(len(blob)))] ^= 1 << int(rng.integers(8))
+        conn.execute("UPDATE zarr SET value=? WHERE key=?", (bytes(blob), key))
+        conn.commit()
+        conn.close()
+        with Mzarr(work) as m:
+            coords = tuple(int(i) for i in key.split("/")[2:])
+            level = m.levels[0]
+            user = tuple(coords[level.perm.index(i)] for i in range(len(coords))) if hasattr(level, "perm") else coords
+            region = level.chunk_region(user)
+            try:
+                got = m[region]
+            except MzarrError as exc:
+                out["error naming the chunk" if key in str(exc) else "error (chunk not named)"] = out.get(
+                    "error naming the chunk" if key in str(exc) else "error (chunk not named)", 0) + 1
+                continue
+            out["same pixels" if np.array_equal(got, image[region]) else "other pixels, silently"] += 1
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--planes", type=int, default=512, help="CT planes used (default 512 of 1100)")
     p.add_argument("--rounds", type=int, default=3, help="best of this many runs per measure")
+    p.add_argument("--flips", type=int, default=200, help="bit-flip trials per image and format (0: none)")
     args = p.parse_args()
     images: dict[str, np.ndarray] = {}
     if CT.exists():
@@ -105,6 +148,21 @@ def main() -> None:
               f"| {a['save_s']:.2f} / {b['save_s']:.2f} ({b['save_s'] / a['save_s']:.3f}) "
               f"| {a['read_s']:.2f} / {b['read_s']:.2f} ({b['read_s'] / a['read_s']:.3f}), CPU "
               f"{a['read_cpu']:.2f} / {b['read_cpu']:.2f} ({b['read_cpu'] / a['read_cpu']:.3f}) | {plane} |")
+    if args.flips:
+        print(f"\n{args.flips} single-bit flips in random level-0 chunks, each read back:\n")
+        print("| image | format | error naming the chunk | same pixels | other pixels, silently |")
+        print("| --- | --- | --- | --- | --- |")
+        with tempfile.TemporaryDirectory(dir=OUT if OUT.exists() else None) as tmp:
+            for name, image in images.items():
+                small = image[:128, :256, :256] if image.ndim == 3 else image[:2048, :2048]
+                for checksums in (False, True):
+                    counts = flip_trials(small, Path(tmp), checksums, args.flips, seed=1)
+                    fmt = "5 (crc32c)" if checksums else ("4" if image.ndim == 3 else "1")
+                    extra = {k: v for k, v in counts.items() if k not in ("error naming the chunk", "same pixels",
+                                                                           "other pixels, silently")}
+                    print(f"| {name.split(' (')[0]} cut to {'x'.join(map(str, small.shape))} | {fmt} "
+                          f"| {counts['error naming the chunk']} | {counts['same pixels']} "
+                          f"| {counts['other pixels, silently']} |" + (f" {extra}" if extra else ""))
 
 
 if __name__ == "__main__":

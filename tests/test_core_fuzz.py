@@ -70,6 +70,9 @@ BASES = {  # name: (shape, dtype, save options, constructor options)
     "bool": ((40, 30), "bool", {"chunks": (16, 16)}, {}),
     "labels": ((40, 40), "uint16", {"chunks": (16, 16)}, {"is_label": True}),
     "int16": ((30, 34), "int16", {"chunks": (16, 16)}, {}),
+    # without checksums (format 1/4): damaged bytes reach the decoders and their guards, not only the crc32c check
+    "grey4": ((100, 90), "uint8", {"chunks": (32, 32), "checksums": False}, {}),
+    "vol4": ((12, 40, 36), "uint16", {"chunks": (4, 16, 16), "checksums": False}, {"spacing": (2.0, 0.5, 0.5)}),
 }
 FOLDER_BASES = ("grey", "rgb", "vol", "float")
 ATTRS = {"sample": "fuzz", "nested": {"a": [1, 2, {"b": None}], "c": 1.5}, "tags": ["x", "y"], "n": 7}
