@@ -136,10 +136,17 @@ def build(path: Path, source: object, **save_options: object) -> float:
 
 
 # --------------------------------------------------------------------------------------------- measurements
-def _rss_mb() -> float:
-    import psutil
+_process: Any = None
 
-    return psutil.Process().memory_info().rss / 2**20
+
+def _rss_mb() -> float:
+    """Resident memory of this process now (one psutil handle, made once: making one reads /proc twice)."""
+    global _process
+    if _process is None:
+        import psutil
+
+        _process = psutil.Process()
+    return _process.memory_info().rss / 2**20
 
 
 def _peak_mb() -> float:
@@ -178,16 +185,23 @@ def open_window(path: str, vw: int, vh: int, cache_mb: float = 512, size_of: str
 class Pump:
     """Runs the window's event loop until a condition holds, keeping the process's peak RSS meanwhile."""
 
+    #: seconds between two samples of the resident memory: reading it takes the GIL for ~0.1 ms, which every
+    #: half-millisecond turn of the loop would take from the viewer's reader threads
+    RSS_EVERY_S = 0.02
+
     def __init__(self, app: Any, repaint: Any = None) -> None:
         self.app, self.repaint = app, repaint
         self.peak_mb = _rss_mb()
+        self._rss_at = time.perf_counter()
 
     def until(self, cond: Any, timeout: float = 120.0) -> float:
         """Seconds until ``cond()`` held (then the view repainted); TimeoutError after ``timeout``."""
         t0 = time.perf_counter()
         while not cond():
             self.app.processEvents()
-            self.peak_mb = max(self.peak_mb, _rss_mb())
+            now = time.perf_counter()
+            if now - self._rss_at >= self.RSS_EVERY_S:
+                self.peak_mb, self._rss_at = max(self.peak_mb, _rss_mb()), now
             if time.perf_counter() - t0 > timeout:
                 raise TimeoutError("the viewer did not get there in time")
             time.sleep(0.0005)
@@ -293,8 +307,9 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     return out
 
 
-def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> dict:
-    """The orthogonal layout and single-view plane jumps on a volume in the real window (offscreen)."""
+def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int, jumps_only: bool = False) -> dict:
+    """The orthogonal layout and single-view plane jumps on a volume in the real window (offscreen); with
+    ``jumps_only``, only the single-view jumps (a short run for the plane-jump goal)."""
     from mzarr_app.ortho import ORTHO, SINGLE
 
     app, w = open_window(path, vw, vh, cache_mb, size_of="layout")
@@ -307,16 +322,19 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> d
 
     covered_at: list[float] = []
 
+    cpu_at: list[float] = []
+
     def sharp_after(action) -> float:
         """Seconds from ``action`` until every view on screen is sharp (``covered_at``: until each shows at least a
-        coarse stand-in)."""
-        t0 = time.perf_counter()
+        coarse stand-in; ``cpu_at``: the process's CPU seconds meanwhile, every thread)."""
+        t0, c0 = time.perf_counter(), time.process_time()
         action()
         for v in lv.views():
             v._update()
         pump_until(lambda: all(v.covered for v in lv.views()))
         covered_at.append(time.perf_counter() - t0)
         pump_until(sharp)
+        cpu_at.append(time.process_time() - c0)
         return time.perf_counter() - t0
 
     def decoded() -> tuple[int, float]:
@@ -353,6 +371,8 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> d
     pump_until(lambda: w.view.is_idle())
     rng = np.random.default_rng(1)
     shape = doc.shape
+    if jumps_only:
+        moves = 0
     # orthogonal layout: each move puts the cursor >= 100 voxels away along every axis (three new planes)
     t0 = time.perf_counter()
     w.set_layout(ORTHO)
@@ -360,12 +380,14 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> d
     out["ortho_first_s"] = time.perf_counter() - t0
     out["ortho_view_sizes"] = [f"{v.width()}x{v.height()}" for v in lv.views()]
     out["ortho_fit_scale"] = lv.fit_scale()
-    moves_at("")  # View > Fit: each view at the level its scale needs
-    # 1.7 level-0 voxels (display units) per screen pixel: level 0 (not drawn enlarged 1.1x from level 1)
-    lv._set_ranges(lv.views(), 1.7 * min(lv._units().values()), {a: n / 2 for a, n in zip(doc.spatial_axes, shape)})
-    pump_until(lambda: lv.is_idle())
-    moves_at("_exact")
-    out["cache_mb_used"] = doc.cache_nbytes() / 2**20
+    if moves:
+        moves_at("")  # View > Fit: each view at the level its scale needs
+        # 1.7 level-0 voxels (display units) per screen pixel: level 0 (not drawn enlarged 1.1x from level 1)
+        lv._set_ranges(lv.views(), 1.7 * min(lv._units().values()),
+                       {a: n / 2 for a, n in zip(doc.spatial_axes, shape)})
+        pump_until(lambda: lv.is_idle())
+        moves_at("_exact")
+        out["cache_mb_used"] = doc.cache_nbytes() / 2**20
     # single view: jumps of 100 planes along each axis, fitted
     w.set_layout(SINGLE)
     for axis in doc.spatial_axes:
@@ -373,15 +395,19 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int) -> d
         w.view.fit()
         pump_until(lambda: w.view.is_idle())
         n = shape[doc.axes.index(axis)]
-        jumps, cold = [], []
+        jumps, cold, cold_cpu = [], [], []
         for k in range(6):  # warm: as a user gets it (the next brick layer read ahead, what earlier moves left)
             pump_until(lambda: w.view.is_idle())
             target = (w.slicing.spin.value() + min(100, n // 2)) % n
             if k % 2:  # cold: the decoded-chunk cache emptied first (every brick of the new plane decoded)
                 doc.clear_cache()
             (cold if k % 2 else jumps).append(sharp_after(lambda target=target: w.slicing.set_index(target)))
+            if k % 2:
+                cold_cpu.append(cpu_at[-1])
         out[f"jump_{axis}_sharp_s"] = float(np.median(jumps))
         out[f"jump_{axis}_cold_sharp_s"] = float(np.median(cold))
+        out[f"jump_{axis}_cold_all_s"] = [round(t, 3) for t in cold]
+        out[f"jump_{axis}_cold_cpu_s"] = float(np.median(cold_cpu))
         out[f"jump_{axis}_level"] = w.view.level
     out["peak_rss_mb"] = max(pump.peak_mb, _peak_mb())
     w.close()
@@ -539,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ortho", action="store_true", help="only the orthogonal-views part (uint16 volumes, issue 11)")
     p.add_argument("--ortho-size", type=int, default=1024, help="side of the ortho part's cubic volume (1024)")
     p.add_argument("--moves", type=int, default=5, help="crosshair moves timed in the ortho part (5)")
+    p.add_argument("--jumps-only", action="store_true",
+                   help="with --measure-ortho FILE: only the single-view plane jumps (no crosshair moves)")
     p.add_argument("--measure-ortho", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--measure", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     p.add_argument("--baseline", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
@@ -551,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure_baseline(a.baseline[1], a.baseline[0], vw, vh)))
         return 0
     if a.measure_ortho:
-        print(json.dumps(measure_ortho(a.measure_ortho, vw, vh, a.cache_mb, a.moves)))
+        print(json.dumps(measure_ortho(a.measure_ortho, vw, vh, a.cache_mb, a.moves, a.jumps_only)))
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
     if a.ortho:
