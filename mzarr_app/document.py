@@ -9,6 +9,7 @@ import os
 import shutil
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -193,6 +194,18 @@ def level0_max(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequence[
     return 0 if best is None else best
 
 
+def _where(value: np.ndarray) -> tuple[Any, ...] | None:
+    """Where ``value`` (a read-only view into a decoded buffer) lives: (weak reference to the buffer, shape,
+    strides, byte offset), to rebuild it while the buffer lives; None where it cannot be rebuilt so."""
+    owner = value
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.base is not None or owner.dtype != value.dtype or owner.flags.writeable:
+        return None  # memory of another object, a view of another type, or a buffer that can still change
+    offset = value.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    return weakref.ref(owner), value.shape, value.strides, offset
+
+
 def _json_copy(obj: Any) -> Any:
     """Deep copy of a JSON-like value as plain dicts/lists."""
     return json.loads(json.dumps(obj))
@@ -216,6 +229,10 @@ def _is_single_file_mzarr(path: str) -> bool:
         return False
 
 
+#: keys :meth:`Document.cached` remembers before it starts over (a bound for a long session)
+CACHED_MEMO_KEYS = 1 << 16
+
+
 class Document:
     """One image opened read-only for display; edits stay in memory until :meth:`save`."""
 
@@ -231,6 +248,13 @@ class Document:
         #: reads running now, by key: a second view asking for the same chunk waits for that decode
         self._reading: dict[tuple, threading.Event] = {}
         self._reading_lock = threading.Lock()
+        #: what :meth:`cached` found per key: where a cached array lives (a weak reference to the decoded buffer
+        #: and the view's layout), or, for a key not cached, the count of reads of its chunk then (``_reads``)
+        self._memo: dict[tuple, Any] = {}
+        #: reads of each (level, chunk index) completed by :meth:`read_chunk`: a plane or chunk found uncached is
+        #: asked of the library again only once its chunk was read since
+        self._reads: dict[tuple, int] = {}
+        self._memo_epoch = 0  # grows at every forgetting of the memo
         self._load_props()
         self.note_saved()
 
@@ -247,6 +271,7 @@ class Document:
         self.is_label: bool = bool(m.is_label)
         self.levels = list(m.levels)
         self.chunks = tuple(m.chunks)
+        self._forget_cached()
         #: per level: z-slices are read one plane per chunk (JPEG XL frames) instead of whole bricks
         self.plane_reads: list[bool] = [chunk_loader.plane_decodable(lev) for lev in self.levels]
 
@@ -270,6 +295,8 @@ class Document:
         try:
             return self._read(key)
         finally:
+            chunk = key[:2]
+            self._reads[chunk] = self._reads.get(chunk, 0) + 1  # its planes may be cached now: ask again
             with self._reading_lock:
                 del self._reading[key]
             mine.set()
@@ -282,7 +309,37 @@ class Document:
         return chunk_loader.read_chunk(self.levels[level_index], chunk_index)
 
     def cached(self, key: tuple) -> np.ndarray | None:
-        """What :meth:`read_chunk` would return for ``key`` if the library has it cached, else None (no read)."""
+        """What :meth:`read_chunk` would return for ``key`` if the library has it cached, else None (no read).
+
+        Asked for every chunk of a frame at every update, so it answers from a memo, with one dict lookup: a key
+        found cached is rebuilt from a weak reference to its decoded buffer (alive while the library, or a tile on
+        screen, holds it: the pixels are the file's until the cache is emptied, which forgets the memo); a key found
+        uncached stays so until its chunk is read through :meth:`read_chunk` (a chunk decoded by another kind of
+        read, e.g. a region read, is then only found once asked for: its read returns from the cache at once)."""
+        memo = self._memo.get(key)
+        if memo is not None:
+            if type(memo) is int:
+                if memo == self._reads.get(key[:2], 0):
+                    return None
+            else:
+                owner = memo[0]()
+                if owner is not None:
+                    return np.ndarray(memo[1], owner.dtype, owner, memo[3], memo[2])
+        epoch, reads = self._memo_epoch, self._reads.get(key[:2], 0)
+        value = self._library_cached(key)
+        if len(self._memo) >= CACHED_MEMO_KEYS:
+            self._memo = {}
+        if epoch == self._memo_epoch:
+            self._memo[key] = reads if value is None else _where(value)
+        return value
+
+    def _forget_cached(self) -> None:
+        """Forget what :meth:`cached` remembered (the library's cache was emptied, or the file reopened)."""
+        self._memo_epoch += 1
+        self._memo = {}
+
+    def _library_cached(self, key: tuple) -> np.ndarray | None:
+        """:meth:`cached` asked of the library (the chunk's level checks the key and looks in the cache)."""
         try:
             if len(key) == 3:
                 return self.levels[key[0]].read_chunk_plane(tuple(key[1]), int(key[2]), cached_only=True)
@@ -325,7 +382,9 @@ class Document:
 
     def clear_cache(self) -> None:
         """Drop the library's decoded chunks of this image."""
+        self._forget_cached()
         self.m.clear_cache()
+        self._forget_cached()  # and whatever a lookup during the clear remembered
 
     def spatial_index(self, axis: str) -> int:
         """Position of spatial ``axis`` in ``axes``."""

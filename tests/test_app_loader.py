@@ -205,3 +205,60 @@ def test_a_follower_reads_once_its_leader_has_nothing_queued(qtbot) -> None:
     assert order[-1] == "label 12"
     leader.close()
     follower.close()
+
+
+def test_document_cached_answers_what_the_library_holds(tmp_path) -> None:
+    """Document.cached (asked for every chunk of a frame at every update) answers from a memo: the same pixels as
+    the library's cache, read-only and sharing its memory; a plane of a slab read for another plane is found; an
+    emptied cache, a dropped chunk and a reopened file are not served from the memo."""
+    import gc
+
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+    from mzarr_app.document import Document
+
+    vol = volume_3d(70, 150, 170)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")  # a lossless volume: slab bricks (format 4)
+    doc = Document(path, cache_bytes=64 << 20)
+    try:
+        lev = doc.levels[0]
+
+        def library(key: tuple) -> np.ndarray | None:
+            if len(key) == 3:
+                return lev.read_chunk_plane(key[1], key[2], cached_only=True)
+            return lev.read_chunk(key[1], cached_only=True)
+
+        chunks = [(0, 1, 0), (0, 2, 2), (1, 0, 1)]
+        planes = [(0, c, z) for c in chunks for z in ((3, 4, 20, 63) if c[0] == 0 else (64, 65, 69))]  # z: level's
+        for _ in range(2):  # asked twice: the second answer is the memo's
+            assert all(doc.cached(k) is None and library(k) is None for k in planes + [(0, c) for c in chunks])
+        doc.read_chunk((0, (0, 1, 0), 3))  # decodes the slab of planes 0-15 of that brick
+        for z in (3, 4):
+            for _ in range(2):
+                got, lib = doc.cached((0, (0, 1, 0), z)), library((0, (0, 1, 0), z))
+                assert got is not None and lib is not None and np.shares_memory(got, lib)
+                assert not got.flags.writeable
+                np.testing.assert_array_equal(got, vol[z, 64:128, 0:64])
+        assert doc.cached((0, (0, 1, 0), 20)) is None and doc.cached((0, (0, 2, 2), 3)) is None  # other slab, brick
+        whole = doc.read_chunk((0, (1, 0, 1)))
+        np.testing.assert_array_equal(doc.cached((0, (1, 0, 1))), vol[64:70, 0:64, 64:128])
+        np.testing.assert_array_equal(doc.cached((0, (1, 0, 1), 69)), vol[69, 0:64, 64:128])  # a plane of the brick
+        del whole
+
+        doc.clear_cache()  # emptied: nothing is served from the memo
+        assert all(doc.cached(k) is None for k in planes + [(0, c) for c in chunks])
+
+        doc.read_chunk((0, (0, 2, 2), 20))
+        assert doc.cached((0, (0, 2, 2), 20)) is not None
+        doc.set_cache_bytes(1)  # the library drops every chunk: once nothing holds its pixels, it is not cached
+        gc.collect()
+        assert doc.cached((0, (0, 2, 2), 20)) is None and library((0, (0, 2, 2), 20)) is None
+
+        doc.set_cache_bytes(64 << 20)
+        doc.read_chunk((0, (0, 2, 2), 20))
+        assert doc.cached((0, (0, 2, 2), 20)) is not None
+        doc.reopen()  # a new handle, an empty cache: the memo is forgotten
+        assert doc.cached((0, (0, 2, 2), 20)) is None and library((0, (0, 2, 2), 20)) is None
+    finally:
+        doc.close()
