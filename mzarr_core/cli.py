@@ -335,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ver.add_argument("file", type=path_arg)
 
+    sal = sub.add_parser(
+        "salvage",
+        help="write what still reads of a damaged file to a NEW file: every sound chunk bit for bit, damaged chunks "
+        "from their planes that still decode or the next coarser level (listed, and recorded in its attributes)",
+    )
+    sal.add_argument("file", type=path_arg)
+    sal.add_argument("output", type=path_arg, help="the new .mzarr (or .ome.zarr) file")
     rep = sub.add_parser(
         "repair",
         help="rebuild every pyramid level from level 0 (writes only the chunks that change; the chunks it replaces "
@@ -387,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     sts.add_argument("--plane", help="volumes: the plane, e.g. z=10 (y=... or x=... for the other axes)")
     sts.add_argument("--bins", type=int, default=256, help="histogram bins (0: none; default 256)")
     sts.add_argument("--json", action="store_true", help="print JSON (with the histogram or the profile)")
-    for p in (conv, ver, rep, opt, sts):
+    for p in (conv, ver, rep, sal, opt, sts):
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -484,6 +491,12 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if args.command == "repair":
         return _repair(args)
+    if args.command == "salvage":
+        with Mzarr(args.file) as image, progress_bar(f"salvaging {args.file.name}", not args.quiet) as bar:
+            report = image.salvage(args.output, progress=bar)
+        for line in report.lines():
+            print(line)
+        return 0
     if args.command == "annotations":
         return _annotations(args)
     if args.command == "stats":

@@ -462,7 +462,7 @@ class Mzarr:
         self, path: Path, *, empty: bool = False, lossless: bool = True, distance=None, quality=None, effort=None,
         chunks=None, levels=None, downsample=None, channel_axis=None, axes=None, spacing=None, unit=None,
         is_label=None, attrs=None, bricks=None, progress=None, jpeg_tiles=None, associated=None, scheduler=None,
-        workers=None, dask_stats=None, checksums=True,
+        workers=None, dask_stats=None, checksums=True, salvage=None,
     ) -> Path:
         self._check_open()
         path = Path(path)
@@ -487,10 +487,14 @@ class Mzarr:
                              volume="z" in user_axes, bricks=bricks, checksum=checksums)
         if jpeg_tiles is not None:
             codec = recompressing_codec(self.dtype, user_axes, chunks, distance, effort, label, checksum=checksums)
-        extras = check_associated(self.associated_images() if associated is None else associated)
+        extras = check_associated(self._associated_to_keep(salvage) if associated is None else associated)
         level0 = self._backend.level0
-        if user_axes == self.axes:
-            source: StorageArray = level0.storage
+        if salvage is not None:  # damaged chunks read as the best that is left (mzarr_core.salvage)
+            from .salvage import SalvagingLevel
+
+            source: StorageArray = StorageView(SalvagingLevel(self, "image", salvage), storage_permutation(user_axes))
+        elif user_axes == self.axes:
+            source = level0.storage
         else:
             source = StorageView(level0, storage_permutation(user_axes))
         st = storage_axes(user_axes)
@@ -525,7 +529,7 @@ class Mzarr:
                 arrays = write_image(store, source, info, codec, storage_chunks, levels, progress, empty=empty,
                                      encoded_chunks=encoded, build=build)
                 write_associated(store, extras, codec.checksum)
-                self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays), codec.checksum)
+                self._copy_labels(store, kept_labels, info, st, storage_chunks, len(arrays), codec.checksum, salvage)
                 self._copy_annotations(store)
         finally:
             if build is not None:
@@ -555,6 +559,42 @@ class Mzarr:
             source = self.to_dask(0) if self.path is not None else source
         return dask_builder(source, perm, info, codec, scheduler=scheduler, workers=workers, stats=stats)
 
+    def _associated_to_keep(self, salvage: Any) -> dict[str, Any]:
+        """The file's associated images, carried into a save; a salvage leaves out damaged ones (they are small
+        pictures beside the image, e.g. a slide's macro photo) instead of failing."""
+        try:
+            return self.associated_images()
+        except MzarrFormatError:
+            if salvage is None:
+                raise
+            return {}
+
+    def salvage(self, path: str | os.PathLike, *, progress: Progress | None = None, checksums: bool = True) -> Any:
+        """Write what still reads of this (damaged) file to a NEW file ``path``: every chunk that decodes bit for bit,
+        each damaged chunk of level 0 from its z-planes that still decode, else from the finest coarser level that
+        does (enlarged), else the fill value; label images alike. Returns a
+        :class:`~mzarr_core.salvage.SalvageReport` listing each damaged chunk and how it was filled (also recorded in
+        the new file's attributes under ``"salvaged"``). This file is never written (``path`` may not be it)."""
+        from .codecs import JpegxlFrames
+        from .salvage import SalvageReport, salvaged_attrs
+
+        from .convert import check_convert_target
+
+        self._check_open()
+        target = Path(path)
+        if self.path is not None:
+            check_convert_target(self.path, target)  # a new .mzarr / OME-Zarr, never over (or inside) this one
+        report = SalvageReport(str(target))
+        storage_codec = codec_from_json(self.codec)
+        lossy = isinstance(storage_codec, JpegxlFrames) and not storage_codec.lossless
+        options: dict[str, Any] = {"distance": storage_codec.distance} if lossy else {}  # type: ignore[union-attr]
+        self._save(target, chunks=self.chunks, levels=len(self.levels), downsample=self.downsample_method,
+                   progress=progress, checksums=checksums, salvage=report, **options)
+        if report.chunks:
+            with Mzarr(target, "r+") as out:
+                out.attrs().update(salvaged=salvaged_attrs(report, str(self.path)))
+        return report
+
     def _labels_to_keep(self, user_axes: str) -> list["LabelImage"]:
         """The label images a save carries over: all of them, unless the save changes the image's axes (then
         their layout would no longer match: they are left out)."""
@@ -563,7 +603,7 @@ class Mzarr:
         return [self.label(name) for name in self.labels()]
 
     def _copy_labels(self, store: Any, labels: list["LabelImage"], info: ImageInfo, st: str,
-                     storage_chunks: tuple[int, ...], level_count: int, checksum: bool) -> None:
+                     storage_chunks: tuple[int, ...], level_count: int, checksum: bool, salvage: Any = None) -> None:
         """Write ``labels`` into the image being saved to ``store``, each with its pyramid rebuilt by the mode rule
         at the new image's level count, and its colours and properties."""
         from .labels import GROUP, image_label_block, labels_index_doc, put_json, write_label_image
@@ -575,8 +615,12 @@ class Mzarr:
             lab_info = ImageInfo(axes=info.spatial_axes, spacing=info.spacing, unit=info.unit, is_label=True,
                                  downsample="mode", name=lab.name)
             block = image_label_block(lab.colors, lab.properties)
-            write_label_image(store, lab.name, lab.levels[0].storage, lab_info, chunks, level_count, block,
-                              checksum=checksum)
+            source: Any = lab.levels[0].storage
+            if salvage is not None:
+                from .salvage import SalvagingLevel
+
+                source = SalvagingLevel(lab, f"label image {lab.name!r}", salvage)  # spatial axes: storage order
+            write_label_image(store, lab.name, source, lab_info, chunks, level_count, block, checksum=checksum)
         put_json(store, f"{GROUP}/zarr.json", labels_index_doc([lab.name for lab in labels]))
 
     def _copy_annotations(self, store: Any) -> None:
