@@ -6,25 +6,16 @@ What will be imported is shown first by :mod:`mzarr_app.import_dialog`; this mod
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Callable
 
-from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
-from PySide6.QtWidgets import QLabel, QProgressDialog, QWidget
+from PySide6.QtWidgets import QProgressDialog, QWidget
 
 from mzarr_core import formats
 
 from .import_plan import folder_writable
+from .tasks import run_task
 
 IMPORT_FILTER = formats.qt_filter()  # every importable format, then one entry per format, then all files
-
-
-class _Bridge(QObject):
-    """Carries progress and completion from the worker thread to the GUI thread."""
-
-    progress = Signal(int, int)
-    report = Signal(str)  # a choice the library made, said before writing (a slide's compression)
-    finished = Signal(str)  # "" on success, else the error message ("cancelled" when cancelled)
 
 
 def default_destination(src: str) -> str:
@@ -71,58 +62,10 @@ def run_import(parent: QWidget | None, src: str, dst: str,
     save_options = dict(save_options or {})
     if slide_compression is not None:
         read_options["compression"] = slide_compression
-    bridge = _Bridge()
-    cancel = threading.Event()
-    dlg = QProgressDialog(f"Importing {os.path.basename(src)}…", "Cancel", 0, 100, parent)
-    dlg.setWindowTitle("Import image")
-    label = QLabel(f"Importing {os.path.basename(src)}…")
-    label.setWordWrap(True)
-    label.setMinimumWidth(420)
-    dlg.setLabel(label)
-    dlg.setWindowModality(Qt.WindowModality.WindowModal)
-    dlg.setMinimumDuration(0)
-    dlg.setAutoClose(False)
-    dlg.setAutoReset(False)
-    dlg.canceled.connect(cancel.set)
-    result: list[str] = []
-    loop = QEventLoop()
 
-    def progress(done: int, total: int) -> None:
-        if cancel.is_set():
-            raise mzarr_core.SaveCancelled("import cancelled")
-        bridge.progress.emit(int(done), int(total))
+    def work(progress: Callable[[int, int], None], report: Callable[[str], None]) -> None:
+        extra = {"report": report} if slide_compression is not None else {}
+        convert(src, dst, progress=progress, read_options=read_options, **extra, **save_options)
 
-    def work() -> None:
-        try:
-            extra = {"report": bridge.report.emit} if slide_compression is not None else {}
-            convert(src, dst, progress=progress, read_options=read_options, **extra, **save_options)
-            msg = "cancelled" if cancel.is_set() else ""
-        except mzarr_core.SaveCancelled:
-            msg = "cancelled"
-        except Exception as exc:  # any failure is reported, never raised into Qt
-            msg = f"{type(exc).__name__}: {exc}"
-        bridge.finished.emit(msg)
-
-    def on_progress(done: int, total: int) -> None:
-        if total > 0:
-            dlg.setMaximum(total)
-            dlg.setValue(min(done, total))
-
-    def on_finished(msg: str) -> None:
-        result.append(msg)
-        loop.quit()
-
-    bridge.progress.connect(on_progress)
-    bridge.report.connect(lambda line: dlg.setLabelText(f"Importing {os.path.basename(src)}…\n{line}"))
-    bridge.finished.connect(on_finished)
-    dlg.show()
-    if on_dialog is not None:
-        on_dialog(dlg)
-    th = threading.Thread(target=work, name="mzarr-import", daemon=True)
-    th.start()
-    if not result:
-        loop.exec()
-    th.join()
-    dlg.close()
-    dlg.deleteLater()
-    return result[0] if result else "cancelled"
+    _, msg = run_task(parent, "Import image", f"Importing {os.path.basename(src)}…", work, on_dialog)
+    return msg

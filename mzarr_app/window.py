@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 from mzarr_core.errors import MzarrReadOnlyError
 
-from . import APP_NAME, gc_guard, settings
+from . import APP_NAME, file_check, gc_guard, settings
 from .contrast import DisplaySettings
 from .document import Document
 from .import_dialog import ImportDialog
@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self.import_queue: list[str] = []  # further dropped images, each shown in its own dialog in turn
         self.progress_hook: Callable[[Any], None] | None = None  # tests: sees the import's progress dialog
         self.about_box: QMessageBox | None = None
+        self.check_box: QMessageBox | None = None  # File > Check file / Save salvaged copy: the findings (tests read it)
         self.licences_dialog: QDialog | None = None
         # another program writing the open file (a script adding a segmentation): shown as it is now
         self._watcher = QFileSystemWatcher(self)
@@ -159,6 +160,8 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self.act_save = self._action(f, "&Save", self.save, QKeySequence.StandardKey.Save, "actSave")
         self.act_save_as = self._action(f, "Save &As…", self.save_as, QKeySequence.StandardKey.SaveAs, "actSaveAs")
+        self._action(f, "C&heck file…", lambda: file_check.check_file(self), None, "actCheckFile")
+        self._action(f, "Save sal&vaged copy…", lambda: file_check.salvage_copy(self), None, "actSalvage")
         self._action(f, "&Close", self.close, QKeySequence.StandardKey.Close, "actClose")
         f.addSeparator()
         self._action(f, "Cache size…", self.cache_dialog, None, "actCache")
@@ -331,7 +334,7 @@ class MainWindow(QMainWindow):
             signal.connect(lambda *a, method=method: lv.for_extra(method, *a))
         lv.positionChanged.connect(self._position_changed)
         lv.layoutChanged.connect(self._layout_changed)
-        self.view.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
+        self.view.tileFailed.connect(self._tile_failed)
         self.view.vb.rectDrawn.connect(self._selection_drawn)
         self.contrast.settingsChanged.connect(self._set_display)
         self.view.vb.windowDrag.connect(self._window_drag)
@@ -646,7 +649,7 @@ class MainWindow(QMainWindow):
                 v._window_hooked = True  # type: ignore[attr-defined]
                 v.cursorInfo.connect(self._cursor)
                 v.vb.windowDrag.connect(self._window_drag)
-                v.tileFailed.connect(lambda msg: self.statusBar().showMessage(f"Could not read {msg}", 8000))
+                v.tileFailed.connect(self._tile_failed)
 
     def _position_changed(self, pos: tuple[int, ...]) -> None:
         """The orthogonal views' cursor moved: the slicing panel shows the main view's slice."""
@@ -860,6 +863,15 @@ class MainWindow(QMainWindow):
         self.layout_views.reload()
         self._update_title()
         return ok
+
+    def _tile_failed(self, message: str) -> None:
+        self.statusBar().showMessage(f"Could not read {message} — File > Check file… lists every damaged chunk", 12000)
+
+    def ask_salvage_path(self, current: str) -> str:
+        """Ask where to write the salvaged copy of a damaged file (tests replace this); '' when cancelled."""
+        start = os.path.splitext(current.rstrip("/\\"))[0] + "-salvaged.mzarr"
+        path, _ = QFileDialog.getSaveFileName(self, "Save salvaged copy", start, "Mzarr images (*.mzarr)")
+        return path
 
     def ask_save_as_path(self, current: str) -> str:
         """Ask where to save a copy (tests replace this); '' when cancelled."""
