@@ -21,6 +21,7 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtGui import QColor
 
 from . import chunk_loader
 from .contrast import DisplaySettings
@@ -31,6 +32,8 @@ from . import tiles as T
 
 #: label tiles coloured in the loader threads wait here (bytes) until the GUI thread shows them
 RENDERED_MB = 64
+#: pixel buffers of label tiles no longer drawn, kept for the next tiles coloured (bytes, per label layer)
+POOL_MB = 32
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -131,11 +134,12 @@ def premultiplied(table: np.ndarray, opacity: float = 1.0) -> np.ndarray:
 _GATHER_BLOCK = 8192
 
 
-def _gather(table: np.ndarray, d: np.ndarray, index: Any) -> np.ndarray:
-    """``table[index(d)]`` per pixel of ``d`` (rows, cols) as uint32, a block of rows at a time: the index array of a
-    whole tile would be a fresh 8 bytes per pixel, a mapping faulted in page by page, which made the lookup up to 3x
-    slower than the gather itself."""
-    out = np.empty(d.shape, np.uint32)
+def _gather(table: np.ndarray, d: np.ndarray, index: Any, out: np.ndarray | None = None) -> np.ndarray:
+    """``table[index(d)]`` per pixel of ``d`` (rows, cols) as uint32 (into ``out`` when given), a block of rows at a
+    time: the index array of a whole tile would be a fresh 8 bytes per pixel, a mapping faulted in page by page,
+    which made the lookup up to 3x slower than the gather itself."""
+    if out is None:
+        out = np.empty(d.shape, np.uint32)
     step = max(1, _GATHER_BLOCK // max(1, d.shape[1]))
     for r in range(0, d.shape[0], step):
         np.take(table, index(d[r:r + step]), out=out[r:r + step], mode="clip")
@@ -145,12 +149,13 @@ def _gather(table: np.ndarray, d: np.ndarray, index: Any) -> np.ndarray:
 def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = None,
                contour: bool = False, table: np.ndarray | None = None,
                hidden: frozenset[int] = frozenset(), as_premultiplied: bool = False,
-               opacity: float = 1.0) -> np.ndarray:
+               opacity: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
     """(rows, cols, 4) uint8 RGBA of a label tile: each value's colour (0 transparent; values in ``hidden`` too);
     ``contour``: only pixels on a boundary (:func:`contour_mask`) keep their colour. ``table``: the
     :func:`small_table` of the tile's dtype (a lookup instead of finding the tile's values).
     ``as_premultiplied``: the pixels in :func:`premultiplied` layout (a given ``table`` must be in it already).
-    ``opacity`` scales each colour's alpha (a given ``table`` has it already)."""
+    ``opacity`` scales each colour's alpha (a given ``table`` has it already). ``out``: a C-contiguous (rows, cols,
+    4) uint8 array to write the pixels into (a reused buffer: :class:`PixelPool`), returned."""
     d = data if data.ndim == 2 else data[:, :, 0]
     index: Any
     if table is not None:
@@ -184,10 +189,13 @@ def label_rgba(data: np.ndarray, colors: dict[int, tuple[int, ...]] | None = Non
         if index is None:
             index, d = (lambda b: b), inv
     # one 4-byte gather per pixel (4x faster than gathering rows of 4 bytes)
-    px = _gather(np.ascontiguousarray(table).view(np.uint32).ravel(), d, index)
+    if out is not None and (out.shape != d.shape + (4,) or out.dtype != np.uint8 or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous {d.shape + (4,)} uint8 array, not {out.shape} {out.dtype}")
+    px = _gather(np.ascontiguousarray(table).view(np.uint32).ravel(), d, index,
+                 None if out is None else out.view(np.uint32).reshape(d.shape))
     if contour:
         px[~contour_mask(data if data.ndim == 2 else data[:, :, 0])] = 0
-    return px.view(np.uint8).reshape(d.shape + (4,))
+    return px.view(np.uint8).reshape(d.shape + (4,)) if out is None else out
 
 
 class LabelDocument:
@@ -294,6 +302,80 @@ class LabelDocument:
         return None
 
 
+@dataclass(frozen=True)
+class Fill:
+    """A label tile of one value, drawn as one colour: nothing to look up per pixel, no pixels to keep, and Qt
+    fills its rectangle instead of blending an image."""
+
+    #: the colour, straight (not premultiplied) RGBA with the opacity in its alpha (what ``QColor`` takes)
+    rgba: tuple[int, int, int, int]
+    #: the same colour as the 4 bytes of a :func:`premultiplied` pixel (what the tile's pixels would all be)
+    pixel: np.ndarray
+
+
+class PixelPool:
+    """Pixel buffers of label tiles no longer drawn, reused for the next tiles coloured (thread-safe, bounded in
+    bytes). Colouring into a fresh 1 MB buffer page-faults on every page of it: the lookup then costs ~2.5x as
+    much as into a buffer used before (docs/VIEWER.md, "Label images"). A buffer is taken back only when nothing
+    else refers to it: the item let go of it and no caller kept it or a view of it."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._free: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.reused = 0  # buffers handed out again (tests, benchmarks)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers waiting to be reused."""
+        return self._bytes
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous (rows, cols, 4) uint8 buffer (contents undefined): a free one, else a new one."""
+        key = (int(shape[0]), int(shape[1]))
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                buf = free.pop()
+                self._bytes -= buf.nbytes
+                self.reused += 1
+                return buf
+        return np.empty(key + (4,), np.uint8)
+
+    def give(self, pixels: np.ndarray) -> None:
+        """Take back the buffer under ``pixels`` (an item's image: a view of a buffer of :meth:`take`) if nothing
+        but the caller's one reference holds ``pixels`` and nothing but ``pixels`` holds the buffer."""
+        buf = pixels.base
+        if type(buf) is not np.ndarray or buf.ndim != 3 or buf.shape[2] != 4 or buf.dtype != np.uint8 \
+                or not (buf.flags.owndata and buf.flags.writeable and buf.flags.c_contiguous):
+            return  # not a pool buffer (a fill or background tile's broadcast colour, a caller's array)
+        # references: the caller's variable, this parameter and getrefcount's argument; the buffer: ``pixels.base``,
+        # ``buf`` here and getrefcount's argument. Any more: someone still looks at the pixels.
+        if sys.getrefcount(pixels) > 3 or sys.getrefcount(buf) > 3:
+            return
+        key = (buf.shape[0], buf.shape[1])
+        with self._lock:
+            if self._bytes + buf.nbytes > self.max_bytes:
+                return
+            self._free.setdefault(key, []).append(buf)
+            self._bytes += buf.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+            self._bytes = 0
+
+
+_CLEAR = np.zeros(4, np.uint8)
+
+
+def _broadcast(pixel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only (rows, cols, 4) view of one pixel's 4 bytes (the image of a fill or background tile: its size
+    for the item, and the right colour wherever it is looked at, without memory of its own)."""
+    return np.broadcast_to(pixel, (int(shape[0]), int(shape[1]), 4))
+
+
 @dataclass(frozen=True, eq=False)
 class LabelStyle:
     """What a label tile's pixels depend on besides its values (one immutable snapshot: the loader threads colour
@@ -306,15 +388,33 @@ class LabelStyle:
     opacity: float
     #: the :func:`small_table` in :func:`premultiplied` layout (None: wide dtypes, coloured per tile)
     table: np.ndarray | None
-    #: label 0 is transparent (a tile of zeros only is background: neither coloured nor drawn)
-    zero_transparent: bool
 
-    def render(self, data: np.ndarray) -> np.ndarray | None:
-        """Premultiplied ARGB pixels of label values ``data`` (rows, cols), or None for a background-only tile."""
-        if self.zero_transparent and not np.any(data):
+    def render(self, data: np.ndarray, pool: PixelPool | None = None) -> np.ndarray | Fill | None:
+        """Premultiplied ARGB pixels of label values ``data`` (rows, cols) (in a buffer of ``pool`` when given); a
+        :class:`Fill` for a tile of one value; None when nothing of the tile is drawn (background only, a hidden
+        value, the contours of one value)."""
+        if data.size == 0:
             return None
+        lo, hi = data.min(), data.max()
+        if lo == hi:
+            return self.fill(lo)
         return label_rgba(data, self.colors, self.contour, self.table, self.hidden, as_premultiplied=True,
-                          opacity=self.opacity)
+                          opacity=self.opacity, out=None if pool is None else pool.take(data.shape))
+
+    def fill(self, value: Any) -> Fill | None:
+        """The :class:`Fill` of a tile whose every pixel is ``value`` (None: transparent, or contours: a tile of one
+        value has none)."""
+        if self.contour:
+            return None
+        v = np.asarray(value)
+        rgba = color_table(v.reshape(1), self.colors)  # the colour every lookup gives that value
+        if int(v) in self.hidden:
+            rgba[:] = 0
+        pixel = premultiplied(rgba, self.opacity)[0]
+        if pixel[3] == 0:  # what the pixels would be: transparent
+            return None
+        a = int(rgba[0, 3]) if self.opacity >= 1 else int(np.round(rgba[0, 3] * max(0.0, float(self.opacity))))
+        return Fill((int(rgba[0, 0]), int(rgba[0, 1]), int(rgba[0, 2]), a), pixel)
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
@@ -334,20 +434,21 @@ class RenderedTiles:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
-        self._data: OrderedDict[Hashable, tuple[LabelStyle, np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._data: OrderedDict[Hashable, tuple[LabelStyle, np.ndarray, np.ndarray | Fill | None]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0  # tiles taken rendered (tests, benchmarks)
 
     @staticmethod
-    def _size(entry: tuple[LabelStyle, np.ndarray, np.ndarray | None]) -> int:
-        return 0 if entry[2] is None else int(entry[2].nbytes)
+    def _size(entry: tuple[LabelStyle, np.ndarray, np.ndarray | Fill | None]) -> int:
+        return int(entry[2].nbytes) if isinstance(entry[2], np.ndarray) else 0
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def put(self, key: Hashable, style: LabelStyle, values: np.ndarray, pixels: np.ndarray | None) -> None:
-        """Keep ``pixels`` (None: background) of chunk ``key`` coloured with ``style`` from ``values``."""
+    def put(self, key: Hashable, style: LabelStyle, values: np.ndarray, pixels: np.ndarray | Fill | None) -> None:
+        """Keep ``pixels`` (a :class:`Fill`: one colour; None: nothing drawn) of chunk ``key`` coloured with
+        ``style`` from ``values``."""
         entry = (style, values, pixels)
         with self._lock:
             old = self._data.pop(key, None)
@@ -358,7 +459,8 @@ class RenderedTiles:
             while (self._bytes > self.max_bytes or len(self._data) > 4096) and len(self._data) > 1:
                 self._bytes -= self._size(self._data.popitem(last=False)[1])
 
-    def take(self, keys: Sequence[Hashable], style: LabelStyle, values: np.ndarray) -> tuple[bool, np.ndarray | None]:
+    def take(self, keys: Sequence[Hashable], style: LabelStyle,
+             values: np.ndarray) -> tuple[bool, np.ndarray | Fill | None]:
         """(found, pixels) of the first of ``keys`` coloured with ``style`` from ``values`` (removed: the tile's
         item holds the pixels from now on)."""
         with self._lock:
@@ -397,6 +499,8 @@ class LabelLayer(Layer):
         self._style: LabelStyle | None = None
         #: tiles coloured by the loader threads (:meth:`_prepare`), taken by :meth:`render_into`
         self.rendered = RenderedTiles(RENDERED_MB * 1024 * 1024)
+        #: pixel buffers of tiles no longer drawn, coloured into again
+        self.pool = PixelPool(POOL_MB * 1024 * 1024)
         #: an overlay covers nothing: no coarse stand-ins read first (cached coarser tiles are drawn meanwhile)
         self.stand_ins = False
 
@@ -419,9 +523,7 @@ class LabelLayer(Layer):
         st = self._style
         if st is None or st.table is not table or st.contour != self.contour or st.hidden != self.hidden_values \
                 or st.colors is not doc.colors or st.opacity != self.opacity:
-            zero = doc.colors.get(0)
-            st = self._style = LabelStyle(doc.colors, self.contour, self.hidden_values, self.opacity, table,
-                                          zero is None or (len(zero) == 4 and zero[3] == 0))
+            st = self._style = LabelStyle(doc.colors, self.contour, self.hidden_values, self.opacity, table)
             self.rendered.clear()
         return st
 
@@ -436,13 +538,14 @@ class LabelLayer(Layer):
     def teardown(self) -> None:
         super().teardown()
         self.rendered.clear()
+        self.pool.clear()
 
     def _prepare(self, key: Hashable, values: np.ndarray) -> None:
         """Colour chunk ``key`` (a 2D chunk or a z-plane of a brick: one tile) in a loader thread."""
         style = self._style
         if style is None or values.ndim != 2:
             return
-        self.rendered.put(key, style, values, style.render(values))
+        self.rendered.put(key, style, values, style.render(values, self.pool))
 
     def _read_keys(self, t: _Tile) -> list[Any]:
         """The read keys whose chunk alone makes tile ``t`` (none when it takes several chunks)."""
@@ -476,16 +579,26 @@ class LabelLayer(Layer):
         found, argb = (False, None) if self.edits else self.rendered.take(self._read_keys(t), style, t.raw)
         if not found:
             data = doc.overlay(t.raw, t.key.level, t.plane, t.key, self.edits) if self.edits else t.raw
-            argb = style.render(data if data.ndim == 2 else data[:, :, 0])
-        t.item.premultiplied = True  # drawn as is: no conversion on the GUI thread
+            argb = style.render(data if data.ndim == 2 else data[:, :, 0], self.pool)
+        item = t.item
+        item.premultiplied = True  # drawn as is: no conversion on the GUI thread
+        item.recycle = self.pool.give
+        old = item.image
+        item.qimage = None  # nothing borrows the old pixels any more
         #: a tile of background only (label 0) is transparent: neither coloured nor drawn
-        t.item.background = argb is None
-        if argb is None:
-            # an image of the tile's size all the same (the item's rect scales by it), uncoloured and not drawn:
-            # zeros from calloc, never touched
-            t.item.setImage(np.zeros(t.raw.shape[:2] + (4,), np.uint8), autoLevels=False, levels=None, lut=None)
+        item.background = argb is None
+        shape = t.raw.shape[:2]
+        if isinstance(argb, Fill):  # one colour: Qt fills the tile's rectangle
+            item.fill = QColor(*argb.rgba)
+            image = _broadcast(argb.pixel, shape)
         else:
-            t.item.setImage(argb, autoLevels=False, levels=None, lut=None)
+            item.fill = None
+            # background: an image of the tile's size all the same (the item's rect scales by it), not drawn
+            image = _broadcast(_CLEAR, shape) if argb is None else argb
+        item.setImage(image, autoLevels=False, levels=None, lut=None)
+        del image, argb
+        if old is not None:
+            self.pool.give(old)
         self._show(t)
 
     def _show(self, t: _Tile) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Signal
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QColor, QImage
 
 from . import planner as P
 from . import tiles as T
@@ -146,14 +146,26 @@ class TileItem(pg.ImageItem):
         super().__init__(axisOrder="row-major")
         #: the image set is (rows, cols, 4) uint8 already in the ARGB32_Premultiplied byte layout (label tiles)
         self.premultiplied = False
+        #: a tile of one colour: its rectangle is filled with it (the image only gives the size; nothing rendered)
+        self.fill: QColor | None = None
+        #: given the item's pixels when it lets go of them (a label layer's buffer pool), or None
+        self.recycle: Callable[[np.ndarray], None] | None = None
+
+    def release(self) -> None:
+        """Let go of the pixels (handed to ``recycle``) and of the Qt image borrowing them."""
+        img: np.ndarray | None = self.image  # type: ignore[has-type]
+        self.image = None
+        self.qimage = None
+        self.fill = None
+        self._processingBuffer = self._displayBuffer = None
+        self._renderRequired = True
+        if img is not None and self.recycle is not None:
+            self.recycle(img)
 
     def park(self) -> None:
         """Hide the item and let go of its pixels (kept in the scene for another tile: :meth:`Layer.show`)."""
         self.setVisible(False)
-        self.image = None
-        self.qimage = None
-        self._processingBuffer = self._displayBuffer = None
-        self._renderRequired = True
+        self.release()
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt naming
         """The image's (cols, rows) rectangle (pyqtgraph's, without its axis-order lookups: asked per item per
@@ -165,6 +177,10 @@ class TileItem(pg.ImageItem):
         """Draw the tile: pyqtgraph's paint without its profiler, composition mode and border, which tiles never
         use (a repaint draws every tile on screen: a few hundred at a volume's level 0)."""
         if self.image is None:
+            return
+        if self.fill is not None:
+            rows, cols = self.image.shape[:2]
+            painter.fillRect(QRectF(0.0, 0.0, float(cols), float(rows)), self.fill)
             return
         if self._renderRequired:
             self.render()

@@ -439,3 +439,118 @@ def test_tile_items_are_reused_across_jumps(qtbot, window, coins_files, monkeypa
     assert spare and all(not i.isVisible() and i.image is None for i in spare)
     compare(w, expected_blend(skdata.coins(), lab, 0.5))
     m.close()
+
+
+def test_one_value_tiles_are_filled_with_their_colour(qtbot, window, tmp_path) -> None:  # noqa: F811
+    """A label tile of one value is neither looked up pixel by pixel nor kept as pixels: Qt fills its rectangle with
+    the value's colour (``Fill``), and the view shows the same blend as for any tile; a hidden value or contours
+    (a tile of one value has none) draw nothing there; an all-zero tile draws nothing."""
+    from mzarr_app.label_layer import Fill
+
+    coins = skdata.coins()
+    seg = np.zeros(coins.shape, np.uint16)
+    seg[64:128, 128:192] = 9  # exactly one 64-chunk of value 9
+    seg[130:170, 200:240] = 7  # and a tile of 7 and 0
+    colors = {7: (255, 0, 0, 255), 9: (0, 200, 255, 128)}
+    p = tmp_path / "fill.mzarr"
+    Mzarr(coins).save(p, chunks=(64, 64), levels=2)
+    with Mzarr(p, "r+") as m:
+        m.create_labels("seg", seg, colors=colors)
+    w = window
+    _open(qtbot, w, p)
+    w.view.show_rect(100, 40, 100 + 320, 40 + 240)
+    wait_idle(qtbot, w)
+    layer = w.view.label_layers[0]
+    assert layer.level == 0
+    fills = [t for t in layer.tiles.values() if t.item.fill is not None]
+    assert [(t.key.row_chunk, t.key.col_chunk) for t in fills] == [(1, 2)]
+    item = fills[0].item
+    assert item.isVisible() and item.fill.getRgb() == (0, 200, 255, 64)  # the colour's alpha 128 x opacity 0.5
+    # its image holds no memory of its own and reads as the tile's pixels would be
+    assert item.image.strides == (0, 0, 1)
+    np.testing.assert_array_equal(np.asarray(item.image), label_rgba(
+        seg[64:128, 128:192], colors, as_premultiplied=True, opacity=0.5))
+    coloured = [t for t in layer.tiles.values() if t.item.fill is None and t.item.isVisible()]
+    assert len(coloured) == 1 and isinstance(coloured[0].item.image.base, np.ndarray)
+    compare(w, expected_blend(coins, seg, 0.5, colors))
+    # hidden value 9: its filled tile is not drawn; shown again: filled
+    w.view.set_label_hidden_values("seg", [9])
+    wait_idle(qtbot, w)
+    assert not item.isVisible() and item.fill is None
+    compare(w, expected_blend(coins, np.where(seg == 9, 0, seg), 0.5, colors))
+    w.view.set_label_hidden_values("seg", [])
+    wait_idle(qtbot, w)
+    assert item.isVisible() and item.fill is not None
+    # contours: a tile of one value has no boundary inside it (at a tile's edge the outside counts as equal)
+    w.view.set_label_contour(True)
+    wait_idle(qtbot, w)
+    assert not item.isVisible()
+    want = np.zeros(seg.shape + (3,))
+    for r in range(0, seg.shape[0], 64):
+        for c in range(0, seg.shape[1], 64):
+            t = (slice(r, r + 64), slice(c, c + 64))
+            want[t] = expected_blend(coins[t], seg[t], 0.5, colors, contour=True)
+    compare(w, want)
+    # the loader threads made the fill (no pixels coloured on the GUI thread for it)
+    style = layer.style()
+    fill = style.render(np.full((64, 64), 9, np.uint16))
+    assert fill is None  # contours
+    w.view.set_label_contour(False)
+    fill = layer.style().render(np.full((64, 64), 9, np.uint16))
+    assert isinstance(fill, Fill) and fill.rgba == (0, 200, 255, 64)
+
+
+def test_label_style_render_paths() -> None:
+    """``LabelStyle.render``: pixels for a tile of several values (into a pool buffer when given), a ``Fill`` whose
+    colour is what every pixel would be for a tile of one value, None where nothing is drawn; NGFF colour of 0,
+    hidden values, contours and opacity taken into account, for 8/16-bit tables and wide dtypes alike."""
+    from mzarr_app.label_layer import Fill, LabelStyle, PixelPool, premultiplied
+
+    for dt in (np.uint8, np.int16, np.uint32, np.int64):
+        for colors in ({}, {0: (10, 20, 30, 255), 5: (1, 2, 3, 200)}):
+            for opacity in (1.0, 0.35):
+                table = small_table(dt, colors, frozenset({6}))
+                st = LabelStyle(colors, False, frozenset({6}), opacity,
+                                None if table is None else premultiplied(table, opacity))
+                for value in (0, 5, 6, 9):
+                    tile = np.full((16, 24), value, dt)
+                    want = label_rgba(tile, colors, hidden=frozenset({6}), as_premultiplied=True, opacity=opacity)
+                    got = st.render(tile)
+                    if not want[..., 3].any():
+                        assert got is None, (dt, colors, value)
+                        continue
+                    assert isinstance(got, Fill), (dt, colors, value)
+                    np.testing.assert_array_equal(got.pixel, want[0, 0])
+                    # the straight colour Qt is given premultiplies to the same pixel
+                    np.testing.assert_array_equal(premultiplied(np.array([got.rgba], np.uint8))[0], got.pixel)
+                mixed = np.arange(16 * 24).reshape(16, 24).astype(dt) % 11
+                pool = PixelPool(1 << 20)
+                got = st.render(mixed, pool)
+                assert isinstance(got, np.ndarray) and got.flags.owndata and got.shape == (16, 24, 4)
+                np.testing.assert_array_equal(got, label_rgba(mixed, colors, hidden=frozenset({6}),
+                                                              as_premultiplied=True, opacity=opacity))
+    with pytest.raises(ValueError, match="uint8"):
+        label_rgba(np.zeros((4, 4), np.uint16) + 1, out=np.empty((4, 4, 4), np.uint16))
+
+
+def test_pixel_buffers_are_reused_but_never_while_looked_at(qtbot, window, coins_files) -> None:  # noqa: F811
+    """Label tiles are coloured into the buffers of tiles no longer drawn (``LabelLayer.pool``); a buffer still
+    referenced (here: the test keeps a tile's image) is never coloured into again, and the picture stays right."""
+    w = window
+    _open(qtbot, w, coins_files["coins"])
+    layer = w.view.label_layers[0]
+    lab = Mzarr(coins_files["coins"]).label("coins")[...]
+    w.view.show_rect(0, 0, 160, 120)
+    wait_idle(qtbot, w)
+    kept = next(t.item.image for t in layer.tiles.values() if t.item.isVisible() and t.item.fill is None)
+    snapshot = np.array(kept)
+    for _ in range(3):
+        for x0, y0 in ((200, 150), (0, 150), (200, 0), (0, 0)):
+            w.view.show_rect(x0, y0, x0 + 160, y0 + 120)
+            wait_idle(qtbot, w)
+    assert layer.pool.reused > 0
+    np.testing.assert_array_equal(kept, snapshot)  # the buffer the test holds was left alone
+    compare(w, expected_blend(skdata.coins(), lab, 0.5))
+    # every buffer on screen is distinct (no tile drawn from a buffer another tile is coloured into)
+    bases = [t.item.image.base for t in layer.tiles.values() if t.item.fill is None and not t.item.background]
+    assert len({id(b) for b in bases}) == len(bases)
