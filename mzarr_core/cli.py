@@ -525,22 +525,6 @@ def _import_format(path: Path) -> Any:
     return None if fmt.native else fmt
 
 
-def _pick_series(found: list, wanted: str | None) -> Any:
-    """The series ``mzarr convert`` imports from ``found`` (``--series`` as given, else the one with most slices), or
-    None when ``wanted`` matches nothing (the reader then says so, listing them)."""
-    if not found:
-        return None
-    if wanted is None:
-        return max(found, key=lambda s: (s.slices, -s.index))
-    text = wanted.strip()
-    cands = [s for s in found if s.uid == text]
-    if not cands and text.startswith("#") and text[1:].isdigit():
-        cands = [s for s in found if s.index == int(text[1:])]
-    if not cands:
-        cands = [s for s in found if s.number is not None and str(s.number) == text]
-    return max(cands, key=lambda s: (s.slices, -s.index)) if cands else None
-
-
 def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
     """What ``mzarr convert`` would import from ``path`` (an image that is not a .mzarr), from its headers and a lazy
     open: format, shape, dtype, axes, spacing and attributes; for DICOM the series found and the one imported.
@@ -557,14 +541,14 @@ def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"series": series}
     if fmt.name == "dicom":
         try:
-            from .formats.dicom import format_dicom_series, list_dicom_series
+            from .formats.dicom import format_dicom_series, list_dicom_series, pick_series
         except ImportError as exc:
             raise fmt.missing_package(exc, "reading") from None
         try:
             found = list_dicom_series(path)
         except ImportError as exc:
             raise fmt.missing_package(exc, "reading") from None
-        chosen = _pick_series(found, series)
+        chosen = pick_series(found, series)
         if chosen is not None:
             options["series"] = chosen  # exactly this one: no "several series" warning, the list says it
         out["dicom_series"] = [{**asdict(s), "files": len(s.files)} for s in found]

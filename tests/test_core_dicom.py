@@ -37,6 +37,7 @@ from mzarr_core.formats.dicom import (  # noqa: E402
     is_dicom_path,
     list_dicom_series,
     open_dicom,
+    pick_series,
 )
 
 TEST_FILES = Path(os.path.dirname(pydicom.data.__file__)) / "test_files"
@@ -311,6 +312,46 @@ def test_one_file_of_a_series_reads_its_whole_series(tmp_path):
     src = opened(picked)  # no "several series" warning: the user picked this one
     np.testing.assert_array_equal(src.array[...], small)
     assert [s.uid for s in list_dicom_series(picked)] == [uid_small]
+
+
+def test_cli_info_and_the_reader_pick_the_same_series(tmp_path, capsys):
+    """QA: the CLI's ``info`` repeated the reader's series rules and missed one: for a picked file of a series split
+    in two parts, ``info`` described the larger part while ``convert`` read the picked file's part. One rule now
+    (``pick_series``), used by both: every way of naming a series chooses the same one in each."""
+    from mzarr_core.cli import main
+
+    uid = generate_uid()
+    big, _ = make_series(tmp_path / "f", n=5, uid=uid, number=4)  # 128 x 128
+    small, _ = make_series(tmp_path / "f", n=3, uid=uid, number=4, base="MR_small.dcm", prefix="mr_")  # 64 x 64
+    picked = sorted((tmp_path / "f").glob("mr_*.dcm"))[1]
+    found = list_dicom_series(picked)
+    assert [(s.slices, s.picked) for s in found] == [(5, False), (3, True)]
+    assert pick_series(found) is found[1]
+    assert main(["info", str(picked), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["chosen_series"] == 1 and info["shape"] == [3, 64, 64]
+    assert main(["convert", str(picked), str(tmp_path / "picked.mzarr"), "--quiet"]) == 0
+    capsys.readouterr()
+    with Mzarr(tmp_path / "picked.mzarr") as m:
+        np.testing.assert_array_equal(m.numpy(), small)
+    listed = list_dicom_series(tmp_path / "f")
+    assert not any(s.picked for s in listed)
+    for choice, expected in ((None, 0), ("#1", 1), ("4", 0), (4, 0), (uid, 0), (listed[1], 1), ("99", None),
+                             ("#2", None), (2, None)):
+        chosen = pick_series(listed, choice)
+        assert (chosen.index if chosen is not None else None) == expected, choice
+        if expected is None:
+            with pytest.raises(MzarrFormatError, match="give series= as an index"):
+                open_dicom(tmp_path / "f", series=choice)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src = open_dicom(tmp_path / "f", series=choice)
+        ct = read("CT_small.dcm")  # the big part is CT: stored values rescaled to Hounsfield units
+        hu = big.astype(np.int32) * int(ct.RescaleSlope) + int(ct.RescaleIntercept)
+        np.testing.assert_array_equal(src.array[...], hu if expected == 0 else small)
+    assert main(["info", str(tmp_path / "f"), "--series", "#1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chosen_series"] == 1
 
 
 def test_zip_and_non_image_files(tmp_path):

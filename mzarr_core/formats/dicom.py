@@ -81,6 +81,7 @@ __all__ = [
     "is_dicom_path",
     "list_dicom_series",
     "open_dicom",
+    "pick_series",
 ]
 
 #: Header fields copied into ``attrs["dicom"]`` (from the first slice, or a multi-frame file's shared / first
@@ -526,6 +527,7 @@ class DicomSeries:
     files: tuple[str, ...]
     subset: str = ""  # what sets this part apart when a SeriesInstanceUID was split
     samples: int = 1
+    picked: bool = False  # it holds the one file the user gave: read when no series is named
     # (the scan's per-frame records ride along as the attribute ``_frames``, outside the dataclass fields)
 
     @property
@@ -700,6 +702,7 @@ def _scan(path: Path, pyd: Any) -> _Scan:
                 files=names_in,
                 subset=lab,
                 samples=first.file.samples,
+                picked=preferred is not None and preferred in names_in,
             )
             object.__setattr__(found, "_frames", tuple(p))
             series.append(found)
@@ -1403,49 +1406,56 @@ def format_dicom_series(series: Sequence[DicomSeries], chosen: DicomSeries | Non
     return lines
 
 
-def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> DicomSeries:
-    found = scan.series
-    listing = "\n".join(format_dicom_series(found))
-
-    def largest(cands: list[DicomSeries]) -> DicomSeries:
-        return max(cands, key=lambda s: (s.slices, -s.index))
-
-    def fail(why: str) -> MzarrFormatError:
-        return MzarrFormatError(
-            f"{why} in {what}; give series= as an index (#N), a SeriesInstanceUID or a SeriesNumber from:\n{listing}"
-        )
-
-    cands: list[DicomSeries]
+def _matching(found: Sequence[DicomSeries], series: int | str | DicomSeries | None) -> list[DicomSeries]:
+    """The series ``series`` names among ``found``: a DicomSeries (the same UID and part), a number (SeriesNumber:
+    what pydicom's ds.SeriesNumber gives, as the CLI's --series 5), text (a SeriesInstanceUID, "#N" the N-th listed,
+    else a SeriesNumber); None names them all."""
     if isinstance(series, DicomSeries):
-        cands = [s for s in found if s.uid == series.uid and s.subset == series.subset]
-        if not cands:
-            raise fail(f"series {series.label} is not")
-    elif isinstance(series, (int, np.integer)) and not isinstance(series, bool):
-        # a number is a SeriesNumber (what pydicom's ds.SeriesNumber gives), as the CLI's --series 5; "#N" the N-th
-        cands = [s for s in found if s.number is not None and s.number == int(series)]
-        if not cands:
-            raise fail(f"no series has SeriesNumber {int(series)} (series=\"#{int(series)}\" is the position)")
-    elif isinstance(series, str):
+        return [s for s in found if s.uid == series.uid and s.subset == series.subset]
+    if isinstance(series, (int, np.integer)) and not isinstance(series, bool):
+        return [s for s in found if s.number is not None and s.number == int(series)]
+    if isinstance(series, str):
         text = series.strip()
         cands = [s for s in found if s.uid == text]
         if not cands and text.startswith("#") and text[1:].isdigit():
-            if int(text[1:]) >= len(found):
-                raise fail(f"there is no series {text} ({len(found)} found)")
-            cands = [found[int(text[1:])]]
-        if not cands:
-            cands = [s for s in found if s.number is not None and str(s.number) == text]
-        if not cands:
-            raise fail(f"no series matches {series!r}")
-    elif series is None:
-        cands = list(found)
-        if scan.preferred is not None:
-            mine = [s for s in found if any(f.file.name == scan.preferred for f in _series_frames(s))]
-            if mine:
-                return mine[0]
-    else:
-        raise MzarrFormatError(f'series= takes "#N", a UID or a SeriesNumber, not {type(series).__name__}')
-    chosen = largest(cands)
-    if len(cands) > 1:
+            cands = [s for s in found if s.index == int(text[1:])]
+        return cands or [s for s in found if s.number is not None and str(s.number) == text]
+    if series is None:
+        return list(found)
+    raise MzarrFormatError(f'series= takes "#N", a UID or a SeriesNumber, not {type(series).__name__}')
+
+
+def pick_series(found: Sequence[DicomSeries], series: int | str | DicomSeries | None = None) -> DicomSeries | None:
+    """The series :func:`open_dicom` reads from the input ``found`` lists (:func:`list_dicom_series`): the one
+    ``series`` names (a SeriesNumber, "#N" the N-th listed, a SeriesInstanceUID or a DicomSeries; of several, the one
+    with most slices); none named: the picked file's, else the one with most slices. None when ``series`` matches
+    nothing (open_dicom then raises, listing them). The one place these rules live (the CLI's ``info`` uses it)."""
+    if series is None:
+        mine = [s for s in found if s.picked]
+        if mine:
+            return mine[0]
+    cands = _matching(found, series)
+    return max(cands, key=lambda s: (s.slices, -s.index)) if cands else None
+
+
+def _choose(scan: _Scan, series: int | str | DicomSeries | None, what: str) -> DicomSeries:
+    found = scan.series
+    chosen = pick_series(found, series)
+    if chosen is None:
+        if isinstance(series, DicomSeries):
+            why = f"series {series.label} is not"
+        elif isinstance(series, (int, np.integer)):
+            why = f"no series has SeriesNumber {int(series)} (series=\"#{int(series)}\" is the position)"
+        elif isinstance(series, str) and series.strip().startswith("#") and series.strip()[1:].isdigit():
+            why = f"there is no series {series.strip()} ({len(found)} found)"
+        else:
+            why = f"no series matches {series!r}"
+        raise MzarrFormatError(
+            f"{why} in {what}; give series= as an index (#N), a SeriesInstanceUID or a SeriesNumber from:\n"
+            + "\n".join(format_dicom_series(found))
+        )
+    cands = _matching(found, series)
+    if len(cands) > 1 and not (series is None and chosen.picked):
         others = [line for s, line in zip(found, format_dicom_series(found, chosen)) if s.index != chosen.index]
         head = (
             f"{what} holds {len(found)} image series" if series is None else f"series={series!r} matches {len(cands)}"
