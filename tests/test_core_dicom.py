@@ -420,7 +420,8 @@ def test_bad_inputs_say_what_was_found(tmp_path):
 
 def test_damaged_files_are_named(tmp_path):
     """A slice cut short inside its header is skipped with a warning (and the gap it leaves is warned too); alone, it
-    is refused; pixel data cut short is refused when read."""
+    is refused; pixel data cut short are refused when the series is opened (a file cut after that: when read),
+    naming the file and what to do."""
     stored, _ = make_series(tmp_path / "s", n=5, base="MR_small.dcm")
     victim = sorted((tmp_path / "s").iterdir())[0]
     z = float(read(victim).ImagePositionPatient[2])
@@ -436,8 +437,14 @@ def test_damaged_files_are_named(tmp_path):
     with pytest.raises(MzarrFormatError, match="is a damaged or incomplete DICOM file"):
         open_dicom(victim)
     shutil.copy(bundled("MR_truncated.dcm"), _mkdir(tmp_path / "t") / "cut.dcm")
-    src = opened(tmp_path / "t" / "cut.dcm")
-    with pytest.raises(MzarrFormatError, match=r"cut\.dcm: frame 0 is truncated"):
+    with pytest.raises(MzarrFormatError, match=r"cut\.dcm \(its pixel data need 8192 bytes, it holds 8130\): the "
+                                               r"file is cut short .*; copy or export it again"):
+        open_dicom(tmp_path / "t" / "cut.dcm")
+    whole = sorted((tmp_path / "s").iterdir())[1]
+    src = open_dicom(tmp_path / "s")
+    whole.write_bytes(whole.read_bytes()[:-1000])  # cut after the series was opened
+    with pytest.raises(MzarrFormatError, match=rf"{whole.name}: frame 0 is truncated \(\d+ of 8192 bytes\).*copy "
+                                               "or export the series again.*move the file out of the folder"):
         src.array[...]
 
 
@@ -828,6 +835,69 @@ def test_real_ct_series():
     assert block["Modality"] == "CT" and "PatientID" not in block and "AccessionNumber" not in block
     assert block["geometry"]["slice_step_mm"] == pytest.approx(1.0)
     assert isinstance(list_dicom_series(REAL_CT)[0], DicomSeries)
+
+
+@pytest.mark.skipif(not REAL_CT.is_dir(), reason=f"real CT series {REAL_CT} not present")
+def test_a_real_ct_slice_cut_short_is_named_with_what_to_do(tmp_path, capsys):
+    """QA: a CT series with one slice cut short (an interrupted copy) failed the conversion with a decoder error and
+    no advice. Now it is refused when the series is opened, before anything is written: the file named, how much
+    is missing, and what to do; without it, the series converts and the gap it leaves is warned, its true slice
+    positions kept in the attributes (never silently closed)."""
+    from mzarr_core.cli import main
+
+    by_z = sorted(REAL_CT.glob("*.dcm"), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True)
+                                                           .ImagePositionPatient[2]))
+    names = [p.name for p in by_z[100:108]]  # eight adjacent slices, 1 mm apart
+    folder = _mkdir(tmp_path / "ct")
+    for name in names:
+        shutil.copy(REAL_CT / name, folder / name)
+    victim = folder / names[3]
+    full = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[: full - 200_000])
+    with pytest.raises(MzarrFormatError) as info:
+        open_dicom(folder)
+    message = str(info.value)
+    assert f"1 of its 8 files is cut short (damaged or copied incompletely): {victim.name} (its pixel data need " \
+           f"524288 bytes, it holds {524288 - 200_000})" in message
+    assert "Copy or export the series again from the scanner or PACS" in message
+    assert "move that file out of the folder or archive" in message
+    assert main(["convert", str(folder), str(tmp_path / "ct.mzarr"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"mzarr convert: error: #0 series 30026: 1 of its 8 files is cut short" in err and "Traceback" not in err
+    assert not (tmp_path / "ct.mzarr").exists()
+    victim.unlink()  # the advice followed: the other seven slices, and the gap said
+    with pytest.warns(MzarrWarning, match="uneven slice gaps: steps between slice positions range from 1 to 2 mm"):
+        src = open_dicom(folder)
+    positions = src.attrs["dicom"]["geometry"]["slice_positions_mm"]
+    assert src.array.shape[0] == 7 and np.diff(positions).tolist().count(2.0) == 1
+
+
+def test_compressed_slices_cut_short_are_named(tmp_path):
+    """RLE slices (pydicom's MR_small_RLE.dcm, three positions), one cut short: refused at open in a folder (its
+    fragments run past the end); in a zip, where nothing is walked, the decoder's error says the same advice."""
+    ds0 = read("MR_small_RLE.dcm")
+    folder = _mkdir(tmp_path / "rle")
+    uid = generate_uid()
+    for k in range(3):
+        ds = copy.deepcopy(ds0)
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, generate_uid(), k + 1
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.ImagePositionPatient = [0.0, 0.0, 2.5 * k]
+        ds.save_as(folder / f"s{k}.dcm")
+    cut = folder / "s1.dcm"
+    size = cut.stat().st_size - 2000
+    cut.write_bytes(cut.read_bytes()[:size])
+    with pytest.raises(MzarrFormatError, match=rf"1 of its 3 files is cut short .*: s1\.dcm \(its pixel data run to "
+                                               rf"byte \d+ \(a fragment of \d+ bytes at \d+\), it holds {size}\)"):
+        open_dicom(folder)
+    with zipfile.ZipFile(tmp_path / "rle.zip", "w") as zf:
+        for k in range(3):
+            zf.write(folder / f"s{k}.dcm", f"s{k}.dcm")
+    src = opened(tmp_path / "rle.zip")
+    np.testing.assert_array_equal(src.array[0], ds0.pixel_array)
+    with pytest.raises(MzarrFormatError, match=r"rle\.zip:s1\.dcm: a slice could not be decoded .*RLE.* The file is "
+                                               r"damaged or incomplete; copy or export the series again"):
+        src.array[1]
 
 
 def test_window_of_the_middle_slice_when_slices_differ(tmp_path):

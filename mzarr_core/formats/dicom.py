@@ -182,6 +182,10 @@ class _Store:
             with member:
                 yield member
 
+    def size(self, name: str) -> int:
+        """The member's size in bytes (a zip member's uncompressed size)."""
+        return self.zf.getinfo(name).file_size if self.zf is not None else os.path.getsize(name)
+
     def label(self, name: str) -> str:
         if self.zf is not None:
             return f"{self.root.name}:{name}"
@@ -921,6 +925,67 @@ def _ybr_to_rgb(arr: np.ndarray) -> np.ndarray:
     return convert_color_space(np.ascontiguousarray(arr), "YBR_FULL", "RGB")
 
 
+def _damaged_advice(files: str = "the file") -> str:
+    """What to do about damaged slice ``files`` (said with every error about one)."""
+    return ("copy or export the series again from the scanner or PACS; to convert the other slices without them, "
+            f"move {files} out of the folder or archive (the slices then leave a gap there, which the conversion warns about as "
+            "uneven slice gaps)")
+
+
+_ITEM, _SEQUENCE_END = 0xE000, 0xE0DD  # (FFFE,E000) item, (FFFE,E0DD) sequence delimiter of encapsulated pixels
+_ITEMS_CHECKED = 100_000  # fragments walked per file at most when looking for a cut (then decoding tells)
+
+
+def _cut_short(store: _Store, file: _File) -> str | None:
+    """How ``file``'s pixel data are cut short (what they need, what the file holds), or None when they are complete
+    as far as the sizes tell: native frames against the file size; encapsulated fragments walked (folders only: a
+    zip member would be decompressed) until one runs past the end. Nothing is decoded."""
+    try:
+        size = store.size(file.name)
+        if file.mode == "native":
+            need = file.nframes * file.rows * file.cols * file.samples * _stored_dtype(file).itemsize
+            held = max(0, size - file.value_offset)
+            return f"its pixel data need {need} bytes, it holds {held}" if held < need else None
+        if file.mode != "encapsulated" or store.zf is not None:
+            return None
+        e = "<" if file.little else ">"
+        pos = file.value_offset
+        with store.open(file.name) as fh:
+            for _ in range(_ITEMS_CHECKED):
+                fh.seek(pos)
+                head = fh.read(8)
+                if len(head) == 0:
+                    return None  # ends after a whole fragment without the delimiter: decoding tells if frames are short
+                if len(head) < 8:
+                    return f"it ends inside its pixel data, {size - file.value_offset} bytes after their start"
+                group, elem, length = struct.unpack(e + "HHL", head)
+                if group != 0xFFFE or elem != _ITEM:
+                    return None  # the delimiter, or something decoding will name
+                pos += 8 + length
+                if pos > size:
+                    return (f"its pixel data run to byte {pos} (a fragment of {length} bytes at {pos - length}), "
+                            f"it holds {size}")
+    except (OSError, KeyError, struct.error):
+        return None
+    return None
+
+
+def _refuse_cut_short(store: _Store, frames: Sequence[_Frame], label: str) -> None:
+    """An MzarrFormatError naming every file of the series whose pixel data are cut short, before anything is read."""
+    files = {f.file.name: f.file for f in frames}
+    cut = [(f.label, why) for f in files.values() if (why := _cut_short(store, f)) is not None]
+    if not cut:
+        return
+    named = "; ".join(f"{name} ({why})" for name, why in cut[:5]) + ("; ..." if len(cut) > 5 else "")
+    if len(files) == 1:
+        raise MzarrFormatError(f"{label}: {named}: the file is cut short (damaged or copied incompletely); copy or "
+                               "export it again from the scanner or PACS")
+    raise MzarrFormatError(
+        f"{label}: {len(cut)} of its {len(files)} files {'is' if len(cut) == 1 else 'are'} cut short (damaged or "
+        f"copied incompletely): {named}. C" + _damaged_advice("that file" if len(cut) == 1 else "those files")[1:]
+    )
+
+
 def _read_native(fh: IO[bytes], file: _File, index: int) -> np.ndarray:
     stored = _stored_dtype(file)
     size = file.rows * file.cols * file.samples * stored.itemsize
@@ -928,7 +993,8 @@ def _read_native(fh: IO[bytes], file: _File, index: int) -> np.ndarray:
     buf = fh.read(size)
     if len(buf) < size:
         raise MzarrFormatError(
-            f"{file.label}: frame {index} is truncated ({len(buf)} of {size} bytes); the file is damaged or incomplete"
+            f"{file.label}: frame {index} is truncated ({len(buf)} of {size} bytes): the file is damaged or "
+            f"incomplete; {_damaged_advice()}"
         )
     arr: np.ndarray = np.frombuffer(buf, stored.newbyteorder("<" if file.little else ">"))
     if file.samples == 1:
@@ -1079,9 +1145,12 @@ class DicomVolume:
             except OSError as exc:
                 raise MzarrFormatError(f"{file.label}: could not be read ({exc})") from None
             except Exception as exc:
+                cut = _cut_short(self._store, file)
                 raise MzarrFormatError(
                     f"{file.label}: a slice could not be decoded (transfer syntax {_ts_name(file.ts)}): "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {exc}. The file is "
+                    + (f"cut short ({cut})" if cut else "damaged or incomplete")
+                    + f"; {_damaged_advice()}"
                 ) from None
         return out  # type: ignore[return-value]
 
@@ -1539,6 +1608,7 @@ def open_dicom(
                 "(video or an unknown compression); convert it to a standard transfer syntax first (e.g. with "
                 "dcmtk's dcmdjpeg / gdcmconv --raw)"
             )
+        _refuse_cut_short(scan.store, frames, label)
         _refuse_mosaic(scan.store, frames[0], label, pyd)
         geo = _arrange(frames)
         notes = list(geo.warnings)
