@@ -933,7 +933,7 @@ def _damaged_advice(files: str = "the file") -> str:
 
 
 _ITEM, _SEQUENCE_END = 0xE000, 0xE0DD  # (FFFE,E000) item, (FFFE,E0DD) sequence delimiter of encapsulated pixels
-_ITEMS_CHECKED = 100_000  # fragments walked per file at most when looking for a cut (then decoding tells)
+_ITEMS_PER_FRAME = 64  # fragments walked per frame at most when looking for a cut (past that, decoding tells)
 
 
 def _cut_short(store: _Store, file: _File) -> str | None:
@@ -951,7 +951,7 @@ def _cut_short(store: _Store, file: _File) -> str | None:
         e = "<" if file.little else ">"
         pos = file.value_offset
         with store.open(file.name) as fh:
-            for _ in range(_ITEMS_CHECKED):
+            for _ in range(2 + _ITEMS_PER_FRAME * min(file.nframes, 10_000)):  # the offset table, the fragments
                 fh.seek(pos)
                 head = fh.read(8)
                 if len(head) == 0:
