@@ -541,7 +541,11 @@ def describe_import(path: Path, series: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"series": series}
     if fmt.name == "dicom":
         try:
-            from .formats.dicom import format_dicom_series, list_dicom_series, pick_series
+            from .formats.dicom import (
+                format_dicom_series,
+                list_dicom_series,
+                pick_series,
+            )
         except ImportError as exc:
             raise fmt.missing_package(exc, "reading") from None
         try:

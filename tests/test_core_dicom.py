@@ -863,7 +863,7 @@ def test_a_real_ct_slice_cut_short_is_named_with_what_to_do(tmp_path, capsys):
     assert "move that file out of the folder or archive" in message
     assert main(["convert", str(folder), str(tmp_path / "ct.mzarr"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"mzarr convert: error: #0 series 30026: 1 of its 8 files is cut short" in err and "Traceback" not in err
+    assert "mzarr convert: error: #0 series 30026: 1 of its 8 files is cut short" in err and "Traceback" not in err
     assert not (tmp_path / "ct.mzarr").exists()
     victim.unlink()  # the advice followed: the other seven slices, and the gap said
     with pytest.warns(MzarrWarning, match="uneven slice gaps: steps between slice positions range from 1 to 2 mm"):

@@ -928,11 +928,11 @@ def _ybr_to_rgb(arr: np.ndarray) -> np.ndarray:
 def _damaged_advice(files: str = "the file") -> str:
     """What to do about damaged slice ``files`` (said with every error about one)."""
     return ("copy or export the series again from the scanner or PACS; to convert the other slices without them, "
-            f"move {files} out of the folder or archive (the slices then leave a gap there, which the conversion warns about as "
-            "uneven slice gaps)")
+            f"move {files} out of the folder or archive (the slices then leave a gap there, which the conversion "
+            "warns about as uneven slice gaps)")
 
 
-_ITEM, _SEQUENCE_END = 0xE000, 0xE0DD  # (FFFE,E000) item, (FFFE,E0DD) sequence delimiter of encapsulated pixels
+_ITEM = 0xE000  # (FFFE,E000): an item (offset table or fragment) of encapsulated pixel data
 _ITEMS_PER_FRAME = 64  # fragments walked per frame at most when looking for a cut (past that, decoding tells)
 
 
@@ -980,9 +980,10 @@ def _refuse_cut_short(store: _Store, frames: Sequence[_Frame], label: str) -> No
     if len(files) == 1:
         raise MzarrFormatError(f"{label}: {named}: the file is cut short (damaged or copied incompletely); copy or "
                                "export it again from the scanner or PACS")
+    advice = _damaged_advice("that file" if len(cut) == 1 else "those files")
     raise MzarrFormatError(
         f"{label}: {len(cut)} of its {len(files)} files {'is' if len(cut) == 1 else 'are'} cut short (damaged or "
-        f"copied incompletely): {named}. C" + _damaged_advice("that file" if len(cut) == 1 else "those files")[1:]
+        f"copied incompletely): {named}. {advice[:1].upper()}{advice[1:]}"
     )
 
 
