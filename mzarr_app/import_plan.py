@@ -208,7 +208,8 @@ def inspect(src: str | os.PathLike, series: int | None = None) -> ImportPlan:
         if fmt.name == "dicom":
             dicom = importlib.import_module(DICOM_MODULE)
             listed = list(dicom.list_dicom_series(path))
-            chosen = series if series is not None else _default_series(path, listed)
+            default = dicom.pick_series(listed)  # the series the library reads when none is named
+            chosen = series if series is not None else (default.index if default is not None else None)
             # "#N": the N-th listed (a bare number would be a SeriesNumber); None: the library chooses (and says so)
             source = formats.read(path, series=None if series is None else f"#{series}")
             lines = list(dicom.format_dicom_series(listed, next((s for s in listed if s.index == chosen), None)))
@@ -225,17 +226,6 @@ def inspect(src: str | os.PathLike, series: int | None = None) -> ImportPlan:
         series=listed, series_lines=lines, series_index=chosen, source=source,
         privacy_option="keep_phi" if "keep_phi" in fmt.options else None,
     )
-
-
-def _default_series(path: Path, listed: list[Any]) -> int | None:
-    """The series the library reads when none is named: the picked file's, else the one with most slices."""
-    if not listed:
-        return None
-    if path.is_file() and not path.suffix.lower() == ".zip":
-        mine = [s for s in listed if any(Path(f).name == path.name for f in s.files)]
-        if mine:
-            return mine[0].index
-    return max(listed, key=lambda s: (s.slices, -s.index)).index
 
 
 def _guess_axes(arr: Any) -> str:
