@@ -183,28 +183,44 @@ def open_window(path: str, vw: int, vh: int, cache_mb: float = 512, size_of: str
 
 
 class Pump:
-    """Runs the window's event loop until a condition holds, keeping the process's peak RSS meanwhile."""
+    """Runs the window's event loop until a condition holds, keeping the process's peak RSS meanwhile.
 
-    #: seconds between two samples of the resident memory: reading it takes the GIL for ~0.1 ms, which every
-    #: half-millisecond turn of the loop would take from the viewer's reader threads
-    RSS_EVERY_S = 0.02
+    A ``QEventLoop`` runs (it sleeps between events and lets the reader threads have the GIL, as the application's
+    own loop does; a Python loop polling every half millisecond took ~10 % of a core, and the GIL, from the
+    viewer's readers); a timer checks the condition every ``CHECK_MS`` and samples the memory every ``RSS_MS``."""
+
+    CHECK_MS, RSS_MS = 1, 20
 
     def __init__(self, app: Any, repaint: Any = None) -> None:
         self.app, self.repaint = app, repaint
         self.peak_mb = _rss_mb()
-        self._rss_at = time.perf_counter()
 
     def until(self, cond: Any, timeout: float = 120.0) -> float:
         """Seconds until ``cond()`` held (then the view repainted); TimeoutError after ``timeout``."""
+        from PySide6.QtCore import QEventLoop, QTimer
+
         t0 = time.perf_counter()
-        while not cond():
-            self.app.processEvents()
-            now = time.perf_counter()
-            if now - self._rss_at >= self.RSS_EVERY_S:
-                self.peak_mb, self._rss_at = max(self.peak_mb, _rss_mb()), now
-            if time.perf_counter() - t0 > timeout:
+        if not cond():
+            loop, check = QEventLoop(), QTimer()
+            state = {"rss_at": t0, "late": False}
+
+            def tick() -> None:
+                now = time.perf_counter()
+                if now - state["rss_at"] >= self.RSS_MS / 1000:
+                    self.peak_mb, state["rss_at"] = max(self.peak_mb, _rss_mb()), now
+                if cond():
+                    loop.quit()
+                elif now - t0 > timeout:
+                    state["late"] = True
+                    loop.quit()
+
+            check.setInterval(self.CHECK_MS)
+            check.timeout.connect(tick)
+            check.start()
+            loop.exec()
+            check.stop()
+            if state["late"]:
                 raise TimeoutError("the viewer did not get there in time")
-            time.sleep(0.0005)
         if self.repaint is not None:
             self.repaint()
         return time.perf_counter() - t0
