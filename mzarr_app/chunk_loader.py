@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import numpy as np
@@ -21,6 +21,10 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 _M_ARENA_MAX, MALLOC_ARENAS = -8, 2
 #: None until the first loader starts; then whether glibc's heaps were limited (glibc) or not (another C library)
 malloc_tuned: bool | None = None
+
+
+#: reads whose pace :meth:`ChunkLoader.eta` takes, and how recent the last of them must be
+RATE_READS, RATE_WINDOW_S = 32, 0.5
 
 
 def tune_malloc() -> bool:
@@ -281,6 +285,8 @@ class ChunkLoader(QObject):
         #: reads of this loader start once ``after`` (another loader, :meth:`follow`) has none queued
         self.after: ChunkLoader | None = None
         self._followers: list[ChunkLoader] = []
+        #: when the last reads ended (perf_counter), for :meth:`eta`
+        self._ended: deque[float] = deque(maxlen=RATE_READS)
 
     def follow(self, leader: "ChunkLoader") -> None:
         """Start reads only once ``leader`` has none queued (its reads in flight may still run): a label layer's
@@ -352,6 +358,18 @@ class ChunkLoader(QObject):
         """True when nothing is queued or in flight."""
         return self.pending() == 0
 
+    def eta(self) -> float | None:
+        """Seconds until what is queued or in flight now is read, at the pace of the last reads (None when too few
+        reads ended lately to tell, or when the last ended more than ``RATE_WINDOW_S`` ago)."""
+        with self._lock:
+            left = len(self._pending) + len(self._inflight)
+            ended = list(self._ended)
+        if left == 0:
+            return 0.0
+        if len(ended) < 8 or time.perf_counter() - ended[-1] > RATE_WINDOW_S or ended[-1] <= ended[0]:
+            return None
+        return left * (ended[-1] - ended[0]) / (len(ended) - 1)
+
     def _work(self) -> None:
         """Worker loop (runs in pool threads)."""
         while True:
@@ -389,6 +407,7 @@ class ChunkLoader(QObject):
             dc = time.thread_time() - c0
             with self._lock:
                 self._inflight.discard(key)
+                self._ended.append(time.perf_counter())
                 self.decoded.append(key)
                 self.decode_seconds += dt
                 self.prepare_seconds += dp

@@ -319,6 +319,10 @@ class TiledImageView(pg.GraphicsView):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._update)
         self._last_update = 0.0
+        #: when the pending batch of arrivals is due on screen (None: no batch pending), and whether it was put
+        #: off once already because the reads should be done by then
+        self._batch_due: float | None = None
+        self._batch_put_off = False
         self._step_dir = 1
         self.scale_bar = ScaleBar(self)
         self.scale_bar.hide()
@@ -650,6 +654,7 @@ class TiledImageView(pg.GraphicsView):
     # --- scheduling ----------------------------------------------------------------------------------------
     def schedule(self) -> None:
         """Coalesce an update on the next event-loop turn."""
+        self._batch_due = None
         if not self._timer.isActive() or self._timer.remainingTime() > 0:
             self._timer.start(0)
 
@@ -662,6 +667,7 @@ class TiledImageView(pg.GraphicsView):
         if not self.layers or self.plane is None or any(layer.loader is None for layer in self.layers):
             return
         self._last_update = time.perf_counter()
+        self._batch_due = None
         self.vb.updateMatrix()
         rect, spx = self.visible_rect(), self.screen_pixel()
         was_complete, drawn, again = self.complete, False, False
@@ -703,14 +709,30 @@ class TiledImageView(pg.GraphicsView):
             self.schedule()
 
     def _chunk_loaded(self, key: T.ReadKey) -> None:
-        """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S`` while more are due."""
+        """Show arrivals in batches: at most one update (and repaint) per ``ARRIVAL_BATCH_S`` while more are due.
+        A batch is put off once by ``ARRIVAL_BATCH_S`` when the loaders' pace says every read will be done by then
+        (the last arrival is shown at once: a repaint in between would only slow the readers down)."""
         if not self.covered or all(layer.idle() for layer in self.layers):
+            self._batch_due = None
             self._timer.start(0)  # the first stand-in and the last arrival of a frame are shown at once
             return
+        now = time.perf_counter()
         if self._timer.isActive():
+            if self._batch_due is None or self._batch_put_off:
+                return  # an update is due anyway (or this batch was put off already)
+        else:
+            self._batch_due, self._batch_put_off = self._last_update + ARRIVAL_BATCH_S, False
+        if self._reads_done_within(max(0.0, self._batch_due - now) + ARRIVAL_BATCH_S):
+            self._batch_due += ARRIVAL_BATCH_S  # should the pace drop, shown then
+            self._batch_put_off = True
+        elif self._timer.isActive():
             return
-        wait = ARRIVAL_BATCH_S - (time.perf_counter() - self._last_update)
-        self._timer.start(max(0, int(wait * 1000)))
+        self._timer.start(max(0, int((self._batch_due - now) * 1000)))
+
+    def _reads_done_within(self, seconds: float) -> bool:
+        """Whether every layer's loader should have read all it has to within ``seconds`` (ChunkLoader.eta)."""
+        etas = [layer.loader.eta() if layer.loader is not None else 0.0 for layer in self.layers]
+        return all(e is not None and e < seconds for e in etas)
 
     def _chunk_failed(self, key: T.ReadKey, message: str) -> None:
         plane = f" plane z={key[2]}" if len(key) == 3 else ""

@@ -262,3 +262,46 @@ def test_document_cached_answers_what_the_library_holds(tmp_path) -> None:
         assert doc.cached((0, (0, 2, 2), 20)) is None and library((0, (0, 2, 2), 20)) is None
     finally:
         doc.close()
+
+
+def test_eta_is_what_is_left_at_the_pace_of_the_last_reads(qtbot, monkeypatch) -> None:
+    """ChunkLoader.eta: reads left x the mean interval between the last reads' ends (a clock the test moves by
+    10 ms a read); unknown before 8 reads ended or when the last ended long ago; 0 when nothing is left."""
+    import types
+
+    from mzarr_app import chunk_loader as cl
+
+    clock = [100.0]
+    monkeypatch.setattr(cl, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0], thread_time=time.thread_time, monotonic=time.monotonic, sleep=time.sleep))
+    gate, held_at = threading.Event(), [5]
+    done = [0]
+
+    def fetch(key):
+        if done[0] >= held_at[0]:
+            gate.wait(10)
+        done[0] += 1
+        clock[0] += 0.01
+        return np.zeros(4)
+
+    loader = ChunkLoader(fetch, cache_mb=1, threads=1, cache=LRUCache(1 << 20))
+    try:
+        assert loader.eta() == 0.0  # nothing to read
+        loader.request(range(40))
+        qtbot.waitUntil(lambda: len(loader.decoded) == 5, timeout=5000)
+        assert loader.eta() is None  # 5 reads ended: too few to tell the pace
+        held_at[0] = 20
+        gate.set()
+        gate.clear()
+        qtbot.waitUntil(lambda: len(loader.decoded) == 20, timeout=5000)
+        assert loader.pending() == 20  # one held in flight, 19 queued
+        assert loader.eta() == pytest.approx(20 * 0.01)
+        clock[0] += 1.0  # the last read ended a second ago: the pace is not known any more
+        assert loader.eta() is None
+        held_at[0] = 10**6
+        gate.set()
+        qtbot.waitUntil(loader.idle, timeout=5000)
+        assert loader.eta() == 0.0
+    finally:
+        gate.set()
+        loader.close()

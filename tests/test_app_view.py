@@ -432,3 +432,48 @@ def test_tile_items_draw_indexed_tiles_as_pyqtgraph_does(qapp) -> None:
         assert ours.qimage.format() == (fmt if lut is alpha else QImage.Format.Format_RGB32)
         assert (got.width(), got.height()) == (53, 37)
         assert bytes(got.constBits()) == bytes(want.constBits())
+
+
+def test_arrivals_are_batched_and_a_batch_is_put_off_when_the_reads_are_nearly_done(qtbot, window, image_dir,
+                                                                                   monkeypatch) -> None:
+    """While chunks arrive, the view updates at most every ARRIVAL_BATCH_S; when the loader's pace says every read
+    will be done before the batch after next, the batch is put off once by ARRIVAL_BATCH_S (the last arrival is
+    shown at once, so a repaint in between only slows the readers); the last arrival is shown at once."""
+    import time as _time
+
+    from mzarr_app import view as V
+
+    w = window
+    open_and_wait(qtbot, w, image_dir / "volume_slabs.mzarr")
+    v, loader = w.view, w.view.loader
+    assert v.covered
+    eta: list[float | None] = [None]
+    monkeypatch.setattr(loader, "idle", lambda: False)  # reads still running
+    monkeypatch.setattr(loader, "eta", lambda: eta[0])
+    key = next(iter(v.requested), (0, (0, 0, 0)))
+
+    def arrival(pace: float | None) -> float | None:
+        """An arrival just after an update; the batch's delay after that update (None: no batch pending)."""
+        v._timer.stop()
+        v._last_update = _time.perf_counter()
+        eta[0] = pace
+        v._chunk_loaded(key)
+        assert v._timer.isActive()
+        return None if v._batch_due is None else round(v._batch_due - v._last_update, 6)
+
+    assert arrival(None) == V.ARRIVAL_BATCH_S  # the pace is not known: the usual batch
+    assert arrival(5.0) == V.ARRIVAL_BATCH_S  # far from done: the usual batch
+    assert arrival(0.1) == 2 * V.ARRIVAL_BATCH_S  # done before the batch after next: put off
+    eta[0] = 0.01
+    v._chunk_loaded(key)  # a later arrival does not put it off again
+    assert round(v._batch_due - v._last_update, 6) == 2 * V.ARRIVAL_BATCH_S
+    # while the first batch is pending, a faster pace puts it off (once)
+    assert arrival(5.0) == V.ARRIVAL_BATCH_S
+    eta[0] = 0.1
+    v._chunk_loaded(key)
+    assert round(v._batch_due - v._last_update, 6) == 2 * V.ARRIVAL_BATCH_S
+    assert v._timer.remainingTime() > 1000 * V.ARRIVAL_BATCH_S
+    monkeypatch.setattr(loader, "idle", lambda: True)  # the last arrival: shown at once
+    v._chunk_loaded(key)
+    assert v._batch_due is None and v._timer.isActive() and v._timer.remainingTime() == 0
+    wait_idle(qtbot, w)
