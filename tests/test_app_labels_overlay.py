@@ -554,3 +554,46 @@ def test_pixel_buffers_are_reused_but_never_while_looked_at(qtbot, window, coins
     # every buffer on screen is distinct (no tile drawn from a buffer another tile is coloured into)
     bases = [t.item.image.base for t in layer.tiles.values() if t.item.fill is None and not t.item.background]
     assert len({id(b) for b in bases}) == len(bases)
+
+
+def test_label_document_cached_answers_from_a_memo(coins_files, monkeypatch) -> None:
+    """LabelDocument reads and looks up its chunks as the image's Document does (the same methods): a chunk found
+    uncached is answered from a memo until it is read (the label level is not asked again), a read one with the
+    library's pixels; emptying the cache or opening the file again forgets the memo."""
+    from mzarr_app.document import Document
+    from mzarr_app.label_layer import LabelDocument
+
+    image = Document(str(coins_files["coins"]))
+    try:
+        doc = LabelDocument(image, "coins")
+        lev = doc.levels[0]
+        seg = np.asarray(doc.label[...])
+        doc.clear_cache()  # that read cached every chunk
+        asked = []
+        real = type(lev).read_chunk
+
+        def counting(self, *a, **k):
+            asked.append(a[0])
+            return real(self, *a, **k)
+
+        monkeypatch.setattr(type(lev), "read_chunk", counting)
+        key = (0, (2, 3))
+        assert doc.cached(key) is None and doc.cached(key) is None
+        assert len(asked) == 1  # the second answer is the memo's
+        got = doc.read_chunk(key)
+        np.testing.assert_array_equal(got, seg[128:192, 192:256])
+        for _ in range(3):  # read since: found (a zstd chunk's pixels are asked of the library each time)
+            again = doc.cached(key)
+            assert again is not None and np.shares_memory(again, got) and not again.flags.writeable
+        other = (0, (1, 1))
+        asked.clear()
+        assert all(doc.cached(other) is None for _ in range(5)) and len(asked) == 1  # a miss: from the memo
+        doc.clear_cache()
+        assert doc.cached(key) is None
+        doc.read_chunk(key)
+        assert doc.cached(key) is not None
+        image.reopen()
+        doc.refresh()  # a new handle: an empty cache, a forgotten memo
+        assert doc.cached(key) is None
+    finally:
+        image.close()
