@@ -34,7 +34,12 @@ def summary(report: Any, name: str) -> tuple[str, str, str]:
     lines = report.problems
     details = "\n".join(lines[:LISTED] + ([f"… and {len(lines) - LISTED} more"] if len(lines) > LISTED else []))
     damaged = len(report.damaged) + sum(len(r.damaged) for r in report.labels.values())
-    if damaged:
+    full_resolution = 0 in report.damaged_at or any(0 in r.damaged_at for r in report.labels.values())
+    if damaged and not full_resolution:
+        text = (f"{damaged} chunk(s) of the overview levels cannot be read: their bytes changed on disk after they "
+                "were written. The full resolution is sound, so nothing is lost: \"Save salvaged copy…\" writes a new "
+                f"file with them rebuilt exactly from it (or 'mzarr repair {name}' rebuilds them in place).")
+    elif damaged:
         text = (f"{damaged} chunk(s) cannot be read: their bytes changed on disk after they were written "
                 "(a failing disk, a bad copy). Restore the file from a backup if you have one; otherwise "
                 "\"Save salvaged copy…\" writes a new file with every other pixel exact and the damaged chunks "

@@ -39,7 +39,7 @@ from zarr.core.metadata.v3 import RegularChunkGridMetadata
 from zarr.core.sync import sync
 
 from .chunk_cache import ChunkCache, freeze
-from .errors import ChunkChecksumError, CorruptChunkError, MzarrError
+from .errors import ChunkChecksumError, CorruptChunkError, MzarrError, MzarrFormatError, MzarrStorageError
 from .codecs import RecompressedJpegxl, SlabSharding, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable, undecodable
 from .guards import (
@@ -552,24 +552,55 @@ class ChunkReader:
         except CorruptChunkError:
             return self._decode(coords, data)  # the whole-chunk path names the damaged chunk
 
+    def _fetch(self, jobs: list[_Job]) -> tuple[dict[str, Any], dict[str, Exception]]:
+        """The stored bytes of ``jobs`` (absent: never written) and, where the container cannot give a job's bytes
+        (a damaged page of the SQLite file, a bad sector), the error naming that chunk: one query for all, then,
+        if it fails, one per chunk, so that sound chunks next to a damaged row still read."""
+        keys = [j.key for j in jobs]
+        try:
+            return fetch_chunks(self.store, keys), {}
+        except (MzarrFormatError, MzarrStorageError):
+            pass
+        found: dict[str, Any] = {}
+        failed: dict[str, Exception] = {}
+        for job in jobs:
+            try:
+                found.update(fetch_chunks(self.store, [job.key]))
+            except (MzarrFormatError, MzarrStorageError) as exc:
+                failed[job.key] = self.owner.chunk_error(self.level_index, job.coords, exc)
+        return found, failed
+
+    def _fetch_one(self, coords: tuple[int, ...], key: str) -> Any:
+        """The stored bytes of one chunk (None: never written); a container that cannot give them names the chunk."""
+        try:
+            return fetch_chunks(self.store, [key]).get(key)
+        except (MzarrFormatError, MzarrStorageError) as exc:
+            raise self.owner.chunk_error(self.level_index, coords, exc) from None
+
     def _run(self, jobs: list[_Job], work: Callable[[_Job, Any], None], meanwhile: Callable[[], None]) -> None:
         """Fetch the bytes of ``jobs`` and run ``work(job, bytes)`` for each (on the pool when there are several),
         ``meanwhile()`` in this thread; raise the first failure in the jobs' order."""
         if len(jobs) <= 1 or not _parallel():
-            found = fetch_chunks(self.store, [j.key for j in jobs])
+            found, failed = self._fetch(jobs)
             meanwhile()
             for job in jobs:
+                if job.key in failed:
+                    raise failed[job.key]
                 work(job, found.get(job.key))
             return
         pool = decode_pool()
         futures: list[Future] = []
+        failures: dict[str, Exception] = {}
         try:
             for batch in _batches(jobs):
-                found = fetch_chunks(self.store, [j.key for j in batch])
-                futures += [pool.submit(_capture, work, j, found.get(j.key)) for j in batch]
+                found, failed = self._fetch(batch)
+                failures.update(failed)
+                futures += [pool.submit(_capture, work, j, found.get(j.key)) for j in batch if j.key not in failed]
             meanwhile()
         finally:
             outcomes = [f.result() for f in futures]  # every decode has finished before this read returns
+        if failures:  # the first failure in the jobs' order
+            raise failures[next(j.key for j in jobs if j.key in failures)]
         for exc in outcomes:
             if exc is not None:
                 raise exc
@@ -648,7 +679,7 @@ class ChunkReader:
                 chunk = self._zarr_chunk(coords)
             else:
                 key = self.chunk_key(coords)
-                chunk = self._decode_cached_slabs(session, coords, key, fetch_chunks(self.store, [key]).get(key))
+                chunk = self._decode_cached_slabs(session, coords, key, self._fetch_one(coords, key))
                 if chunk is None:
                     chunk = np.full(tuple(s.stop for s in clip), self.fill_value, self.dtype)
             if session is not None:
@@ -750,7 +781,7 @@ class ChunkReader:
             plane = self._cached_frame(session, coords, frame)
             if plane is None:
                 key = self.chunk_key(coords)
-                plane = self._decode_frame(session, coords, frame, key, fetch_chunks(self.store, [key]).get(key))
+                plane = self._decode_frame(session, coords, frame, key, self._fetch_one(coords, key))
                 if plane is None:
                     plane = np.full(tuple(s.stop for s in plane_clip), self.fill_value, self.dtype)
                 freeze(plane)

@@ -488,6 +488,9 @@ def run(args: argparse.Namespace) -> int:
             print("chunks whose bytes fail their checksum changed on disk after they were written (a failing disk, "
                   "a bad copy): restore the file from a backup; a damaged coarser level alone is rebuilt from level 0 "
                   f"by 'mzarr repair {args.file}'")
+        if 0 in report.damaged_at or any(0 in r.damaged_at for r in report.labels.values()):
+            print(f"without a backup, 'mzarr salvage {args.file} NEW.mzarr' saves every sound pixel and fills the "
+                  "damaged chunks from what is left (listed in the new file)")
         return 0 if report.ok else 1
     if args.command == "repair":
         return _repair(args)

@@ -92,7 +92,8 @@ def undecodable(key: str, where: str, exc: Exception) -> CorruptChunkError:
     """The error for chunk ``key`` of ``where`` that failed to decode with ``exc``: too large (a bomb) or damaged."""
     error = type(exc) if isinstance(exc, CorruptChunkError) else CorruptChunkError
     return error(f"chunk {key} of {where} cannot be decoded ({type(exc).__name__}: {exc}). The file is damaged: "
-                 "restore it from a backup; 'mzarr verify' lists every damaged chunk")
+                 "restore it from a backup, or save what still reads with 'mzarr salvage'; 'mzarr verify' lists every "
+                 "damaged chunk")
 
 
 class FrameDecoder:
@@ -133,7 +134,8 @@ class FrameDecoder:
         if frame.size != math.prod(self.frame_shape):  # e.g. another level's smaller chunk stored under this key
             raise CorruptChunkError(
                 f"chunk {key} of {self.where} decodes to frames of {frame.shape}, but {self.what}. The file is "
-                "damaged: restore it from a backup; 'mzarr verify' lists every damaged chunk"
+                "damaged: restore it from a backup, or save what still reads with 'mzarr salvage'; 'mzarr verify' "
+                "lists every damaged chunk"
             )
         frame = _undo_filters(frame, self.codecs, self.dtype)
         cy, cx = self.chunks["y"], self.chunks["x"]

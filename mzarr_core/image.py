@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -462,7 +463,7 @@ class Mzarr:
         self, path: Path, *, empty: bool = False, lossless: bool = True, distance=None, quality=None, effort=None,
         chunks=None, levels=None, downsample=None, channel_axis=None, axes=None, spacing=None, unit=None,
         is_label=None, attrs=None, bricks=None, progress=None, jpeg_tiles=None, associated=None, scheduler=None,
-        workers=None, dask_stats=None, checksums=True, salvage=None,
+        workers=None, dask_stats=None, checksums=True, salvage=None, codec=None,
     ) -> Path:
         self._check_open()
         path = Path(path)
@@ -483,16 +484,19 @@ class Mzarr:
             downsample=method,
             attrs=check_json(dict(attrs if attrs is not None else self._info.attrs), "attributes"),
         )
-        codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort, is_label=label,
-                             volume="z" in user_axes, bricks=bricks, checksum=checksums)
+        if codec is None:
+            codec = choose_codec(self.dtype, lossless=lossless, distance=distance, quality=quality, effort=effort,
+                                 is_label=label, volume="z" in user_axes, bricks=bricks, checksum=checksums)
         if jpeg_tiles is not None:
             codec = recompressing_codec(self.dtype, user_axes, chunks, distance, effort, label, checksum=checksums)
         extras = check_associated(self._associated_to_keep(salvage) if associated is None else associated)
         level0 = self._backend.level0
+        salvaging = None
         if salvage is not None:  # damaged chunks read as the best that is left (mzarr_core.salvage)
             from .salvage import SalvagingLevel
 
-            source: StorageArray = StorageView(SalvagingLevel(self, "image", salvage), storage_permutation(user_axes))
+            salvaging = SalvagingLevel(self, "image", salvage, lossless=codec.lossless)
+            source: StorageArray = StorageView(salvaging, storage_permutation(user_axes))
         elif user_axes == self.axes:
             source = level0.storage
         else:
@@ -511,14 +515,19 @@ class Mzarr:
             elif "c" in st:
                 storage_chunks = (1,) + storage_chunks[1:]  # one channel per chunk: only RGB(A) shares chunks
         same_file = self.path is not None and path.exists() and path.resolve() == self.path.resolve()
-        encoded = None
+        encoded: Callable[[tuple[int, ...]], bytes | None] | None = None
+        if salvaging is not None and not codec.lossless:  # lossy chunks copied, never coded again (quality kept)
+            salvage.copied = True
+            encoded = salvaging.stored_payload
         if jpeg_tiles is not None:
-            def encoded(coords: tuple[int, ...]) -> bytes | None:  # storage order -> the caller's chunk index
+            def transcoded(coords: tuple[int, ...]) -> bytes | None:  # storage order -> the caller's chunk index
                 jpeg = jpeg_tiles(tuple(int(coords[p]) for p in np.argsort(perm)))
                 try:
                     return None if jpeg is None else cast(Any, codec).transcode(jpeg)  # JpegxlJpeg
                 except (ValueError, RuntimeError):  # libjxl refuses this JPEG (12-bit, arithmetic...): from pixels
                     return None
+
+            encoded = transcoded
         build = self._dask_build(perm, info, codec, scheduler, workers, dask_stats) if not empty else None
         if build is not None and jpeg_tiles is not None:
             build.close()
@@ -575,8 +584,7 @@ class Mzarr:
         does (enlarged), else the fill value; label images alike. Returns a
         :class:`~mzarr_core.salvage.SalvageReport` listing each damaged chunk and how it was filled (also recorded in
         the new file's attributes under ``"salvaged"``). This file is never written (``path`` may not be it)."""
-        from .codecs import JpegxlFrames
-        from .salvage import SalvageReport, salvaged_attrs
+        from .salvage import SalvageReport, damaged_chunks, salvaged_attrs
 
         from .convert import check_convert_target
 
@@ -584,13 +592,16 @@ class Mzarr:
         target = Path(path)
         if self.path is not None:
             check_convert_target(self.path, target)  # a new .mzarr / OME-Zarr, never over (or inside) this one
+        if target.exists():
+            raise MzarrValueError(f"{target} exists: salvage writes a new file and never replaces one; give another name")
         report = SalvageReport(str(target))
-        storage_codec = codec_from_json(self.codec)
-        lossy = isinstance(storage_codec, JpegxlFrames) and not storage_codec.lossless
-        options: dict[str, Any] = {"distance": storage_codec.distance} if lossy else {}  # type: ignore[union-attr]
+        storage_codec = codec_from_json(self.codec)  # the file's own codec (lossy distance, slide JPEG tiles, bricks)
+        codec = None if storage_codec is None else dataclasses.replace(storage_codec, checksum=checksums)
+        report.rebuilt = damaged_chunks(self.levels, "image") + [
+            line for lab in self._labels_to_keep(self.axes) for line in damaged_chunks(lab.levels, f"label image {lab.name!r}")]
         self._save(target, chunks=self.chunks, levels=len(self.levels), downsample=self.downsample_method,
-                   progress=progress, checksums=checksums, salvage=report, **options)
-        if report.chunks:
+                   progress=progress, checksums=checksums, salvage=report, codec=codec)
+        if report.chunks or report.rebuilt:
             with Mzarr(target, "r+") as out:
                 out.attrs().update(salvaged=salvaged_attrs(report, str(self.path)))
         return report

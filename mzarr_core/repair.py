@@ -523,7 +523,8 @@ class PyramidWalk:
         names = [msg for (j, _), msg in sorted(self.damaged.items()) if j == 0]
         raise CorruptChunkError(
             f"{len(names)} chunk(s) of level 0 (full resolution) cannot be decoded, so the pyramid cannot be rebuilt "
-            f"from it; nothing was changed: restore the file from a backup. First: {names[0] if names else '?'}"
+            f"from it; nothing was changed: restore the file from a backup, or save what still reads with 'mzarr "
+            f"salvage {self.image.path} NEW.mzarr'. First: {names[0] if names else '?'}"
         )
 
     def disagreements(self) -> list[ChunkDisagreement]:

@@ -101,6 +101,7 @@ class VerifyReport:
     structure_problems: list[str] = field(default_factory=list)  # levels whose shape does not follow the rule
     labels: dict[str, "VerifyReport"] = field(default_factory=dict)  # each label image, checked by the mode rule
     checksums: bool = False  # the file's chunks carry crc32c checksums (format 5): a changed chunk is "damaged"
+    damaged_at: list[int] = field(default_factory=list)  # the level of each entry of ``damaged``
 
     @property
     def ok(self) -> bool:
@@ -152,6 +153,7 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
         label_reports[lab.name] = VerifyReport(
             chunks_checked=sum(math.prod(lv.chunk_grid) for lv in lab.levels),
             damaged=[msg for _, msg in sorted(lab_walk.damaged.items())],
+            damaged_at=[j for (j, _), _ in sorted(lab_walk.damaged.items())],
             pyramid_checked=lab_walk.check,
             pyramid_note="pyramid checked: every level is the level below downsampled by the 'mode' rule, bit-exact"
             if lab_walk.check else "pyramid not checked: the label image has a single level",
@@ -182,4 +184,5 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
         structure_problems=list(walk.structure) + label_problems,
         labels=label_reports,
         checksums=image.checksums,
+        damaged_at=[j for (j, _), _ in sorted(walk.damaged.items())],
     )

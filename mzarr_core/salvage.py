@@ -18,12 +18,17 @@ how it was filled and the region it covers are listed in the report and recorded
 
 from __future__ import annotations
 
+import itertools
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import CorruptChunkError
+from .chunk_reader import fetch_chunks
+from .errors import CorruptChunkError, MzarrError
+from .guards import ends_with_crc32c, strip_crc32c
+from .repair import chunk_key
 
 __all__ = ["SalvageReport", "SalvagedChunk", "SalvagingLevel"]
 
@@ -39,9 +44,14 @@ class SalvagedChunk:
     approximated_planes: int = 0  # z-planes (or the whole 2-D chunk: 1) filled from a coarser level
     from_level: int | None = None  # that level (None: no level decoded, filled with the fill value)
     error: str = ""
+    lost: bool = False  # the chunk is missing from the file while the coarser level holds data there
 
     def __str__(self) -> str:
         box = ", ".join(f"{a}:{b}" for a, b in self.region)
+        lost = " (missing from the file)" if self.lost else ""
+        return f"{self.image} chunk {self.chunk} [{box}]{lost}: {self._how()}"
+
+    def _how(self) -> str:
         if self.approximated_planes == 0:
             how = f"all {self.exact_planes} planes read exactly"
         elif self.from_level is None:
@@ -51,12 +61,12 @@ class SalvagedChunk:
             if self.exact_planes:
                 how = (f"{self.exact_planes} planes read exactly, {self.approximated_planes} approximated from level "
                        f"{self.from_level}")
-        return f"{self.image} chunk {self.chunk} [{box}]: {how}"
+        return how
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "chunk": list(self.chunk), "region": [list(r) for r in self.region],
                 "exact_planes": self.exact_planes, "approximated_planes": self.approximated_planes,
-                "from_level": self.from_level}
+                "from_level": self.from_level, "lost": self.lost}
 
 
 @dataclass
@@ -65,6 +75,8 @@ class SalvageReport:
 
     path: str
     chunks: list[SalvagedChunk] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)  # damaged chunks of coarser levels: rebuilt from level 0
+    copied: bool = False  # level 0's sound chunks were copied byte for byte (lossy files), not re-encoded
 
     @property
     def exact(self) -> bool:
@@ -72,12 +84,14 @@ class SalvageReport:
         return all(c.approximated_planes == 0 for c in self.chunks)
 
     def lines(self) -> list[str]:
-        out = [str(c) for c in self.chunks]
+        out = [str(c) for c in self.chunks] + [f"{r}: damaged, rebuilt exactly from level 0" for r in self.rebuilt]
+        kept = ("its sound chunks copied byte for byte" if self.copied else "every other pixel bit for bit")
         if not self.chunks:
-            out.append(f"no damaged chunk: {self.path} holds every pixel, bit for bit")
+            rebuilt = f" ({len(self.rebuilt)} damaged chunk(s) of coarser levels rebuilt from it)" if self.rebuilt else ""
+            out.append(f"wrote {self.path}: level 0 holds every pixel of the file, bit for bit{rebuilt}")
         else:
-            out.append(f"wrote {self.path}: {len(self.chunks)} damaged chunk(s) of level 0 filled as listed, every other "
-                       "pixel bit for bit; the list is kept in its attributes under 'salvaged'")
+            out.append(f"wrote {self.path}: {len(self.chunks)} damaged or missing chunk(s) of level 0 filled as listed, "
+                       f"{kept}; the list is kept in its attributes under 'salvaged'")
         return out
 
 
@@ -93,9 +107,13 @@ def _upsampled(coarse: np.ndarray, factors: tuple[int, ...], origin: tuple[int, 
 
 class SalvagingLevel:
     """Level 0 of ``image`` (its user order) whose damaged chunks read as the best that is left (see the module);
-    each damaged chunk is added to ``report`` once. What :meth:`Mzarr.save` reads when salvaging."""
+    each damaged chunk is added to ``report`` once. What :meth:`Mzarr.save` reads when salvaging.
 
-    def __init__(self, image: Any, name: str, report: SalvageReport):
+    In a lossless file a chunk missing from the file (a deleted row, a file lost from a folder copy) whose coarser
+    level holds data there is lost, not empty (the pyramid rule: an empty chunk's footprint is empty), and is
+    filled like a damaged one."""
+
+    def __init__(self, image: Any, name: str, report: SalvageReport, lossless: bool = True):
         self.levels = image.levels
         self.level0 = self.levels[0]
         self.shape = tuple(self.level0.shape)
@@ -106,34 +124,71 @@ class SalvagingLevel:
         self.report = report
         self._fill = np.zeros((), self.dtype)
         self._done: dict[tuple[int, ...], np.ndarray] = {}  # salvaged chunks (their pixels, kept for later reads)
+        self._lock = threading.Lock()
+        self._present = _stored_keys(self.level0) if lossless and len(self.levels) > 1 else None
 
     def __getitem__(self, key: Any) -> np.ndarray:
         region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape))  # the writer reads boxes
-        try:
-            return np.asarray(self.level0[region])
-        except CorruptChunkError:
-            pass
+        lost = self._lost_in(region)
+        if not lost:
+            try:
+                return np.asarray(self.level0[region])
+            except CorruptChunkError:
+                pass
         out = np.empty(tuple(r.stop - r.start for r in region), self.dtype)
         for coords in self.level0.chunks_in(region):
             box = self.level0.chunk_region(coords)
             part = tuple(slice(max(b.start, r.start), min(b.stop, r.stop)) for b, r in zip(box, region))
             dst = tuple(slice(p.start - r.start, p.stop - r.start) for p, r in zip(part, region))
-            try:
-                out[dst] = self.level0[part]
-            except CorruptChunkError as exc:
-                chunk = self._salvage(coords, box, exc)
-                out[dst] = chunk[tuple(slice(p.start - b.start, p.stop - b.start) for p, b in zip(part, box))]
+            if coords in lost:
+                chunk = self._salvage(coords, box, None)
+            else:
+                try:
+                    out[dst] = self.level0[part]
+                    continue
+                except CorruptChunkError as exc:
+                    chunk = self._salvage(coords, box, exc)
+            out[dst] = chunk[tuple(slice(p.start - b.start, p.stop - b.start) for p, b in zip(part, box))]
         return out
 
-    def _salvage(self, coords: tuple[int, ...], box: tuple[slice, ...], exc: Exception) -> np.ndarray:
-        if coords in self._done:
-            return self._done[coords]
+    def _lost_in(self, region: tuple[slice, ...]) -> set[tuple[int, ...]]:
+        """Chunks of ``region`` missing from the file whose footprint in the next level is not empty."""
+        if self._present is None:
+            return set()
+        out = set()
+        for coords in self.level0.chunks_in(region):
+            if chunk_key(self.level0, coords) in self._present or coords in self._done:
+                continue
+            record = SalvagedChunk(self.name, coords, ())
+            if bool(np.any(self._from_coarser(self.level0.chunk_region(coords), record, finest_only=True) != self._fill)):
+                out.add(coords)
+        return out
+
+    def stored_payload(self, storage_coords: tuple[int, ...]) -> bytes | None:
+        """The stored bytes of a sound level-0 chunk without its checksum (what a lossy file's salvage copies);
+        None for a damaged, missing or never written one (encoded from the salvaged pixels instead)."""
+        coords = tuple(storage_coords[self.level0.perm.index(i)] for i in range(len(storage_coords)))
+        try:
+            self.level0.read_chunk(coords)  # decodes (and checks the checksum): a damaged chunk is not copied
+            key = chunk_key(self.level0, coords)
+            data = fetch_chunks(self.level0.storage.store_path.store, [key]).get(key)
+        except MzarrError:
+            return None
+        if data is None:
+            return None
+        return bytes(strip_crc32c(data)) if ends_with_crc32c(self.level0.storage.metadata.codecs) else bytes(data)
+
+    def _salvage(self, coords: tuple[int, ...], box: tuple[slice, ...], exc: Exception | None) -> np.ndarray:
+        with self._lock:
+            if coords in self._done:
+                return self._done[coords]
         shape = tuple(b.stop - b.start for b in box)
         chunk = np.empty(shape, self.dtype)
-        record = SalvagedChunk(self.name, coords, tuple((b.start, b.stop) for b in box), error=str(exc))
+        record = SalvagedChunk(self.name, coords, tuple((b.start, b.stop) for b in box),
+                               error="missing from the file" if exc is None else str(exc), lost=exc is None)
         zi = self.axes.index("z") if "z" in self.axes else None
         missing: list[int] = []  # z-planes (positions in the chunk) still to fill; [0] for a 2-D chunk
-        if zi is not None:
+        if zi is not None and exc is not None:
             for i, z in enumerate(range(box[zi].start, box[zi].stop)):
                 try:
                     plane = self.level0.read_chunk_plane(coords, z)
@@ -143,22 +198,24 @@ class SalvagingLevel:
                 chunk[(slice(None),) * zi + (i,)] = plane
                 record.exact_planes += 1
         else:
-            missing = [0]
+            missing = list(range(shape[zi])) if zi is not None else [0]
         if missing:
             record.approximated_planes = len(missing)
             filled = self._from_coarser(box, record)
             for i in missing:
                 index = (slice(None),) * zi + (i,) if zi is not None else (Ellipsis,)
                 chunk[index] = filled[index]
-        self.report.chunks.append(record)
-        self._done[coords] = chunk
-        return chunk
+        with self._lock:
+            if coords not in self._done:
+                self.report.chunks.append(record)
+                self._done[coords] = chunk
+            return self._done[coords]
 
-    def _from_coarser(self, box: tuple[slice, ...], record: SalvagedChunk) -> np.ndarray:
+    def _from_coarser(self, box: tuple[slice, ...], record: SalvagedChunk, finest_only: bool = False) -> np.ndarray:
         """The chunk's region from the finest coarser level that decodes there, enlarged; else the fill value."""
         shape = tuple(b.stop - b.start for b in box)
         base = self.level0.factor
-        for level in self.levels[1:]:
+        for level in self.levels[1:2] if finest_only else self.levels[1:]:
             factors = tuple(f // b for f, b in zip(level.factor, base))
             start = tuple(b.start // f for b, f in zip(box, factors))
             stop = tuple(min(n, -(-b.stop // f)) for b, f, n in zip(box, factors, level.shape))
@@ -178,8 +235,37 @@ class SalvagingLevel:
         return np.full(shape, self._fill, self.dtype)
 
 
+def _stored_keys(level: Any) -> set[str] | None:
+    """The chunk keys stored for ``level`` (None when the file cannot list them: lost chunks are then not looked for)."""
+    from zarr.core.sync import sync
+
+    array = level.storage
+    prefix = f"{array.path}/c/" if array.path else "c/"
+
+    async def listing() -> set[str]:
+        return {key async for key in array.store_path.store.list_prefix(prefix)}
+
+    try:
+        return sync(listing())
+    except Exception:  # noqa: BLE001 - a damaged index: read on without looking for lost chunks
+        return None
+
+
+def damaged_chunks(levels: Any, name: str) -> list[str]:
+    """``"NAME level i chunk c"`` for each chunk of the coarser ``levels`` that cannot be decoded (salvage rebuilds
+    them from level 0: it says so)."""
+    out = []
+    for level in levels[1:]:
+        for coords in itertools.product(*(range(g) for g in level.chunk_grid)):
+            try:
+                level.read_chunk(coords)
+            except CorruptChunkError:
+                out.append(f"{name} level {level.index} chunk {coords}")
+    return out
+
+
 def salvaged_attrs(report: SalvageReport, source: str) -> dict[str, Any]:
     """The ``"salvaged"`` attribute of the new file: where it came from and what was filled how."""
     return {"from": source, "chunks": [c.to_json() for c in report.chunks[:10_000]],
-            "count": len(report.chunks)}
+            "count": len(report.chunks), "rebuilt": report.rebuilt[:10_000]}
 

@@ -329,6 +329,8 @@ class SqliteStore(Store):
                 return
             except sqlite3.Error as exc:
                 failed = translate_sqlite_error(exc, self.path, "saving changes to" if writing else "reading")
+                if not writing:  # the end of a read snapshot saves nothing: its reads said what failed, if anything
+                    ok = False
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

@@ -83,3 +83,14 @@ def test_salvage_cancelled_at_the_path_question_writes_nothing(qtbot, window, im
     before = w.check_box
     trigger(w, "actSalvage")
     assert w.check_box is before and sorted(p.name for p in tmp_path.iterdir()) == ["mosaic.mzarr"]
+
+
+def test_damage_in_an_overview_level_only_is_said_to_lose_nothing(qtbot, window, image_copy) -> None:
+    w = window
+    path = image_copy("mosaic")
+    damage(path, "1/c/0/0")
+    open_and_wait(qtbot, w, path)
+    trigger(w, "actCheckFile")
+    box = w.check_box
+    assert "overview levels" in box.informativeText() and "nothing is lost" in box.informativeText()
+    assert "1/c/0/0" in box.detailedText() and box.findChild(QPushButton, "salvageButton") is not None

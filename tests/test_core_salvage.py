@@ -114,7 +114,7 @@ def test_a_sound_file_is_copied_exactly_and_the_cli_reports(tmp_path, capsys):
     vol = volume()
     path = Mzarr(vol).save(tmp_path / "v.mzarr")
     assert cli_main(["salvage", str(path), str(tmp_path / "copy.mzarr"), "--quiet"]) == 0
-    assert "no damaged chunk" in capsys.readouterr().out
+    assert "holds every pixel of the file, bit for bit" in capsys.readouterr().out
     with Mzarr(tmp_path / "copy.mzarr") as out:
         assert np.array_equal(out[...], vol) and "salvaged" not in out.attrs()
     blob = chunk_blobs(path)["0/c/1/1/1"]
@@ -124,4 +124,109 @@ def test_a_sound_file_is_copied_exactly_and_the_cli_reports(tmp_path, capsys):
     assert "image chunk (1, 1, 1)" in out and "wrote" in out
     with Mzarr(path) as m, pytest.raises(MzarrValueError, match="itself"):
         m.salvage(path)
+    with Mzarr(path) as m, pytest.raises(MzarrValueError, match="never replaces"):
+        m.salvage(tmp_path / "copy.mzarr")  # an existing (healthy) file is never overwritten
+    with Mzarr(tmp_path / "copy.mzarr") as out:
+        assert np.array_equal(out[...], vol)
     assert cli_main(["salvage", str(path), str(tmp_path / "x.tif"), "--quiet"]) == 2
+
+
+def test_a_lossy_file_keeps_its_sound_chunks_byte_for_byte(tmp_path):
+    """Salvage never codes a lossy chunk again (that would lose quality again): the sound level-0 chunks are copied,
+    checksum and all, so every sound pixel is the file's own."""
+    image = np.tile(skimage.data.camera(), (2, 2))[:1000, :900]
+    path = Mzarr(image).save(tmp_path / "lossy.mzarr", distance=2.0, chunks=(256, 256))
+    with Mzarr(path) as m:
+        before = m[...]
+    blobs = chunk_blobs(path)
+    set_blob(path, "0/c/1/2", flip(blobs["0/c/1/2"], 300))
+    with Mzarr(path) as m:
+        report = m.salvage(tmp_path / "s.mzarr")
+    assert report.copied and [c.chunk for c in report.chunks] == [(1, 2)]
+    after = chunk_blobs(tmp_path / "s.mzarr")
+    sound = [k for k in blobs if k.startswith("0/c/") and k != "0/c/1/2"]
+    assert sound and all(after[k] == blobs[k] for k in sound)
+    with Mzarr(tmp_path / "s.mzarr") as out:
+        got = out[...]
+        assert out.codec["lossless"] is False and out.codec["distance"] == 2.0
+    mask = np.ones(image.shape, bool)
+    mask[256:512, 512:768] = False
+    assert np.array_equal(got[mask], before[mask])
+
+
+def test_a_missing_chunk_is_lost_not_empty_and_a_damaged_overview_is_rebuilt(tmp_path):
+    """A level-0 row deleted from the file reads as the fill value, but the level above holds data there: salvage
+    fills it from that level and says it was missing; a damaged chunk of level 1 alone is rebuilt from level 0."""
+    import sqlite3
+
+    vol = volume()
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    with Mzarr(path) as m:
+        level1 = m.levels[1][...]
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM zarr WHERE key='0/c/1/0/1'")
+    conn.commit()
+    conn.close()
+    with Mzarr(path) as m:
+        assert not m[64:70, 0:64, 64:90].any()  # read back as the fill value: the loss is silent to a reader
+        report = m.salvage(tmp_path / "s.mzarr")
+    (chunk,) = report.chunks
+    assert chunk.lost and chunk.chunk == (1, 0, 1) and chunk.from_level == 1 and "missing from the file" in str(chunk)
+    lost = (slice(64, 70), slice(0, 64), slice(64, 90))
+    with Mzarr(tmp_path / "s.mzarr") as out:
+        assert np.array_equal(out[lost], enlarged(level1, lost))
+        assert out.attrs()["salvaged"]["chunks"][0]["lost"] is True
+
+    path2 = Mzarr(vol).save(tmp_path / "w.mzarr")
+    set_blob(path2, "1/c/0/0/0", flip(chunk_blobs(path2)["1/c/0/0/0"], 100))
+    with Mzarr(path2) as m:
+        report = m.salvage(tmp_path / "w-s.mzarr")
+    assert report.chunks == [] and report.rebuilt == ["image level 1 chunk (0, 0, 0)"]
+    assert "rebuilt exactly from level 0" in "\n".join(report.lines())
+    with Mzarr(tmp_path / "w-s.mzarr") as out:
+        assert np.array_equal(out[...], vol) and verify(out).ok
+
+
+def test_a_damaged_page_of_the_container_costs_only_its_chunk(tmp_path):
+    """A zeroed page of the SQLite file (a bad sector): reads of the other chunks go on, verify names the chunk(s)
+    whose rows cannot be read, and salvage keeps everything else bit for bit."""
+    import sqlite3
+
+    rng = np.random.default_rng(3)
+    vol = (volume().astype(np.int64) + rng.integers(0, 400, (70, 100, 90))).astype(np.uint16)  # large chunks
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # a page in the middle of the chunk data
+        fh.seek((size // 4096 // 2) * 4096)
+        fh.write(bytes(4096))
+    conn = sqlite3.connect(path)
+    unreadable = []
+    for (key,) in conn.execute("SELECT key FROM zarr").fetchall():
+        try:
+            conn.execute("SELECT value FROM zarr WHERE key=?", (key,)).fetchone()
+        except sqlite3.DatabaseError:
+            unreadable.append(key)
+    conn.close()
+    assert len(unreadable) == 1 and unreadable[0].startswith("0/c/")  # the page belongs to one level-0 chunk
+    with Mzarr(path) as m:
+        report = verify(m)
+        assert len(report.damaged) == 1 and unreadable[0] in report.damaged[0]
+        salvage = m.salvage(tmp_path / "s.mzarr")
+    (chunk,) = salvage.chunks
+    box = tuple(slice(a, b) for a, b in chunk.region)
+    mask = np.ones(vol.shape, bool)
+    mask[box] = False
+    with Mzarr(tmp_path / "s.mzarr") as out:
+        assert np.array_equal(out[...][mask], vol[mask])
+
+
+def test_verify_points_to_salvage_for_full_resolution_damage_only(tmp_path, capsys):
+    vol = volume()
+    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    set_blob(path, "1/c/0/0/0", flip(chunk_blobs(path)["1/c/0/0/0"], 100))
+    assert cli_main(["verify", str(path), "--quiet"]) == 1
+    assert "saves every sound pixel" not in capsys.readouterr().out  # an overview: 'mzarr repair' rebuilds it
+    set_blob(path, "0/c/0/0/0", flip(chunk_blobs(path)["0/c/0/0/0"], 100))
+    assert cli_main(["verify", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"without a backup, 'mzarr salvage {path} NEW.mzarr' saves every sound pixel" in out

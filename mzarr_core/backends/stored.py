@@ -172,8 +172,8 @@ class StoredBackend(Backend):
         error_class = type(exc) if isinstance(exc, CorruptChunkError) else CorruptChunkError
         return error_class(
             f"chunk {name} (level {level_index}, chunk {coords}) of {self.path} cannot be decoded "
-            f"({type(exc).__name__}: {exc}). The file is damaged: restore it from a backup; "
-            f"'mzarr verify {self.path}' lists every damaged chunk"
+            f"({type(exc).__name__}: {exc}). The file is damaged: restore it from a backup, or save what still reads "
+            f"with 'mzarr salvage {self.path} NEW.mzarr'; 'mzarr verify {self.path}' lists every damaged chunk"
         )
 
     def corrupt_chunk_error(self, level_index: int, arr: Any, key: tuple, exc: Exception) -> CorruptChunkError:
