@@ -31,7 +31,7 @@ def summary(report: Any, name: str) -> tuple[str, str, str]:
     if report.ok:
         sums = "every chunk passes its checksum and decodes" if report.checksums else "every chunk decodes"
         return (f"{name} is sound", f"{report.chunks_checked} chunks checked: {sums}; {report.pyramid_note}.", "")
-    lines = report.problems
+    lines = report.problems + [f"missing: {line}" for line in report.missing]
     details = "\n".join(lines[:LISTED] + ([f"… and {len(lines) - LISTED} more"] if len(lines) > LISTED else []))
     damaged = len(report.damaged) + sum(len(r.damaged) for r in report.labels.values())
     full_resolution = 0 in report.damaged_at or any(0 in r.damaged_at for r in report.labels.values())
@@ -51,6 +51,9 @@ def summary(report: Any, name: str) -> tuple[str, str, str]:
         text = ("The overview levels do not match the full resolution. This file was written before chunks carried "
                 "checksums, so a damaged full-resolution chunk cannot be told from a stale overview: restore it from "
                 f"a backup if the full resolution may be damaged, else 'mzarr repair {name}' rebuilds the overviews.")
+    if report.missing:
+        text += (f" {len(report.missing)} full-resolution chunk(s) are not stored where the overviews hold data: if "
+                 "they were lost rather than cleared, \"Save salvaged copy…\" recovers them from the overviews.")
     return (f"{name} has problems", text, details)
 
 
@@ -74,7 +77,7 @@ def check_file(window: MainWindow) -> Any:
     if details:
         box.setDetailedText(details)
     box.setObjectName("checkBox")
-    if report.damaged or any(r.damaged for r in report.labels.values()):
+    if report.damaged or report.missing or any(r.damaged for r in report.labels.values()):
         salvage = box.addButton("Save salvaged copy…", QMessageBox.ButtonRole.ActionRole)
         salvage.setObjectName("salvageButton")
         salvage.clicked.connect(lambda: salvage_copy(window))

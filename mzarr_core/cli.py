@@ -463,6 +463,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"PYRAMID: {problem}")
         for disagreement in report.disagreements[:LISTED]:
             print(f"PYRAMID: {disagreement}")
+        for line in report.missing[:LISTED]:
+            print(f"MISSING: {line}")
         if report.disagreement_count > LISTED:
             print(f"PYRAMID: ... and {report.disagreement_count - LISTED} more chunks disagree")
         print(f"{report.chunks_checked} chunks checked, {len(report.damaged)} damaged")
@@ -488,6 +490,10 @@ def run(args: argparse.Namespace) -> int:
             print("chunks whose bytes fail their checksum changed on disk after they were written (a failing disk, "
                   "a bad copy): restore the file from a backup; a damaged coarser level alone is rebuilt from level 0 "
                   f"by 'mzarr repair {args.file}'")
+        if report.missing:
+            print(f"chunks not stored read as the fill value: if they were lost rather than cleared, 'mzarr salvage "
+                  f"{args.file} NEW.mzarr' recovers them from the level above (a repair would rebuild the overviews "
+                  "from the holes; it keeps what it replaces, so it can be undone)")
         if 0 in report.damaged_at or any(0 in r.damaged_at for r in report.labels.values()):
             print(f"without a backup, 'mzarr salvage {args.file} NEW.mzarr' saves every sound pixel and fills the "
                   "damaged chunks from what is left (listed in the new file)")

@@ -150,6 +150,26 @@ def chunk_key(level: Level, coords: tuple[int, ...]) -> str:
         return f"{level.index}/c/" + "/".join(str(c) for c in storage_coords)
 
 
+def stored_chunk_keys(level: Level) -> set[str] | None:
+    """The chunk keys stored for ``level`` (None when the store cannot list them, e.g. a damaged index): a chunk
+    absent from it reads as the fill value, which is right for an empty chunk and wrong for a lost one."""
+    from zarr.core.sync import sync
+
+    array: Any = level.storage
+    store = getattr(getattr(array, "store_path", None), "store", None)
+    if store is None:
+        return None
+    prefix = f"{array.path}/c/" if array.path else "c/"
+
+    async def listing() -> set[str]:
+        return {key async for key in store.list_prefix(prefix)}
+
+    try:
+        return sync(listing())
+    except Exception:  # noqa: BLE001 - an unlistable store: lost chunks are not looked for
+        return None
+
+
 def _tile_means(diff: np.ndarray, edge: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and pixel count of each ``edge``-sided tile of ``diff`` (tiles cut by the border are smaller)."""
     pad = [(0, (-n) % edge) for n in diff.shape]
@@ -323,6 +343,7 @@ class PyramidWalk:
         self.snapshot = snapshot or contextlib.nullcontext
         self.progress = progress
         self.damaged: dict[tuple[int, tuple[int, ...]], str] = {}
+        self.missing: dict[tuple[int, tuple[int, ...]], str] = {}  # chunks not stored under disagreeing ones
         self.kept: list[ChunkDisagreement] = []
         self.disagreement_count = 0
         self.compared = 0
@@ -336,6 +357,9 @@ class PyramidWalk:
             if check and isinstance(link, str):
                 self.structure.append(link)
         self.passes, self.decode_only = self._plan()
+        # lossless pyramids: which chunks each level stores, so that a lost chunk (it reads as the fill value) is
+        # named as lost instead of passing for a stale level above it
+        self.present = [stored_chunk_keys(lv) for lv in self.levels] if check and self.tolerance is None else None
         self.total = sum(self._pass_chunks(s, k) for s, k in self.passes) + sum(
             math.prod(self.levels[j].chunk_grid) for j in self.decode_only
         )
@@ -489,6 +513,7 @@ class PyramidWalk:
             found = chunk_disagreement(stored[local], expected[local], level.axes, self.tolerance)
             if found is None:
                 continue
+            self._note_missing_below(j, coords)
             pixels, biggest, offset = found
             self.disagreement_count += 1
             self.kept.append(
@@ -504,6 +529,25 @@ class PyramidWalk:
         if self.tolerance is None:
             return expected, None
         return self._read(j, region)  # lossy: the next level is computed from what is stored now
+
+    def _note_missing_below(self, j: int, coords: tuple[int, ...]) -> None:
+        """Chunk ``coords`` of level ``j`` disagrees: note the chunks of level ``j - 1`` under it that are not
+        stored (they read as the fill value). Either they were cleared by an edit whose pyramid update was lost, or
+        they were lost themselves (a deleted row, a chunk file lost in a copy): the file cannot tell, the user can."""
+        present = self.present[j - 1] if self.present is not None else None
+        if present is None:
+            return
+        prev, level = self.levels[j - 1], self.levels[j]
+        halve = self.links[j]
+        assert isinstance(halve, tuple)
+        box = level.chunk_region(coords)
+        under = tuple(slice(2 * s.start, min(2 * s.stop, n)) if h else s for s, h, n in zip(box, halve, prev.shape))
+        lost = [c for c in prev.chunks_in(under) if chunk_key(prev, c) not in present]
+        for c in lost:
+            self.missing.setdefault((j - 1, c), (
+                f"chunk {chunk_key(prev, c)} (level {j - 1}, chunk {c}) is not stored (it reads as the fill value) while "
+                f"level {j} holds data there: it was cleared without the pyramid update, or lost (a deleted row, a "
+                "chunk file lost in a copy)"))
 
     def _write(self, level: Level, region: Region, expected: np.ndarray, writes: list) -> None:
         whole = len(writes) == len(level.chunks_in(region)) and all(
@@ -522,7 +566,8 @@ class PyramidWalk:
     def _refuse_damaged_level0(self) -> None:
         names = [msg for (j, _), msg in sorted(self.damaged.items()) if j == 0]
         raise CorruptChunkError(
-            f"{len(names)} chunk(s) of level 0 (full resolution) cannot be decoded, so the pyramid cannot be rebuilt "
+            f"{len(names)} chunk(s) of level 0 (full resolution) cannot be read (damaged or missing), so the pyramid "
+            "cannot be rebuilt "
             f"from it; nothing was changed: restore the file from a backup, or save what still reads with 'mzarr "
             f"salvage {self.image.path} NEW.mzarr'. First: {names[0] if names else '?'}"
         )
@@ -552,6 +597,7 @@ class RepairReport:
     method: str = "mean"
     tolerance: float | None = None  # lossy files: chunks within this tolerance were kept
     kept: str | None = None  # the ZIP beside the file holding every chunk the repair replaced (None: none)
+    missing: list[str] = field(default_factory=list)  # level-0 chunks not stored under chunks it rewrote
 
     @property
     def rewritten(self) -> int:
@@ -580,6 +626,10 @@ class RepairReport:
             if self.kept:
                 out.append(f"the chunks it replaced are kept in {self.kept}: 'mzarr repair --undo {self.kept} "
                            f"{self.path}' puts them back")
+            if self.missing:
+                out.append(f"note: {len(self.missing)} chunk(s) of level 0 were not stored where the overviews held data "
+                           f"(first: {self.missing[0]}); if they were lost, not cleared, undo the repair and recover "
+                           f"them with 'mzarr salvage {self.path} NEW.mzarr'")
         else:
             out.append(f"nothing to repair: every level of {self.path} already matches level 0 by the '{self.method}' rule")
         return out
@@ -644,6 +694,7 @@ def repair_pyramid(image: Any, progress: Progress | None = None, keep_replaced: 
         raise
     return RepairReport(
         kept=None if kept_path is None else str(kept_path),
+        missing=[msg for (j, _), msg in sorted(walk.missing.items()) if j == 0],
         path=str(image.path),
         levels=walk.repairs,
         labels={w.image.name: w.repairs for w in label_walks},

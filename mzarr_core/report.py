@@ -102,6 +102,7 @@ class VerifyReport:
     labels: dict[str, "VerifyReport"] = field(default_factory=dict)  # each label image, checked by the mode rule
     checksums: bool = False  # the file's chunks carry crc32c checksums (format 5): a changed chunk is "damaged"
     damaged_at: list[int] = field(default_factory=list)  # the level of each entry of ``damaged``
+    missing: list[str] = field(default_factory=list)  # chunks not stored under disagreeing ones (cleared or lost)
 
     @property
     def ok(self) -> bool:
@@ -185,4 +186,5 @@ def verify(image: Mzarr, progress: Progress | None = None) -> VerifyReport:
         labels=label_reports,
         checksums=image.checksums,
         damaged_at=[j for (j, _), _ in sorted(walk.damaged.items())],
+        missing=[msg for _, msg in sorted(walk.missing.items())],
     )

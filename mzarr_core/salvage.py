@@ -28,7 +28,7 @@ import numpy as np
 from .chunk_reader import fetch_chunks
 from .errors import CorruptChunkError, MzarrError
 from .guards import ends_with_crc32c, strip_crc32c
-from .repair import chunk_key
+from .repair import chunk_key, stored_chunk_keys
 
 __all__ = ["SalvageReport", "SalvagedChunk", "SalvagingLevel"]
 
@@ -125,7 +125,7 @@ class SalvagingLevel:
         self._fill = np.zeros((), self.dtype)
         self._done: dict[tuple[int, ...], np.ndarray] = {}  # salvaged chunks (their pixels, kept for later reads)
         self._lock = threading.Lock()
-        self._present = _stored_keys(self.level0) if lossless and len(self.levels) > 1 else None
+        self._present = stored_chunk_keys(self.level0) if lossless and len(self.levels) > 1 else None
 
     def __getitem__(self, key: Any) -> np.ndarray:
         region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape))  # the writer reads boxes
@@ -233,22 +233,6 @@ class SalvagingLevel:
             return padded
         record.from_level = None
         return np.full(shape, self._fill, self.dtype)
-
-
-def _stored_keys(level: Any) -> set[str] | None:
-    """The chunk keys stored for ``level`` (None when the file cannot list them: lost chunks are then not looked for)."""
-    from zarr.core.sync import sync
-
-    array = level.storage
-    prefix = f"{array.path}/c/" if array.path else "c/"
-
-    async def listing() -> set[str]:
-        return {key async for key in array.store_path.store.list_prefix(prefix)}
-
-    try:
-        return sync(listing())
-    except Exception:  # noqa: BLE001 - a damaged index: read on without looking for lost chunks
-        return None
 
 
 def damaged_chunks(levels: Any, name: str) -> list[str]:

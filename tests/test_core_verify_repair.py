@@ -620,3 +620,35 @@ def test_undo_refuses_what_a_repair_did_not_keep(camera_file, tmp_path):
         with pytest.raises(MzarrFormatError, match="cannot be read"):
             restore_replaced(m, camera_file)
     assert chunk_blobs(camera_file) == before
+
+
+def test_a_chunk_not_stored_under_a_disagreement_is_named(tmp_path, capsys):
+    """A level-0 chunk missing from the file (a deleted row) reads as the fill value while the level above still
+    holds the data: verify names it (cleared, or lost) besides the disagreement, and says how to recover it; a
+    repair rebuilds the overviews but keeps what it replaced and says so; salvage recovers it from level 1."""
+    import sqlite3
+
+    from mzarr_core.cli import main as cli_main
+
+    path = Mzarr(skimage.data.camera()).save(tmp_path / "cam.mzarr", chunks=(128, 128), levels=3)
+    conn = sqlite3.connect(path)
+    assert conn.execute("DELETE FROM zarr WHERE key='0/c/1/2'").rowcount == 1
+    conn.commit()
+    conn.close()
+    with Mzarr(path) as m:
+        report = verify(m)
+    assert not report.ok and report.disagreement_count == 1 and report.disagreements[0].key == "1/c/0/1"
+    assert len(report.missing) == 1 and "0/c/1/2" in report.missing[0] and "lost" in report.missing[0]
+    assert cli_main(["verify", str(path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING: chunk 0/c/1/2" in out and f"'mzarr salvage {path} NEW.mzarr' recovers them" in out
+    with Mzarr(path) as m:
+        salvaged = m.salvage(tmp_path / "saved.mzarr")
+    assert [c.chunk for c in salvaged.chunks] == [(1, 2)] and salvaged.chunks[0].lost
+    with Mzarr(path, "r+") as m:
+        result = repair_pyramid(m)
+    assert result.kept and "0/c/1/2" in result.missing[0]
+    assert any("mzarr salvage" in line for line in result.lines())
+    empty = Mzarr(np.zeros((512, 512), np.uint8)).save(tmp_path / "empty.mzarr", chunks=(128, 128))
+    with Mzarr(empty) as m:  # chunks of the fill value are not stored: nothing is missing
+        assert verify(m).ok
