@@ -315,7 +315,7 @@ def measure_viewer(path: str, kind: str, vw: int, vh: int, cache_mb: float, step
     out["path_frames"] = len(path_actions)
     out["path_fps"] = len(path_actions) / dt
     out["path_sharp_frac"] = sharp_frames / len(path_actions)
-    out["chunks_decoded"] = len(v.loader.decoded)
+    out["chunks_decoded"] = v.loader.decoded_count
     out["cache_mb_used"] = v.loader.cache.nbytes / 2**20
     out["shape"] = list(doc.shape)
     out["levels"] = len(doc.levels)
@@ -357,7 +357,7 @@ def measure_ortho(path: str, vw: int, vh: int, cache_mb: float, moves: int, jump
 
     def decoded() -> tuple[int, float]:
         loaders = [v.loader for v in lv.views() if v.loader is not None]
-        return sum(len(ld.decoded) for ld in loaders), sum(ld.decode_seconds for ld in loaders)
+        return sum(ld.decoded_count for ld in loaders), sum(ld.decode_seconds for ld in loaders)
 
     def moves_at(tag: str) -> None:
         """``moves`` crosshair moves >= 100 voxels along every axis (three new planes), each then a step of one

@@ -70,6 +70,9 @@ def plane_decodable(level: Any) -> bool:
     return "z" in getattr(level, "axes", "") and bool(getattr(level, "plane_reads_are_fast", False))
 
 
+DECODED_LOG = 10_000  # keys kept in ChunkLoader.decoded (the reads are all counted in decoded_count)
+
+
 class LRUCache:
     """Thread-safe LRU cache of NumPy arrays bounded by total bytes."""
 
@@ -273,7 +276,10 @@ class ChunkLoader(QObject):
         self._closed = False
         self.cancelled = 0
         self.failed: dict[Hashable, str] = {}
-        self.decoded: list[Hashable] = []
+        #: the last keys read (a bounded log: a day of browsing must not grow it without end); all are counted in
+        #: ``decoded_count``
+        self.decoded: deque[Hashable] = deque(maxlen=DECODED_LOG)
+        self.decoded_count = 0
         self.decode_seconds = 0.0
         #: called in the reading thread with (key, array) after each read, before ``chunkLoaded``: work on the
         #: chunk that would otherwise wait for the GUI thread (a label layer colours its tiles here); an exception
@@ -409,6 +415,7 @@ class ChunkLoader(QObject):
                 self._inflight.discard(key)
                 self._ended.append(time.perf_counter())
                 self.decoded.append(key)
+                self.decoded_count += 1
                 self.decode_seconds += dt
                 self.prepare_seconds += dp
                 self.cpu_seconds += dc

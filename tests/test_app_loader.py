@@ -305,3 +305,15 @@ def test_eta_is_what_is_left_at_the_pace_of_the_last_reads(qtbot, monkeypatch) -
     finally:
         gate.set()
         loader.close()
+
+
+def test_the_log_of_reads_is_bounded_and_every_read_counted(qtbot, monkeypatch) -> None:
+    """A long session must not grow the loader's record of reads without end: the last keys are kept, all counted."""
+    import mzarr_app.chunk_loader as cl
+
+    monkeypatch.setattr(cl, "DECODED_LOG", 5)
+    loader = ChunkLoader(lambda k: np.zeros(16, np.uint8), cache_mb=1, threads=2)
+    loader.request(range(12))
+    qtbot.waitUntil(loader.idle, timeout=5000)
+    assert loader.decoded_count == 12 and len(loader.decoded) == 5 and set(loader.decoded) <= set(range(12))
+    loader.close()
