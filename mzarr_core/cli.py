@@ -349,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("file", type=path_arg)
     rep.add_argument("--undo", metavar="KEPT", type=path_arg,
-                     help="put back the chunks a repair replaced, from the ZIP it kept beside the file")
+                     help="put back the chunks a repair replaced, from the ZIP it kept beside the file (refused "
+                     "when a chunk the repair wrote changed since: a later edit)")
+    rep.add_argument("--force", action="store_true",
+                     help="with --undo: put the chunks back even over chunks changed since the repair")
     rep.add_argument("--no-keep", dest="keep", action="store_false",
                      help="do not keep a copy of the chunks the repair replaces")
 
@@ -629,7 +632,7 @@ def _repair(args: argparse.Namespace) -> int:
 
         args.interrupt_note = "the undo was rolled back; no file was changed"
         with Mzarr(args.file, "r+") as image:
-            count = restore_replaced(image, args.undo)
+            count = restore_replaced(image, args.undo, force=args.force)
         print(f"put back {count} chunk(s) from {args.undo} into {args.file}")
         return 0
     args.interrupt_note = (

@@ -4,16 +4,20 @@ A repair rebuilds coarser levels from level 0. In a file without checksums (befo
 that changed on disk looks like a stale coarser level, and rebuilding would then overwrite the only intact copy of
 that region (the coarser levels). So every chunk a repair rewrites is first copied, byte for byte, into a ZIP
 beside the file, ``NAME.replaced-YYYYmmddTHHMMSSZ.zip``: one stored (uncompressed) entry per chunk, named by its
-store key, plus ``manifest.json`` (the file's name, the time, and the keys that held no chunk: the fill value). The
-ZIP is complete (written, flushed and synced) before the repair's transaction commits, and removed when the repair
-fails or rewrites nothing. :func:`restore_replaced` puts the chunks back in one transaction.
+store key, plus ``manifest.json`` (the file's name, the time, the keys that held no chunk: the fill value, and the
+SHA-256 of the bytes the repair wrote for each key, read back inside its transaction). The ZIP is complete (written,
+flushed and synced) before the repair's transaction commits, and removed when the repair fails or rewrites nothing.
+:func:`restore_replaced` puts the chunks back in one transaction, after checking that every chunk still holds what
+the repair wrote (a later edit is never silently reverted).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
+from zlib import error as zlib_error
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,7 @@ class KeptChunks:
         self.path = self.image_path.with_name(f"{self.image_path.name}.replaced-{stamp}.zip")
         self._zip: zipfile.ZipFile | None = None
         self._absent: list[str] = []
+        self._kept: dict[str, Any] = {}  # key -> the store it was kept from (read back at finish)
         self.count = 0
 
     def keep(self, store: Any, key: str) -> None:
@@ -61,15 +66,18 @@ class KeptChunks:
             self._absent.append(key)
         else:
             self._zip.writestr(key, data)
+        self._kept[key] = store
         self.count += 1
 
     def finish(self) -> Path | None:
-        """Write the manifest and sync the ZIP to disk (before the repair commits); its path, or None if empty."""
+        """Write the manifest (with the SHA-256 of what the repair wrote for each key, read back now: call it inside
+        the repair's transaction, before it commits) and sync the ZIP to disk; its path, or None if empty."""
         if self._zip is None:
             return None
-        manifest = {"kind": KIND, "version": 1, "file": self.image_path.name,
+        manifest = {"kind": KIND, "version": 2, "file": self.image_path.name,
                     "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), "absent": self._absent,
-                    "chunks": self.count}
+                    "chunks": self.count, "repaired": {key: _fingerprint(_store_get(store, key))
+                                                       for key, store in self._kept.items()}}
         self._zip.writestr(MANIFEST, json.dumps(manifest, indent=2))
         self._zip.close()
         with open(self.path, "rb") as fh:
@@ -84,15 +92,67 @@ class KeptChunks:
         self.path.unlink(missing_ok=True)
 
 
-def restore_replaced(image: Any, kept: str | os.PathLike) -> int:
+def _fingerprint(data: bytes | None) -> str | None:
+    """The SHA-256 of a chunk's stored bytes (None: no chunk, the fill value). Not their crc32c: a format-5 chunk
+    ends with its own crc32c, and the crc32c of bytes followed by their crc32c is the same for every chunk."""
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _changed_since_repair(store: Any, manifest: dict, kept: Path) -> None:
+    """Refuse (MzarrValueError) when a chunk the repair wrote no longer holds those bytes (a later edit)."""
+    repaired = manifest.get("repaired")
+    if not isinstance(repaired, dict):  # a ZIP kept before the manifest recorded it (version 1)
+        raise MzarrValueError(
+            f"{kept} does not record what the repair wrote, so putting it back could revert a later edit; "
+            "give force=True (mzarr repair FILE --undo ZIP --force) to put the chunks back anyway"
+        )
+    for key, digest in repaired.items():
+        if _fingerprint(_store_get(store, key)) != digest:
+            raise MzarrValueError(
+                f"chunk {key} changed since the repair that kept {kept} (the file was edited or repaired again "
+                "later): putting the old chunks back would revert that newer data, so nothing was changed. Give "
+                "force=True (mzarr repair FILE --undo ZIP --force) to put them back anyway"
+            )
+
+
+def _damaged(kept: Path, name: str | None, exc: object) -> MzarrFormatError:
+    """The error for a ZIP whose entry ``name`` fails its CRC or cannot be read."""
+    what = f"its entry {name!r}" if name else "an entry"
+    return MzarrFormatError(
+        f"{kept} is damaged: {what} cannot be read ({exc}), so that chunk cannot be put back; nothing was changed. "
+        "Use another copy of the ZIP, or keep the file as the repair left it"
+    )
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str, kept: Path) -> bytes:
+    """One entry of the ZIP, its CRC checked; a damaged entry is an MzarrFormatError naming the ZIP."""
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as exc:
+        raise _damaged(kept, name, exc) from None
+
+
+def _check_entries(archive: zipfile.ZipFile, kept: Path) -> None:
+    """Read every entry once (CRC checked, bounded memory) so that a damaged ZIP changes nothing."""
+    try:
+        bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib_error) as exc:
+        raise _damaged(kept, None, exc) from None
+    if bad is not None:
+        raise _damaged(kept, bad, "Bad CRC-32")
+
+
+def restore_replaced(image: Any, kept: str | os.PathLike, force: bool = False) -> int:
     """Put the chunks a repair replaced (the ZIP ``kept``) back into ``image`` (open with 'r+'), in one transaction
-    for a .mzarr file; returns how many. Refuses a ZIP that is not such a record (MzarrFormatError)."""
+    for a .mzarr file; returns how many. Refuses a ZIP that is not such a record or is damaged (MzarrFormatError),
+    and, unless ``force``, a file whose repaired chunks changed since (MzarrValueError: a later edit is kept)."""
     kept = Path(kept)
     try:
         archive = zipfile.ZipFile(kept)
     except (OSError, zipfile.BadZipFile) as exc:
         raise MzarrFormatError(f"{kept} cannot be read as the chunks a repair replaced ({exc})") from None
     with archive:
+        _check_entries(archive, kept)
         try:
             manifest = json.loads(archive.read(MANIFEST))
         except (KeyError, ValueError) as exc:
@@ -110,8 +170,10 @@ def restore_replaced(image: Any, kept: str | os.PathLike) -> int:
         from .writer import store_key_bytes
 
         with image.transaction():
+            if not force:
+                _changed_since_repair(store, manifest, kept)
             for name in names:
-                store_key_bytes(store, name, archive.read(name))
+                store_key_bytes(store, name, _read_entry(archive, name, kept))
             for key in manifest["absent"]:
                 if isinstance(key, str):
                     sync(store.delete(key))

@@ -652,3 +652,63 @@ def test_a_chunk_not_stored_under_a_disagreement_is_named(tmp_path, capsys):
     empty = Mzarr(np.zeros((512, 512), np.uint8)).save(tmp_path / "empty.mzarr", chunks=(128, 128))
     with Mzarr(empty) as m:  # chunks of the fill value are not stored: nothing is missing
         assert verify(m).ok
+
+
+def test_undo_refuses_to_revert_a_later_edit_unless_forced(tmp_path, capsys):
+    """The manifest records the SHA-256 of what the repair wrote; an edit after the repair changes those chunks, so
+    ``--undo`` refuses (naming the chunk, changing nothing) and ``--force`` puts the old chunks back anyway."""
+    import json
+    import zipfile
+
+    from mzarr_core.cli import main as cli_main
+    import hashlib
+
+    vol = np.random.default_rng(0).integers(0, 4000, (64, 128, 128)).astype(np.uint16)
+    path = Mzarr(vol).save(tmp_path / "r4.mzarr", chunks=(32, 64, 64), levels=2)
+    stale = chunk_blobs(Mzarr(vol // 2).save(tmp_path / "other.mzarr", chunks=(32, 64, 64), levels=2))["1/c/0/0/0"]
+    set_blob(path, "1/c/0/0/0", stale)  # a stale level-1 chunk with a valid checksum
+    with Mzarr(path, "r+") as m:
+        kept = Path(repair_pyramid(m).kept)
+    repaired = chunk_blobs(path)
+    with zipfile.ZipFile(kept) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        assert z.read("1/c/0/0/0") == stale
+    assert manifest["repaired"] == {"1/c/0/0/0": hashlib.sha256(repaired["1/c/0/0/0"]).hexdigest()}
+    with Mzarr(path, "r+") as m:  # a later edit rewrites level 0 and the repaired level-1 chunk
+        m[0:32, 0:64, 0:64] = 7
+    edited = chunk_blobs(path)
+    assert cli_main(["repair", str(path), "--undo", str(kept)]) == 2
+    err = capsys.readouterr().err
+    assert "chunk 1/c/0/0/0 changed since the repair" in err and "--force" in err
+    assert chunk_blobs(path) == edited
+    with Mzarr(path) as m:
+        assert m.level(1)[0:16, 0:32, 0:32].tolist() == np.full((16, 32, 32), 7).tolist()
+    assert cli_main(["repair", str(path), "--undo", str(kept), "--force"]) == 0
+    assert chunk_blobs(path)["1/c/0/0/0"] == stale
+
+
+def test_undo_with_a_damaged_zip_names_it_and_changes_nothing(tmp_path, capsys):
+    """A bit flipped inside a kept chunk of the ZIP (Bad CRC-32) is an MzarrFormatError naming the ZIP and the entry."""
+    import zipfile
+
+    from mzarr_core.cli import main as cli_main
+    from mzarr_core.replaced import restore_replaced
+
+    vol = np.random.default_rng(3).integers(0, 4000, (64, 128, 128)).astype(np.uint16)
+    path = Mzarr(vol).save(tmp_path / "r10.mzarr", chunks=(32, 64, 64), levels=2)
+    blob = bytearray(chunk_blobs(path)["1/c/0/0/0"])
+    blob[len(blob) // 2] ^= 1
+    set_blob(path, "1/c/0/0/0", bytes(blob))
+    with Mzarr(path, "r+") as m:
+        kept = Path(repair_pyramid(m).kept)
+    info = zipfile.ZipFile(kept).getinfo("1/c/0/0/0")
+    data = bytearray(kept.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + 100] ^= 1
+    kept.write_bytes(bytes(data))
+    before = chunk_blobs(path)
+    with Mzarr(path, "r+") as m, pytest.raises(MzarrFormatError, match=r"is damaged: its entry '1/c/0/0/0'"):
+        restore_replaced(m, kept, force=True)
+    assert cli_main(["repair", str(path), "--undo", str(kept)]) == 2
+    err = capsys.readouterr().err
+    assert str(kept) in err and "damaged" in err and "bug" not in err
+    assert chunk_blobs(path) == before
