@@ -55,14 +55,29 @@ def container_kind(path: Path) -> str:
             raise MzarrFormatError(f"{path} is an SQLite database but not a .mzarr image (wrong application id)")
         return "sqlite"
     with open(path, "rb") as f:
-        head = f.read(4)
-    if head == ZIP_MAGIC:
+        head = f.read(132)
+    if head[:4] == ZIP_MAGIC:
         return "legacy-zip"
+    if path.suffix.lower() == ".mzarr" and not _foreign_image(head):
+        raise MzarrFormatError(
+            f"{path} is named .mzarr but does not start with an SQLite header: its header (first page) is damaged or "
+            "was overwritten, and without it the file cannot be opened: restore it from a backup"
+        )
     raise MzarrFormatError(
         f"{path} is not a .mzarr image (it is neither an Mzarr SQLite container nor a legacy Mzarr ZIP); "
         "if it is another image (TIFF, PNG, NumPy...), give it that format's suffix (.tif, .png, .npy...) and import "
         "it with 'mzarr convert' (mzarr_core.convert)"
     )
+
+
+#: The first bytes of image files that are sometimes misnamed .mzarr: such a file is foreign, not a damaged .mzarr.
+FOREIGN_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+", b"\x89PNG", b"\xff\xd8\xff", b"\x93NUMPY", b"GIF8", b"BM",
+                 b"\xff\x0a", b"\0\0\0\x0cJXL ", b"NRRD", b"ObjectType", b"\x1f\x8b", b"\x5c\x01\0\0")
+
+
+def _foreign_image(head: bytes) -> bool:
+    """``head`` (a file's first 132 bytes) starts like another image format (TIFF, PNG, NumPy, DICOM, NIfTI...)."""
+    return head.startswith(FOREIGN_MAGIC) or head[128:132] == b"DICM"
 
 
 def open_store(path: Path, writable: bool) -> tuple[Store, str]:

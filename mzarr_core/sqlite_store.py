@@ -41,6 +41,23 @@ def is_sqlite_file(path: Path) -> bool:
         return False
 
 
+def cut_short(path: Path) -> tuple[int, int] | None:
+    """(bytes on disk, bytes its SQLite header declares: page count x page size) when the file is shorter than its
+    header says (an interrupted copy or download), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if len(head) < 100 or head[:16] != SQLITE_HEADER or head[24:28] != head[92:96]:  # page count valid only then
+        return None
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    declared = int.from_bytes(head[28:32], "big") * page_size
+    return (size, declared) if 0 < size < declared else None
+
+
 def has_mzarr_application_id(path: Path) -> bool:
     """True if the SQLite header carries the Mzarr application id (bytes 68-71 == b'MZAR')."""
     with open(path, "rb") as f:
@@ -83,6 +100,12 @@ def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrE
         )
     damaged = ("malformed", "unsupported file format", "not a database", "file is not a database")
     if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or any(text in str(exc).lower() for text in damaged):
+        if (cut := cut_short(path)) is not None:
+            return MzarrFormatError(
+                f"{doing} {path} failed: the file was cut short (an interrupted copy or download?): it holds "
+                f"{cut[0]} of the {cut[1]} bytes its header declares. 'mzarr salvage {path} NEW.mzarr' saves what "
+                "still reads, or restore it from a backup"
+            )
         return MzarrFormatError(
             f"{doing} {path} failed: the SQLite container is damaged ({detail}); restore it from a backup"
         )
