@@ -221,8 +221,8 @@ def parse_region(text: str, ndim: int) -> tuple:
     return parse(text, ndim)
 
 
-def _export(image: Mzarr, out: Path, level: int, region: str | None, quiet: bool = True) -> None:
-    """Write a level / region of ``image`` to ``out`` in the format its suffix names (the formats registry)."""
+def _export(image: Any, out: Path, level: int, region: str | None, quiet: bool = True) -> None:
+    """Write a level / region of ``image`` (or of a label image) to ``out`` in the format its suffix names (the formats registry)."""
     from .formats import export
 
     with progress_bar(f"exporting {out.name}", not quiet) as bar:
@@ -322,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help=f"write a level or a region to {writes}",
         description=f"Write a level or a region of a .mzarr, streamed, in the format OUTPUT's suffix names: {writes}. "
         ".ome.tif: pyramidal OME-TIFF (every coarser level as SubIFDs); .nii/.nii.gz, .nrrd, .mha: with spacing, "
-        "origin and direction.",
+        "origin and direction (a label image, --label, gets the image's).",
     )
     exp.add_argument("file", type=path_arg)
     exp.add_argument("output", type=path_arg)
     exp.add_argument("--level", type=int, default=0)
     exp.add_argument("--region", help="NumPy-style region, e.g. 1000:1512,2000:2512 (an integer drops its axis)")
+    exp.add_argument("--label", metavar="NAME",
+                     help="export the label image NAME (a segmentation) instead of the image, in the image's geometry")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ver = sub.add_parser(
@@ -454,7 +456,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "export":
         with Mzarr(args.file) as image:
-            _export(image, args.output, args.level, args.region, args.quiet)
+            source = image if args.label is None else image.label(args.label)
+            _export(source, args.output, args.level, args.region, args.quiet)
         print(f"wrote {args.output}")
         return 0
     if args.command == "verify":

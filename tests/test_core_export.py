@@ -533,10 +533,9 @@ def test_plane_reads_match_block_reads(tmp_path, axes, lossless):
                 assert np.array_equal(sel.read_plane(where, slice(5, 40), slice(0, 33)), full[key]), (region, where)
 
 
-def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
-    """A tilted CT series built from pydicom's CT_small.dcm (real pixels, six slices along the slice normal) ->
-    .mzarr -> NIfTI and NRRD: the same pixels, and every voxel at the patient position the DICOM headers give
-    (NRRD in LPS like DICOM, NIfTI in RAS)."""
+def _tilted_ct_series(folder: Path):
+    """A tilted CT series built from pydicom's CT_small.dcm (real pixels, six slices 2.5 mm apart along the slice
+    normal, files named in reverse) in ``folder``: its volume (HU) and ijk -> the patient position (LPS, mm)."""
     pydicom = pytest.importorskip("pydicom")
     pytest.importorskip("mzarr_core.formats.dicom", reason="formats/dicom.py (the DICOM reader) is not there yet")
     from pydicom.data import get_testdata_file
@@ -548,7 +547,7 @@ def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
     normal = np.cross(row, col)
     first = np.array([-158.1, -179.0, -75.7])
     dx, dy = (float(v) for v in base.PixelSpacing[::-1])
-    (tmp_path / "ct").mkdir()
+    folder.mkdir()
     slices = []
     for k in range(6):
         ds = base.copy()
@@ -557,13 +556,20 @@ def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
         ds.InstanceNumber, ds.SOPInstanceUID = 6 - k, generate_uid()
         pixels = (base.pixel_array + 7 * k).astype(base.pixel_array.dtype)
         ds.PixelData = pixels.tobytes()
-        ds.save_as(tmp_path / "ct" / f"IM{5 - k:04d}")  # files named in reverse: sorted by position, not name
+        ds.save_as(folder / f"IM{5 - k:04d}")  # files named in reverse: sorted by position, not name
         slices.append(pixels.astype(np.int32) * int(base.RescaleSlope) + int(base.RescaleIntercept))
-    volume = np.stack(slices)
+    positions = lambda ijk: first + ijk[0] * dx * row + ijk[1] * dy * col + ijk[2] * 2.5 * normal  # noqa: E731
+    return np.stack(slices), positions
+
+
+def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
+    """A tilted CT series built from pydicom's CT_small.dcm (real pixels, six slices along the slice normal) ->
+    .mzarr -> NIfTI and NRRD: the same pixels, and every voxel at the patient position the DICOM headers give
+    (NRRD in LPS like DICOM, NIfTI in RAS)."""
+    volume, positions = _tilted_ct_series(tmp_path / "ct")
     assert run(capsys, "convert", tmp_path / "ct", tmp_path / "ct.mzarr", "--quiet")[0] == 0
     with Mzarr(tmp_path / "ct.mzarr") as m:
         assert np.array_equal(m.numpy(), volume)
-    positions = lambda ijk: first + ijk[0] * dx * row + ijk[1] * dy * col + ijk[2] * 2.5 * normal  # noqa: E731
     assert run(capsys, "export", tmp_path / "ct.mzarr", tmp_path / "ct.nii.gz", "--quiet")[0] == 0
     nii = nibabel.load(tmp_path / "ct.nii.gz")
     assert np.array_equal(np.asarray(nii.dataobj).T, volume)
@@ -576,6 +582,52 @@ def test_dicom_series_exports_with_its_patient_geometry(tmp_path, capsys):
     assert g["space"] == "LPS" and np.array_equal(np.asarray(back.array[...]), volume)
     for ijk in ([0, 0, 0], [127, 0, 5], [17, 99, 3]):
         assert np.allclose(np.asarray(g["origin"]) + vectors @ ijk, positions(ijk), atol=1e-4), ijk
+
+
+def test_a_label_image_exports_in_the_geometry_of_its_image(tmp_path, capsys):
+    """QA repro_3: a segmentation of a real (tilted) CT series exports to NIfTI/NRRD/MHA/TIFF with the image's
+    spacing, origin and direction: nibabel reads the same affine as the image's own export, the painted voxels hold
+    their values there, and it is not marked as Hounsfield units; a LabelImage was a bare TypeError before."""
+    volume, positions = _tilted_ct_series(tmp_path / "ct")
+    path = tmp_path / "ct.mzarr"
+    assert run(capsys, "convert", tmp_path / "ct", path, "--quiet")[0] == 0
+    seg = np.zeros(volume.shape, np.uint8)
+    seg[1:4, 20:60, 30:90] = 3
+    seg[5, 100:110, 0:5] = 9
+    with Mzarr(path, "r+") as m:
+        m.create_labels("bone", seg)
+    assert run(capsys, "export", path, tmp_path / "ct.nii.gz", "--quiet")[0] == 0
+    code, out, _ = run(capsys, "export", path, tmp_path / "bone.nii.gz", "--label", "bone", "--quiet")
+    assert code == 0 and "wrote" in out
+    image, label = nibabel.load(tmp_path / "ct.nii.gz"), nibabel.load(tmp_path / "bone.nii.gz")
+    assert np.array_equal(label.affine, image.affine)
+    assert np.allclose(label.affine @ [17, 99, 3, 1], [*(LPS_TO_RAS @ positions([17, 99, 3])), 1], atol=1e-3)
+    assert label.get_data_dtype() == np.uint8 and np.array_equal(np.asarray(label.dataobj).T, seg)
+    assert b"Hounsfield" not in label.header["descrip"].tobytes() and b"Hounsfield" in image.header["descrip"].tobytes()
+    with Mzarr(path) as m:  # the Python API: export(image.label(name), ...), a region and a level as for the image
+        formats.export(m.label("bone"), tmp_path / "bone.nrrd")
+        formats.export(m.label("bone"), tmp_path / "slab.nii", region=(slice(1, 4),))
+        formats.export(m.label("bone"), tmp_path / "bone.tif")
+    back = formats.read(tmp_path / "bone.nrrd")
+    g = back.attrs["geometry"]
+    vectors = np.asarray(g["direction"]) * np.asarray(back.spacing[::-1])
+    assert np.array_equal(np.asarray(back.array[...]), seg)
+    assert np.allclose(np.asarray(g["origin"]) + vectors @ [17, 99, 3], positions([17, 99, 3]), atol=1e-4)
+    slab = nibabel.load(tmp_path / "slab.nii")
+    assert np.array_equal(np.asarray(slab.dataobj).T, seg[1:4])
+    assert np.allclose(slab.affine @ [0, 0, 0, 1], image.affine @ [0, 0, 1, 1])  # starts at slice 1 of the image
+    assert np.array_equal(tifffile.imread(tmp_path / "bone.tif"), seg)
+    code, _, err = run(capsys, "export", path, tmp_path / "x.nii", "--label", "liver")
+    assert code == 2 and "no label image 'liver'" in err and "'bone'" in err and not (tmp_path / "x.nii").exists()
+    with pytest.raises(MzarrValueError, match=r"export takes an image \(Mzarr\), a label image \(m\.label\(name\)\)"):
+        formats.export(seg, tmp_path / "x.nii")
+    sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is not installed (pip install SimpleITK) to cross-check .mha")
+    for name, args in (("ct.mha", ()), ("bone.mha", ("--label", "bone"))):
+        assert run(capsys, "export", path, tmp_path / name, "--quiet", *args)[0] == 0
+    ct_mha, bone_mha = (sitk.ReadImage(str(tmp_path / n)) for n in ("ct.mha", "bone.mha"))
+    for get in ("GetOrigin", "GetSpacing", "GetDirection"):
+        assert getattr(bone_mha, get)() == getattr(ct_mha, get)(), get
+    assert np.array_equal(sitk.GetArrayFromImage(bone_mha), seg)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])

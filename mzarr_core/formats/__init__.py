@@ -293,20 +293,25 @@ def export(
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> Path:
-    """Write a level (or a region of it: NumPy basic indexing, or ``"z,y0:y1,x0:x1"`` text) of ``image`` (a Mzarr or
-    a path to open read-only) to ``path``, in the format its suffix names, streamed block by block.
+    """Write a level (or a region of it: NumPy basic indexing, or ``"z,y0:y1,x0:x1"`` text) of ``image`` (a Mzarr, a
+    label image ``m.label(name)``: its pixels with the image's spacing and patient geometry, or a path to open
+    read-only) to ``path``, in the format its suffix names, streamed block by block.
 
     ``progress(done, total)`` is called as blocks are written; raising from it (e.g. SaveCancelled) stops the
     export and leaves no partial file (any previous file at ``path`` is kept). Returns ``path``.
     """
     from ..image import Mzarr
+    from ..labels import LabelImage
     from .selection import Selection, atomic_output
 
     path = Path(path)
     fmt = writer_for(path)
     fmt.writer_function()  # a missing module or package is said before anything is opened
-    own = not isinstance(image, Mzarr)
-    source_path = Path(image) if own else opened_path(image)
+    own = not isinstance(image, (Mzarr, LabelImage))
+    if own and not isinstance(image, (str, os.PathLike)):
+        raise MzarrValueError(f"export takes an image (Mzarr), a label image (m.label(name)) or the path of a file, "
+                              f"not a {type(image).__name__}")
+    source_path = Path(image) if own else opened_path(image.image if isinstance(image, LabelImage) else image)
     if source_path is not None and path.exists() and source_path.exists() and os.path.samefile(source_path, path):
         raise MzarrValueError(f"cannot export {source_path.name} to {path}: that is the image itself (the same file, "
                               "through a link or not) and writing over it would destroy it: give another output name")

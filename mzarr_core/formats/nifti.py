@@ -144,7 +144,7 @@ def write(sel: Selection, path: Path, progress: Progress | None = None) -> None:
     hdr.set_xyzt_units(NIFTI_UNITS.get(sel.unit or "", "unknown") if sel.has_spacing else "unknown")
     from ..display import looks_like_hu
 
-    if looks_like_hu(sel.dtype, sel.image.attrs().to_dict()):
+    if not sel.is_label and looks_like_hu(sel.dtype, sel.host.attrs().to_dict()):
         hdr["descrip"] = HOUNSFIELD_NOTE  # read back as Hounsfield units (NIfTI has no modality)
     if sel.channels is not None:
         hdr.set_intent("vector")

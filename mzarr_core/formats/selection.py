@@ -51,7 +51,12 @@ class Selection:
     """
 
     def __init__(self, image: Any, level: int = 0, region: Any = None):
-        self.image = image
+        from ..labels import LabelImage
+
+        self.image = image  # what is written: a Mzarr, or a LabelImage (``m.label(name)``)
+        # where spacing, unit, patient geometry and attrs come from: the image itself, or the label image's image
+        self.host = image.image if isinstance(image, LabelImage) else image
+        host = self.host
         n_levels = len(image.levels)
         if not -n_levels <= int(level) < n_levels:
             raise MzarrValueError(f"level {level} does not exist: the image has levels 0..{n_levels - 1}")
@@ -69,8 +74,8 @@ class Selection:
         self.dtype = np.dtype(lv.dtype)
         self.spatial = self.axes.replace("c", "")
         self.channels = self.shape[self.axes.index("c")] if "c" in self.axes else None
-        self.is_label = bool(image.is_label)
-        self.unit = image.unit
+        self.is_label = host is not image or bool(image.is_label)
+        self.unit = host.unit
         # geometry: level-0 voxel coordinate of output voxel i along each level-0 spatial axis
         maps: dict[str, AxisMap] = {}
         for a, ix, f in zip(lv.axes, self.index, lv.factor):
@@ -83,11 +88,11 @@ class Selection:
                 maps[a] = AxisMap(f * (ix.bounds[1] - 1) + centre, -f * ix.step)
             else:
                 maps[a] = AxisMap(f * ix.start + centre, f * ix.step)
-        spatial0 = image.axes.replace("c", "")  # level-0 spatial axes, e.g. "zyx"
+        spatial0 = host.axes.replace("c", "")  # level-0 spatial axes, e.g. "zyx"
         xyz = spatial0[::-1]
-        spacing0 = image.spacing or (1.0,) * len(spatial0)
-        self.has_spacing = image.spacing is not None
-        self.source_geometry = image_geometry(image.attrs().to_dict(), len(spatial0))
+        spacing0 = host.spacing or (1.0,) * len(spatial0)
+        self.has_spacing = host.spacing is not None
+        self.source_geometry = image_geometry(host.attrs().to_dict(), len(spatial0))
         geometry, spacing_xyz = selection_geometry(
             self.source_geometry, tuple(spacing0[::-1]), [maps[a] for a in xyz]
         )
