@@ -30,7 +30,7 @@ from .panels.contrast import ContrastPanel
 from .edit_controller import EditController
 from .paint import rect_mask
 from .panels.editing import EditingPanel, EditModel, plane_shape
-from .panels.labels import LabelsPanel
+from .panels.labels import LabelsPanel, export_label
 from .panels.metadata import MetadataPanel
 from .panels.slicing import SlicingPanel
 from .ortho import ORTHO, SINGLE, ViewLayout, is_volume
@@ -326,6 +326,7 @@ class MainWindow(QMainWindow):
         self.view.cursorInfo.connect(self._cursor)
         self.view.labelsChanged.connect(self._labels_changed)
         lv = self.layout_views
+        self.labels.exportRequested.connect(lambda name: export_label(self, name))
         for signal, method in ((self.labels.visibilityChanged, "set_label_visible"),
                                (self.labels.hiddenValuesChanged, "set_label_hidden_values"),
                                (self.labels.opacityChanged, "set_label_opacity"),

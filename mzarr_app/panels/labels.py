@@ -1,12 +1,22 @@
-"""Labels panel: the open file's label images with a show/hide checkbox each, the overlay opacity and the style."""
+"""Labels panel: the open file's label images with a show/hide checkbox each, the overlay opacity and the style,
+and Export… of the selected label image (NIfTI, NRRD, MHA, TIFF... in the image's geometry)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+from typing import TYPE_CHECKING, Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QPushButton, QSlider, QVBoxLayout, QWidget)
+
+import mzarr_core
+from mzarr_core import formats
+
+from ..tasks import run_task
+
+if TYPE_CHECKING:
+    from ..window import MainWindow
 
 
 def parse_values(text: str) -> list[int]:
@@ -33,6 +43,8 @@ class LabelsPanel(QWidget):
     hiddenValuesChanged = Signal(str, list)
     opacityChanged = Signal(float)
     contourChanged = Signal(bool)
+    #: the label image to export (Export…)
+    exportRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +79,13 @@ class LabelsPanel(QWidget):
         lay.addLayout(hide_row)
         lay.addLayout(row)
         lay.addWidget(self.contour)
+        self.export = QPushButton("Export…")
+        self.export.setObjectName("labelsExport")
+        self.export.setToolTip("Write the selected label image to NIfTI, NRRD, MHA, TIFF... with the image's spacing, "
+                               "origin and direction")
+        self.export.setEnabled(False)
+        self.export.clicked.connect(self._export_clicked)
+        lay.addWidget(self.export)
 
     def set_labels(self, names: Sequence[str], visible: Sequence[bool] | None = None) -> None:
         """Show ``names`` (checked when visible) without emitting ``visibilityChanged``."""
@@ -84,6 +103,7 @@ class LabelsPanel(QWidget):
         if names:
             self.list.setCurrentRow(0)
         self.empty.setVisible(not names)
+        self.export.setEnabled(self.list.currentItem() is not None)
 
     def item(self, name: str) -> QListWidgetItem | None:
         """The list item of label image ``name``."""
@@ -97,6 +117,20 @@ class LabelsPanel(QWidget):
 
     def _current_changed(self, item: QListWidgetItem | None, _previous: object = None) -> None:
         self.hide_values.setText(self._hidden.get(item.text(), "") if item is not None else "")
+        self.export.setEnabled(item is not None)
+
+    def _export_clicked(self) -> None:
+        item = self.list.currentItem()
+        if item is not None:
+            self.exportRequested.emit(item.text())
+
+    def ask_export_path(self, image_path: str, name: str) -> str:
+        """Ask where to export label image ``name`` (tests replace this); '' when cancelled."""
+        start = formats.strip_suffix(image_path.rstrip("/\\")) + f"-{name}.nii.gz"
+        suffixes = " ".join(f"*{s}" for s in formats.export_suffixes())
+        path, _ = QFileDialog.getSaveFileName(self, f"Export label image {name!r}", start,
+                                              f"Label image ({suffixes})")
+        return path
 
     def _hide_edited(self) -> None:
         item = self.list.currentItem()
@@ -111,3 +145,32 @@ class LabelsPanel(QWidget):
         self.hide_values.setStyleSheet("")
         self._hidden[item.text()] = text
         self.hiddenValuesChanged.emit(item.text(), values)
+
+
+def export_label(window: MainWindow, name: str, target: str | None = None) -> str | None:
+    """Export label image ``name`` of the open file to ``target`` (asked with ``window.labels.ask_export_path``
+    unless given) in the format its suffix names, with the image's geometry, behind a cancellable progress dialog;
+    the path written, or None (cancelled, or an error shown in a box)."""
+    if window.doc is None:
+        return None
+    path = window.doc.path
+    if window.model.dirty:  # the export reads the file: unsaved strokes would be missing from it
+        window.show_error(f"Cannot export label image {name!r} yet",
+                          "It has unsaved edits, which an export would leave out: save (File > Save), then export.")
+        return None
+    target = target or window.labels.ask_export_path(path, name)
+    if not target:
+        return None
+
+    def work(progress: Any, _report: Any) -> Any:
+        with mzarr_core.Mzarr(path, "r") as image:
+            return formats.export(image.label(name), target, progress=progress)
+
+    _, msg = run_task(window, "Export label image", f"Exporting {name!r} to {os.path.basename(target)}…", work,
+                      window.progress_hook)
+    if msg:
+        if msg != "cancelled":
+            window.show_error(f"Cannot export label image {name!r}", msg)
+        return None
+    window.statusBar().showMessage(f"Exported label image {name!r} to {os.path.basename(target)}", 8000)
+    return target
