@@ -18,6 +18,9 @@ from .tiles import Plane
 if TYPE_CHECKING:
     from .window import MainWindow
 
+#: the tools that act in every view of the orthogonal layout (on that view's plane); the rectangle's fill acts on the
+#: main view's selection, so in the other two views a click there moves the cursor
+ORTHO_TOOLS = ("brush", "eraser", "fill", "pick", "polygon")
 #: a flood fill reads at most this many level-0 pixels a side around the click (its bound)
 FILL_WINDOW = 2048
 #: ... and stops after this many pixels
@@ -42,11 +45,9 @@ class EditController(QObject):
         self._max_cache: dict[tuple[Any, int], tuple[Any, int]] = {}
         self._max_running: set[tuple[Any, int]] = set()
         self._want_new_value: tuple[Any, int] | None = None
-        vb = self.view.vb
-        vb.brush_radii = self.brush_radii
-        vb.brushStroke.connect(self._stroke)
-        vb.polygonDrawn.connect(self.polygon)
-        vb.pointClicked.connect(self._clicked)
+        self._hooked: set[int] = set()
+        self._hook(self.view)
+        window.layout_views.layoutChanged.connect(self._hook_layout)
         self.panel.toolChanged.connect(self._tool_changed)
         self.panel.targetChanged.connect(self._target_changed)
         self.panel.newLabelValueRequested.connect(self.new_label_value)
@@ -75,16 +76,42 @@ class EditController(QObject):
         layer = self.view.label_layer(target)
         return None if layer is None else layer.doc
 
-    def _plane(self) -> Plane | None:
-        return self.view.plane
+    def _plane(self, view: Any = None) -> Plane | None:
+        return (view or self.view).plane
 
     def edits_of(self, target: str | None) -> list[Edit]:
         """The pending edits of ``target``, oldest first."""
         return [e for e in self.model.edits if e.target == target]
 
     # --- tools -----------------------------------------------------------------------------------------------
+    def _hook(self, view: Any) -> None:
+        """Strokes, polygons and clicks of ``view`` (the main view, or another view of the orthogonal layout) edit
+        the plane that view shows."""
+        if id(view) in self._hooked:
+            return
+        self._hooked.add(id(view))
+        vb = view.vb
+        vb.brush_radii = lambda v=view: self.brush_radii(v)
+        vb.brushStroke.connect(lambda points, v=view: self._stroke(points, v))
+        vb.polygonDrawn.connect(lambda vertices, v=view: self.polygon(vertices, view=v))
+        vb.pointClicked.connect(lambda tool, x, y, v=view: self._clicked(tool, x, y, v))
+
+    def _hook_layout(self, _mode: str | None = None) -> None:
+        """The orthogonal layout's other views (made at its first use) get the editing tool too."""
+        for v in self.w.layout_views.extra:
+            self._hook(v)
+            self._set_ortho_tool(v, self.view.vb.tool)
+
+    @staticmethod
+    def _set_ortho_tool(view: Any, tool: str | None) -> None:
+        ortho_tool = tool if tool in ORTHO_TOOLS else None
+        if view.vb.tool != ortho_tool:
+            view.vb.set_tool(ortho_tool)
+
     def _tool_changed(self, tool: str | None) -> None:
         self.view.vb.set_tool(tool)
+        for v in self.w.layout_views.extra:
+            self._set_ortho_tool(v, tool)
         if tool is None:
             self.view.vb.set_selection(None)
         self.panel.notice.setText("")
@@ -102,22 +129,25 @@ class EditController(QObject):
         self.model.push(edits)
         return True
 
-    def brush_radii(self) -> tuple[float, float]:
-        """The brush's (row, column) radius in level-0 pixels now: screen pixels at the current zoom, or the
-        file's unit through its spacing."""
-        px = self.view.vb.viewPixelSize()
+    def brush_radii(self, view: Any = None) -> tuple[float, float]:
+        """The brush's (row, column) radius in level-0 pixels now in ``view`` (default: the main view): screen
+        pixels at its zoom, or the file's unit through the spacing of its plane."""
+        view = view or self.view
+        px = view.vb.viewPixelSize()
         return PT.radius_pixels(self.panel.radius.value(), self.panel.radius_is_physical(),
-                                (float(px[0]), float(px[1])), self.view.plane_spacing())
+                                (float(px[0]), float(px[1])), view.plane_spacing())
 
-    def _stroke(self, points: list[tuple[float, float]]) -> None:
-        tool = self.view.vb.tool
+    def _stroke(self, points: list[tuple[float, float]], view: Any = None) -> None:
+        tool = (view or self.view).vb.tool
         value = 0.0 if tool == "eraser" else self.panel.value.value()
-        self.paint(points, self.brush_radii(), value, self.panel.target(), "erase" if tool == "eraser" else "brush")
+        self.paint(points, self.brush_radii(view), value, self.panel.target(), "erase" if tool == "eraser" else "brush",
+                   view=view)
 
     def paint(self, points: Sequence[tuple[float, float]], radius: float | tuple[float, float], value: float,
-              target: str | None = None, label: str = "brush") -> bool:
-        """Pending brush edit of ``target`` along ``points`` ((x, y) level-0), ``radius`` in level-0 pixels."""
-        td, plane = self.target_doc(target), self._plane()
+              target: str | None = None, label: str = "brush", view: Any = None) -> bool:
+        """Pending brush edit of ``target`` along ``points`` ((x, y) level-0 in the plane of ``view``: default the
+        main view's), ``radius`` in level-0 pixels."""
+        td, plane = self.target_doc(target), self._plane(view)
         if td is None or plane is None:
             return False
         return self.push(lambda: brush_edits(td, plane, points, radius, value, target, label))
@@ -130,21 +160,21 @@ class EditController(QObject):
         return self.push(lambda: rect_edit(td, plane, rect, value, "clear" if value == 0 else "fill", target))
 
     def polygon(self, vertices: list[tuple[float, float]], value: float | None = None,
-                target: Any = ...) -> bool:
-        """Pending edit filling the polygon ``vertices`` ((x, y) level-0) of the current slice (default: the
-        panel's value and target)."""
+                target: Any = ..., view: Any = None) -> bool:
+        """Pending edit filling the polygon ``vertices`` ((x, y) level-0) of the plane of ``view`` (default: the
+        main view's current slice, the panel's value and target)."""
         target = self.panel.target() if target is ... else target
         value = self.panel.value.value() if value is None else value
-        td, plane = self.target_doc(target), self._plane()
+        td, plane = self.target_doc(target), self._plane(view)
         if td is None or plane is None:
             return False
         return self.push(lambda: polygon_edits(td, plane, vertices, value, target))
 
-    def _clicked(self, tool: str, x: float, y: float) -> None:
+    def _clicked(self, tool: str, x: float, y: float, view: Any = None) -> None:
         if tool == "fill":
-            self.flood_fill(x, y, self.panel.value.value(), self.panel.target())
+            self.flood_fill(x, y, self.panel.value.value(), self.panel.target(), view=view)
         elif tool == "pick":
-            self.pick(x, y, self.panel.target())
+            self.pick(x, y, self.panel.target(), view=view)
 
     # --- reading the target at full resolution -----------------------------------------------------------------
     def _read_window(self, td: Any, target: str | None, plane: Plane, rows: tuple[int, int],
@@ -165,10 +195,11 @@ class EditController(QObject):
             return False
         return True
 
-    def pick(self, x: float, y: float, target: Any = ...) -> Any:
-        """Set the panel's value to the level-0 value of ``target`` under (x, y) (pending edits included)."""
+    def pick(self, x: float, y: float, target: Any = ..., view: Any = None) -> Any:
+        """Set the panel's value to the level-0 value of ``target`` under (x, y) of the plane of ``view`` (default:
+        the main view's; pending edits included)."""
         target = self.panel.target() if target is ... else target
-        td, plane = self.target_doc(target), self._plane()
+        td, plane = self.target_doc(target), self._plane(view)
         if td is None or plane is None or not self._check_single(td, "Pick"):
             return None
         h, w = plane_shape(td, plane)
@@ -180,12 +211,12 @@ class EditController(QObject):
         self.w.statusBar().showMessage(f"Picked label {v:g}", 4000)
         return v
 
-    def flood_fill(self, x: float, y: float, value: float, target: Any = ...) -> bool:
+    def flood_fill(self, x: float, y: float, value: float, target: Any = ..., view: Any = None) -> bool:
         """Pending edit filling the 4-connected region of equal level-0 pixels of ``target`` around (x, y) in the
-        current plane with ``value``, within ``FILL_WINDOW`` pixels around the click and ``FILL_MAX_PIXELS``
+        plane of ``view`` (default: the main view's current plane) with ``value``, within ``FILL_WINDOW`` pixels around the click and ``FILL_MAX_PIXELS``
         pixels; says so (panel and status bar) when the region reaches that bound."""
         target = self.panel.target() if target is ... else target
-        td, plane = self.target_doc(target), self._plane()
+        td, plane = self.target_doc(target), self._plane(view)
         if td is None or plane is None or not self._check_single(td, "Flood fill"):
             return False
         h, w = plane_shape(td, plane)

@@ -592,3 +592,68 @@ def test_patient_planes_are_drawn_as_radiologists_read_them(qtbot, window, tmp_p
     open_and_wait(qtbot, w, plain)
     w.slicing.set_axis("y")
     assert w.view.vb.yInverted()  # no patient geometry: row 0 at the top
+
+
+def test_tools_paint_the_plane_of_the_coronal_and_sagittal_views(qtbot, window, tmp_path) -> None:  # noqa: F811
+    """QA repro_12: brush, eraser, fill, pick and polygon in the coronal (y) and sagittal (x) views of the
+    orthogonal layout edit the plane that view shows (they did nothing, silently); saved, the label image holds
+    the strokes there, and the cursor stays put."""
+    from mzarr_core import Mzarr
+
+    from app_fixtures import volume_3d
+
+    vol = volume_3d(z=40, y=120, x=150)
+    path = tmp_path / "seg.mzarr"
+    Mzarr(vol).save(path, chunks=(16, 64, 64))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("seg", np.zeros(vol.shape, np.uint8))
+    w = window
+    ortho(qtbot, w, path)
+    lv = w.layout_views
+    w.editing.target_box.setCurrentIndex(w.editing.target_box.findData("seg"))
+    lv.set_position([20, 60, 75])
+    wait_all(qtbot, w)
+    views = lv.views()
+    coronal = next(v for v in views if v.plane.slice_axis == "y")  # rows z, columns x, at y = 60
+    sagittal = next(v for v in views if v.plane.slice_axis == "x")  # rows z, columns y, at x = 75
+    assert (coronal.plane.row, coronal.plane.col, sagittal.plane.row, sagittal.plane.col) == ("z", "x", "z", "y")
+
+    def to(view, col: float, row: float) -> QPointF:
+        return QPointF(view.mapFromScene(view.vb.mapViewToScene(QPointF(col, row))))
+
+    w.editing.set_tool("brush")
+    assert coronal.vb.tool == sagittal.vb.tool == "brush"
+    w.editing.radius.setValue(1)
+    w.editing.value.setValue(5)
+    drag(coronal, to(coronal, 20.5, 10.5), to(coronal, 60.5, 10.5))  # z = 10, x 20..60 at y = 60
+    w.editing.value.setValue(6)
+    drag(sagittal, to(sagittal, 30.5, 30.5), to(sagittal, 90.5, 30.5))  # z = 30, y 30..90 at x = 75
+    assert lv.position == [20, 60, 75] and len(w.model.edits) == 2
+    w.editing.set_tool("eraser")
+    drag(coronal, to(coronal, 40.5, 10.5), to(coronal, 45.5, 10.5))  # erases x 40..45 of the first stroke
+    w.editing.set_tool("polygon")
+    w.editing.value.setValue(8)
+    for col, row in ((100, 2), (140, 2), (140, 8)):
+        qtbot.mouseClick(coronal.viewport(), Qt.MouseButton.LeftButton, pos=to(coronal, col, row).toPoint())
+        qtbot.wait(30)
+    assert coronal.vb.finish_polygon()
+    w.editing.set_tool("pick")  # the value under a click in the sagittal view: the stroke's 6
+    qtbot.mouseClick(sagittal.viewport(), Qt.MouseButton.LeftButton, pos=to(sagittal, 60.5, 30.5).toPoint())
+    assert w.editing.value.value() == 6
+    w.editing.set_tool("fill")  # flood fill of the sagittal plane's background (around the stroke)
+    w.editing.value.setValue(9)
+    qtbot.mouseClick(sagittal.viewport(), Qt.MouseButton.LeftButton, pos=to(sagittal, 10.5, 5.5).toPoint())
+    w.editing.set_tool(None)
+    assert coronal.vb.tool is None and sagittal.vb.tool is None
+    assert w.save(), w.last_error
+    seg = Mzarr(path).label("seg")[...]
+    coronal_plane, sagittal_plane = seg[:, 60, :], seg[:, :, 75]
+    assert coronal_plane[10, 22:38].tolist() == [5] * 16 and coronal_plane[10, 48:58].tolist() == [5] * 10
+    assert (coronal_plane[10, 41:45] == 0).all()  # erased
+    assert sagittal_plane[30, 32:88].tolist() == [6] * 56
+    assert (coronal_plane[2:8, 110:140] == 8).any() and coronal_plane[7, 139] == 8  # the polygon's triangle
+    painted = np.nonzero(seg)
+    assert set(painted[1][seg[painted] == 5]) == {60} and set(painted[2][seg[painted] == 6]) == {75}
+    assert set(painted[1][seg[painted] == 8]) == {60}
+    assert set(painted[2][seg[painted] == 9]) == {75} and ((sagittal_plane == 9) | (sagittal_plane == 6)).all()
+    assert lv.position == [20, 60, 75]
