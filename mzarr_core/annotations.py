@@ -21,7 +21,7 @@ from .errors import MzarrFormatError, MzarrValueError
 
 __all__ = [
     "Annotation", "KINDS", "NODE", "VERSION", "MAX_ANNOTATIONS", "MAX_VERTICES", "from_geojson", "to_geojson",
-    "read_geojson", "write_geojson", "plane_axes",
+    "read_geojson", "write_geojson", "plane_axes", "geojson_features", "read_geojson_features",
 ]
 
 KINDS = ("point", "line", "rectangle", "ellipse", "polygon")
@@ -335,7 +335,12 @@ def _outer_ring(polygon: Any) -> Any:
 
 
 def from_geojson(data: Any) -> list[Annotation]:
-    """Annotations from GeoJSON as QuPath writes it (a FeatureCollection, a single Feature, or a list of Features):
+    """Annotations from GeoJSON (:func:`geojson_features`, the pieces of every feature in order)."""
+    return [a for feature in geojson_features(data) for a in feature]
+
+
+def geojson_features(data: Any) -> list[list[Annotation]]:
+    """The annotations of each feature of GeoJSON as QuPath writes it (a FeatureCollection, a single Feature, or a list of Features):
     Point, LineString and Polygon geometries (holes refused: they would be measured), and their Multi- forms as one
     annotation per piece (ids ``<id>-2``, ``<id>-3``... after the first, names numbered); ``properties.name``, ``classification``, ``isLocked`` and this library's ``properties.mzarr`` read
     back. Features with another ``objectType`` (QuPath's detections and cells) are imported as annotations too."""
@@ -350,6 +355,7 @@ def from_geojson(data: Any) -> list[Annotation]:
     if len(features) > MAX_ANNOTATIONS:
         raise MzarrValueError(f"{len(features)} features are more than the {MAX_ANNOTATIONS} annotations a file holds")
     out: list[Annotation] = []
+    sizes: list[int] = []  # annotations per feature
     ids: set[str] = set()
     for i, f in enumerate(features):
         where = f"feature {i}"
@@ -408,7 +414,9 @@ def from_geojson(data: Any) -> list[Annotation]:
         except MzarrValueError as exc:
             raise MzarrValueError(f"{where}: {exc}") from None
         ids.add(fid)
-    return check_annotations(out)
+        sizes.append(len(shapes))
+    checked = iter(check_annotations(out))
+    return [[next(checked) for _ in range(n)] for n in sizes]
 
 
 def write_geojson(items: list[Annotation], path: str | Path) -> Path:
@@ -420,6 +428,12 @@ def write_geojson(items: list[Annotation], path: str | Path) -> Path:
 
 def read_geojson(path: str | Path) -> list[Annotation]:
     """Annotations from a GeoJSON file (:func:`from_geojson`), at most MAX_GEOJSON_BYTES, read with clear errors."""
+    return [a for feature in read_geojson_features(path) for a in feature]
+
+
+def read_geojson_features(path: str | Path) -> list[list[Annotation]]:
+    """The annotations of each feature of a GeoJSON file (:func:`geojson_features`; a Multi- geometry gives several),
+    read as :func:`read_geojson` does."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -435,6 +449,6 @@ def read_geojson(path: str | Path) -> list[Annotation]:
             raise
         raise MzarrValueError(f"{path}: not valid GeoJSON ({str(exc)[:200]})") from None
     try:
-        return from_geojson(data)
+        return geojson_features(data)
     except MzarrValueError as exc:
         raise MzarrValueError(f"{path}: {exc}") from None

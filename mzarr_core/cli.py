@@ -479,7 +479,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{report.chunks_compared} pyramid chunks compared, {report.disagreement_count} disagree")
         for name, lab in report.labels.items():
             for problem in lab.problems[:LISTED]:
-                print(f"LABELS {name}: {problem}")
+                print(f"label image {name!r}: {problem}")
             print(f"label image {name!r}: {lab.chunks_checked} chunks checked, {len(lab.damaged)} damaged, "
                   f"{lab.chunks_compared} pyramid chunks compared, {lab.disagreement_count} disagree")
         if report.disagreement_count or report.structure_problems or any(
@@ -686,16 +686,16 @@ def _numbers(text: str, option: str, count: int | None = None) -> list[tuple[flo
 
 
 def _annotations(args: argparse.Namespace) -> int:
-    from .annotations import read_geojson, write_geojson
+    from .annotations import read_geojson_features, write_geojson
 
     if args.import_ is None and (args.replace or args.plane):
         raise MzarrError("--replace and --plane apply to --import only")
     if args.import_ is not None:
         plane = _plane(args.plane)
-        features = read_geojson(args.import_)
-        incoming = [a if a.plane is not None or plane is None else a.with_(plane=plane) for a in features]
+        features = read_geojson_features(args.import_)  # a Multi- geometry's pieces: one annotation each
+        incoming = [a if a.plane is not None or plane is None else a.with_(plane=plane) for f in features for a in f]
         with Mzarr(args.file, "r+") as image:
-            planeless = sum(a.plane is None for a in features)
+            planeless = sum(any(a.plane is None for a in f) for f in features)
             if plane is None and planeless and len(image.spatial_axes) == 3:
                 raise MzarrError(f"{planeless} of the {len(features)} features of {args.import_.name} name no plane, but "
                                  f"the image is a volume (axes {image.axes!r}, shape {image.shape}): say which plane "
@@ -778,7 +778,8 @@ def _stats(args: argparse.Namespace) -> int:
             unit = prof.unit or "px"
             if args.json:
                 print(json.dumps({"length": prof.length, "length_px": prof.length_px, "unit": prof.unit,
-                                  "distance": prof.distance.tolist(), "values": prof.values.tolist()}))
+                                  "value_unit": prof.value_unit, "distance": prof.distance.tolist(),
+                                  "values": prof.values.tolist()}))
             else:
                 print(f"length: {prof.length:.6g} {unit} ({prof.length_px:.6g} px), {len(prof.values)} samples, "
                       f"min {prof.values.min()} max {prof.values.max()}")
@@ -794,7 +795,8 @@ def _stats(args: argparse.Namespace) -> int:
 
         channels = range(stats.channels)
         print(json.dumps({
-            "count": stats.count, "area": stats.area, "unit": stats.unit, "mean": numbers(stats.mean),
+            "count": stats.count, "area": stats.area, "area_unit": stats.area_unit, "unit": stats.unit,
+            "value_unit": stats.value_unit, "mean": numbers(stats.mean),
             "std": numbers(stats.std), "min": numbers(stats.min), "max": numbers(stats.max),
             "finite": [stats.finite(c) for c in channels],
             "nan": list(stats.nan or [0] * stats.channels), "posinf": list(stats.posinf or [0] * stats.channels),

@@ -16,6 +16,7 @@ no bin falls between two integers and stays empty.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -27,7 +28,8 @@ from .errors import MzarrValueError
 if TYPE_CHECKING:
     from .image import Mzarr
 
-__all__ = ["LineProfile", "RegionStats", "integer_bins", "line_length", "line_profile", "region_mask", "region_stats"]
+__all__ = ["LineProfile", "RegionStats", "integer_bins", "line_length", "line_profile", "region_mask", "region_stats",
+           "value_unit"]
 
 Progress = Callable[[int, int], Any]
 WINDOW = 2048  #: default side of a streamed window, in pixels (rounded to whole chunks)
@@ -39,7 +41,7 @@ class RegionStats:
 
     count: int  #: pixels inside
     area: float | None  #: physical area (count x pixel area), None without a spacing
-    unit: str | None  #: the spacing's unit (area is in unit²)
+    unit: str | None  #: the spacing's unit, a length (the area is in :attr:`area_unit`)
     mean: tuple[float, ...]
     std: tuple[float, ...]  #: population standard deviation (NumPy's default, ddof=0)
     min: tuple[float, ...]
@@ -49,6 +51,12 @@ class RegionStats:
     nan: tuple[int, ...] = ()  #: NaN pixels per channel (not in mean/std/min/max/histogram)
     posinf: tuple[int, ...] = ()  #: +Inf pixels per channel (likewise left out)
     neginf: tuple[int, ...] = ()  #: -Inf pixels per channel (likewise left out)
+    value_unit: str | None = None  #: the unit of mean/std/min/max when the file records one (:func:`value_unit`)
+
+    @property
+    def area_unit(self) -> str | None:
+        """The unit of :attr:`area`: the spacing's unit squared (``"millimeter^2"``), None without a spacing."""
+        return None if self.area is None or self.unit is None else f"{self.unit}^2"
 
     @property
     def channels(self) -> int:
@@ -71,7 +79,8 @@ class RegionStats:
         out = [f"area:   {area}"]
         for c in range(self.channels):
             tag = f" (channel {c})" if self.channels > 1 else ""
-            out.append(f"mean{tag}: {self.mean[c]:.6g}  std: {self.std[c]:.6g}  min: {self.min[c]:.6g}  max: {self.max[c]:.6g}")
+            out.append(f"mean{tag}: {self.mean[c]:.6g}  std: {self.std[c]:.6g}  min: {self.min[c]:.6g}  max: {self.max[c]:.6g}"
+                       + (f"  ({self.value_unit})" if self.value_unit else ""))
             skipped = self.nonfinite_text(c)
             if skipped:
                 out.append(f"non-finite{tag}: {skipped} (left out: statistics over {self.finite(c)} finite px)")
@@ -87,6 +96,26 @@ class LineProfile:
     length: float  #: total length, physical units (pixels without a spacing)
     length_px: float
     unit: str | None
+    value_unit: str | None = None  #: the unit of ``values`` when the file records one (:func:`value_unit`)
+
+
+def value_unit(image: "Mzarr") -> str | None:
+    """The unit of the image's values when the file records one: ``"HU"`` for Hounsfield data (a CT imported from
+    DICOM or NIfTI, :func:`~mzarr_core.display.looks_like_hu`), else the DICOM ``RescaleType`` of an applied rescale
+    (``"US"``, unspecified, is none); None otherwise, or when a recorded rescale was not applied (stored values)."""
+    from .display import dicom_block, looks_like_hu
+
+    if image.is_label:
+        return None
+    attrs = image.attrs().to_dict()
+    rescale = dicom_block(attrs).get("rescale")
+    rescale = rescale if isinstance(rescale, Mapping) else {}
+    if rescale.get("applied") is False:
+        return None
+    if looks_like_hu(image.dtype, attrs):
+        return "HU"
+    kind = str(rescale.get("type") or "").strip()
+    return kind if kind and kind.upper() != "US" else None
 
 
 def _plane_spacing(image: "Mzarr", plane: tuple[str, int] | None) -> tuple[float, float] | None:
@@ -435,6 +464,7 @@ def region_stats(image: "Mzarr", shape: Annotation, *, bins: int = 256, progress
         count=count,
         area=None if spacing is None else count * spacing[0] * spacing[1],
         unit=image.unit if spacing is not None else None,
+        value_unit=value_unit(image),
         mean=tuple(r[0] for r in results),
         std=tuple(r[1] for r in results),
         min=tuple(as_number(ch.lo) for ch in channels),
@@ -499,5 +529,5 @@ def line_profile(image: "Mzarr", line: Annotation, *, progress: Progress | None 
     length_px = line_length(line)
     return LineProfile(
         distance=np.concatenate(dist), values=values, length=line_length(line, spacing),
-        length_px=length_px, unit=image.unit if spacing is not None else None,
+        length_px=length_px, unit=image.unit if spacing is not None else None, value_unit=value_unit(image),
     )

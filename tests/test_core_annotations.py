@@ -298,7 +298,18 @@ def test_cli_annotations_import_export_list(tmp_path: Path, capsys: pytest.Captu
     assert stats["count"] == int(mask.sum()) and stats["mean"] == [_coins()[mask].mean()]
     vol = Mzarr(np.zeros((4, 600, 600), np.uint8)).save(tmp_path / "v.mzarr")
     assert main(["annotations", str(vol), "--import", str(src)]) == 2
-    assert "5 of the 5 features of q.geojson name no plane" in capsys.readouterr().err
+    assert "4 of the 4 features of q.geojson name no plane" in capsys.readouterr().err  # 5 annotations: a MultiPolygon
+    mixed = tmp_path / "mixed.geojson"  # QA: 3 features (a 2-piece MultiPolygon, a point, one on a plane) said "2 of the 4"
+    square = [[[0, 0], [9, 0], [9, 9], [0, 0]]]
+    mixed.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [square, [[[20, 20], [29, 20], [29, 29], [20, 20]]]]},
+         "properties": {}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {}},
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
+         "properties": {"mzarr": {"plane": {"axis": "z", "index": 1}}}},
+    ]}))
+    assert main(["annotations", str(vol), "--import", str(mixed)]) == 2
+    assert "2 of the 3 features of mixed.geojson name no plane" in capsys.readouterr().err
     assert main(["annotations", str(vol), "--import", str(src), "--plane", "z=2"]) == 0
     with Mzarr(vol) as m:
         assert {a.plane for a in m.annotations()} == {("z", 2)}

@@ -267,6 +267,7 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = json.loads(capsys.readouterr().out)
     region = img[20:70, 10:110]
     assert out["count"] == 5000 and out["area"] == 1250.0 and out["mean"] == [region.mean()]
+    assert out["area_unit"] == "micrometer^2" and out["unit"] == "micrometer" and out["value_unit"] is None
     assert out["min"] == [region.min()] and out["histogram"][0] == _reference_histogram(region.ravel(), 256)[0].tolist()
     assert main(["stats", str(path), "--polygon", "0,0,100,0,0,100", "--quiet"]) == 0
     text = capsys.readouterr().out
@@ -287,6 +288,38 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "--plane z=9 is beyond the volume: axis z has planes 0..3" in capsys.readouterr().err
     assert main(["stats", str(vol), "--rect=0,0,10,10", "--plane", "z=2", "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["mean"] == [float(np.arange(4 * 30 * 40).reshape(4, 30, 40)[2, :10, :10].mean())]
+
+
+def test_stats_give_the_area_unit_and_the_value_unit_of_a_ct(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """QA: ``stats --json`` said ``"unit": "millimeter"`` for an area and gave values without a unit. The area's unit
+    is ``area_unit`` ("millimeter^2"); a CT's values are in HU (what the DICOM reader records), in the JSON of a
+    region and of a line and after the text's numbers; stored values of an unapplied rescale, and label images, have
+    none; another recorded RescaleType (an applied PET rescale) is its own unit."""
+    import json
+
+    from mzarr_core.cli import main
+    from mzarr_core.regions import value_unit
+
+    hu = (np.arange(40 * 50, dtype=np.int16).reshape(40, 50) - 1000).astype(np.int16)
+    ct = Mzarr(hu, spacing=(0.7, 0.7), unit="millimeter",
+               attrs={"dicom": {"Modality": "CT", "rescale": {"type": "HU", "slope": 1, "intercept": -1024}}}
+               ).save(tmp_path / "ct.mzarr")
+    assert main(["stats", str(ct), "--rect", "0,0,10,10", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["area"], out["area_unit"], out["unit"], out["value_unit"]) == (pytest.approx(49.0), "millimeter^2",
+                                                                              "millimeter", "HU")
+    assert out["mean"] == [float(hu[:10, :10].mean())]
+    assert main(["stats", str(ct), "--rect", "0,0,10,10", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "49 millimeter²" in text and text.splitlines()[1].endswith("(HU)")
+    assert main(["stats", str(ct), "--line", "0.5,0.5,9.5,0.5", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["value_unit"] == "HU"
+    stored = Mzarr(hu.astype(np.uint16), attrs={"dicom": {"Modality": "CT", "rescale": {
+        "type": "HU", "slope": 1, "intercept": -1024, "applied": False}}})
+    pet = Mzarr(np.ones((8, 8), np.float32), attrs={"dicom": {"Modality": "PT", "rescale": {"type": "BQML"}}})
+    plain = Mzarr(np.ones((8, 8), np.int16))
+    segmentation = Mzarr(np.ones((8, 8), np.int16), is_label=True, attrs={"dicom": {"Modality": "CT"}})
+    assert [value_unit(m) for m in (stored, pet, plain, segmentation)] == [None, "BQML", None, None]
 
 
 def test_region_mask_windows_without_edges_are_wholly_in_or_out() -> None:

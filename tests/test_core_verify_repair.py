@@ -537,7 +537,9 @@ def test_label_pyramids_are_verified_and_repaired(tmp_path, capsys):
         assert not report.ok and report.labels["cells"].disagreement_count > 0 and report.disagreement_count == 0
         assert any(p.startswith("label image 'cells': level 1 chunk") for p in report.problems)
     assert main(["verify", str(path), "--quiet"]) == 1
-    assert "LABELS cells: level 1 chunk" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "label image 'cells': level 1 chunk" in out and "LABELS" not in out  # one wording, as in repair's lines
+    assert any(line.startswith("label image 'cells': ") and "chunks checked" in line for line in out.splitlines())
     with Mzarr(path, "r+") as m:
         rep = repair_pyramid(m)
         assert rep.labels["cells"][1].rewritten > 0 and rep.rewritten == sum(lv.rewritten for lv in rep.labels["cells"])
