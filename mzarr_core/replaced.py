@@ -104,14 +104,14 @@ def _changed_since_repair(store: Any, manifest: dict, kept: Path) -> None:
     if not isinstance(repaired, dict):  # a ZIP kept before the manifest recorded it (version 1)
         raise MzarrValueError(
             f"{kept} does not record what the repair wrote, so putting it back could revert a later edit; "
-            "give force=True (mzarr repair FILE --undo ZIP --force) to put the chunks back anyway"
+            "'mzarr repair FILE --undo ZIP --force' (force=True) puts the chunks back anyway"
         )
     for key, digest in repaired.items():
         if _fingerprint(_store_get(store, key)) != digest:
             raise MzarrValueError(
                 f"chunk {key} changed since the repair that kept {kept} (the file was edited or repaired again "
-                "later): putting the old chunks back would revert that newer data, so nothing was changed. Give "
-                "force=True (mzarr repair FILE --undo ZIP --force) to put them back anyway"
+                "later): putting the old chunks back would revert that newer data, so nothing was changed; "
+                "'mzarr repair FILE --undo ZIP --force' (force=True) puts them back anyway"
             )
 
 
