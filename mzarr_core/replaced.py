@@ -17,10 +17,10 @@ import hashlib
 import json
 import os
 import zipfile
-from zlib import error as zlib_error
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zlib import error as zlib_error
 
 from .errors import MzarrFormatError, MzarrValueError
 

@@ -659,11 +659,11 @@ def test_a_chunk_not_stored_under_a_disagreement_is_named(tmp_path, capsys):
 def test_undo_refuses_to_revert_a_later_edit_unless_forced(tmp_path, capsys):
     """The manifest records the SHA-256 of what the repair wrote; an edit after the repair changes those chunks, so
     ``--undo`` refuses (naming the chunk, changing nothing) and ``--force`` puts the old chunks back anyway."""
+    import hashlib
     import json
     import zipfile
 
     from mzarr_core.cli import main as cli_main
-    import hashlib
 
     vol = np.random.default_rng(0).integers(0, 4000, (64, 128, 128)).astype(np.uint16)
     path = Mzarr(vol).save(tmp_path / "r4.mzarr", chunks=(32, 64, 64), levels=2)
