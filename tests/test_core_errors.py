@@ -122,7 +122,7 @@ def test_truncated_file(small_file, tmp_path, size):
         m.numpy()
         for lvl in m.levels:
             lvl[...]
-    assert isinstance(info.value, MzarrFormatError)
+    assert isinstance(info.value, (MzarrFormatError, CorruptChunkError))  # the file, or the one chunk it cost
     kept = int(len(data) * size) if size < 1 else size
     assert f"cut short (an interrupted copy or download?): it holds {kept} of the {len(data)} bytes" in str(info.value)
 
