@@ -11,6 +11,11 @@ alternate place by place, so machine load falls on both alike.
 
     python benchmarks/bench_overlay.py                  # 30000² (building takes a few minutes once)
     python benchmarks/bench_overlay.py --size 8192      # quick run
+    python benchmarks/bench_overlay.py --labels blobs   # a label image of large regions (most tiles of one value)
+
+``--labels blobs`` measures the same image with another label image instead: large discs (radius 1000-1900
+pixels, one per 4096² cell), so most label tiles are of one value (inside a disc or background), as in an organ or
+tissue segmentation, against the default's thousands of small regions in every tile.
 """
 
 from __future__ import annotations
@@ -78,6 +83,50 @@ class Segmentation:
                 c0, c1 = max(x0, b0), min(x1, b1)
                 out[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = lab[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
         return out
+
+
+class Blobs:
+    """Lazy 2D uint16 label map of large discs: one per 4096² cell (centre and radius 1000-1900 from a hash of the
+    cell), numbered by cell (values wrap at 65535); 0 outside."""
+
+    CELL = 4096
+
+    def __init__(self, n: int) -> None:
+        self.shape, self.dtype, self.ndim = (n, n), np.dtype(np.uint16), 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        ys, xs = key
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        rr = np.arange(y0, y1, dtype=np.int64)[:, None]
+        cc = np.arange(x0, x1, dtype=np.int64)[None, :]
+        cy, cx = rr // self.CELL, cc // self.CELL
+        h = (cy * 73856093) ^ (cx * 19349663)
+        jy, jx = (h >> 3) % 1024 - 512, (h >> 13) % 1024 - 512
+        radius = 1000 + (h >> 23) % 900
+        dy = rr - (cy * self.CELL + self.CELL // 2 + jy)
+        dx = cc - (cx * self.CELL + self.CELL // 2 + jx)
+        inside = dy * dy + dx * dx < radius * radius
+        value = (cy * (self.shape[1] // self.CELL + 1) + cx) % 65535 + 1
+        return np.where(inside, value, 0).astype(np.uint16)
+
+
+def build_blobs_file(path: Path, image_file: Path, n: int) -> float:
+    """A copy of ``image_file`` (the image and its cells) whose one label image is :class:`Blobs` (cached)."""
+    if path.exists():
+        return 0.0
+    import shutil
+
+    from mzarr_core import Mzarr
+
+    tmp = path.with_suffix(".building.mzarr")
+    t0 = time.perf_counter()
+    shutil.copyfile(image_file, tmp)
+    with Mzarr(tmp, mode="r+") as m:
+        m.delete_labels(LABEL)
+        m.create_labels(LABEL, Blobs(n))
+    os.replace(tmp, path)
+    return time.perf_counter() - t0
 
 
 def build_file(path: Path, n: int) -> float:
@@ -148,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--places", type=int, default=6, help="random places per zoom (each measured both ways)")
     p.add_argument("--view", default="1920x1080")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    p.add_argument("--labels", choices=("cells", "blobs"), default="cells",
+                   help="the label image: small regions in every tile (default) or large discs")
     p.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     vw, vh = (int(x) for x in a.view.lower().split("x"))
@@ -159,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     dt = build_file(path, a.size)
     if dt:
         print(f"built {path} in {dt:.0f} s ({path.stat().st_size / 2**20:.0f} MB)", flush=True)
+    if a.labels == "blobs":
+        image_file, path = path, a.out / f"overlay_{a.size}_blobs.mzarr"
+        dt = build_blobs_file(path, image_file, a.size)
+        if dt:
+            print(f"built {path} in {dt:.0f} s", flush=True)
     load = os.getloadavg()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -167,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if child.returncode != 0:
         raise RuntimeError(f"measurement failed:\n{child.stderr[-3000:]}")
     r = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"\n{a.size}x{a.size} uint16 image + {a.size}x{a.size} uint16 label image, view {r['view']}, "
+    print(f"\n{a.size}x{a.size} uint16 image + {a.size}x{a.size} uint16 label image ({a.labels}), view {r['view']}, "
           f"{r['places']} places per zoom, load average {load[0]:.1f}")
     print(f"{'zoom':6s} {'image alone':>12s} {'with overlay':>13s} {'ratio':>7s} {'goal':>7s}  "
           f"{'CPU image':>10s} {'CPU overlay':>12s} {'ratio':>6s}")

@@ -393,6 +393,8 @@ class LabelStyle:
     opacity: float
     #: the :func:`small_table` in :func:`premultiplied` layout (None: wide dtypes, coloured per tile)
     table: np.ndarray | None
+    #: the same :func:`small_table` with straight colours, before the opacity (the colour of a :class:`Fill`)
+    straight: np.ndarray | None = None
 
     def render(self, data: np.ndarray, pool: PixelPool | None = None) -> np.ndarray | Fill | None:
         """Premultiplied ARGB pixels of label values ``data`` (rows, cols) (in a buffer of ``pool`` when given); a
@@ -412,10 +414,15 @@ class LabelStyle:
         if self.contour:
             return None
         v = np.asarray(value)
-        rgba = color_table(v.reshape(1), self.colors)  # the colour every lookup gives that value
-        if int(v) in self.hidden:
-            rgba[:] = 0
-        pixel = premultiplied(rgba, self.opacity)[0]
+        if self.table is not None and self.straight is not None:  # 8/16-bit: the tables' entries of the value
+            i = int(v) - (0 if v.dtype == bool else int(np.iinfo(v.dtype).min))
+            pixel = self.table[i].copy()
+            rgba = self.straight[i:i + 1]
+        else:
+            rgba = color_table(v.reshape(1), self.colors)  # the colour every lookup gives that value
+            if int(v) in self.hidden:
+                rgba[:] = 0
+            pixel = premultiplied(rgba, self.opacity)[0]
         if pixel[3] == 0:  # what the pixels would be: transparent
             return None
         a = int(rgba[0, 3]) if self.opacity >= 1 else int(np.round(rgba[0, 3] * max(0.0, float(self.opacity))))
@@ -528,7 +535,8 @@ class LabelLayer(Layer):
         st = self._style
         if st is None or st.table is not table or st.contour != self.contour or st.hidden != self.hidden_values \
                 or st.colors is not doc.colors or st.opacity != self.opacity:
-            st = self._style = LabelStyle(doc.colors, self.contour, self.hidden_values, self.opacity, table)
+            st = self._style = LabelStyle(doc.colors, self.contour, self.hidden_values, self.opacity, table,
+                                          self._rgba_table)
             self.rendered.clear()
         return st
 

@@ -511,7 +511,7 @@ def test_label_style_render_paths() -> None:
             for opacity in (1.0, 0.35):
                 table = small_table(dt, colors, frozenset({6}))
                 st = LabelStyle(colors, False, frozenset({6}), opacity,
-                                None if table is None else premultiplied(table, opacity))
+                                None if table is None else premultiplied(table, opacity), table)
                 for value in (0, 5, 6, 9):
                     tile = np.full((16, 24), value, dt)
                     want = label_rgba(tile, colors, hidden=frozenset({6}), as_premultiplied=True, opacity=opacity)
