@@ -99,8 +99,7 @@ def salvage_copy(window: MainWindow, target: str | None = None) -> Any:
     name = os.path.basename(path.rstrip("/\\"))
 
     def work(progress: Any, _report: Any) -> Any:
-        with mzarr_core.Mzarr(path, "r") as image:
-            return image.salvage(target, progress=progress)
+        return mzarr_core.salvage_file(path, target, progress=progress)
 
     report, msg = run_task(window, "Save salvaged copy", f"Salvaging {name}…", work, window.progress_hook)
     if msg:

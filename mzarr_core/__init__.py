@@ -29,6 +29,7 @@ from .level import Level  # noqa: E402
 from .optimizer import OptimizeReport, optimize  # noqa: E402
 from .repair import RepairReport, repair_pyramid  # noqa: E402
 from .report import VerifyReport, verify  # noqa: E402
+from .salvage import SalvageReport, salvage_file  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -61,4 +62,6 @@ __all__ = [
     "repair_pyramid",
     "set_cache_bytes",
     "verify",
+    "SalvageReport",
+    "salvage_file",
 ]

@@ -507,9 +507,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "repair":
         return _repair(args)
     if args.command == "salvage":
-        with Mzarr(args.file) as image, progress_bar(f"salvaging {args.file.name}", not args.quiet) as bar:
-            report = image.salvage(args.output, progress=bar)
-        for line in report.lines():
+        from .salvage import salvage_file
+
+        with progress_bar(f"salvaging {args.file.name}", not args.quiet) as bar:
+            salvaged = salvage_file(args.file, args.output, progress=bar)
+        for line in salvaged.lines():
             print(line)
         return 0
     if args.command == "annotations":

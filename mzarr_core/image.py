@@ -578,12 +578,14 @@ class Mzarr:
                 raise
             return {}
 
-    def salvage(self, path: str | os.PathLike, *, progress: Progress | None = None, checksums: bool = True) -> Any:
+    def salvage(self, path: str | os.PathLike, *, progress: Progress | None = None, checksums: bool = True,
+                report: Any = None) -> Any:
         """Write what still reads of this (damaged) file to a NEW file ``path``: every chunk that decodes bit for bit,
         each damaged chunk of level 0 from its z-planes that still decode, else from the finest coarser level that
         does (enlarged), else the fill value; label images alike. Returns a
         :class:`~mzarr_core.salvage.SalvageReport` listing each damaged chunk and how it was filled (also recorded in
-        the new file's attributes under ``"salvaged"``). This file is never written (``path`` may not be it)."""
+        the new file's attributes under ``"salvaged"``). This file is never written (``path`` may not be it).
+        A file that no longer opens (cut short, a damaged index): :func:`mzarr_core.salvage.salvage_file`."""
         from .salvage import SalvageReport, damaged_chunks, salvaged_attrs
 
         from .convert import check_convert_target
@@ -594,16 +596,16 @@ class Mzarr:
             check_convert_target(self.path, target)  # a new .mzarr / OME-Zarr, never over (or inside) this one
         if target.exists():
             raise MzarrValueError(f"{target} exists: salvage writes a new file and never replaces one; give another name")
-        report = SalvageReport(str(target))
+        report = report if report is not None else SalvageReport(str(target), source=str(self.path))
         storage_codec = codec_from_json(self.codec)  # the file's own codec (lossy distance, slide JPEG tiles, bricks)
         codec = None if storage_codec is None else dataclasses.replace(storage_codec, checksum=checksums)
         report.rebuilt = damaged_chunks(self.levels, "image") + [
             line for lab in self._labels_to_keep(self.axes) for line in damaged_chunks(lab.levels, f"label image {lab.name!r}")]
         self._save(target, chunks=self.chunks, levels=len(self.levels), downsample=self.downsample_method,
                    progress=progress, checksums=checksums, salvage=report, codec=codec)
-        if report.chunks or report.rebuilt:
+        if report.chunks or report.rebuilt or report.rows_lost:
             with Mzarr(target, "r+") as out:
-                out.attrs().update(salvaged=salvaged_attrs(report, str(self.path)))
+                out.attrs().update(salvaged=salvaged_attrs(report))
         return report
 
     def _labels_to_keep(self, user_axes: str) -> list["LabelImage"]:

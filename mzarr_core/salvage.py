@@ -19,14 +19,16 @@ how it was filled and the region it covers are listed in the report and recorded
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .chunk_reader import fetch_chunks
-from .errors import CorruptChunkError, MzarrError
+from .errors import CorruptChunkError, MzarrError, MzarrValueError
 from .guards import ends_with_crc32c, strip_crc32c
 from .repair import chunk_key, stored_chunk_keys
 
@@ -48,7 +50,7 @@ class SalvagedChunk:
 
     def __str__(self) -> str:
         box = ", ".join(f"{a}:{b}" for a, b in self.region)
-        lost = " (missing from the file)" if self.lost else ""
+        lost = " (missing from the file: lost, or never stored because it held only the fill value)" if self.lost else ""
         return f"{self.image} chunk {self.chunk} [{box}]{lost}: {self._how()}"
 
     def _how(self) -> str:
@@ -74,9 +76,13 @@ class SalvageReport:
     """What :meth:`~mzarr_core.Mzarr.salvage` kept and filled (``path``: the new file)."""
 
     path: str
+    source: str = ""  # the damaged file
     chunks: list[SalvagedChunk] = field(default_factory=list)
     rebuilt: list[str] = field(default_factory=list)  # damaged chunks of coarser levels: rebuilt from level 0
     copied: bool = False  # level 0's sound chunks were copied byte for byte (lossy files), not re-encoded
+    recovered: str = ""  # why the file did not open, when its rows were read from its pages (recover_rows)
+    rows_recovered: int = 0  # rows read whole from the pages then
+    rows_lost: int = 0  # rows found in the pages but not whole (their keys are unknown)
 
     @property
     def exact(self) -> bool:
@@ -84,7 +90,13 @@ class SalvageReport:
         return all(c.approximated_planes == 0 for c in self.chunks)
 
     def lines(self) -> list[str]:
-        out = [str(c) for c in self.chunks] + [f"{r}: damaged, rebuilt exactly from level 0" for r in self.rebuilt]
+        out = []
+        if self.recovered:
+            out.append(f"{self.source} does not open ({self.recovered}); its pages were read directly: "
+                       f"{self.rows_recovered} rows recovered whole, {self.rows_lost} found but not whole; every chunk "
+                       "not recovered is listed as missing, filled from the level above where that was recovered, "
+                       "else with the fill value")
+        out += [str(c) for c in self.chunks] + [f"{r}: damaged, rebuilt exactly from level 0" for r in self.rebuilt]
         kept = ("its sound chunks copied byte for byte" if self.copied else "every other pixel bit for bit")
         if not self.chunks:
             rebuilt = f" ({len(self.rebuilt)} damaged chunk(s) of coarser levels rebuilt from it)" if self.rebuilt else ""
@@ -125,7 +137,10 @@ class SalvagingLevel:
         self._fill = np.zeros((), self.dtype)
         self._done: dict[tuple[int, ...], np.ndarray] = {}  # salvaged chunks (their pixels, kept for later reads)
         self._lock = threading.Lock()
-        self._present = stored_chunk_keys(self.level0) if lossless and len(self.levels) > 1 else None
+        # rows read one by one from pages (a cut file): a chunk not found may as well be lost as empty
+        self._assume_lost = bool(report.recovered)
+        self._present = (stored_chunk_keys(self.level0) if self._assume_lost or (lossless and len(self.levels) > 1)
+                         else None)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape))  # the writer reads boxes
@@ -158,6 +173,9 @@ class SalvagingLevel:
         out = set()
         for coords in self.level0.chunks_in(region):
             if chunk_key(self.level0, coords) in self._present or coords in self._done:
+                continue
+            if self._assume_lost:
+                out.add(coords)
                 continue
             record = SalvagedChunk(self.name, coords, ())
             if bool(np.any(self._from_coarser(self.level0.chunk_region(coords), record, finest_only=True) != self._fill)):
@@ -248,8 +266,157 @@ def damaged_chunks(levels: Any, name: str) -> list[str]:
     return out
 
 
-def salvaged_attrs(report: SalvageReport, source: str) -> dict[str, Any]:
+def _varint(buf: Any, i: int) -> tuple[int, int]:
+    """SQLite's big-endian varint at ``buf[i]``: (value, index after it)."""
+    value = 0
+    for k in range(8):
+        byte = buf[i + k]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, i + k + 1
+    return (value << 8) | buf[i + 8], i + 9
+
+
+def _free_pages(data: Any, page_size: int, pages: int) -> set[int]:
+    """The pages on the file's freelist that can still be read (free pages may hold stale rows: never recovered)."""
+    out: set[int] = set()
+    trunk = int.from_bytes(data[32:36], "big")
+    while 0 < trunk <= pages and trunk not in out:
+        out.add(trunk)
+        base = (trunk - 1) * page_size
+        count = int.from_bytes(data[base + 4 : base + 8], "big")
+        for k in range(min(count, page_size // 4 - 2)):
+            out.add(int.from_bytes(data[base + 8 + 4 * k : base + 12 + 4 * k], "big"))
+        trunk = int.from_bytes(data[base : base + 4], "big")
+    return out
+
+
+def _rows_in_pages(data: Any) -> tuple[dict[str, tuple[int, bytes]], int]:
+    """Every ``(key TEXT, value BLOB)`` row of the table leaf pages of a SQLite file held in ``data`` (the part of
+    the file that is left: pages past its end, and overflow chains reaching them, are lost), newest rowid per key;
+    and the number of rows found but not readable whole."""
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return {}, 0
+    usable = page_size - data[20]
+    pages = len(data) // page_size
+    free = _free_pages(data, page_size, pages)
+    found: dict[str, tuple[int, bytes]] = {}
+    lost = 0
+    most = usable - 35  # a table leaf cell's largest local payload
+    least = ((usable - 12) * 32 // 255) - 23
+    for page in range(1, pages + 1):
+        if page in free:
+            continue
+        base = (page - 1) * page_size
+        head = base + (100 if page == 1 else 0)
+        if data[head] != 0x0D:  # not a table leaf
+            continue
+        cells = int.from_bytes(data[head + 3 : head + 5], "big")
+        for c in range(min(cells, page_size // 2)):
+            try:
+                pos = base + int.from_bytes(data[head + 8 + 2 * c : head + 10 + 2 * c], "big")
+                size, pos = _varint(data, pos)
+                rowid, pos = _varint(data, pos)
+                if size > len(data):
+                    raise ValueError("a payload larger than the file")
+                local = size if size <= most else (
+                    least + (size - least) % (usable - 4) if least + (size - least) % (usable - 4) <= most else least)
+                payload = bytearray(data[pos : pos + local])
+                following = int.from_bytes(data[pos + local : pos + local + 4], "big") if local < size else 0
+                seen: set[int] = set()
+                while len(payload) < size:
+                    if not 0 < following <= pages or following in seen:
+                        raise ValueError("an overflow page is lost")
+                    seen.add(following)
+                    at = (following - 1) * page_size
+                    payload += data[at + 4 : at + 4 + min(usable - 4, size - len(payload))]
+                    following = int.from_bytes(data[at : at + 4], "big")
+                header, j = _varint(payload, 0)
+                types = []
+                while j < header:
+                    kind, j = _varint(payload, j)
+                    types.append(kind)
+                if len(types) != 2 or types[0] < 13 or types[0] % 2 == 0 or types[1] < 12 or types[1] % 2:
+                    continue  # another table's row (sqlite_master), not a (key, value) pair
+                key_len, value_len = (types[0] - 13) // 2, (types[1] - 12) // 2
+                if header + key_len + value_len != len(payload):
+                    raise ValueError("a row whose record does not add up")
+                key = payload[header : header + key_len].decode("utf-8")
+                if key not in found or found[key][0] < rowid:
+                    found[key] = (rowid, bytes(payload[header + key_len :]))
+            except (IndexError, ValueError, UnicodeDecodeError):
+                lost += 1
+    return found, lost
+
+
+def recover_rows(path: Path, into: Path) -> tuple[int, int]:
+    """Copy every ``(key, value)`` row still held whole in the pages of the damaged .mzarr ``path`` into a new
+    container ``into`` by reading its pages directly (as SQLite's ``.recover`` does): a cut (an interrupted copy),
+    a damaged index or interior page costs only the rows whose own pages are gone. Free pages are skipped (they may
+    hold stale rows) and, of several rows with one key, the newest (largest rowid) is kept. Returns ``(rows
+    copied, rows found but not whole)``."""
+    import mmap
+
+    from .sqlite_store import SqliteStore
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size < 512:
+            return 0, 0
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[:16] != b"SQLite format 3\x00":
+                return 0, 0
+            rows, lost = _rows_in_pages(data)
+    out = SqliteStore(into, create=True, fast_build=True)
+    try:
+        for key, (_, value) in rows.items():
+            out.set_bytes_sync(key, value)
+        out.finalize()  # commit, journal on, close
+    finally:
+        out.close()
+    return len(rows), lost
+
+
+def salvaged_attrs(report: SalvageReport) -> dict[str, Any]:
     """The ``"salvaged"`` attribute of the new file: where it came from and what was filled how."""
-    return {"from": source, "chunks": [c.to_json() for c in report.chunks[:10_000]],
-            "count": len(report.chunks), "rebuilt": report.rebuilt[:10_000]}
+    return {"from": report.source, "chunks": [c.to_json() for c in report.chunks[:10_000]],
+            "count": len(report.chunks), "rebuilt": report.rebuilt[:10_000], "rows_lost": report.rows_lost}
+
+
+def salvage_file(path: str | Path, target: str | Path, *, progress: Any = None, checksums: bool = True) -> SalvageReport:
+    """:meth:`Mzarr.salvage` of the file at ``path`` into the new file ``target``; a .mzarr that no longer opens
+    (cut short by an interrupted copy, a damaged page of its key index) has its rows read one by one
+    (:func:`recover_rows`) into a temporary container beside ``target`` first, and is salvaged from that."""
+    import uuid
+
+    from .errors import MzarrFormatError
+    from .image import Mzarr
+
+    path, target = Path(path), Path(target)
+    try:
+        image = Mzarr(path)
+    except MzarrFormatError as exc:
+        if path.is_dir() or not path.is_file():
+            raise
+        reason = str(exc)
+        if target.exists():
+            raise MzarrValueError(f"{target} exists: salvage writes a new file and never replaces one; give another name") from None
+        scratch = target.with_name(f".{target.name}.rows-{uuid.uuid4().hex[:8]}.mzarr")
+        try:
+            copied, lost = recover_rows(path, scratch)
+            if copied == 0:
+                raise MzarrFormatError(f"nothing of {path} can be read ({reason}): restore it from a backup") from None
+            report = SalvageReport(str(target), source=str(path), recovered=reason.split(": ", 1)[-1],
+                                   rows_recovered=copied, rows_lost=lost)
+            try:
+                recovered = Mzarr(scratch)
+            except MzarrFormatError as again:
+                raise MzarrFormatError(f"{path} cannot be salvaged: even read row by row, {again}") from None
+            with recovered:
+                return recovered.salvage(target, progress=progress, checksums=checksums, report=report)
+        finally:
+            scratch.unlink(missing_ok=True)
+    with image:
+        return image.salvage(target, progress=progress, checksums=checksums)
 

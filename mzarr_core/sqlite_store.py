@@ -104,10 +104,11 @@ def translate_sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> MzarrE
             return MzarrFormatError(
                 f"{doing} {path} failed: the file was cut short (an interrupted copy or download?): it holds "
                 f"{cut[0]} of the {cut[1]} bytes its header declares. 'mzarr salvage {path} NEW.mzarr' saves what "
-                "still reads, or restore it from a backup (the only way when the part cut off held the file's index)"
+                "still reads (the rows left in its pages: the chunks they hold exactly), or restore it from a backup"
             )
         return MzarrFormatError(
-            f"{doing} {path} failed: the SQLite container is damaged ({detail}); restore it from a backup"
+            f"{doing} {path} failed: the SQLite container is damaged ({detail}); restore it from a backup, or save "
+            f"what still reads with 'mzarr salvage {path} NEW.mzarr'"
         )
     if code == _SQLITE_NOMEM:
         return MzarrStorageError(f"{doing} {path} failed: out of memory ({detail}); nothing of this change was kept")
