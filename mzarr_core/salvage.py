@@ -11,9 +11,12 @@ damaged chunk of level 0 from the best that is left, in this order:
    that level's resolution);
 3. the fill value, if no level covers it.
 
-Label images are salvaged the same way (their coarser levels hold real labels: the mode rule). Every damaged chunk,
-how it was filled and the region it covers are listed in the report and recorded in the new file's attributes under
-``"salvaged"``, so that a reader later knows which pixels are approximations.
+Label images are salvaged the same way (their coarser levels hold real labels: the mode rule). A lossy file keeps
+its codec and its sound chunks byte for byte. A chunk missing from a lossless file while the level above holds data
+there is lost, not empty, and filled the same way. A file that no longer opens (cut short, a damaged key index) is
+read page by page first (:func:`recover_rows`, :func:`salvage_file`). Every damaged chunk, how it was filled and the
+region it covers are listed in the report and recorded in the new file's attributes under ``"salvaged"``, so that
+a reader later knows which pixels are approximations.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +35,7 @@ from .errors import CorruptChunkError, MzarrError, MzarrValueError
 from .guards import ends_with_crc32c, strip_crc32c
 from .repair import chunk_key, stored_chunk_keys
 
-__all__ = ["SalvageReport", "SalvagedChunk", "SalvagingLevel"]
+__all__ = ["SalvageReport", "SalvagedChunk", "SalvagingLevel", "recover_rows", "salvage_file"]
 
 
 @dataclass
