@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,64 +295,72 @@ def _free_pages(data: Any, page_size: int, pages: int) -> set[int]:
     return out
 
 
-def _rows_in_pages(data: Any) -> tuple[dict[str, tuple[int, bytes]], int]:
-    """Every ``(key TEXT, value BLOB)`` row of the table leaf pages of a SQLite file held in ``data`` (the part of
-    the file that is left: pages past its end, and overflow chains reaching them, are lost), newest rowid per key;
-    and the number of rows found but not readable whole."""
-    page_size = int.from_bytes(data[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        return {}, 0
-    usable = page_size - data[20]
-    pages = len(data) // page_size
-    free = _free_pages(data, page_size, pages)
-    found: dict[str, tuple[int, bytes]] = {}
-    lost = 0
-    most = usable - 35  # a table leaf cell's largest local payload
-    least = ((usable - 12) * 32 // 255) - 23
-    for page in range(1, pages + 1):
-        if page in free:
-            continue
-        base = (page - 1) * page_size
+class _Pages:
+    """The table leaf cells of a SQLite file held in ``data`` (the part of the file that is left: pages past its
+    end, and overflow chains reaching them, are lost); free pages are skipped (they may hold stale rows)."""
+
+    def __init__(self, data: Any):
+        self.data = data
+        size = int.from_bytes(data[16:18], "big")
+        self.page_size = 65536 if size == 1 else size
+        self.valid = self.page_size >= 512 and not self.page_size & (self.page_size - 1)
+        if not self.valid:
+            return
+        self.usable = self.page_size - data[20]
+        self.pages = len(data) // self.page_size
+        self.free = _free_pages(data, self.page_size, self.pages)
+        self.most = self.usable - 35  # a table leaf cell's largest local payload
+        self.least = ((self.usable - 12) * 32 // 255) - 23
+
+    def cells(self) -> Iterator[tuple[int, int]]:
+        """(page, cell index) of every cell of every table leaf page."""
+        if not self.valid:
+            return
+        data, size = self.data, self.page_size
+        for page in range(1, self.pages + 1):
+            if page in self.free:
+                continue
+            head = (page - 1) * size + (100 if page == 1 else 0)
+            if data[head] == 0x0D:  # a table leaf
+                yield from ((page, c) for c in range(min(int.from_bytes(data[head + 3 : head + 5], "big"), size // 2)))
+
+    def row(self, page: int, cell: int) -> tuple[int, str, bytes] | None:
+        """(rowid, key, value) of a ``(key TEXT, value BLOB)`` cell; None for another table's row (sqlite_master);
+        ValueError (IndexError, UnicodeDecodeError) for one that is not whole."""
+        data, size = self.data, self.page_size
+        base = (page - 1) * size
         head = base + (100 if page == 1 else 0)
-        if data[head] != 0x0D:  # not a table leaf
-            continue
-        cells = int.from_bytes(data[head + 3 : head + 5], "big")
-        for c in range(min(cells, page_size // 2)):
-            try:
-                pos = base + int.from_bytes(data[head + 8 + 2 * c : head + 10 + 2 * c], "big")
-                size, pos = _varint(data, pos)
-                rowid, pos = _varint(data, pos)
-                if size > len(data):
-                    raise ValueError("a payload larger than the file")
-                local = size if size <= most else (
-                    least + (size - least) % (usable - 4) if least + (size - least) % (usable - 4) <= most else least)
-                payload = bytearray(data[pos : pos + local])
-                following = int.from_bytes(data[pos + local : pos + local + 4], "big") if local < size else 0
-                seen: set[int] = set()
-                while len(payload) < size:
-                    if not 0 < following <= pages or following in seen:
-                        raise ValueError("an overflow page is lost")
-                    seen.add(following)
-                    at = (following - 1) * page_size
-                    payload += data[at + 4 : at + 4 + min(usable - 4, size - len(payload))]
-                    following = int.from_bytes(data[at : at + 4], "big")
-                header, j = _varint(payload, 0)
-                types = []
-                while j < header:
-                    kind, j = _varint(payload, j)
-                    types.append(kind)
-                if len(types) != 2 or types[0] < 13 or types[0] % 2 == 0 or types[1] < 12 or types[1] % 2:
-                    continue  # another table's row (sqlite_master), not a (key, value) pair
-                key_len, value_len = (types[0] - 13) // 2, (types[1] - 12) // 2
-                if header + key_len + value_len != len(payload):
-                    raise ValueError("a row whose record does not add up")
-                key = payload[header : header + key_len].decode("utf-8")
-                if key not in found or found[key][0] < rowid:
-                    found[key] = (rowid, bytes(payload[header + key_len :]))
-            except (IndexError, ValueError, UnicodeDecodeError):
-                lost += 1
-    return found, lost
+        pos = base + int.from_bytes(data[head + 8 + 2 * cell : head + 10 + 2 * cell], "big")
+        length, pos = _varint(data, pos)
+        rowid, pos = _varint(data, pos)
+        if length > len(data):
+            raise ValueError("a payload larger than the file")
+        spill = self.least + (length - self.least) % (self.usable - 4)
+        local = length if length <= self.most else (spill if spill <= self.most else self.least)
+        payload = bytearray(data[pos : pos + local])
+        following = int.from_bytes(data[pos + local : pos + local + 4], "big") if local < length else 0
+        seen: set[int] = set()
+        while len(payload) < length:
+            if not 0 < following <= self.pages or following in seen:
+                raise ValueError("an overflow page is lost")
+            seen.add(following)
+            at = (following - 1) * size
+            payload += data[at + 4 : at + 4 + min(self.usable - 4, length - len(payload))]
+            following = int.from_bytes(data[at : at + 4], "big")
+        header, j = _varint(payload, 0)
+        types = []
+        while j < header:
+            kind, j = _varint(payload, j)
+            types.append(kind)
+        if len(types) != 2 or types[0] < 13 or types[0] % 2 == 0 or types[1] < 12 or types[1] % 2:
+            return None
+        key_len, value_len = (types[0] - 13) // 2, (types[1] - 12) // 2
+        if header + key_len + value_len != len(payload):
+            raise ValueError("a row whose record does not add up")
+        return rowid, payload[header : header + key_len].decode("utf-8"), bytes(payload[header + key_len :])
+
+
+_NOT_WHOLE = (IndexError, ValueError, UnicodeDecodeError)
 
 
 def recover_rows(path: Path, into: Path) -> tuple[int, int]:
@@ -370,15 +379,27 @@ def recover_rows(path: Path, into: Path) -> tuple[int, int]:
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
             if data[:16] != b"SQLite format 3\x00":
                 return 0, 0
-            rows, lost = _rows_in_pages(data)
-    out = SqliteStore(into, create=True, fast_build=True)
-    try:
-        for key, (_, value) in rows.items():
-            out.set_bytes_sync(key, value)
-        out.finalize()  # commit, journal on, close
-    finally:
-        out.close()
-    return len(rows), lost
+            pages = _Pages(data)
+            newest: dict[str, tuple[int, int, int]] = {}  # key -> (rowid, page, cell): one row's bytes at a time
+            lost = 0
+            for page, cell in pages.cells():
+                try:
+                    row = pages.row(page, cell)
+                except _NOT_WHOLE:
+                    lost += 1
+                    continue
+                if row is not None and (row[1] not in newest or newest[row[1]][0] < row[0]):
+                    newest[row[1]] = (row[0], page, cell)
+            out = SqliteStore(into, create=True, fast_build=True)
+            try:
+                for _, page, cell in newest.values():
+                    row = pages.row(page, cell)
+                    assert row is not None
+                    out.set_bytes_sync(row[1], row[2])
+                out.finalize()  # commit, journal on, close
+            finally:
+                out.close()
+    return len(newest), lost
 
 
 def salvaged_attrs(report: SalvageReport) -> dict[str, Any]:
