@@ -87,12 +87,14 @@ def check_file(window: MainWindow) -> Any:
     return report
 
 
-def salvage_copy(window: MainWindow, target: str | None = None) -> Any:
-    """Write what still reads of the open file to a new file (asked with ``window.ask_salvage_path`` unless
-    ``target``), with progress; show what was filled how (``window.check_box``) and offer to open the copy."""
-    if window.doc is None:
-        return None
-    path = window.doc.path
+def salvage_copy(window: MainWindow, target: str | None = None, path: str | None = None) -> Any:
+    """Write what still reads of the open file (or of ``path``, a file that does not open) to a new file (asked
+    with ``window.ask_salvage_path`` unless ``target``), with progress; show what was filled how
+    (``window.check_box``) and offer to open the copy."""
+    if path is None:
+        if window.doc is None:
+            return None
+        path = window.doc.path
     target = target or window.ask_salvage_path(path)
     if not target:
         return None

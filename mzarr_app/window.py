@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
 )
-from mzarr_core.errors import MzarrReadOnlyError
+from mzarr_core.errors import MzarrFormatError, MzarrReadOnlyError
 
 from . import APP_NAME, file_check, gc_guard, settings
 from .contrast import DisplaySettings
@@ -363,6 +363,12 @@ class MainWindow(QMainWindow):
             doc = Document(path)
         except Exception as exc:  # any error from a bad file becomes a message
             self.show_error(f"Cannot open {path}", f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, MzarrFormatError) and os.path.isfile(path) and "mzarr salvage" in str(exc):
+                # a damaged .mzarr (cut short, a damaged container): what still reads can be saved from here
+                assert self.error_box is not None
+                button = self.error_box.addButton("Save salvaged copy…", QMessageBox.ButtonRole.ActionRole)
+                button.setObjectName("salvageButton")
+                button.clicked.connect(lambda: file_check.salvage_copy(self, path=path))
             return False
         self._close_doc()
         self.doc = doc

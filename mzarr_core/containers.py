@@ -61,7 +61,8 @@ def container_kind(path: Path) -> str:
     if path.suffix.lower() == ".mzarr" and not _foreign_image(head):
         raise MzarrFormatError(
             f"{path} is named .mzarr but does not start with an SQLite header: its header (first page) is damaged or "
-            "was overwritten, and without it the file cannot be opened: restore it from a backup"
+            f"was overwritten, and without it the file cannot be opened: restore it from a backup, or save what "
+            f"still reads with 'mzarr salvage {path} NEW.mzarr' (it reads the rows left in its pages)"
         )
     raise MzarrFormatError(
         f"{path} is not a .mzarr image (it is neither an Mzarr SQLite container nor a legacy Mzarr ZIP); "

@@ -301,14 +301,16 @@ class _Pages:
 
     def __init__(self, data: Any):
         self.data = data
-        size = int.from_bytes(data[16:18], "big")
+        header = bytes(data[:16]) == SQLITE_MAGIC
+        size = int.from_bytes(data[16:18], "big") if header else MZARR_PAGE_SIZE  # no header: the size Mzarr writes
         self.page_size = 65536 if size == 1 else size
         self.valid = self.page_size >= 512 and not self.page_size & (self.page_size - 1)
         if not self.valid:
             return
-        self.usable = self.page_size - data[20]
+        self.usable = self.page_size - (data[20] if header else 0)
         self.pages = len(data) // self.page_size
-        self.free = _free_pages(data, self.page_size, self.pages)
+        # without the header the freelist is unknown: of a key's rows the newest is still the one kept
+        self.free = _free_pages(data, self.page_size, self.pages) if header else set()
         self.most = self.usable - 35  # a table leaf cell's largest local payload
         self.least = ((self.usable - 12) * 32 // 255) - 23
 
@@ -361,6 +363,8 @@ class _Pages:
 
 
 _NOT_WHOLE = (IndexError, ValueError, UnicodeDecodeError)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MZARR_PAGE_SIZE = 4096  # the page size every .mzarr is written with (mzarr_core.sqlite_store)
 
 
 def recover_rows(path: Path, into: Path) -> tuple[int, int]:
@@ -377,8 +381,8 @@ def recover_rows(path: Path, into: Path) -> tuple[int, int]:
         if os.fstat(fh.fileno()).st_size < 512:
             return 0, 0
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if data[:16] != b"SQLite format 3\x00":
-                return 0, 0
+            if bytes(data[:16]) != SQLITE_MAGIC and Path(path).suffix.lower() != ".mzarr":
+                return 0, 0  # not an SQLite file, and not one whose header page was lost
             pages = _Pages(data)
             newest: dict[str, tuple[int, int, int]] = {}  # key -> (rowid, page, cell): one row's bytes at a time
             lost = 0

@@ -94,3 +94,27 @@ def test_damage_in_an_overview_level_only_is_said_to_lose_nothing(qtbot, window,
     box = w.check_box
     assert "overview levels" in box.informativeText() and "nothing is lost" in box.informativeText()
     assert "1/c/0/0" in box.detailedText() and box.findChild(QPushButton, "salvageButton") is not None
+
+
+def test_a_file_that_does_not_open_offers_a_salvaged_copy(qtbot, window, image_copy, tmp_path) -> None:
+    """A .mzarr cut short by an interrupted copy: opening it says so and offers Save salvaged copy…, which reads the
+    rows left in its pages and writes a new file that opens."""
+    w = window
+    path = image_copy("mosaic")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert not w.open_path(str(path))
+    box = w.error_box
+    assert box is not None and "cut short" in box.informativeText()
+    target = tmp_path / "mosaic-salvaged.mzarr"
+    w.ask_salvage_path = lambda current: str(target)
+    button = box.findChild(QPushButton, "salvageButton")
+    assert button is not None
+    button.click()
+    qtbot.waitUntil(lambda: w.check_box is not None and w.check_box.objectName() == "salvageBox", timeout=30000)
+    assert "pages were read directly" in w.check_box.detailedText()
+    want = mosaic_2d()
+    with Mzarr(target) as copy:
+        got = copy[...]
+        assert got.shape == want.shape and copy.attrs()["salvaged"]["rows_lost"] >= 0
+    assert np.array_equal(got[:512, :512], want[:512, :512])  # the first rows written: in the part that is left
