@@ -26,6 +26,16 @@ def trigger(w, name: str) -> None:
     action.trigger()
 
 
+def salvage_from(qtbot, w, box, target):
+    """Press ``box``'s Save salvaged copy… with ``target`` as the answer to the path question; wait for the result."""
+    w.ask_salvage_path = lambda current: str(target)
+    button = box.findChild(QPushButton, "salvageButton")
+    assert button is not None
+    button.click()
+    qtbot.waitUntil(lambda: w.check_box is not None and w.check_box.objectName() == "salvageBox", timeout=30000)
+    return target
+
+
 def test_check_file_says_a_sound_file_is_sound(qtbot, window, image_copy) -> None:
     w = window
     open_and_wait(qtbot, w, image_copy("mosaic"))
@@ -51,12 +61,7 @@ def test_a_damaged_chunk_is_named_in_the_status_bar_checked_and_salvaged(qtbot, 
     assert box is not None and box.icon() == QMessageBox.Icon.Warning and "has problems" in box.text()
     assert "cannot be read" in box.informativeText() and "0/c/0/0" in box.detailedText()
     assert "checksum" in box.detailedText()
-    target = tmp_path / "mosaic-salvaged.mzarr"
-    w.ask_salvage_path = lambda current: str(target)
-    button = box.findChild(QPushButton, "salvageButton")
-    assert button is not None
-    button.click()
-    qtbot.waitUntil(lambda: w.check_box is not None and w.check_box.objectName() == "salvageBox", timeout=30000)
+    target = salvage_from(qtbot, w, box, tmp_path / "mosaic-salvaged.mzarr")
     result = w.check_box
     assert "Wrote mosaic-salvaged.mzarr" in result.text() and "approximated from level 1" in result.detailedText()
     want = mosaic_2d()
@@ -106,12 +111,7 @@ def test_a_file_that_does_not_open_offers_a_salvaged_copy(qtbot, window, image_c
     assert not w.open_path(str(path))
     box = w.error_box
     assert box is not None and "cut short" in box.informativeText()
-    target = tmp_path / "mosaic-salvaged.mzarr"
-    w.ask_salvage_path = lambda current: str(target)
-    button = box.findChild(QPushButton, "salvageButton")
-    assert button is not None
-    button.click()
-    qtbot.waitUntil(lambda: w.check_box is not None and w.check_box.objectName() == "salvageBox", timeout=30000)
+    target = salvage_from(qtbot, w, box, tmp_path / "mosaic-salvaged.mzarr")
     assert "pages were read directly" in w.check_box.detailedText()
     want = mosaic_2d()
     with Mzarr(target) as copy:
