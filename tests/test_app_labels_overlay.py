@@ -70,6 +70,16 @@ def expected_blend(grey: np.ndarray, seg: np.ndarray, opacity: float, colors=Non
     return g * (1 - a) + rgba[..., :3] * a
 
 
+
+def contour_blend(grey, seg, opacity, colors, tile: int = 64):
+    """What contour mode draws: :func:`expected_blend` per tile (contours are found within each 64x64 chunk)."""
+    want = np.zeros(seg.shape + (3,))
+    for r in range(0, seg.shape[0], tile):
+        for c in range(0, seg.shape[1], tile):
+            t = (slice(r, r + tile), slice(c, c + tile))
+            want[t] = expected_blend(grey[t], seg[t], opacity, colors, contour=True)
+    return want
+
 def compare(w, expected: np.ndarray, factor: int = 1, margin: int = 3) -> None:
     """The rendered view equals ``expected`` (level-0 pixels; at ``factor``, expected is the level's pixels) at
     screen pixels well inside a level pixel (away from pixel edges, where sampling may round either way)."""
@@ -180,12 +190,7 @@ def test_ngff_colours_hide_show_opacity_contour(qtbot, window, coins_files) -> N
     # contours: per tile (64x64 chunks at level 0), only pixels whose 4-neighbours differ keep a colour
     w.labels.contour.setChecked(True)
     qtbot.wait(50)
-    want = np.zeros(seg.shape + (3,))
-    for r in range(0, seg.shape[0], 64):
-        for c in range(0, seg.shape[1], 64):
-            t = (slice(r, r + 64), slice(c, c + 64))
-            want[t] = expected_blend(grey[t], seg[t], 0.8, colors, contour=True)
-    compare(w, want)
+    compare(w, contour_blend(grey, seg, 0.8, colors))
     assert (contour_mask(seg) & (seg > 0)).sum() < 0.5 * (seg > 0).sum()  # boundaries only
     m.close()
 
@@ -485,12 +490,7 @@ def test_one_value_tiles_are_filled_with_their_colour(qtbot, window, tmp_path) -
     w.view.set_label_contour(True)
     wait_idle(qtbot, w)
     assert not item.isVisible()
-    want = np.zeros(seg.shape + (3,))
-    for r in range(0, seg.shape[0], 64):
-        for c in range(0, seg.shape[1], 64):
-            t = (slice(r, r + 64), slice(c, c + 64))
-            want[t] = expected_blend(coins[t], seg[t], 0.5, colors, contour=True)
-    compare(w, want)
+    compare(w, contour_blend(coins, seg, 0.5, colors))
     # the loader threads made the fill (no pixels coloured on the GUI thread for it)
     style = layer.style()
     fill = style.render(np.full((64, 64), 9, np.uint16))
