@@ -186,13 +186,14 @@ class Layout:
     effort: int = 0
     strip: bool = False
     slabs: bool = False  # the strip frames as separate one-frame streams in one Zarr shard (format 4)
+    shuffle: str = "bitshuffle"  # Blosc: Zarr's usual bitshuffle (the peer), or byte "shuffle" (Mzarr's format 6)
 
     @property
     def family(self) -> str:
         bz, by, bx = self.brick
         shape = f"{bz}³" if bz == by == bx else f"{bz}x{by}x{bx}"
         if self.codec == "blosc":
-            return f"{shape} Blosc-zstd5 bitshuffle"
+            return f"{shape} Blosc-zstd5 {self.shuffle}" + (" (format 6)" if self.shuffle == "shuffle" else "")
         if self.codec == "raw":
             return f"{shape} raw"
         n = bz // self.frames
@@ -236,7 +237,7 @@ class Layout:
         if self.codec == "raw":
             return brick.tobytes()
         if self.codec == "blosc":
-            return bytes(blosc_codec().encode(brick))
+            return bytes(blosc_codec(self.shuffle).encode(brick))
         frames = self.to_frames(brick)
         if self.slabs:
             return shard_bytes([imagecodecs.jpegxl_encode(f, lossless=True, effort=self.effort, photometric="GRAY",
@@ -250,7 +251,7 @@ class Layout:
         if self.codec == "raw":
             return np.frombuffer(data, dtype).reshape(self.brick).copy()
         if self.codec == "blosc":
-            return np.frombuffer(blosc_codec().decode(data), dtype).reshape(self.brick)
+            return np.frombuffer(blosc_codec(self.shuffle).decode(data), dtype).reshape(self.brick)
         if self.slabs:
             out = np.empty(self.brick, dtype)
             n = self.slices_per_frame
@@ -314,10 +315,10 @@ def shard_pieces(data: bytes, count: int) -> list[tuple[int, int]]:
     return [e for e in shard_index(data, count) if e is not None]
 
 
-def blosc_codec() -> Any:
+def blosc_codec(shuffle: str = "bitshuffle") -> Any:
     from numcodecs import Blosc
 
-    return Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE)
+    return Blosc(cname="zstd", clevel=5, shuffle=Blosc.BITSHUFFLE if shuffle == "bitshuffle" else Blosc.SHUFFLE)
 
 
 def all_layouts(efforts: list[int]) -> list[Layout]:
@@ -328,7 +329,7 @@ def all_layouts(efforts: list[int]) -> list[Layout]:
     Effort 3 and above only for 64³ today / mosaic (slow encodes). One-frame strips: effort 1 for every brick
     shape, effort 2 for 64³.
     """
-    out = [Layout((64, 64, 64), "blosc"), Layout((64, 64, 64), "raw")]
+    out = [Layout((64, 64, 64), "blosc"), Layout((64, 64, 64), "blosc", shuffle="shuffle"), Layout((64, 64, 64), "raw")]
     shapes = [((64, 64, 64), (64, 16, 4, 1)), ((32, 32, 32), (32, 1)), ((32, 128, 128), (32, 1)), ((16, 256, 256), (16, 1))]
     for e in efforts:
         for brick, frame_counts in shapes:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import imagecodecs
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec, ZstdCodec
 from zarr.codecs.numcodecs import FixedScaleOffset
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import default_buffer_prototype
@@ -43,8 +43,10 @@ from .errors import ChunkChecksumError, CorruptChunkError, MzarrError, MzarrForm
 from .codecs import RecompressedJpegxl, SlabSharding, StorageCodec, StripJpegxl
 from .frames import FILTER_TYPES, JPEGXL_TYPES, FrameDecoder, frame_decodable, undecodable
 from .guards import (
+    GuardedBlosc,
     GuardedZstd,
     _chunk_text,
+    decode_blosc,
     decode_jpegxl,
     decode_jpegxl_chunk,
     decode_zstd,
@@ -162,7 +164,7 @@ class ChunkCodec:
                  inner: tuple[int, ...] | None = None, order: tuple[int, ...] | None = None, enc_fill: Any = 0,
                  checksum: bool = False, inner_checksum: bool = False):
         self.checksum, self.inner_checksum = checksum, inner_checksum
-        self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd", "bytes", "slabs"
+        self.kind = kind  # "jpegxl", "jpeg" (JPEG XL chunks that may be recompressed JPEGs), "zstd", "blosc", "bytes", "slabs"
         self.shape, self.dtype = shape, dtype
         self.enc_shape, self.enc_dtype = enc_shape, enc_dtype
         self.steps = steps
@@ -232,9 +234,9 @@ class ChunkCodec:
             endian = getattr(serializer.endian, "value", serializer.endian)
             if enc_dtype.itemsize > 1 and (endian != "little" or sys.byteorder != "little"):
                 return None
-            if len(codecs) == 2 and type(codecs[1]) not in (ZstdCodec, GuardedZstd):
+            if len(codecs) == 2 and type(codecs[1]) not in (ZstdCodec, GuardedZstd, BloscCodec, GuardedBlosc):
                 return None
-            kind = "zstd" if len(codecs) == 2 else "bytes"
+            kind = "bytes" if len(codecs) == 1 else "blosc" if isinstance(codecs[1], BloscCodec) else "zstd"
         else:
             return None
         return cls(kind, tuple(array.chunks), dtype, enc_shape, enc_dtype, list(reversed(steps)), serializer,
@@ -344,6 +346,8 @@ class ChunkCodec:
             if self.kind == "zstd":
                 # GuardedZstd's bound: the chunk's size plus room for a compressing serializer's overhead
                 raw: Any = decode_zstd(data, self.nbytes + self.nbytes // 16 + 4096, self.what)
+            elif self.kind == "blosc":
+                raw = decode_blosc(data, self.nbytes, self.what)
             else:
                 raw = data
             if len(memoryview(raw).cast("B")) != self.nbytes:

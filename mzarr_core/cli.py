@@ -252,10 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--quality", type=float, help="lossy: quality 0-100 instead of --distance")
     conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2; 1 for strip bricks)")
     conv.add_argument(
-        "--bricks", choices=("slabs", "strip", "frames"),
-        help="lossless volumes: slabs = each brick 4 JPEG XL frames of 16 z-slices (default, format 4: fast bricks "
-        "and z-planes); strip = each brick one frame (format 2: opens in Mzarr before format 4); frames = one "
-        "frame per z-slice (format 1: opens in Mzarr 0.1)",
+        "--bricks", choices=("blosc", "slabs", "strip", "frames"),
+        help="lossless volumes: blosc = each brick Blosc-compressed (default for 16-bit volumes, format 6: ~10x "
+        "faster to read than JPEG XL, a few per cent larger); slabs = each brick 4 JPEG XL frames of 16 z-slices "
+        "(default for 8-bit volumes, format 4: fast bricks and z-planes); strip = each brick one frame (format 2: "
+        "opens in Mzarr before format 4); frames = one frame per z-slice (format 1: opens in Mzarr 0.1)",
     )
     conv.add_argument(
         "--no-checksums", dest="checksums", action="store_false",

@@ -7,6 +7,7 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
 | JpegxlSlabs     | ``{"name": "jpegxl", "bricks": "slabs"}`` | the same, volumes, lossless (format 4)   | no    | one slab        |
 | JpegxlStrip     | ``{"name": "jpegxl", "bricks": "strip"}`` | the same, volumes, lossless (format 2)   | no    | whole bricks    |
 | Zstd            | ``{"name": "zstd"}``                      | float16/32/64, (u)int32/64               | no    | whole chunks    |
+| Blosc           | ``{"name": "blosc"}``                     | uint16/int16 volumes, lossless (format 6)| no    | whole bricks    |
 | JpegxlJpeg      | ``{"name": "jpegxl", "jpeg": "recompressed"}`` | uint8 2-D slides (format 3)         | yes   | -               |
 
 * **JpegxlFrames**: a chunk is one JPEG XL image; a 3-D brick one frame per z (libjxl decodes one frame alone,
@@ -20,6 +21,10 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
   vertically, ``chunk.reshape(z * y, x)``: libjxl's fast single-frame path (effort 1) makes bricks decode 2.5-3x
   and encode 6-11x faster than 64 frames, for ~5 % more bytes (docs/BENCHMARKS.md, "3D brick layout"). The zarr
   codec entry is unchanged (``imagecodecs_jpegxl``): stock readers decode the frame and reshape it to the chunk.
+* **Blosc** (format 6, the default for lossless volumes of 16-bit samples, ``bricks="blosc"``): a brick is its
+  raw bytes, byte-shuffled and zstd-compressed by Zarr's standard ``blosc`` codec. On 12-bit CT and MR it is 3-8 %
+  larger than slab bricks and decodes 9-11x faster, so a y or x plane (whole bricks) costs less than a z-plane of
+  slabs; on 8-bit volumes JPEG XL stays 25 % smaller and remains their default (docs/BENCHMARKS.md, "Blosc bricks").
 * Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
 * **JpegxlJpeg** (format 3, whole-slide images): level 0's chunks are the source slide's JPEG tiles transcoded by
   libjxl without loss (a JPEG XL container with a ``jbrd`` box); reading reconstructs the JPEG and decodes it with
@@ -39,7 +44,7 @@ import dataclasses
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import imagecodecs
 import numpy as np
@@ -49,6 +54,7 @@ from zarr.codecs.numcodecs import AsType, FixedScaleOffset
 from .errors import MzarrDtypeError, MzarrValueError
 from .guards import (
     CheckedCrc32c,
+    GuardedBlosc,
     GuardedJpegxl,
     append_crc32c,
     GuardedZstd,
@@ -59,6 +65,7 @@ from .guards import (
 )
 
 __all__ = [
+    "Blosc",
     "DEFAULT_EFFORT",
     "JpegxlFrames",
     "JpegxlJpeg",
@@ -86,6 +93,9 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dty
 DEFAULT_EFFORT = 2  # 2-D tiles and frames: decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
 STRIP_EFFORT = 1  # strip bricks: libjxl's single-frame fast path (effort 2 is ~9 % smaller but 2x slower)
 ZSTD_LEVEL = 5
+#: lossless volumes of these dtypes are Blosc bricks by default (8-bit volumes: JPEG XL is 25 % smaller there)
+BLOSC_VOLUME_DTYPES = (np.dtype("uint16"), np.dtype("int16"))
+BRICKS = ("blosc", "slabs", "strip", "frames")  # what ``bricks=`` may ask for (volumes)
 CHECKSUM_FORMAT = 5  # the format version of files whose chunks carry a crc32c (docs/FORMAT.md, "Checksums")
 
 
@@ -522,6 +532,40 @@ class Zstd(StorageCodec):
         return {"filters": filters, "serializer": BytesCodec(), "compressors": self._compressors(GuardedZstd(level=self.level))}
 
 
+BLOSC_CNAME, BLOSC_LEVEL, BLOSC_SHUFFLE = "zstd", 5, "shuffle"  # docs/BENCHMARKS.md, "Blosc bricks (format 6)"
+
+
+@dataclass(frozen=True)
+class Blosc(StorageCodec):
+    """Raw little-endian bytes + Blosc (zstd, byte shuffle): lossless volumes of 16-bit samples (format 6). On
+    scanners' 12-16-bit volumes it is within a few per cent of lossless JPEG XL's size and decodes ~10x faster,
+    which is what planes along y and x, patches and windows wait for (docs/BENCHMARKS.md). Zarr's standard
+    ``blosc`` codec: every Zarr v3 reader reads it."""
+
+    cname: str = BLOSC_CNAME
+    level: int = BLOSC_LEVEL
+    shuffle: str = BLOSC_SHUFFLE
+
+    name: ClassVar[str] = "blosc"
+    format_version: ClassVar[int] = 6
+
+    @classmethod
+    def from_json(cls, block: dict[str, Any]) -> "Blosc":
+        cname, level, shuffle = block.get("cname"), block.get("level"), block.get("shuffle")
+        return cls(cname=cname if cname in ("zstd", "lz4", "lz4hc", "zlib", "blosclz") else BLOSC_CNAME,
+                   level=level if isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 9 else BLOSC_LEVEL,
+                   shuffle=shuffle if shuffle in ("noshuffle", "shuffle", "bitshuffle") else BLOSC_SHUFFLE)
+
+    def _block(self) -> dict[str, Any]:
+        return {"name": self.name, "lossless": True, "cname": self.cname, "level": self.level, "shuffle": self.shuffle}
+
+    def pipeline(self, dtype: np.dtype, transpose: tuple[int, ...] | None) -> dict[str, Any]:
+        filters = [TransposeCodec(order=transpose)] if transpose is not None else None
+        blosc = GuardedBlosc(cname=cast(Any, self.cname), clevel=self.level, shuffle=cast(Any, self.shuffle),
+                             typesize=np.dtype(dtype).itemsize)
+        return {"filters": filters, "serializer": BytesCodec(), "compressors": self._compressors(blosc)}
+
+
 # -- registry --------------------------------------------------------------------------------------------------------
 _STORAGE_CODECS: list[type[StorageCodec]] = []
 _registered = False
@@ -549,7 +593,7 @@ def register_codecs() -> None:
     # Slab bricks put a filter before the sharding codec on purpose (the shard is the array's chunk): zarr's notice
     # that this turns off its partial shard reads is about a path Mzarr does not use (it reads slabs itself).
     warnings.filterwarnings("ignore", message="Combining a `sharding_indexed` codec disables partial reads")
-    for cls in (Zstd, JpegxlFrames, JpegxlStrip, JpegxlJpeg, JpegxlSlabs):
+    for cls in (Zstd, JpegxlFrames, JpegxlStrip, JpegxlJpeg, JpegxlSlabs, Blosc):
         register_storage_codec(cls)
     _registered = True
 
@@ -627,8 +671,8 @@ def choose_codec(
     checksum: bool = True,
 ) -> StorageCodec:
     """Pick the storage codec for a dtype, the user's lossy/lossless request and whether the image is a volume
-    (lossless JPEG XL volumes are stored as slab bricks unless ``bricks="strip"`` or ``"frames"``), refusing impossible
-    combinations. ``checksum``: every chunk carries a crc32c (format 5; off only for readers before it)."""
+    (lossless volumes of 16-bit samples are Blosc bricks, other lossless JPEG XL volumes slab bricks, unless
+    ``bricks`` says ``"blosc"``, ``"slabs"``, ``"strip"`` or ``"frames"``), refusing impossible combinations. ``checksum``: every chunk carries a crc32c (format 5; off only for readers before it)."""
     return dataclasses.replace(_choose(dtype, lossless, distance, quality, effort, is_label, volume, bricks),
                                checksum=bool(checksum))
 
@@ -636,8 +680,8 @@ def choose_codec(
 def _choose(dtype: np.dtype, lossless: bool, distance: float | None, quality: float | None, effort: int | None,
             is_label: bool, volume: bool, bricks: str | None) -> StorageCodec:
     dtype = check_dtype(dtype)
-    if bricks not in (None, "slabs", "strip", "frames"):
-        raise MzarrValueError(f"bricks must be 'slabs', 'strip' or 'frames', got {bricks!r}")
+    if bricks not in (None, *BRICKS):
+        raise MzarrValueError(f"bricks must be one of {', '.join(repr(b) for b in BRICKS)}, got {bricks!r}")
     if effort is not None:
         effort = int(effort)
         if not 1 <= effort <= 10:
@@ -658,13 +702,17 @@ def _choose(dtype: np.dtype, lossless: bool, distance: float | None, quality: fl
         if not 0.0 < distance <= 25.0:
             raise MzarrValueError(f"distance must be in (0, 25], got {distance}")
         # lossy volumes keep one frame per z: a lossy strip would let JPEG XL's smoothing filters mix slices
-        if bricks in ("strip", "slabs"):
+        if bricks in ("strip", "slabs", "blosc"):
             raise MzarrValueError(f"{bricks} bricks are lossless only: save lossy volumes with bricks='frames' (default)")
         return JpegxlFrames(lossless=False, distance=distance, effort=DEFAULT_EFFORT if effort is None else effort)
     if is_label:
         # segmentations: zstd decodes a label chunk 9-22x faster than lossless JPEG XL (what the overlay and painting
         # wait for) at a size from half to twice JPEG XL's (docs/BENCHMARKS.md, "Label image codec")
         return Zstd()
+    if volume and (bricks == "blosc" or (bricks is None and dtype in BLOSC_VOLUME_DTYPES)):
+        return Blosc()
+    if bricks == "blosc":
+        raise MzarrValueError("bricks='blosc' is for volumes (images with a z axis); 2-D images are stored as JPEG XL tiles")
     if dtype in JPEGXL_NATIVE or dtype in JPEGXL_OFFSET or dtype == np.dtype(bool):
         if volume and bricks == "strip":
             return JpegxlStrip(effort=STRIP_EFFORT if effort is None else effort)

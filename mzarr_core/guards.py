@@ -11,12 +11,14 @@ declares against that before decoding anything, and decodes into a buffer of exa
   any pixel is allocated, a stream whose frame count, channels or sample type differ (a multi-frame bomb).
 * zstd: the frame header's declared content size is checked, and the decode writes into a buffer of the chunk's
   byte size, so frames without a declared size, or several concatenated frames, cannot grow memory either.
+* Blosc (format 6 volumes): the 16-byte header's uncompressed size must be the chunk's byte size and its compressed
+  size the stored length, and the decode writes into a buffer of exactly the chunk's size.
 * JPEG XL holding a recompressed JPEG (a ``jbrd`` box, format 3 slides): the JPEG XL header is checked as above,
   the JPEG is reconstructed into a buffer of at most :func:`jpeg_limit` bytes, its frame header (size, components,
   precision) is checked against the chunk, and libjpeg decodes into a preallocated chunk-sized array.
 
 Refusals raise :class:`~mzarr_core.errors.ChunkTooLargeError`. The codec classes keep the stock names and
-configurations ("imagecodecs_jpegxl", "zstd"): files are unchanged and stock readers still read them.
+configurations ("imagecodecs_jpegxl", "zstd", "blosc"): files are unchanged and stock readers still read them.
 :func:`register_guarded_codecs` makes zarr build the guarded classes whenever it opens an array.
 """
 
@@ -32,13 +34,15 @@ import imagecodecs.numcodecs
 import numpy as np
 import zarr
 from imagecodecs.zarr import Jpegxl
-from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.registry import register_codec
 
 from .errors import ChunkChecksumError, ChunkTooLargeError
 
 __all__ = [
     "BoundedJpegxlV2",
+    "GuardedBlosc",
+    "decode_blosc",
     "GuardedJpegxl",
     "GuardedZstd",
     "JxlHeader",
@@ -508,6 +512,49 @@ def decode_zstd(data: Any, limit: int, what: str) -> bytes | bytearray | memoryv
         raise
 
 
+# -- blosc (format 6) -------------------------------------------------------------------------------------------
+BLOSC_HEADER = 16  # c-blosc 1.x: version, versionlz, flags, typesize, then nbytes, blocksize, cbytes (uint32 LE)
+
+
+def decode_blosc(data: Any, nbytes: int, what: str) -> np.ndarray:
+    """Blosc-decode ``data`` into exactly ``nbytes`` bytes (uint8), checking the header first: a declared size other
+    than ``nbytes`` is refused (ChunkTooLargeError when larger), and so is a compressed size other than the stored
+    length or a nonsensical block size (ValueError: the chunk is damaged), before the decoder runs."""
+    view = np.frombuffer(data, np.uint8)
+    if len(view) < BLOSC_HEADER:
+        raise ValueError(f"the chunk holds {len(view)} bytes, fewer than a Blosc header ({BLOSC_HEADER}): it was cut short")
+    version, flags, typesize = int(view[0]), int(view[2]), int(view[3])
+    declared, blocksize, cbytes = (int.from_bytes(view[i : i + 4].tobytes(), "little") for i in (4, 8, 12))
+    if declared > nbytes:
+        raise ChunkTooLargeError(
+            f"its Blosc header declares {declared} bytes ({_human(declared)}) of content, but {what}: {HOSTILE}"
+        )
+    if declared != nbytes:
+        raise ValueError(f"its Blosc header declares {declared} bytes of content, but {what} ({nbytes} bytes)")
+    if cbytes != len(view):
+        raise ValueError(f"its Blosc header says {cbytes} bytes were stored, but {len(view)} are: the chunk was cut "
+                         "short or overwritten")
+    if version not in (1, 2) or typesize < 1 or (nbytes and not 0 < blocksize <= max(nbytes, BLOSC_HEADER)):
+        raise ValueError(f"its Blosc header is not one Blosc writes (version {version}, type size {typesize}, "
+                         f"block size {blocksize}, flags {flags:#x})")
+    out = bytearray(nbytes)
+    if nbytes:
+        imagecodecs.blosc_decode(view, numthreads=1, out=out)
+    return np.frombuffer(out, np.uint8)
+
+
+class GuardedBlosc(BloscCodec):
+    """zarr's blosc codec (same name and configuration) whose decode is :func:`decode_blosc`: the header checked
+    against the chunk's byte size before anything is decoded, then c-blosc into a buffer of exactly that size."""
+
+    def _decode_sync(self, chunk_bytes: Any, chunk_spec: Any) -> Any:
+        shape, dtype = _spec(chunk_spec)
+        if dtype is None:  # variable-size values: no bound known
+            return super()._decode_sync(chunk_bytes, chunk_spec)
+        decoded = decode_blosc(chunk_bytes.as_numpy_array(), math.prod(shape) * dtype.itemsize, _chunk_text(shape, dtype))
+        return chunk_spec.prototype.buffer.from_array_like(decoded)
+
+
 # -- crc32c checksums (format 5) -----------------------------------------------------------------------------
 CHECKSUM_BYTES = 4  # Zarr's crc32c codec: the payload's crc32c, little-endian, after it
 
@@ -640,6 +687,7 @@ def register_guarded_codecs() -> None:
     files). Idempotent."""
     register_zarr_codec("imagecodecs_jpegxl", GuardedJpegxl)
     register_zarr_codec("zstd", GuardedZstd)
+    register_zarr_codec("blosc", GuardedBlosc)
     register_zarr_codec("crc32c", CheckedCrc32c)
 
 

@@ -13,7 +13,7 @@ from .codecs import format_version_of
 from .errors import MzarrFormatError, MzarrValueError
 from .pyramid import DOWNSAMPLE_METHODS
 
-FORMAT_VERSION = 5  # the newest format this version reads (see docs/FORMAT.md, format versions)
+FORMAT_VERSION = 6  # the newest format this version reads (see docs/FORMAT.md, format versions)
 NGFF_VERSION = "0.5"
 AXIS_TYPES = {"c": "channel", "z": "space", "y": "space", "x": "space"}
 

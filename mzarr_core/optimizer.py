@@ -87,10 +87,17 @@ def optimize(path: str | os.PathLike, effort: int = DEFAULT_EFFORT, progress: Pr
             )
         codec = image.codec or {}
         if codec.get("name") != "jpegxl" or not codec.get("lossless"):
+            if codec.get("lossless", True) is False:
+                why = "only (re-encoding lossy chunks would lose quality again)"
+            elif codec.get("name") == "blosc":
+                why = (f"only; for a smaller file store its bricks as JPEG XL (slower to read): 'mzarr convert {path} "
+                       "NEW.mzarr --bricks slabs'")
+            else:
+                why = "only"
             raise MzarrValueError(
                 f"{path} is stored with {codec.get('name', 'an unknown codec')}"
                 f"{'' if codec.get('lossless', True) else ' (lossy)'}: optimize re-encodes lossless JPEG XL chunks "
-                "only (re-encoding lossy chunks would lose quality again)"
+                + why
             )
         storage_codec = codec_from_json(codec)
         report = OptimizeReport(str(path), effort, payload_before=store.total_bytes(), file_before=path.stat().st_size)

@@ -63,7 +63,8 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("images")
     Mzarr(mosaic_2d(), spacing=(0.25, 0.25), unit="micrometer").save(d / "mosaic.mzarr")
     Mzarr(volume_3d(), spacing=(2.0, 0.5, 0.5)).save(d / "volume.mzarr", bricks="strip")  # strip bricks (format 2)
-    Mzarr(volume_3d(), spacing=(2.0, 0.5, 0.5)).save(d / "volume_slabs.mzarr")  # slab bricks (format 4, the default)
+    Mzarr(volume_3d(), spacing=(2.0, 0.5, 0.5)).save(d / "volume_slabs.mzarr", bricks="slabs")  # format 4 slabs
+    Mzarr(volume_3d(), spacing=(2.0, 0.5, 0.5)).save(d / "volume_blosc.mzarr")  # Blosc bricks (format 6, the default)
     Mzarr(volume_3d(), spacing=(2.0, 0.5, 0.5)).save(d / "volume_frames.mzarr", bricks="frames")  # format 1 bricks
     Mzarr(labels_2d(), is_label=True).save(d / "labels.mzarr")
     Mzarr(skdata.astronaut()).save(d / "astronaut.mzarr")

@@ -219,7 +219,7 @@ def test_document_cached_answers_what_the_library_holds(tmp_path) -> None:
     from mzarr_app.document import Document
 
     vol = volume_3d(70, 150, 170)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")  # a lossless volume: slab bricks (format 4)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs")  # slab bricks (format 4)
     doc = Document(path, cache_bytes=64 << 20)
     try:
         lev = doc.levels[0]

@@ -166,16 +166,18 @@ def test_coarse_level_fills_in_while_fine_level_loads(qtbot, window, image_dir, 
     assert {k.level for k in w.view._tiles} == {0}
 
 
-@pytest.mark.parametrize("bricks", ["strip", "frames", "slabs"])
+@pytest.mark.parametrize("bricks", ["strip", "frames", "slabs", "blosc"])
 @pytest.mark.parametrize("axis", ["z", "y", "x"])
 def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_dir, read_log, axis, bricks) -> None:
     """z-slices of frame bricks decode one frame per brick of the view, of slab bricks one slab per brick (planes,
-    never whole bricks); strip bricks (and y/x slices of any) decode whole bricks, once: stepping through the
-    slices of a cached brick layer decodes nothing."""
+    never whole bricks); strip and Blosc bricks (and y/x slices of any) decode whole bricks, once: stepping through
+    the slices of a cached brick layer decodes nothing."""
     from mzarr_core import Mzarr
 
     w = window
-    name = {"strip": "volume.mzarr", "frames": "volume_frames.mzarr", "slabs": "volume_slabs.mzarr"}[bricks]
+    whole = bricks in ("strip", "blosc")  # bricks decoded whole for every plane
+    name = {"strip": "volume.mzarr", "frames": "volume_frames.mzarr", "slabs": "volume_slabs.mzarr",
+            "blosc": "volume_blosc.mzarr"}[bricks]
     open_and_wait(qtbot, w, image_dir / name)
     m = Mzarr(image_dir / name)
     hist = w.view._hist_level
@@ -193,12 +195,12 @@ def test_3d_slicing_streams_the_slice_at_the_needed_level(qtbot, window, image_d
         assert_only_visible_decoded(w, read_log.keys(), skip_levels={hist})
         lv = w.view.level
         lev = m.levels[lv]
-        assert lv != hist and w.doc.plane_reads[lv] == (bricks != "strip")
-        if axis == "z" and bricks != "strip":  # one plane per chunk of the view, never a whole brick
+        assert lv != hist and w.doc.plane_reads[lv] == (not whole)
+        if axis == "z" and not whole:  # one plane per chunk of the view, never a whole brick
             assert not [k for k in read_log.chunks() if k[0] != hist], "a whole brick was decoded for a z-slice"
             if step and bricks == "frames":  # the new slice was read ahead: now exactly the next slice's planes
                 assert sorted(read_log.keys()) == sorted(expected_reads(w, lv, (1,)))
-        else:  # y/x slices, strip bricks: whole bricks (cached across steps), no planes
+        else:  # y/x slices, strip and Blosc bricks: whole bricks (cached across steps), no planes
             assert not read_log.planes()
             if step:
                 assert not read_log.keys(), "stepping within the cached bricks must not decode again"

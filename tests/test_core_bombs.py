@@ -192,7 +192,7 @@ def test_slab_with_too_many_frames_is_refused(tmp_path, action):
     """A slab brick (format 4) whose slab 2 is 400000 frames of 64 x 64 (1.6 GB decoded, ~6 MB stored) under a
     valid shard index: refused by the whole-brick read and by the plane read that decodes that slab alone."""
     vol = smooth_array((64, 128, 128), "uint8", seed=4)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr", checksums=False)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs", checksums=False)
     good = guards.shard_index(chunk_blobs(path)["0/c/0/1/1"], 4)
     blob = chunk_blobs(path)["0/c/0/1/1"]
     slabs = [blob[o : o + n] for o, n in good]
@@ -227,7 +227,7 @@ def test_damaged_slab_brick_is_named(tmp_path, damage):
     not JPEG XL) is a CorruptChunkError naming the brick, from whole-brick reads, plane reads and verify; the other
     bricks still read bit-exactly."""
     vol = smooth_array((64, 128, 128), "uint16", seed=5)
-    path = Mzarr(vol).save(tmp_path / "v.mzarr", checksums=False)
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs", checksums=False)
     set_blob(path, "0/c/0/1/1", _damaged_shards(chunk_blobs(path)["0/c/0/1/1"])[damage])
     with Mzarr(path) as m:
         with pytest.raises(CorruptChunkError, match="0/c/0/1/1"):

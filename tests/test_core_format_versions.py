@@ -1,7 +1,7 @@
 """Format versions: files of format 1 (frame bricks, written by Mzarr 0.1.0 and committed in tests/data), format 2
-(strip bricks) and format 4 (slab bricks) keep opening, reading and editing in their own layout; new files are
-format 5 (every chunk with a crc32c; lossless volumes as slab bricks: Zarr shards of z-slabs) that stock Zarr
-readers still decode; ``checksums=False`` writes the layout's own format; every storage codec class round-trips
+(strip bricks), format 4 (slab bricks), format 5 (checksums) and format 6 (Blosc bricks) keep opening, reading
+and editing in their own layout; new files carry a crc32c after every chunk (lossless 16-bit volumes as Blosc
+bricks, format 6; other lossless volumes as slab bricks: Zarr shards of z-slabs) that stock Zarr readers decode; ``checksums=False`` writes the layout's own format; every storage codec class round-trips
 its block and says how its planes are read."""
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def expected(name: str) -> np.ndarray:
         "format4_volume_int16.mzarr": (vol - 128).astype(np.int16)[:20, :50, :60] * 100,
         "format5_volume_int16.mzarr": (vol - 128).astype(np.int16)[:20, :50, :60] * 100,
         "format5_camera_labels.mzarr": data.camera()[:300, :260],
+        "format6_volume_uint16.mzarr": (vol * 37 + 11).astype(np.uint16),
+        "format6_volume_int16.mzarr": (vol - 128).astype(np.int16)[:20, :50, :60] * 100,
     }[name]
 
 
@@ -70,18 +72,21 @@ def test_format1_files_open_and_read_bit_exact(name):
             assert verify(m).ok
 
 
-# Committed files of formats 2 and 4 (written 2026-11-30 from the same pixels: format 2 as the previous version
-# wrote lossless volumes, format 4 as this one does), so a later change of the writer cannot change how they read.
+# Committed files of formats 2, 4, 5 and 6 (written 2026-11-30 from the same pixels: format 2 strip bricks, 4 slab
+# bricks, 5 slabs with checksums, 6 Blosc bricks, no "bricks" key), so a later change of the writer cannot change
+# how they read.
 LATER = [("format2_volume_uint16.mzarr", 2, "strip"), ("format4_volume_uint16.mzarr", 4, "slabs"),
-         ("format4_volume_int16.mzarr", 4, "slabs"), ("format5_volume_int16.mzarr", 5, "slabs")]
+         ("format4_volume_int16.mzarr", 4, "slabs"), ("format5_volume_int16.mzarr", 5, "slabs"),
+         ("format6_volume_uint16.mzarr", 6, None), ("format6_volume_int16.mzarr", 6, None)]
 
 
 @pytest.mark.parametrize("name,version,bricks", LATER)
 def test_committed_strip_and_slab_files_open_read_and_edit_in_their_layout(tmp_path, name, version, bricks):
     want = expected(name)
+    codec_name = "blosc" if version == 6 else "jpegxl"
     assert root_meta(DATA / name)["format_version"] == version
     with Mzarr(DATA / name) as m:
-        assert m.codec.get("bricks") == bricks
+        assert m.codec.get("bricks") == bricks and m.codec["name"] == codec_name
         assert np.array_equal(m[...], want)
         level = m.levels[0]
         for z in sorted({0, 13, min(64, want.shape[0] - 1), want.shape[0] - 1}):
@@ -93,7 +98,8 @@ def test_committed_strip_and_slab_files_open_read_and_edit_in_their_layout(tmp_p
     want[3:9, 5:30, 7:40] = 77
     assert root_meta(path)["format_version"] == version
     with Mzarr(path) as m:
-        assert m.codec.get("bricks") == bricks and np.array_equal(m[...], want) and verify(m).ok
+        assert m.codec.get("bricks") == bricks and m.codec["name"] == codec_name
+        assert np.array_equal(m[...], want) and verify(m).ok
 
 
 def test_format1_volume_edits_stay_format1(tmp_path):
@@ -113,9 +119,9 @@ def test_format1_volume_edits_stay_format1(tmp_path):
         assert verify(m).ok
 
 
-def test_new_volumes_are_format5_checksummed_slabs(tmp_path):
+def test_slab_volumes_are_format5_checksummed_slabs(tmp_path):
     vol = expected("format1_volume_uint16.mzarr")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs")
     meta = root_meta(path)
     assert meta["format_version"] == 5 and meta["codec"] == {"name": "jpegxl", "lossless": True, "effort": 1,
                                                             "bricks": "slabs", "slab": 16, "checksum": "crc32c"}
@@ -136,7 +142,7 @@ def test_new_volumes_are_format5_checksummed_slabs(tmp_path):
 def test_without_checksums_each_layout_keeps_its_own_format_version(tmp_path):
     """``checksums=False`` writes files the readers of formats 1-4 open: the layout's own version, no crc32c."""
     vol = expected("format1_volume_uint16.mzarr")
-    slabs = Mzarr(vol).save(tmp_path / "slabs.mzarr", checksums=False)
+    slabs = Mzarr(vol).save(tmp_path / "slabs.mzarr", bricks="slabs", checksums=False)
     assert root_meta(slabs)["format_version"] == 4 and "checksum" not in root_meta(slabs)["codec"]
     with Mzarr(slabs) as m:
         raw = m._store.get_bytes_sync("0/c/0/0/0")
@@ -259,7 +265,9 @@ def test_storage_codecs_round_trip_their_block(codec, checksum):
 def test_codec_choice_and_unknown_blocks():
     import numpy as np
 
-    assert type(choose_codec(np.uint16, volume=True)) is JpegxlSlabs
+    assert type(choose_codec(np.uint16, volume=True)) is codecs.Blosc
+    assert type(choose_codec(np.uint8, volume=True)) is JpegxlSlabs
+    assert type(choose_codec(np.uint16, volume=True, bricks="slabs")) is JpegxlSlabs
     assert type(choose_codec(np.uint16, volume=True, bricks="strip")) is JpegxlStrip
     assert isinstance(choose_codec(np.uint16, volume=True, bricks="frames"), JpegxlFrames)
     assert type(choose_codec(np.uint16)) is JpegxlFrames
@@ -271,6 +279,7 @@ def test_codec_choice_and_unknown_blocks():
     assert codecs.format_version_of({"name": "jpegxl", "bricks": "strip"}) == 2
     assert codecs.format_version_of({"name": "jpegxl", "bricks": "slabs", "slab": 16}) == 4
     assert codecs.format_version_of({"name": "zstd", "checksum": "crc32c"}) == 5
+    assert codecs.format_version_of({"name": "blosc"}) == codecs.format_version_of({"name": "blosc", "checksum": "crc32c"}) == 6
     assert choose_codec(np.uint16).checksum and not choose_codec(np.uint16, checksum=False).checksum
     assert codec_from_json({"name": "jpegxl", "bricks": "slabs", "slab": -3}) == JpegxlSlabs()  # a bad slab: default
 

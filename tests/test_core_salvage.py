@@ -38,7 +38,7 @@ def enlarged(level1: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
 
 def test_a_damaged_slab_is_filled_from_level1_and_the_rest_is_exact(tmp_path):
     vol = volume()
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs")
     with Mzarr(path) as m:
         level1 = m.levels[1][...]
     blob = chunk_blobs(path)["0/c/0/0/0"]

@@ -1,4 +1,4 @@
-"""Slab bricks (format 4, the default for lossless volumes): bit-exact round trips on real and synthetic volumes of
+"""Slab bricks (format 4, the default for lossless 8-bit volumes; asked for with bricks="slabs"): bit-exact round trips on real and synthetic volumes of
 every JPEG XL dtype, odd shapes (edge bricks, volumes thinner than a slab, a level whose z is no multiple of the slab),
 edits, verify / repair and the CLI on such files, all keeping the layout."""
 
@@ -42,7 +42,7 @@ def test_real_mr_volume_int16_round_trips(tmp_path, nifti_volume):
     """nibabel's anatomical MRI (big-endian int16, 33 x 41 x 25): offset to uint16 before the shards; 33 planes are
     3 slabs of 11."""
     image = nifti_volume.astype("<i2")
-    path = Mzarr(image).save(tmp_path / "mr.mzarr")
+    path = Mzarr(image).save(tmp_path / "mr.mzarr", bricks="slabs")
     with Mzarr(path) as m:
         assert ChunkCodec.for_array(m.levels[0].storage).inner == (11, 41, 25)
     assert_slab_file(path, image)
@@ -57,7 +57,7 @@ def test_every_jpegxl_dtype_round_trips(tmp_path, dtype):
         image = noisy_u16((100, 130, 90), seed=2)
     else:
         image = smooth_array((100, 130, 90), dtype, seed=2)
-    path = Mzarr(image).save(tmp_path / "v.mzarr")
+    path = Mzarr(image).save(tmp_path / "v.mzarr", bricks="slabs")
     assert_slab_file(path, image)
 
 
@@ -70,7 +70,7 @@ def test_every_jpegxl_dtype_round_trips(tmp_path, dtype):
 ])
 def test_odd_shapes(tmp_path, shape, shard_z, slab):
     image = noisy_u16(shape, seed=4)
-    path = Mzarr(image).save(tmp_path / "v.mzarr")
+    path = Mzarr(image).save(tmp_path / "v.mzarr", bricks="slabs")
     with Mzarr(path) as m:
         codec = ChunkCodec.for_array(m.levels[0].storage)
         assert codec.enc_shape[0] == shard_z and codec.inner[0] == slab
@@ -96,7 +96,7 @@ def test_edits_on_edge_and_rounded_shards_stay_bit_exact(tmp_path):
     """Edits through the rounded shard (37 planes in a 48-plane shard) and the edge bricks keep slabs, the pyramid
     and every plane exact."""
     image = noisy_u16((37, 100, 70), seed=6)
-    path = Mzarr(image).save(tmp_path / "v.mzarr")
+    path = Mzarr(image).save(tmp_path / "v.mzarr", bricks="slabs")
     with Mzarr(path, "r+") as m:
         m[30:37, 60:100, 50:70] = 7
         m.write_regions([((slice(0, 3), slice(0, 10), slice(0, 10)), np.uint16(65535)),
@@ -110,7 +110,7 @@ def test_edits_on_edge_and_rounded_shards_stay_bit_exact(tmp_path):
 
 def test_repair_rewrites_a_damaged_slab_brick_as_slabs(tmp_path):
     image = noisy_u16((64, 256, 256), seed=8)
-    path = Mzarr(image).save(tmp_path / "v.mzarr")
+    path = Mzarr(image).save(tmp_path / "v.mzarr", bricks="slabs")
     good = chunk_blobs(path)["1/c/0/1/1"]
     set_blob(path, "1/c/0/1/1", good[: len(good) // 2])  # a torn brick of level 1
     with Mzarr(path, "r+") as m:
@@ -125,7 +125,7 @@ def test_cli_converts_and_verifies_slab_volumes(tmp_path, capsys):
     """`mzarr convert --bricks slabs|strip` and `mzarr verify` on the result (another Mzarr file as the source)."""
     image = noisy_u16((70, 80, 90), seed=9)
     source = Mzarr(image).save(tmp_path / "src.mzarr", bricks="strip")
-    assert cli_main(["convert", str(source), str(tmp_path / "slabs.mzarr"), "--quiet"]) == 0
+    assert cli_main(["convert", str(source), str(tmp_path / "slabs.mzarr"), "--quiet", "--bricks", "slabs"]) == 0
     assert cli_main(["convert", str(source), str(tmp_path / "strip.mzarr"), "--quiet", "--bricks", "strip"]) == 0
     assert cli_main(["verify", str(tmp_path / "slabs.mzarr")]) == 0
     assert Mzarr(tmp_path / "strip.mzarr").codec["bricks"] == "strip"

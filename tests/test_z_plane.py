@@ -138,7 +138,7 @@ def test_z_plane_of_slab_bricks_decodes_one_slab_per_brick(tmp_path, decoded_sha
     """Slab bricks (the default for lossless volumes): a z-plane decodes only the 16-plane slab holding it in each
     brick of its layer (cached), so the slab's other planes are free; a whole brick decodes its 4 slabs."""
     vol = moon_volume(130, "uint16")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs")
     with Mzarr(path) as m:
         level = m.levels[0]
         assert m.codec == {"name": "jpegxl", "lossless": True, "effort": 1, "bricks": "slabs", "slab": 16,
@@ -166,7 +166,7 @@ def test_z_plane_of_slab_bricks_decodes_one_slab_per_brick(tmp_path, decoded_sha
 def test_whole_slab_brick_reuses_the_slabs_a_plane_decoded(tmp_path, decoded_shapes):
     """A y-plane after a z-plane (orthogonal views): each brick the z-plane touched decodes only its 3 other slabs."""
     vol = moon_volume(130, "int16")
-    path = Mzarr(vol).save(tmp_path / "v.mzarr")
+    path = Mzarr(vol).save(tmp_path / "v.mzarr", bricks="slabs")
     with Mzarr(path) as m:
         level = m.levels[0]
         assert np.array_equal(level.z_plane(70), vol[70])
