@@ -839,7 +839,7 @@ def run_files(paths: list[Path], rounds: int, n_bricks: int, n_patches: int) -> 
         with Mzarr(path) as m:
             codec, shape = m.codec or {}, m.shape
         b = best[path]
-        rows.append([f"{path.name} ({codec.get('bricks', 'frames')})", fmt(b["l0_mb"], 1), ratio(b["l0_mb"], ref["l0_mb"]),
+        rows.append([f"{path.name} ({codec.get('bricks', 'frames') if codec.get('name') == 'jpegxl' else codec.get('name')})", fmt(b["l0_mb"], 1), ratio(b["l0_mb"], ref["l0_mb"]),
                      *(f"{fmt(b[f'{a}_wall_ms'])} / {fmt(b[f'{a}_cpu_ms'])}" for a in ("z", "y", "x")),
                      f"{fmt(b['scroll_wall_ms'], 2)} / {fmt(b['scroll_cpu_ms'], 2)}",
                      f"{fmt(b['brick_wall_ms'], 2)} / {fmt(b['brick_cpu_ms'], 2)}",
