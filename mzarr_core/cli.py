@@ -253,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--effort", type=int, help="JPEG XL effort 1-10 (default 2; 1 for strip bricks)")
     conv.add_argument(
         "--bricks", choices=("blosc", "slabs", "strip", "frames"),
-        help="lossless volumes: blosc = each brick Blosc-compressed (default for 16-bit volumes, format 6: ~10x "
-        "faster to read than JPEG XL, a few per cent larger); slabs = each brick 4 JPEG XL frames of 16 z-slices "
+        help="lossless volumes: blosc = each brick Blosc-compressed (default for 16-bit volumes, format 6: ~5x "
+        "faster to read than JPEG XL, 1-7 %% larger); slabs = each brick 4 JPEG XL frames of 16 z-slices "
         "(default for 8-bit volumes, format 4: fast bricks and z-planes); strip = each brick one frame (format 2: "
         "opens in Mzarr before format 4); frames = one frame per z-slice (format 1: opens in Mzarr 0.1)",
     )

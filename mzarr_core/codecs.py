@@ -22,9 +22,9 @@ block of the file's ``mzarr`` metadata), its Zarr codec pipeline and its plane r
   and encode 6-11x faster than 64 frames, for ~5 % more bytes (docs/BENCHMARKS.md, "3D brick layout"). The zarr
   codec entry is unchanged (``imagecodecs_jpegxl``): stock readers decode the frame and reshape it to the chunk.
 * **Blosc** (format 6, the default for lossless volumes of 16-bit samples, ``bricks="blosc"``): a brick is its
-  raw bytes, byte-shuffled and zstd-compressed by Zarr's standard ``blosc`` codec. On 12-bit CT and MR it is 3-8 %
-  larger than slab bricks and decodes 9-11x faster, so a y or x plane (whole bricks) costs less than a z-plane of
-  slabs; on 8-bit volumes JPEG XL stays 25 % smaller and remains their default (docs/BENCHMARKS.md, "Blosc bricks").
+  raw bytes, byte-shuffled and zstd-compressed by Zarr's standard ``blosc`` codec. On 12-bit CT and MR it is 1-7 %
+  larger than slab bricks and whole bricks decode 5-6x faster, so a y or x plane (whole bricks) costs less than a
+  z-plane of slabs; on 8-bit volumes JPEG XL stays ~20 % smaller and remains their default (docs/BENCHMARKS.md, "Blosc bricks").
 * Floats go to zstd because libjxl rejects NaN/Inf, which scientific images use as "no data".
 * **JpegxlJpeg** (format 3, whole-slide images): level 0's chunks are the source slide's JPEG tiles transcoded by
   libjxl without loss (a JPEG XL container with a ``jbrd`` box); reading reconstructs the JPEG and decodes it with
@@ -93,7 +93,7 @@ SUPPORTED_DTYPES: tuple[np.dtype, ...] = (*JPEGXL_NATIVE, *JPEGXL_OFFSET, np.dty
 DEFAULT_EFFORT = 2  # 2-D tiles and frames: decodes as fast as 1 and compresses within ~5% of 7 on photos/micrographs
 STRIP_EFFORT = 1  # strip bricks: libjxl's single-frame fast path (effort 2 is ~9 % smaller but 2x slower)
 ZSTD_LEVEL = 5
-#: lossless volumes of these dtypes are Blosc bricks by default (8-bit volumes: JPEG XL is 25 % smaller there)
+#: lossless volumes of these dtypes are Blosc bricks by default (8-bit volumes: JPEG XL is ~20 % smaller there)
 BLOSC_VOLUME_DTYPES = (np.dtype("uint16"), np.dtype("int16"))
 BRICKS = ("blosc", "slabs", "strip", "frames")  # what ``bricks=`` may ask for (volumes)
 CHECKSUM_FORMAT = 5  # the format version of files whose chunks carry a crc32c (docs/FORMAT.md, "Checksums")
@@ -538,7 +538,7 @@ BLOSC_CNAME, BLOSC_LEVEL, BLOSC_SHUFFLE = "zstd", 5, "shuffle"  # docs/BENCHMARK
 @dataclass(frozen=True)
 class Blosc(StorageCodec):
     """Raw little-endian bytes + Blosc (zstd, byte shuffle): lossless volumes of 16-bit samples (format 6). On
-    scanners' 12-16-bit volumes it is within a few per cent of lossless JPEG XL's size and decodes ~10x faster,
+    scanners' 12-16-bit volumes it is within 1-7 % of lossless JPEG XL's size and decodes 5-6x faster,
     which is what planes along y and x, patches and windows wait for (docs/BENCHMARKS.md). Zarr's standard
     ``blosc`` codec: every Zarr v3 reader reads it."""
 

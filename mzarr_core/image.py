@@ -432,7 +432,7 @@ class Mzarr:
         The write goes to a temporary name and replaces ``path`` only when complete, so a failure, a kill or a
         cancellation (raise :class:`SaveCancelled` from ``progress(done, total)``) leaves any previous file intact.
         ``bricks`` overrides how lossless volumes store a brick: "blosc" (default for 16-bit samples, format 6)
-        Blosc-compressed bytes, ~10x faster to decode than JPEG XL for a few per cent more bytes; JPEG XL "slabs"
+        Blosc-compressed bytes, whole bricks ~5x faster to decode than JPEG XL for 1-7 % more bytes; JPEG XL "slabs"
         (default for 8-bit samples, format 4) decode a z-plane from a quarter of each brick, "strip" (format 2)
         reads whole bricks 13-19 % faster, "frames" (format 1) decodes one z-plane alone and opens in Mzarr 0.1. ``checksums`` (default True, format 5): every
         chunk carries a crc32c that every read checks, so a chunk changed on disk is an error naming it, never
