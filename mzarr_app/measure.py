@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from mzarr_core.annotations import Annotation
 from mzarr_core.regions import LineProfile, RegionStats, line_length
 
-from .tiles import Plane
+from .tiles import Plane, is_turned
 
 #: the view's tool names -> the annotation kind they draw
 TOOLS = {"measure_point": "point", "measure_line": "line", "measure_rect": "rectangle",
@@ -60,9 +60,24 @@ def on_plane(a: Annotation, plane: Plane | None) -> bool:
     return plane is not None and a.plane == annotation_plane(plane)
 
 
+def swap_points(points: Sequence[tuple[float, float]], plane: Plane | None) -> list[tuple[float, float]]:
+    """``points`` between the view's (x, y) on ``plane`` and an annotation's (x, y) (the plane's columns and rows
+    in the stored order, ``mzarr_core.annotations.plane_axes``): swapped when the plane is drawn turned a quarter
+    (``tiles.is_turned``: a patient image read radiologically), else the same. Its own inverse."""
+    if plane is not None and is_turned(plane):
+        return [(float(y), float(x)) for x, y in points]
+    return [(float(x), float(y)) for x, y in points]
+
+
+def point_from_click(p: tuple[float, float], plane: Plane, **fields: Any) -> Annotation:
+    """The point annotation of a click at ``p`` (the view's level-0 x, y)."""
+    return Annotation("point", swap_points([p], plane), plane=annotation_plane(plane), **fields)
+
+
 def shape_from_drag(tool: str, p0: tuple[float, float], p1: tuple[float, float], plane: Plane,
                     **fields: Any) -> Annotation | None:
-    """The line, rectangle or ellipse a drag from ``p0`` to ``p1`` (level-0 x, y) draws; None if it has no size."""
+    """The line, rectangle or ellipse a drag from ``p0`` to ``p1`` (the view's level-0 x, y) draws; None if it has
+    no size."""
     kind = TOOLS.get(tool)
     if kind not in ("line", "rectangle", "ellipse"):
         return None
@@ -70,11 +85,12 @@ def shape_from_drag(tool: str, p0: tuple[float, float], p1: tuple[float, float],
         return None
     if kind != "line" and (p0[0] == p1[0] or p0[1] == p1[1]):
         return None
-    return Annotation(kind, [p0, p1], plane=annotation_plane(plane), **fields)
+    return Annotation(kind, swap_points([p0, p1], plane), plane=annotation_plane(plane), **fields)
 
 
 def polygon_from_clicks(points: Sequence[tuple[float, float]], plane: Plane, **fields: Any) -> Annotation | None:
-    """The polygon of the clicked vertices (repeats of a vertex dropped); None with fewer than 3."""
+    """The polygon of the clicked vertices (the view's level-0 x, y; repeats of a vertex dropped); None with fewer
+    than 3."""
     pts: list[tuple[float, float]] = []
     for p in points:
         if not pts or p != pts[-1]:
@@ -83,7 +99,7 @@ def polygon_from_clicks(points: Sequence[tuple[float, float]], plane: Plane, **f
         pts.pop()
     if len(pts) < 3:
         return None
-    return Annotation("polygon", pts, plane=annotation_plane(plane), **fields)
+    return Annotation("polygon", swap_points(pts, plane), plane=annotation_plane(plane), **fields)
 
 
 def bbox_pixels(a: Annotation) -> float:
@@ -147,9 +163,17 @@ def next_name(items: Sequence[Annotation], kind: str) -> str:
     return f"{base} {n}"
 
 
-def view_rect_for(a: Annotation, margin: float = 0.25, minimum: float = 64.0) -> tuple[float, float, float, float]:
-    """The level-0 rectangle (x0, y0, x1, y1) that shows ``a`` with some margin (a point: a small square)."""
+def view_bounds(a: Annotation, plane: Plane | None) -> tuple[float, float, float, float]:
+    """``a``'s bounding box (x0, y0, x1, y1) in the view's level-0 coordinates on ``plane``."""
     x0, y0, x1, y1 = a.bounds()
+    return (y0, x0, y1, x1) if plane is not None and is_turned(plane) else (x0, y0, x1, y1)
+
+
+def view_rect_for(a: Annotation, margin: float = 0.25, minimum: float = 64.0,
+                  plane: Plane | None = None) -> tuple[float, float, float, float]:
+    """The level-0 rectangle (x0, y0, x1, y1) of the view on ``plane`` that shows ``a`` with some margin (a point:
+    a small square)."""
+    x0, y0, x1, y1 = view_bounds(a, plane)
     w, h = max(x1 - x0, minimum), max(y1 - y0, minimum)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     w, h = w * (1 + 2 * margin), h * (1 + 2 * margin)

@@ -18,7 +18,7 @@ from PySide6.QtGui import QColor, QPainterPath, QPen, QUndoCommand
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QGraphicsPathItem, QProgressDialog
 
 from mzarr_core import Mzarr
-from mzarr_core.annotations import Annotation, check_annotations, read_geojson, write_geojson
+from mzarr_core.annotations import Annotation, check_annotations, plane_axes, read_geojson, write_geojson
 from mzarr_core.regions import line_profile, region_stats
 
 from . import measure as M
@@ -265,7 +265,7 @@ class MeasureTools(QObject):
             if not self._inside(p):
                 self.w.statusBar().showMessage("Points go on the image", 3000)
                 return
-            self.add(Annotation("point", [p], name=M.next_name(self.items, "point"), plane=M.annotation_plane(self._plane())))
+            self.add(M.point_from_click(p, self._plane(), name=M.next_name(self.items, "point")))
         elif tool == "measure_polygon":
             closing = double or (len(self._polygon) >= 3 and M.near(
                 p, self._polygon[0], M.CLOSE_POLYGON_PX * self.view.screen_pixel()))
@@ -339,7 +339,7 @@ class MeasureTools(QObject):
             if s.axis.currentText() != axis:
                 s.axis.setCurrentText(axis)
             s.spin.setValue(index)
-        self.view.show_rect(*M.view_rect_for(a))
+        self.view.show_rect(*M.view_rect_for(a, plane=self.view.plane))
         self.panel.select(ident)
 
     # --- drawing -----------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ class MeasureTools(QObject):
                 continue
             for a in self.items:
                 if M.on_plane(a, v.plane):
-                    for g in self._shape_items(a, a.id == current, v.plane_spacing()):
+                    for g in self._shape_items(a, a.id == current, v.plane_spacing(), v.plane):
                         v.vb.addItem(g, ignoreBounds=True)
                         self._graphics.append((v.vb, g))
 
@@ -374,24 +374,28 @@ class MeasureTools(QObject):
         """The graphics items drawing annotations in ``view`` now (tests, and whoever needs to know)."""
         return [g for vb, g in self._graphics if vb is view.vb]
 
-    def _shape_items(self, a: Annotation, selected: bool, spacing: tuple[float, float] | None) -> list[Any]:
-        """The graphics items drawing ``a`` (its shape and its label), in level-0 coordinates of its plane."""
+    def _shape_items(self, a: Annotation, selected: bool, spacing: tuple[float, float] | None,
+                     plane: Any = None) -> list[Any]:
+        """The graphics items drawing ``a`` (its shape and its label), in level-0 coordinates of the view showing
+        its ``plane`` (a turned plane swaps the annotation's x and y: ``measure.swap_points``); ``spacing``: that
+        view's (row, column) spacing."""
         assert self.doc is not None
         color = QColor(*(a.color or DEFAULT_COLOR))
         width = 3 if selected else 2
+        pts = M.swap_points(a.points, plane)
+        x0, y0, x1, y1 = M.view_bounds(a, plane)
         if a.kind == "point":
-            item: Any = pg.ScatterPlotItem([a.points[0][0]], [a.points[0][1]], symbol="+", size=14,
+            item: Any = pg.ScatterPlotItem([pts[0][0]], [pts[0][1]], symbol="+", size=14,
                                            pen=pg.mkPen(color, width=width), brush=None)
         else:
             path = QPainterPath()
-            x0, y0, x1, y1 = a.bounds()
             if a.kind == "ellipse":
                 path.addEllipse(QRectF(x0, y0, x1 - x0, y1 - y0))
             elif a.kind == "rectangle":
                 path.addRect(QRectF(x0, y0, x1 - x0, y1 - y0))
             else:
-                path.moveTo(*a.points[0])
-                for q in a.points[1:]:
+                path.moveTo(*pts[0])
+                for q in pts[1:]:
                     path.lineTo(*q)
                 if a.kind == "polygon":
                     path.closeSubpath()
@@ -403,10 +407,10 @@ class MeasureTools(QObject):
         out = [item]
         label = a.name
         if a.kind == "line":
-            label = f"{a.name}: {M.length_text(a.points, spacing, self.doc.unit)}"
+            label = f"{a.name}: {M.length_text(pts, spacing, self.doc.unit)}"
         if label:
             text = pg.TextItem(label, color=color, anchor=(0, 1))
-            text.setPos(*a.points[-1] if a.kind == "line" else (a.bounds()[0], a.bounds()[1]))
+            text.setPos(*pts[-1] if a.kind == "line" else (x0, y0))
             text.setZValue(Z_ANNOTATIONS)
             out.append(text)
         return out
@@ -431,10 +435,12 @@ class MeasureTools(QObject):
     def _point_text(self, a: Annotation) -> str:
         x, y = a.points[0]
         text = f"Position: x {x:.1f}, y {y:.1f} px"
-        sp = self.view.plane_spacing()
-        if sp is not None and self.doc is not None:
-            unit = self.doc.unit or ""
-            text += f" ({M.format_length(x * sp[1], unit)}, {M.format_length(y * sp[0], unit)})"
+        doc = self.doc
+        if doc is not None and doc.spacing is not None:  # x, y: the columns and rows of its plane, stored order
+            row, col = plane_axes(doc.spatial_axes, a.plane)
+            sr, sc = doc.spacing[doc.spatial_axes.index(row)], doc.spacing[doc.spatial_axes.index(col)]
+            unit = doc.unit or ""
+            text += f" ({M.format_length(x * sc, unit)}, {M.format_length(y * sr, unit)})"
         return text
 
     def measure(self, a: Annotation) -> None:

@@ -110,6 +110,7 @@ class ViewLayout(QWidget):
         self.mode = SINGLE
         self.doc: Document | None = None
         self.plane_names: tuple[str, str, str] = PLANE_NAMES
+        self._attrs: dict[str, Any] = {}
         self.position: list[int] = []
         self.extra: list[TiledImageView] = []  # the y and x views (created at the first orthogonal layout)
         self.info = QLabel("")
@@ -202,9 +203,12 @@ class ViewLayout(QWidget):
         self.position = []
         #: the planes' names: from the DICOM orientation (a sagittal series' z plane is sagittal), else z/y/x order
         self.plane_names = PLANE_NAMES
+        #: the attributes whose patient geometry orders each view's rows and columns (``T.default_plane``)
+        self._attrs: dict[str, Any] = {}
         if doc is not None:
             try:
-                self.plane_names = anatomical_plane_names(doc.attrs()) or PLANE_NAMES
+                self._attrs = doc.attrs()
+                self.plane_names = anatomical_plane_names(self._attrs) or PLANE_NAMES
             except Exception:  # unreadable attributes: the default names
                 pass
         self._apply()
@@ -274,7 +278,7 @@ class ViewLayout(QWidget):
         """The plane of view ``i`` (0: main) through the cursor: perpendicular to the i-th spatial axis."""
         assert self.doc is not None and self.main.plane is not None
         axis = self.doc.spatial_axes[i]
-        return T.default_plane(self.doc.axes, axis, self.position[i], self.main.plane.channels)
+        return T.default_plane(self.doc.axes, axis, self.position[i], self.main.plane.channels, self._attrs)
 
     # --- the cursor ------------------------------------------------------------------------------------------
     def set_position(self, position: Sequence[int]) -> None:
@@ -360,7 +364,9 @@ class ViewLayout(QWidget):
         if doc.spacing is not None:
             lines.append(", ".join(format_length((p + 0.5) * s, doc.unit) for p, s in zip(self.position,
                                                                                           doc.spacing)))
-        got = self.main.value_at(self.position[1], self.position[2]) if self.main.plane is not None else None
+        p = self.main.plane
+        at = dict(zip(spatial, self.position))
+        got = self.main.value_at(at[p.row], at[p.col]) if p is not None else None
         if got is not None:
             val, lv = got
             vs = ", ".join(f"{x:g}" for x in val) if isinstance(val, tuple) else f"{val:g}"

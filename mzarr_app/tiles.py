@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -60,15 +60,26 @@ class TileKey:
 
 
 def default_plane(axes: str, slice_axis: str | None = None, slice_index: int = 0,
-                  channels: tuple[int, ...] | None = None) -> Plane:
-    """Plane for ``axes`` sliced along ``slice_axis`` (default: first of z/y/x when 3 spatial axes)."""
+                  channels: tuple[int, ...] | None = None, attrs: Mapping[str, Any] | None = None) -> Plane:
+    """Plane for ``axes`` sliced along ``slice_axis`` (default: first of z/y/x when 3 spatial axes); its rows and
+    columns the other two axes in the stored order, or for a patient image (``attrs`` with a patient geometry) in
+    the order radiologists read that plane (``mzarr_core.display.radiological_axes``: a plane may be turned)."""
+    from mzarr_core.display import radiological_axes
+
     spatial = [a for a in axes if a != "c"]
     if len(spatial) == 3 and slice_axis is None:
         slice_axis = spatial[0]
     if len(spatial) == 2:
         slice_axis = None
     shown = [a for a in spatial if a != slice_axis]
-    return Plane(axes, shown[0], shown[1], slice_axis, slice_index, channels)
+    row, col = (radiological_axes(attrs, axes, slice_axis) if attrs else None) or (shown[0], shown[1])
+    return Plane(axes, row, col, slice_axis, slice_index, channels)
+
+
+def is_turned(plane: Plane) -> bool:
+    """The plane's rows run along the later of its two axes in the stored order (drawn turned a quarter): its
+    (row, col) pixel is the stored (col, row) one."""
+    return plane.axes.index(plane.row) > plane.axes.index(plane.col)
 
 
 def plane_factors(level: LevelShape, plane: Plane) -> tuple[float, float]:

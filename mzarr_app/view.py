@@ -440,7 +440,13 @@ class TiledImageView(pg.GraphicsView):
             self._start_layer(layer)
         for msg in errors:
             self.tileFailed.emit(msg)
-        self.plane = plane or T.default_plane(doc.axes, channels=None)
+        if plane is None:
+            try:
+                attrs = doc.attrs()
+            except Exception:  # unreadable attributes: the stored order
+                attrs = {}
+            plane = T.default_plane(doc.axes, channels=None, attrs=attrs)  # a patient image: as radiologists read
+        self.plane = plane
         image.display = None
         image.start_histogram()
         self.labelsChanged.emit()

@@ -374,16 +374,19 @@ class MainWindow(QMainWindow):
         self.doc = doc
         self.model.reset()
         rgb = doc.axes.endswith("c") and doc.channel_count in (3, 4) and doc.dtype in (np.uint8, np.uint16)
+        try:
+            attrs, attrs_error = doc.attrs(), None
+        except Exception as exc:
+            attrs, attrs_error = {}, exc
         self.slicing.blockSignals(True)
-        self.slicing.set_image(doc.axes, doc.shape, doc.channel_count, rgb)
+        # a patient image's planes are drawn as radiologists read them (rows, columns from its geometry)
+        self.slicing.set_image(doc.axes, doc.shape, doc.channel_count, rgb, attrs)
         self.slicing.blockSignals(False)
         self.docks["Slicing"].setVisible(len(doc.spatial_axes) == 3 or bool(doc.channel_count and not rgb))
         self.editing.set_dtype(doc.dtype, doc.is_label)
-        try:
-            self.metadata.set_attrs(doc.attrs())
-        except Exception as exc:
-            self.metadata.set_attrs({})
-            self.metadata.error.emit(f"attributes could not be read: {exc}")
+        self.metadata.set_attrs(attrs)
+        if attrs_error is not None:
+            self.metadata.error.emit(f"attributes could not be read: {attrs_error}")
         self._set_window_presets(doc)
         # the physical aspect choice is remembered for the session; a file without spacing has square pixels
         self.view.physical_aspect = self.act_physical.isChecked()

@@ -199,25 +199,66 @@ def anatomical_plane_names(attrs: Mapping[str, Any] | None) -> tuple[str, str, s
     return names if len(set(names)) == 3 else None  # type: ignore[return-value]
 
 
+def _ras_directions(attrs: Mapping[str, Any] | None, axes: str) -> np.ndarray | None:
+    """The image's index axes as RAS directions (3x3, columns: the x, y, z axes; +x right, +y anterior, +z up) from
+    its patient geometry (``image_geometry``); None for a 2-D image, without a geometry or with a damaged one."""
+    from .formats.geometry import image_geometry
+
+    if not attrs or len([a for a in axes if a in "zyx"]) != 3:
+        return None
+    try:
+        geometry = image_geometry(dict(attrs), 3)
+    except Exception:  # noqa: BLE001 - damaged geometry: draw the stored order
+        return None
+    if geometry is None or geometry.space not in ("RAS", "LPS", "LAS") or geometry.direction.shape != (3, 3):
+        return None
+    ras = np.asarray(geometry.in_space("RAS").direction, dtype=np.float64)
+    return ras if np.all(np.isfinite(ras)) else None
+
+
+#: two directions' components closer than this are a tie: the plane is drawn in the stored order
+_TIE = 1e-3
+
+
+def radiological_axes(attrs: Mapping[str, Any] | None, axes: str, slice_axis: str | None) -> tuple[str, str] | None:
+    """(row axis, column axis) to draw the plane perpendicular to ``slice_axis`` of a patient image with, so it
+    reads as radiologists expect whatever the acquisition: rows along the shown axis pointing most nearly
+    superior-inferior when the plane holds that direction (coronal, sagittal), else along the one pointing most
+    nearly anterior-posterior (axial). A sagittal acquisition's y plane (an axial image) is then turned a quarter
+    instead of lying on its side. The stored order (the two other spatial axes of ``axes``) for a 2-D image, without
+    patient geometry and when the geometry leaves it open (a plane at 45 degrees); None when ``slice_axis`` is not
+    one of three spatial axes. Combine with :func:`radiological_flips` for the directions."""
+    spatial = [a for a in axes if a in "zyx"]
+    if len(spatial) != 3 or slice_axis not in spatial:
+        return None
+    shown = [a for a in spatial if a != slice_axis]
+    stored = (shown[0], shown[1])
+    ras = _ras_directions(attrs, axes)
+    if ras is None:
+        return stored
+    normal = np.abs(ras[:, "xyz".index(slice_axis)])
+    if abs(normal[2] - max(normal[0], normal[1])) < _TIE:
+        return stored  # as much axial as not: no reading convention applies
+    k = 1 if normal[2] > max(normal[0], normal[1]) else 2  # axial: rows anterior-posterior; else superior-inferior
+    a, b = (abs(float(ras[k, "xyz".index(s)])) for s in shown)
+    if abs(a - b) < _TIE:
+        return stored
+    return stored if a > b else (shown[1], shown[0])
+
+
 def radiological_flips(attrs: Mapping[str, Any] | None, axes: str, row_axis: str, col_axis: str) -> tuple[bool, bool]:
     """(rows upward, columns leftward): how to draw the plane of a patient image whose rows run along ``row_axis``
     and columns along ``col_axis`` (of the spatial ``axes``, e.g. "zyx") so that it reads as radiologists expect:
     superior at the top of coronal and sagittal planes, anterior at the top of axial ones, the patient's right on
     the screen's left, anterior on the left of sagittal planes. From the image's patient geometry (the DICOM
     reader's affine, a NIfTI affine, NRRD/MetaImage directions); (False, False) without one (a microscope image:
-    row 0 at the top, column 0 at the left)."""
-    from .formats.geometry import image_geometry
-
+    row 0 at the top, column 0 at the left). The rows and columns to draw come from :func:`radiological_axes`."""
     spatial = "".join(a for a in axes if a in "zyx")
-    if not attrs or len(spatial) != 3 or row_axis not in spatial or col_axis not in spatial:
+    if len(spatial) != 3 or row_axis not in spatial or col_axis not in spatial:
         return False, False
-    try:
-        geometry = image_geometry(dict(attrs), 3)
-    except Exception:  # noqa: BLE001 - damaged geometry: draw the stored order
+    ras = _ras_directions(attrs, axes)
+    if ras is None:
         return False, False
-    if geometry is None or geometry.space not in ("RAS", "LPS", "LAS") or geometry.direction.shape != (3, 3):
-        return False, False
-    ras = geometry.in_space("RAS").direction  # columns: the x, y, z index axes in RAS (+x right, +y anterior, +z up)
 
     def direction(axis: str) -> np.ndarray:
         return ras[:, "xyz".index(axis)]

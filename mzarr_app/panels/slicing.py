@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QSlider, QSpinBox, QWidget
 
-from ..tiles import Plane
+from ..tiles import Plane, default_plane
 
 
 class SlicingPanel(QWidget):
@@ -18,6 +20,7 @@ class SlicingPanel(QWidget):
         self.axes = ""
         self.shape: tuple[int, ...] = ()
         self.rgb = False
+        self.attrs: Mapping[str, Any] | None = None
         self.axis = QComboBox()
         self.axis.setObjectName("sliceAxis")
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -41,10 +44,13 @@ class SlicingPanel(QWidget):
         self._blocked = False
         self.set_image("yx", (1, 1), None, False)
 
-    def set_image(self, axes: str, shape: tuple[int, ...], channel_count: int | None, rgb: bool) -> None:
-        """Configure for an image; starts at the middle slice along the first spatial axis."""
+    def set_image(self, axes: str, shape: tuple[int, ...], channel_count: int | None, rgb: bool,
+                  attrs: Mapping[str, Any] | None = None) -> None:
+        """Configure for an image; starts at the middle slice along the first spatial axis. ``attrs``: the image's
+        attributes, whose patient geometry orders each plane's rows and columns as radiologists read it."""
         self._blocked = True
         self.axes, self.shape, self.rgb = axes, tuple(shape), rgb
+        self.attrs = attrs
         spatial = [a for a in axes if a != "c"]
         self.axis.clear()
         if len(spatial) == 3:
@@ -92,11 +98,12 @@ class SlicingPanel(QWidget):
         """The plane the widgets describe."""
         spatial = [a for a in self.axes if a != "c"]
         slice_axis = self.axis.currentText() or None if len(spatial) == 3 else None
-        shown = [a for a in spatial if a != slice_axis]
         channels = None
         if "c" in self.axes and not self.rgb and self.channel.currentIndex() > 0:
             channels = (self.channel.currentIndex() - 1,)
-        return Plane(self.axes, shown[0], shown[1], slice_axis, self.spin.value() if slice_axis else 0, channels)
+        if len(spatial) == 3 and slice_axis is None:  # (no axis chosen yet)
+            return Plane(self.axes, spatial[0], spatial[1], None, 0, channels)
+        return default_plane(self.axes, slice_axis, self.spin.value() if slice_axis else 0, channels, self.attrs)
 
     def _emit(self) -> None:
         if not self._blocked and self.axes:
