@@ -9,7 +9,9 @@ share the document's one decoded-chunk cache (``Document.shared_chunk_cache``), 
 serves the others and the memory budget is the app's single cache budget.
 
 Grid: z view top left, y view below it (the x axis shared, columns aligned), x view bottom right (the z axis
-shared with the y view, rows aligned), the cursor's position and value top right.
+shared with the y view, rows aligned), the cursor's position and value top right. A patient image's planes are
+drawn as radiologists read them (``tiles.default_plane`` with its attributes: a plane may be turned a quarter);
+zoom, pan and the crosshair follow each view's own row and column axes.
 """
 
 from __future__ import annotations
