@@ -215,6 +215,19 @@ class ViewLayout(QWidget):
                 pass
         self._apply()
 
+    def set_attrs(self, attrs: dict[str, Any]) -> bool:
+        """The document's attributes changed: the planes' names and orientation (patient geometry) follow; True
+        when a view's plane turned (the caller fits)."""
+        if self.doc is None:
+            return False
+        self._attrs = attrs
+        self.plane_names = anatomical_plane_names(attrs) or PLANE_NAMES
+        if not self.active:
+            return False
+        before = [(v.plane.row, v.plane.col) if v.plane is not None else None for v in self.views()]
+        self._place()
+        return before != [(v.plane.row, v.plane.col) if v.plane is not None else None for v in self.views()]
+
     def close_document(self) -> None:
         """Forget the document: the extra views stop loading."""
         self.set_document(None)

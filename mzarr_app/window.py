@@ -445,8 +445,7 @@ class MainWindow(QMainWindow):
             self.view.reload()
             self.layout_views.reload()
             if not self.metadata.dirty:
-                self.metadata.set_attrs(doc.attrs())
-                self._set_window_presets(doc)
+                self._attrs_changed(doc.attrs())
         self.statusBar().showMessage(f"{os.path.basename(doc.path)} was changed by another program: "
                                      "showing it as it is now", 6000)
         return True
@@ -627,6 +626,24 @@ class MainWindow(QMainWindow):
         self.layout_views.main_plane_changed(plane)
         self.layout_views.refresh_overviews()
         self._sync_plane_display()
+
+    def _attrs_changed(self, attrs: dict[str, Any]) -> None:
+        """The file's attributes changed (saved from the Metadata panel, or by another program): the panel, the
+        file's windows (WindowCenter/Width) and the planes' orientation (patient geometry) follow."""
+        assert self.doc is not None
+        self.metadata.set_attrs(attrs)
+        self._set_window_presets(self.doc)
+        self.slicing.attrs = attrs
+        plane = self.slicing.plane()
+        turned = plane != self.view.plane  # turned (or back) as the geometry now says
+        if turned:
+            self.view.set_plane(plane)
+        turned = self.layout_views.set_attrs(attrs) or turned
+        for v in self.layout_views.views():
+            v._apply_orientation()
+        if turned:
+            self.layout_views.fit()
+            self.measure.redraw()  # annotations drawn in the views' new axes
 
     def _set_display(self, s: DisplaySettings) -> None:
         """Contrast/colour settings of the image, in every view on screen."""
@@ -815,8 +832,7 @@ class MainWindow(QMainWindow):
             if metadata and self.metadata.dirty:
                 attrs = self.metadata.to_dict()
                 doc.save_attrs(attrs)
-                self.metadata.set_attrs(doc.attrs())
-                self._set_window_presets(doc)  # the file's windows (WindowCenter/Width) may have been edited
+                self._attrs_changed(doc.attrs())
             if self.measure.dirty:
                 self.measure.save()
         except Exception as exc:

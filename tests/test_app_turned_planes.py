@@ -281,3 +281,39 @@ def test_measurement_in_a_turned_plane_is_stored_in_the_planes_own_axes(qtbot, w
     (item, *_rest) = w.measure.drawn_in(w.view)
     r = item.path().boundingRect()
     assert (r.left(), r.top(), r.right(), r.bottom()) == pytest.approx((5.2, 8.2, 20.2, 30.2), abs=0.15)
+
+
+def test_planes_follow_a_geometry_saved_or_changed_on_disk(qtbot, window, sagittal, tmp_path) -> None:  # noqa: F811
+    """Deleting the patient geometry in the Metadata panel and saving draws every plane in the stored order again
+    (no quarter turn, no flip); the geometry written back by another program turns them again."""
+    import shutil
+
+    from mzarr_core import Mzarr
+
+    path = Path(shutil.copy(sagittal, tmp_path / "sag.mzarr"))
+    with Mzarr(path) as m:
+        affine = m.attrs()["nifti_affine"]
+    w = window
+    open_and_wait(qtbot, w, path)
+    show_plane(qtbot, w, "y", 12)
+    w.findChild(type(w.act_ortho), "actLayoutOrtho").trigger()
+    lv = w.layout_views
+    qtbot.waitUntil(lv.is_idle, timeout=30000)
+    turned = [("y", "x"), ("x", "z"), ("y", "z")]
+    assert [(v.plane.row, v.plane.col) for v in lv.views()] == turned
+    tree = w.metadata.tree
+    (item,) = [tree.topLevelItem(i) for i in range(tree.topLevelItemCount())
+               if tree.topLevelItem(i).text(0) == "nifti_affine"]
+    w.metadata.delete_item(item)
+    assert w.metadata.dirty and w.save(), w.last_error
+    assert "nifti_affine" not in Mzarr(path).attrs()
+    assert [(v.plane.row, v.plane.col) for v in lv.views()] == [("y", "x"), ("z", "x"), ("z", "y")]
+    assert all(v.vb.yInverted() and not v.vb.xInverted() for v in lv.views())  # row 0 top, column 0 left
+    qtbot.waitUntil(lv.is_idle, timeout=30000)
+    w.findChild(type(w.act_ortho), "actLayoutSingle").trigger()
+    w.slicing.set_axis("y")
+    assert (w.view.plane.row, w.view.plane.col) == ("z", "x")
+    with Mzarr(path, "r+") as m:  # another program writes the geometry back
+        m.attrs()["nifti_affine"] = affine
+    qtbot.waitUntil(lambda: (w.view.plane.row, w.view.plane.col) == ("x", "z"), timeout=10000)
+    assert w.view.vb.xInverted()  # the patient's right on the left again
