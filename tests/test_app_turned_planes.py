@@ -23,7 +23,8 @@ nib = pytest.importorskip("nibabel")
 @pytest.fixture(scope="module")
 def sagittal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """anatomical.nii (an axial LAS brain, 33 x 41 x 25 voxels of 2 mm) reoriented to a sagittal acquisition:
-    NIfTI i -> posterior, j -> inferior, k -> right, i.e. stored z -> R (33), y -> I (25), x -> P (41); uint8."""
+    NIfTI i -> posterior, j -> inferior, k -> right, i.e. stored z -> R (33), y -> I (25), x -> P (41); uint8, its
+    voxels made anisotropic (z 3 mm, y 2 mm, x 1 mm) so each drawn axis has its own spacing."""
     from nibabel.testing import data_path
 
     from mzarr_core.convert import convert
@@ -40,12 +41,13 @@ def sagittal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = np.round(data / data.max() * 250).astype(np.uint8)
     folder = tmp_path_factory.mktemp("sag")
     nii = folder / "sag.nii"
-    nib.save(nib.Nifti1Image(data, sag.affine), str(nii))
+    affine = sag.affine @ np.diag([0.5, 1.0, 1.5, 1.0])  # i (x) 1 mm, j (y) 2 mm, k (z) 3 mm
+    nib.save(nib.Nifti1Image(data, affine), str(nii))
     path = convert(nii, folder / "sag.mzarr")
     from mzarr_core import Mzarr
 
     with Mzarr(path) as m:
-        assert m.axes == "zyx" and m.shape == (33, 25, 41)
+        assert m.axes == "zyx" and m.shape == (33, 25, 41) and tuple(m.spacing) == pytest.approx((3, 2, 1))
     return path
 
 
@@ -129,6 +131,15 @@ def test_turned_planes_render_the_file_transposed_and_report_the_voxel(qtbot, wi
         got = np.array([[img[int(centre(i, j).y()), int(centre(i, j).x())] for j in range(want.shape[1])]
                         for i in range(want.shape[0])])
         np.testing.assert_array_equal(got, want, err_msg=f"{axis} plane")
+        # physical aspect: a drawn cell is as wide and tall as its voxel's spacing along the drawn axes, and the
+        # scale bar measures the drawn columns
+        mm = {"z": 3.0, "y": 2.0, "x": 1.0}
+        (a, b) = (centre(0, 0), centre(1, 1))
+        assert (b.x() - a.x()) / (b.y() - a.y()) == pytest.approx(mm[col] / mm[row], rel=0.02)
+        bar = w.view.scale_bar
+        value, unit = bar.text.split()
+        length = float(value) * {"mm": 1.0, "cm": 10.0}[unit]
+        assert length / bar.length_px == pytest.approx(mm[col] / (b.x() - a.x()), rel=0.02)
         # the pointer on drawn cell (i, j): the status bar names the voxel and its value from the file
         up, left = radiological_flips(attrs, "zyx", row, col)
         for i, j in ((3, 5), (want.shape[0] - 4, want.shape[1] - 7)):
@@ -317,3 +328,34 @@ def test_planes_follow_a_geometry_saved_or_changed_on_disk(qtbot, window, sagitt
         m.attrs()["nifti_affine"] = affine
     qtbot.waitUntil(lambda: (w.view.plane.row, w.view.plane.col) == ("x", "z"), timeout=10000)
     assert w.view.vb.xInverted()  # the patient's right on the left again
+
+
+def test_ruler_and_go_to_in_a_turned_plane(qtbot, window, sagittal) -> None:  # noqa: F811
+    """A ruler drawn down the turned axial plane's columns (z) at row x = 20: its length is in the drawn axes'
+    spacing (z 3 mm), its profile the file's voxels along z, and Go to shows it where it was drawn."""
+    vol, _attrs = volume(sagittal)
+    w = window
+    open_and_wait(qtbot, w, sagittal)
+    show_plane(qtbot, w, "y", 12)
+    w.measure.set_tool("measure_line")
+    vb = w.view.vb
+
+    def at(col: float, row: float) -> QPointF:
+        return QPointF(w.view.mapFromScene(vb.mapViewToScene(QPointF(col, row))))
+
+    with qtbot.waitSignal(w.measure.measured, timeout=20000):
+        drag(w.view, at(3.5, 20.5), at(28.5, 20.5))  # z 3.5 -> 28.5 along the drawn row x = 20
+    (a,) = w.measure.items
+    np.testing.assert_allclose(np.asarray(a.points), [(20.5, 3.5), (20.5, 28.5)], atol=0.1)  # (x, z)
+    prof = w.measure.results[a.id]
+    assert prof.length == pytest.approx(25 * 3.0, rel=0.02)  # 25 voxels of 3 mm
+    assert prof.values[0] == vol[3, 12, 20] and prof.values[-1] == vol[28, 12, 20]
+    assert set(np.asarray(prof.values).ravel().tolist()) <= set(vol[3:29, 12, 20].tolist())
+    (_path, label) = w.measure.drawn_in(w.view)
+    text = label.toPlainText()  # the drawn ruler's label: the same length, e.g. "Line 1: 75.02 mm (25.01 px)"
+    assert text.split()[3] == "mm" and float(text.split()[2]) == pytest.approx(prof.length, abs=0.01)
+    w.view.zoom(0.2)
+    w.measure.jump(a.id)
+    r = vb.viewRect()
+    c = r.center()  # centred on the ruler as drawn: view column z 16, row x 20.5 (not x 16, z 20.5)
+    assert (c.x(), c.y()) == pytest.approx((16.0, 20.5), abs=0.1) and r.left() < 3.5 and r.right() > 28.5
