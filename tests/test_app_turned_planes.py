@@ -359,3 +359,52 @@ def test_ruler_and_go_to_in_a_turned_plane(qtbot, window, sagittal) -> None:  # 
     r = vb.viewRect()
     c = r.center()  # centred on the ruler as drawn: view column z 16, row x 20.5 (not x 16, z 20.5)
     assert (c.x(), c.y()) == pytest.approx((16.0, 20.5), abs=0.1) and r.left() < 3.5 and r.right() > 28.5
+
+
+def test_fill_pick_and_polygon_in_a_turned_plane(qtbot, window, sagittal, tmp_path) -> None:  # noqa: F811
+    """On the turned axial plane of a label image: a stroke across the whole drawn row 10 splits the plane; a fill
+    above it fills the voxels with x < 10 only; pick on the stroke reads its value; a polygon sets the voxels under
+    its drawn triangle (x = drawn row, z = 32 - drawn column)."""
+    import shutil
+
+    from mzarr_core import Mzarr
+
+    path = Path(shutil.copy(sagittal, tmp_path / "sag.mzarr"))
+    with Mzarr(path, "r+") as m:
+        m.create_labels("seg", np.zeros(m.shape, np.uint8))
+    w = window
+    open_and_wait(qtbot, w, path)
+    show_plane(qtbot, w, "y", 12)
+    w.view.zoom(0.8)  # room around the plane: the stroke starts and ends outside it
+    qtbot.waitUntil(w.view.is_idle, timeout=30000)
+    centre = screen_grid(w.view, 41, 33)
+    w.editing.target_box.setCurrentIndex(w.editing.target_box.findData("seg"))
+    w.editing.set_tool("brush")
+    w.editing.radius.setValue(1)
+    w.editing.value.setValue(7)
+    drag(w.view, centre(10, -2), centre(10, 34), steps=12)
+    w.editing.set_tool("fill")
+    w.editing.value.setValue(9)
+    qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=centre(3, 16).toPoint())
+    w.editing.set_tool("pick")
+    w.editing.value.setValue(0)
+    qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=centre(10, 16).toPoint())
+    assert w.editing.value.value() == 7
+    w.editing.set_tool("polygon")
+    w.editing.value.setValue(8)
+    for i, j in ((25, 2), (25, 30), (38, 2)):
+        qtbot.mouseClick(w.view.viewport(), Qt.MouseButton.LeftButton, pos=centre(i, j).toPoint())
+        qtbot.wait(30)
+    assert w.view.vb.finish_polygon()
+    w.editing.set_tool(None)
+    assert len(w.model.edits) == 3
+    assert w.save(), w.last_error
+    seg = Mzarr(path).label("seg")[...]
+    plane = seg[:, 12, :]  # (z, x)
+    assert (seg[:, [y for y in range(25) if y != 12], :] == 0).all()
+    assert (plane[:, 10] == 7).all()  # the stroke: every z at x = 10
+    stroke_x = sorted(set(np.nonzero(plane == 7)[1].tolist()))
+    assert stroke_x[0] >= 9 and stroke_x[-1] <= 11
+    assert (plane[:, :stroke_x[0]] == 9).all() and not (plane[:, stroke_x[-1] + 1:] == 9).any()
+    assert plane[32 - 6, 28] == 8 and plane[32 - 28, 36] == 0  # drawn cells (28, 6) inside, (36, 28) outside
+    assert set(np.nonzero(plane == 8)[1].tolist()) <= set(range(25, 39))  # rows of the drawn triangle: x
