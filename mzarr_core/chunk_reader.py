@@ -143,6 +143,14 @@ def _native(spec: ArraySpec) -> np.dtype:
     return np.dtype(spec.dtype.to_native_dtype())
 
 
+def missing_codec_error(exc: ImportError) -> MzarrError:
+    """The error for a chunk whose codec this installation cannot load (a trimmed bundle, a broken imagecodecs):
+    the file is not damaged, the software is incomplete."""
+    return MzarrError(f"this installation of Mzarr cannot decode the file's chunks: a codec module is missing ({exc}); "
+                      "the file itself is not damaged. Reinstall Mzarr (pip install --force-reinstall mzarr "
+                      "imagecodecs), or use a complete build")
+
+
 class ChunkCodec:
     """Decodes whole chunks of one array whose codec pipeline is one Mzarr writes, to the chunk in storage order
     and the array's dtype (a full chunk, edge chunks included, as zarr stores them).
@@ -520,6 +528,8 @@ class ChunkReader:
             return np.asarray(self.array[region])
         except CorruptChunkError as exc:  # a guard or the checksum refused it (they do not know the chunk's key)
             raise self.owner.chunk_error(self.level_index, coords, exc) from None
+        except ImportError as exc:
+            raise missing_codec_error(exc) from None
         except (MzarrError, IndexError, MemoryError):
             raise
         except Exception as exc:
@@ -534,6 +544,8 @@ class ChunkReader:
                 return self.codec.decode(data)
             except MemoryError:
                 raise
+            except ImportError as exc:  # a codec this installation lacks: not damage
+                raise missing_codec_error(exc) from None
             except ChunkChecksumError as exc:  # zarr would find the same: name the chunk
                 raise self.owner.chunk_error(self.level_index, coords, exc) from None
             except Exception:  # refused by the strict decoder: zarr decides (and a failure there names the chunk)
@@ -658,6 +670,8 @@ class ChunkReader:
             return np.asarray(arr[key])
         except CorruptChunkError as exc:  # refused by a codec guard or the checksum, which do not know the chunk's key
             raise self.owner.corrupt_chunk_error(self.level_index, arr, key, exc) from None
+        except ImportError as exc:
+            raise missing_codec_error(exc) from None
         except (MzarrError, IndexError, MemoryError):
             raise
         except Exception as exc:  # a codec error: find and name the damaged chunk

@@ -18,7 +18,7 @@ from mzarr import Mzarr
 from mzarr_core import guards, salvage_file, verify
 from mzarr_core.chunk_reader import ChunkCodec
 from mzarr_core.codecs import Blosc, JpegxlFrames, JpegxlSlabs, Zstd, choose_codec, codec_from_json
-from mzarr_core.errors import ChunkChecksumError, ChunkTooLargeError, CorruptChunkError, MzarrValueError
+from mzarr_core.errors import ChunkChecksumError, ChunkTooLargeError, CorruptChunkError, MzarrError, MzarrValueError
 
 
 def root_meta(path: Path) -> dict:
@@ -256,3 +256,18 @@ def test_optimize_says_what_to_do_with_a_blosc_volume(tmp_path, nifti_4d_volume)
     with pytest.raises(MzarrValueError, match=r"stored with blosc.*--bricks slabs"):
         optimize(path, effort=4)
     assert path.read_bytes() == before
+
+
+def test_a_missing_codec_module_is_not_called_damage(tmp_path, nifti_4d_volume, monkeypatch):
+    """A build without imagecodecs' Blosc module (a trimmed bundle) says the software is incomplete, not the file."""
+    import imagecodecs
+
+    path, _ = _blosc_file(tmp_path, nifti_4d_volume)
+
+    def missing(*args, **kwargs):
+        raise imagecodecs.DelayedImportError("blosc")
+
+    monkeypatch.setattr(imagecodecs, "blosc_decode", missing)
+    with Mzarr(path) as m, pytest.raises(MzarrError, match="codec module is missing .*not damaged") as info:
+        m[0:10, 0:10, 0:10]
+    assert not isinstance(info.value, CorruptChunkError)
