@@ -15,6 +15,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from app_fixtures import grab_view, isolated_settings, open_and_wait, set_identity_grey, window  # noqa: F401
+from mzarr_core import Mzarr
 from mzarr_core.display import radiological_flips
 
 nib = pytest.importorskip("nibabel")
@@ -165,9 +166,10 @@ def test_turned_planes_render_the_file_transposed_and_report_the_voxel(qtbot, wi
     np.testing.assert_array_equal(inset._array[..., 0], expected_plane(vol, attrs, "y", 12, "x", "z"))
 
 
-def test_brush_in_a_turned_plane_paints_the_voxels_under_it(qtbot, window, sagittal, tmp_path) -> None:  # noqa: F811
-    """A stroke across the axial (y) plane, from drawn column 4 to 28 on drawn row 10: the label image holds it
-    along z (columns, flipped: z = 32 - column) at x = 10 (rows) on slice y = 12, saved to the file."""
+
+def open_axial_of_sagittal_with_labels(qtbot, w, sagittal: Path, tmp_path: Path) -> Path:
+    """A copy of the sagittal volume with an empty uint8 label image "seg", opened in ``w`` on its axial plane
+    y = 12 (drawn turned); the copy's path."""
     import shutil
 
     from mzarr_core import Mzarr
@@ -175,9 +177,15 @@ def test_brush_in_a_turned_plane_paints_the_voxels_under_it(qtbot, window, sagit
     path = Path(shutil.copy(sagittal, tmp_path / "sag.mzarr"))
     with Mzarr(path, "r+") as m:
         m.create_labels("seg", np.zeros(m.shape, np.uint8))
-    w = window
     open_and_wait(qtbot, w, path)
     show_plane(qtbot, w, "y", 12)
+    return path
+
+def test_brush_in_a_turned_plane_paints_the_voxels_under_it(qtbot, window, sagittal, tmp_path) -> None:  # noqa: F811
+    """A stroke across the axial (y) plane, from drawn column 4 to 28 on drawn row 10: the label image holds it
+    along z (columns, flipped: z = 32 - column) at x = 10 (rows) on slice y = 12, saved to the file."""
+    w = window
+    path = open_axial_of_sagittal_with_labels(qtbot, w, sagittal, tmp_path)
     assert (w.view.plane.row, w.view.plane.col) == ("x", "z") and w.view.vb.xInverted()
     w.editing.target_box.setCurrentIndex(w.editing.target_box.findData("seg"))
     w.editing.set_tool("brush")
@@ -365,16 +373,8 @@ def test_fill_pick_and_polygon_in_a_turned_plane(qtbot, window, sagittal, tmp_pa
     """On the turned axial plane of a label image: a stroke across the whole drawn row 10 splits the plane; a fill
     above it fills the voxels with x < 10 only; pick on the stroke reads its value; a polygon sets the voxels under
     its drawn triangle (x = drawn row, z = 32 - drawn column)."""
-    import shutil
-
-    from mzarr_core import Mzarr
-
-    path = Path(shutil.copy(sagittal, tmp_path / "sag.mzarr"))
-    with Mzarr(path, "r+") as m:
-        m.create_labels("seg", np.zeros(m.shape, np.uint8))
     w = window
-    open_and_wait(qtbot, w, path)
-    show_plane(qtbot, w, "y", 12)
+    path = open_axial_of_sagittal_with_labels(qtbot, w, sagittal, tmp_path)
     w.view.zoom(0.8)  # room around the plane: the stroke starts and ends outside it
     qtbot.waitUntil(w.view.is_idle, timeout=30000)
     centre = screen_grid(w.view, 41, 33)
