@@ -537,10 +537,10 @@ def decode_blosc(data: Any, nbytes: int, what: str) -> np.ndarray:
     if version not in (1, 2) or typesize < 1 or (nbytes and not 0 < blocksize <= max(nbytes, BLOSC_HEADER)):
         raise ValueError(f"its Blosc header is not one Blosc writes (version {version}, type size {typesize}, "
                          f"block size {blocksize}, flags {flags:#x})")
-    out = bytearray(nbytes)
+    out = np.empty(nbytes, np.uint8)  # not zeroed: the decode writes every byte (its size was checked above)
     if nbytes:
-        imagecodecs.blosc_decode(view, numthreads=1, out=out)
-    return np.frombuffer(out, np.uint8)
+        imagecodecs.blosc_decode(view, numthreads=1, out=memoryview(out))
+    return out
 
 
 class GuardedBlosc(BloscCodec):
