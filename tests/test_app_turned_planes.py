@@ -181,6 +181,20 @@ def open_axial_of_sagittal_with_labels(qtbot, w, sagittal: Path, tmp_path: Path)
     show_plane(qtbot, w, "y", 12)
     return path
 
+
+def measure_on_turned_axial(qtbot, w, sagittal: Path, tool: str):
+    """``sagittal`` opened in ``w`` on its turned axial plane y = 12 with measure ``tool`` active; returns
+    ``at(col, row)``: the viewport point of view (level-0) coordinates (col along z, row along x)."""
+    open_and_wait(qtbot, w, sagittal)
+    show_plane(qtbot, w, "y", 12)
+    w.measure.set_tool(tool)
+    vb = w.view.vb
+
+    def at(col: float, row: float) -> QPointF:
+        return QPointF(w.view.mapFromScene(vb.mapViewToScene(QPointF(col, row))))
+
+    return at
+
 def test_brush_in_a_turned_plane_paints_the_voxels_under_it(qtbot, window, sagittal, tmp_path) -> None:  # noqa: F811
     """A stroke across the axial (y) plane, from drawn column 4 to 28 on drawn row 10: the label image holds it
     along z (columns, flipped: z = 32 - column) at x = 10 (rows) on slice y = 12, saved to the file."""
@@ -274,13 +288,7 @@ def test_measurement_in_a_turned_plane_is_stored_in_the_planes_own_axes(qtbot, w
 
     vol, _attrs = volume(sagittal)
     w = window
-    open_and_wait(qtbot, w, sagittal)
-    show_plane(qtbot, w, "y", 12)
-    w.measure.set_tool("measure_rect")
-    vb = w.view.vb
-
-    def at(col: float, row: float) -> QPointF:  # a viewport point at view (level-0) coordinates (col z, row x)
-        return QPointF(w.view.mapFromScene(vb.mapViewToScene(QPointF(col, row))))
+    at = measure_on_turned_axial(qtbot, w, sagittal, "measure_rect")
 
     with qtbot.waitSignal(w.measure.measured, timeout=20000):
         drag(w.view, at(5.2, 8.2), at(20.2, 30.2))  # z 5..20, x 8..30 (view x = z, view y = x)
@@ -343,13 +351,7 @@ def test_ruler_and_go_to_in_a_turned_plane(qtbot, window, sagittal) -> None:  # 
     spacing (z 3 mm), its profile the file's voxels along z, and Go to shows it where it was drawn."""
     vol, _attrs = volume(sagittal)
     w = window
-    open_and_wait(qtbot, w, sagittal)
-    show_plane(qtbot, w, "y", 12)
-    w.measure.set_tool("measure_line")
-    vb = w.view.vb
-
-    def at(col: float, row: float) -> QPointF:
-        return QPointF(w.view.mapFromScene(vb.mapViewToScene(QPointF(col, row))))
+    at = measure_on_turned_axial(qtbot, w, sagittal, "measure_line")
 
     with qtbot.waitSignal(w.measure.measured, timeout=20000):
         drag(w.view, at(3.5, 20.5), at(28.5, 20.5))  # z 3.5 -> 28.5 along the drawn row x = 20
@@ -364,7 +366,7 @@ def test_ruler_and_go_to_in_a_turned_plane(qtbot, window, sagittal) -> None:  # 
     assert text.split()[3] == "mm" and float(text.split()[2]) == pytest.approx(prof.length, abs=0.01)
     w.view.zoom(0.2)
     w.measure.jump(a.id)
-    r = vb.viewRect()
+    r = w.view.vb.viewRect()
     c = r.center()  # centred on the ruler as drawn: view column z 16, row x 20.5 (not x 16, z 20.5)
     assert (c.x(), c.y()) == pytest.approx((16.0, 20.5), abs=0.1) and r.left() < 3.5 and r.right() > 28.5
 
